@@ -1,0 +1,136 @@
+"""Weighting functions: the paper's three operating points, their sum, and config errors."""
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ugr.reweight import pmf
+from ugr.weighting import build
+
+loss_vectors = st.lists(st.floats(-30, 30, allow_nan=False), min_size=2, max_size=40).map(torch.tensor)
+
+
+def _orders_agree(losses: torch.Tensor, p: torch.Tensor, direction: int) -> bool:
+    """direction +1: a higher loss never gets a lower weight; -1: never a higher one."""
+    order = torch.argsort(losses, stable=True)
+    diffs = torch.diff(p[order].double()) * direction
+    return bool((diffs >= -1e-12).all())
+
+
+@settings(max_examples=80, deadline=None)
+@given(losses=loss_vectors, alpha=st.floats(1e-3, 5))
+def test_robust_never_gives_a_harder_example_less_weight(losses, alpha):
+    p = pmf(build({"type": "robust", "alpha": alpha})(losses=losses))
+    assert _orders_agree(losses, p, +1)
+
+
+@settings(max_examples=30, deadline=None)
+@given(losses=loss_vectors)
+def test_alpha_zero_is_uniform(losses):
+    p = pmf(build({"type": "robust", "alpha": 0.0})(losses=losses))
+    assert torch.equal(p, torch.full_like(p, p[0].item()))
+    assert p.sum().item() == pytest.approx(1.0, abs=1e-6)
+
+
+@settings(max_examples=80, deadline=None)
+@given(losses=loss_vectors, beta0=st.floats(-5, -1e-3), schedule=st.sampled_from(["linear", "exponential", "step"]),
+       horizon=st.integers(1, 1000), fraction=st.floats(0, 0.999))
+def test_curriculum_favours_easy_examples_before_the_horizon(losses, beta0, schedule, horizon, fraction):
+    weighting = build({"type": "curriculum", "beta0": beta0, "horizon_steps": horizon, "schedule": schedule})
+    step = int(fraction * horizon)
+    assert weighting.beta(step) < 0
+    assert _orders_agree(losses, pmf(weighting(losses=losses, step=step)), -1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(losses=loss_vectors, schedule=st.sampled_from(["linear", "exponential", "step"]),
+       horizon=st.integers(1, 50), after=st.integers(0, 10_000))
+def test_curriculum_is_exactly_uniform_from_the_horizon_on(losses, schedule, horizon, after):
+    weighting = build({"type": "curriculum", "beta0": -2.0, "horizon_epochs": horizon, "schedule": schedule})
+    logits = weighting(losses=losses, epoch=horizon + after)
+    assert weighting.beta(horizon + after) == 0.0
+    assert torch.equal(logits, torch.zeros_like(losses))
+
+
+@pytest.mark.parametrize("schedule", ["linear", "exponential", "step"])
+def test_curriculum_beta_rises_from_beta0(schedule):
+    weighting = build({"type": "curriculum", "beta0": -1.5, "horizon_steps": 100, "schedule": schedule})
+    betas = [weighting.beta(k) for k in range(0, 101)]
+    assert betas[0] == -1.5 and betas[-1] == 0.0
+    assert all(b1 <= b2 for b1, b2 in zip(betas, betas[1:]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(gamma_a=st.floats(-5, 5), gamma_b=st.floats(-5, 5))
+def test_class_weights_have_the_ratio_exp_gamma_difference(gamma_a, gamma_b):
+    weighting = build({"type": "class", "gamma": {"speech": gamma_a, "dog": gamma_b}})
+    classes = [["speech", "dog"], ["dog", "rain"]]
+    p = pmf(weighting(losses=torch.zeros(2, 2), classes=classes))
+    assert (p[0, 0] / p[0, 1]).item() == pytest.approx(math.exp(gamma_a - gamma_b), rel=1e-5)
+    assert (p[1, 1] / p[0, 1]).item() == pytest.approx(math.exp(-gamma_b), rel=1e-5)  # rain: not named, 0
+
+
+def test_class_labels_fall_back_to_their_coarse_class():
+    weighting = build({"type": "class", "gamma": {"env": 3.0, "dog": 1.0}})
+    logits = weighting(losses=torch.zeros(3), classes=["speech", "rain", "dog"])
+    assert logits.tolist() == [0.0, 3.0, 1.0]
+
+
+def test_class_logits_per_mixture_average_their_sources():
+    weighting = build({"type": "class", "gamma": {"speech": 2.0}, "granularity": "mixture"})
+    logits = weighting(losses=torch.zeros(2), classes=[["speech", "dog"], ["speech", "speech"]])
+    assert logits.tolist() == [1.0, 2.0]
+
+
+def test_sum_adds_its_terms():
+    losses = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    classes = [["speech", "dog"], ["dog", "speech"]]
+    robust = build({"type": "robust", "alpha": 0.5})
+    bias = build({"type": "class", "gamma": {"speech": 3.0}})
+    both = build({"type": "sum", "terms": [{"type": "robust", "alpha": 0.5}, {"type": "class", "gamma": {"speech": 3.0}}]})
+    expected = robust(losses=losses) + bias(losses=losses, classes=classes)
+    assert torch.equal(both(losses=losses, classes=classes), expected)
+
+
+def test_neg_sisdri_signal_uses_its_own_context_key():
+    weighting = build({"type": "robust", "alpha": 1.0, "signal": "neg_sisdri"})
+    assert weighting(losses=torch.zeros(2), neg_sisdri=torch.tensor([1.0, -1.0])).tolist() == [1.0, -1.0]
+    with pytest.raises(ValueError, match="neg_sisdri"):
+        weighting(losses=torch.zeros(2))
+
+
+def test_granularity_is_carried_and_extra_context_is_ignored():
+    weighting = build({"type": "uniform", "granularity": "mixture"})
+    assert weighting.granularity == "mixture"
+    assert build({"type": "uniform"}).granularity == "source"
+    assert weighting(losses=torch.ones(3), something_else=1).tolist() == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        ({"type": "focal"}, r"'type' must be one of \['uniform', 'robust', 'curriculum', 'class', 'sum'\]"),
+        ({"alpha": 1}, "'type' must be one of"),
+        ({"type": "robust", "alpha": 1, "beta": 2}, r"unknown key\(s\) \['beta'\]; allowed keys are"),
+        ({"type": "robust"}, "missing 'alpha'"),
+        ({"type": "robust", "alpha": -0.1}, "'alpha' must be >= 0"),
+        ({"type": "robust", "alpha": "big"}, "'alpha' must be a finite number"),
+        ({"type": "robust", "alpha": 1, "signal": "sdr"}, r"'signal' must be one of \['loss', 'neg_sisdri'\]"),
+        ({"type": "curriculum", "beta0": 0.5, "horizon_steps": 10}, "'beta0' must be < 0"),
+        ({"type": "curriculum", "beta0": -1}, "exactly one of 'horizon_steps' or 'horizon_epochs'"),
+        ({"type": "curriculum", "beta0": -1, "horizon_steps": 5, "horizon_epochs": 2}, "exactly one of"),
+        ({"type": "curriculum", "beta0": -1, "horizon_steps": 0}, "'horizon_steps' must be > 0"),
+        ({"type": "curriculum", "beta0": -1, "horizon_steps": 5, "schedule": "cosine"}, r"'schedule' must be one of \['linear', 'exponential', 'step'\]"),
+        ({"type": "class", "gamma": {"speech": "high"}}, r"gamma\['speech'\] must be a finite number"),
+        ({"type": "class", "gamma": {}}, "'gamma' must be a non-empty mapping"),
+        ({"type": "class"}, "'gamma' must be a non-empty mapping"),
+        ({"type": "uniform", "granularity": "frame"}, r"'granularity' must be one of \['source', 'mixture'\]"),
+        ({"type": "sum", "terms": []}, "'terms' must be a non-empty list"),
+        ({"type": "sum", "terms": [{"type": "robust", "alpha": 1, "granularity": "source"}]}, r"terms\[0\].*unknown key\(s\) \['granularity'\]"),
+    ],
+)
+def test_config_errors_name_the_key_and_the_allowed_values(cfg, message):
+    with pytest.raises(ValueError, match=message):
+        build(cfg)

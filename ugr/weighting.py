@@ -1,0 +1,251 @@
+"""Weighting functions F: the logits whose softmax over the batch gives the pmf.
+
+``build(cfg)`` turns one config mapping into a callable. Called with keyword
+context it returns logits shaped like ``losses``:
+
+    weighting = build({"type": "robust", "alpha": 0.2})
+    logits = weighting(losses=losses, classes=classes, step=step, epoch=epoch)
+
+Context keys: ``losses`` (per-example training losses, (B, n_src) or (B,)),
+``neg_sisdri`` (negative SI-SDR improvement, same shape; only needed by
+``signal: neg_sisdri``), ``classes`` (fine class labels, nested like ``losses``,
+or (B, n_src) when ``losses`` is per mixture), ``step`` and ``epoch``
+(optimisation step and epoch, from 0). Other keys are ignored, so the trainer
+can pass one context to every type.
+
+Types (F of the paper):
+
+* ``uniform``: F = 0, the ordinary mean.
+* ``robust``: F = alpha * signal, alpha >= 0. Hard examples weigh more.
+* ``curriculum``: F = beta(k) * signal with beta(0) = beta0 < 0 rising to
+  exactly 0 at the horizon (``horizon_steps`` or ``horizon_epochs``) and 0
+  after it. Easy examples first, then the uniform update. Schedules of the
+  progress ``r = k / horizon`` in [0, 1]:
+  ``linear`` beta0 * (1 - r);
+  ``exponential`` beta0 * (exp(-rate r) - exp(-rate)) / (1 - exp(-rate)),
+  fast early relaxation (``rate``, default 5);
+  ``step`` beta0 * (1 - floor(r * levels) / levels), ``levels`` plateaus
+  (default 4).
+* ``class``: F = gamma[label]. A label is looked up as its fine class first,
+  then as its coarse class (``speech``/``env``); labels not named get 0. With
+  per-mixture losses a mixture's logit is the mean over its sources, so a
+  speech-vs-env bias needs ``granularity: source`` when every mixture holds
+  one source of each.
+* ``sum``: the sum of ``terms`` (e.g. robust + class).
+
+The signal of loss-based types (``signal``): ``loss`` (default, the paper's
+formula) or ``neg_sisdri`` (negative SI-SDR improvement, the authors' code).
+
+``granularity`` (top level only; default ``source``) is carried as an
+attribute for the trainer, which picks per-source or per-mixture losses
+accordingly (see ``ugr.losses``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from numbers import Real
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ugr.losses import GRANULARITIES
+
+SIGNALS = ("loss", "neg_sisdri")
+SCHEDULES = ("linear", "exponential", "step")
+TYPES = ("uniform", "robust", "curriculum", "class", "sum")
+
+
+def coarse_label(fine: str) -> str:
+    """Coarse class of a fine label: speech stays speech, every sound class is env."""
+    return "speech" if fine == "speech" else "env"
+
+
+def _signal(context: Mapping[str, Any], signal: str) -> Tensor:
+    key = "losses" if signal == "loss" else "neg_sisdri"
+    if key not in context:
+        raise ValueError(f"weighting with signal {signal!r} needs the context key {key!r}")
+    return context[key].detach()
+
+
+@dataclass(frozen=True)
+class Uniform:
+    granularity: str = "source"
+
+    def __call__(self, **context: Any) -> Tensor:
+        return torch.zeros_like(context["losses"].detach())
+
+
+@dataclass(frozen=True)
+class Robust:
+    alpha: float
+    signal: str = "loss"
+    granularity: str = "source"
+
+    def __call__(self, **context: Any) -> Tensor:
+        return self.alpha * _signal(context, self.signal)
+
+
+@dataclass(frozen=True)
+class Curriculum:
+    beta0: float
+    horizon: float
+    unit: str  # "step" or "epoch": the context key that measures progress
+    schedule: str = "linear"
+    rate: float = 5.0
+    levels: int = 4
+    signal: str = "loss"
+    granularity: str = "source"
+
+    def beta(self, progress: float) -> float:
+        """beta at step/epoch ``progress``: beta0 at 0, exactly 0 from the horizon on."""
+        r = progress / self.horizon
+        if r >= 1.0:
+            return 0.0
+        r = max(r, 0.0)
+        if self.schedule == "linear":
+            factor = 1.0 - r
+        elif self.schedule == "exponential":
+            floor = math.exp(-self.rate)
+            factor = (math.exp(-self.rate * r) - floor) / (1.0 - floor)
+        else:
+            factor = 1.0 - math.floor(r * self.levels) / self.levels
+        return self.beta0 * factor
+
+    def __call__(self, **context: Any) -> Tensor:
+        if self.unit not in context:
+            raise ValueError(f"curriculum weighting needs the context key {self.unit!r}")
+        return self.beta(float(context[self.unit])) * _signal(context, self.signal)
+
+
+@dataclass(frozen=True)
+class ClassBias:
+    gamma: Mapping[str, float]
+    granularity: str = "source"
+
+    def __call__(self, **context: Any) -> Tensor:
+        losses = context["losses"].detach()
+        if "classes" not in context:
+            raise ValueError("class weighting needs the context key 'classes' (fine class labels)")
+        labels = np.asarray(context["classes"], dtype=object)
+        values = np.vectorize(self._lookup, otypes=[float])(labels) if labels.size else labels.astype(float)
+        logits = torch.as_tensor(values, dtype=losses.dtype, device=losses.device)
+        if logits.shape == losses.shape:
+            return logits
+        if logits.dim() == losses.dim() + 1 and logits.shape[: losses.dim()] == losses.shape:
+            return logits.mean(dim=-1)  # per-mixture losses, per-source labels
+        raise ValueError(
+            f"class weighting: classes of shape {tuple(logits.shape)} do not match losses "
+            f"{tuple(losses.shape)}; pass one label per loss, or (B, n_src) labels for (B,) losses"
+        )
+
+    def _lookup(self, label: str) -> float:
+        return self.gamma.get(label, self.gamma.get(coarse_label(label), 0.0))
+
+
+@dataclass(frozen=True)
+class Sum:
+    terms: Sequence[Callable[..., Tensor]] = field(default_factory=tuple)
+    granularity: str = "source"
+
+    def __call__(self, **context: Any) -> Tensor:
+        total = torch.zeros_like(context["losses"].detach())
+        for term in self.terms:
+            total = total + term(**context)
+        return total
+
+
+def _number(cfg: Mapping[str, Any], key: str, where: str) -> float:
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise ValueError(f"{where}: {key!r} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _check_keys(cfg: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(cfg) - allowed)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(allowed)}")
+
+
+def _check_choice(value: Any, choices: Sequence[str], key: str, where: str) -> str:
+    if value not in choices:
+        raise ValueError(f"{where}: {key!r} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def build(cfg: Mapping[str, Any]) -> Callable[..., Tensor]:
+    """A weighting function from its config mapping; bad configs raise ``ValueError``."""
+    return _build(cfg, where="weighting", top_level=True)
+
+
+def _build(cfg: Mapping[str, Any], where: str, top_level: bool) -> Callable[..., Tensor]:
+    if not isinstance(cfg, Mapping):
+        raise ValueError(f"{where}: expected a mapping with a 'type' key, got {cfg!r}")
+    kind = _check_choice(cfg.get("type"), TYPES, "type", where)
+    where = f"{where} ({kind})"
+    common = {"type"} | ({"granularity"} if top_level else set())
+    extra: dict[str, Any] = {}
+    if top_level:
+        extra["granularity"] = _check_choice(cfg.get("granularity", "source"), GRANULARITIES, "granularity", where)
+
+    if kind == "uniform":
+        _check_keys(cfg, common, where)
+        return Uniform(**extra)
+
+    if kind == "robust":
+        _check_keys(cfg, common | {"alpha", "signal"}, where)
+        if "alpha" not in cfg:
+            raise ValueError(f"{where}: missing 'alpha' (a number >= 0; 0 is the uniform update)")
+        alpha = _number(cfg, "alpha", where)
+        if alpha < 0:
+            raise ValueError(f"{where}: 'alpha' must be >= 0 (alpha < 0 favours easy examples: use type curriculum), got {alpha}")
+        signal = _check_choice(cfg.get("signal", "loss"), SIGNALS, "signal", where)
+        return Robust(alpha=alpha, signal=signal, **extra)
+
+    if kind == "curriculum":
+        allowed = common | {"beta0", "horizon_steps", "horizon_epochs", "schedule", "rate", "levels", "signal"}
+        _check_keys(cfg, allowed, where)
+        if "beta0" not in cfg:
+            raise ValueError(f"{where}: missing 'beta0' (a number < 0)")
+        beta0 = _number(cfg, "beta0", where)
+        if beta0 >= 0:
+            raise ValueError(f"{where}: 'beta0' must be < 0 (beta rises from beta0 to 0), got {beta0}")
+        horizons = [k for k in ("horizon_steps", "horizon_epochs") if k in cfg]
+        if len(horizons) != 1:
+            raise ValueError(f"{where}: give exactly one of 'horizon_steps' or 'horizon_epochs' (got {horizons or 'none'})")
+        horizon = _number(cfg, horizons[0], where)
+        if horizon <= 0:
+            raise ValueError(f"{where}: {horizons[0]!r} must be > 0, got {horizon}")
+        schedule = _check_choice(cfg.get("schedule", "linear"), SCHEDULES, "schedule", where)
+        rate = _number(cfg, "rate", where) if "rate" in cfg else 5.0
+        if rate <= 0:
+            raise ValueError(f"{where}: 'rate' must be > 0, got {rate}")
+        levels = cfg.get("levels", 4)
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+            raise ValueError(f"{where}: 'levels' must be an integer >= 1, got {levels!r}")
+        signal = _check_choice(cfg.get("signal", "loss"), SIGNALS, "signal", where)
+        unit = "step" if horizons[0] == "horizon_steps" else "epoch"
+        return Curriculum(beta0=beta0, horizon=horizon, unit=unit, schedule=schedule,
+                          rate=rate, levels=levels, signal=signal, **extra)
+
+    if kind == "class":
+        _check_keys(cfg, common | {"gamma"}, where)
+        gamma = cfg.get("gamma")
+        if not isinstance(gamma, Mapping) or not gamma:
+            raise ValueError(f"{where}: 'gamma' must be a non-empty mapping {{class_name: number}}, got {gamma!r}")
+        values = {}
+        for name, value in gamma.items():
+            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+                raise ValueError(f"{where}: gamma[{name!r}] must be a finite number, got {value!r}")
+            values[str(name)] = float(value)
+        return ClassBias(gamma=values, **extra)
+
+    _check_keys(cfg, common | {"terms"}, where)
+    terms = cfg.get("terms")
+    if not isinstance(terms, Sequence) or isinstance(terms, (str, bytes)) or not terms:
+        raise ValueError(f"{where}: 'terms' must be a non-empty list of weighting configs, got {terms!r}")
+    built = tuple(_build(term, f"{where} terms[{i}]", top_level=False) for i, term in enumerate(terms))
+    return Sum(terms=built, **extra)
