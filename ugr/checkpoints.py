@@ -1,0 +1,122 @@
+"""Checkpoint files: atomic writes and the average of the last K epochs.
+
+Atomic: a job killed mid-write (Slurm preemption, Ctrl-C) must never leave a
+truncated ``last.ckpt`` that resume would then choke on, so every file goes to
+a temporary name in the same folder and is renamed into place. Lightning's own
+save goes through fsspec, whose temporary file lives in /tmp and is moved
+(copied) across file systems, which is not atomic; ``AtomicCheckpointIO``
+replaces it.
+
+Averaging: the paper reports test scores "averaged over ten epochs"; we
+average the *weights* of the last K epoch checkpoints (a standard, cheap
+ensemble) and score that one model.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+import yaml
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+EPOCH_CKPT = re.compile(r"^epoch=(\d+)\.ckpt$")
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` via a temporary file and a rename."""
+    _atomic_write(Path(path), lambda handle: handle.write(text.encode()))
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` via a temporary file and a rename."""
+    _atomic_write(Path(path), lambda handle: torch.save(obj, handle))
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO whose saves are atomic on local disks."""
+
+    def save_checkpoint(self, checkpoint: Dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
+        atomic_torch_save(checkpoint, Path(path))
+
+
+def epoch_checkpoints(ckpt_dir: Path) -> List[Path]:
+    """The per-epoch checkpoints (``epoch=N.ckpt``) in epoch order."""
+    found = [(int(m.group(1)), p) for p in Path(ckpt_dir).glob("epoch=*.ckpt") if (m := EPOCH_CKPT.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def model_state(ckpt_path: Path) -> Dict[str, torch.Tensor]:
+    """The separation model's weights from a Lightning checkpoint (keys without the ``model.`` prefix)."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    state = ckpt["state_dict"]
+    return {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+
+
+def average_last_epochs(ckpt_dir: Path, k: int) -> tuple[Dict[str, torch.Tensor], List[Path]]:
+    """Mean of the model weights of the last ``k`` epoch checkpoints, and the files used.
+
+    Fewer than ``k`` checkpoints is an error rather than a silent smaller
+    average: the score would not be what the config says.
+    """
+    if k < 1:
+        raise ValueError(f"average over k={k} checkpoints: k must be >= 1")
+    available = epoch_checkpoints(ckpt_dir)
+    if len(available) < k:
+        raise FileNotFoundError(
+            f"{ckpt_dir}: {len(available)} epoch checkpoint(s) found, {k} needed to average the last {k}; "
+            f"train more epochs or lower scoring.average_last_k / --average-last")
+    chosen = available[-k:]
+    total: Dict[str, torch.Tensor] = {}
+    dtypes: Dict[str, torch.dtype] = {}
+    for path in chosen:
+        for name, value in model_state(path).items():
+            dtypes[name] = value.dtype
+            if value.is_floating_point():
+                total[name] = total.get(name, 0) + value.double()
+            else:
+                total[name] = value  # integer buffers (counters) are not averaged: keep the latest
+    averaged = {name: (v / k).to(dtypes[name]) if v.is_floating_point() else v for name, v in total.items()}
+    return averaged, chosen
+
+
+def load_experiment(exp_dir: Path, *, checkpoint: Optional[Path] = None,
+                    average_last: Optional[int] = None) -> tuple[Dict[str, Any], torch.nn.Module, str]:
+    """A trained experiment's config, its model in eval mode, and which weights it holds.
+
+    The weights are ``checkpoint`` when given, else the average of the last
+    ``average_last`` epochs (default: the config's ``scoring.average_last_k``).
+    """
+    from ugr.models import build_model  # imported here: it pulls in asteroid
+
+    cfg_path = Path(exp_dir) / "config.yaml"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path}: no config; is {exp_dir} a trained experiment (stage 2 output)?")
+    cfg = yaml.safe_load(cfg_path.read_text())
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"{checkpoint}: checkpoint not found; pass an existing .ckpt file")
+        state, used = model_state(Path(checkpoint)), str(checkpoint)
+    else:
+        state, files = average_last_epochs(Path(exp_dir) / "checkpoints", average_last or cfg["scoring"]["average_last_k"])
+        used = "average of " + ", ".join(p.name for p in files)
+    model = build_model(cfg["model"])
+    model.load_state_dict(state)
+    return cfg, model.eval(), used

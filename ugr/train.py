@@ -1,0 +1,176 @@
+"""Stage 2: train one experiment, resuming from its last checkpoint when there is one.
+
+Everything an experiment produces lives in its folder (``--exp-dir``):
+
+    config.yaml                  the resolved config it was trained with
+    checkpoints/epoch=N.ckpt     the last ``scoring.average_last_k`` epochs (for averaging)
+    checkpoints/last.ckpt        the end of the latest epoch (resume point)
+    checkpoints/best.ckpt        the best epoch by validation SI-SDRi
+    csv/version_V/metrics.csv    training loss, ESS, max p, validation SI-SDRi (one version per launch)
+    tensorboard/version_V/       the same for TensorBoard
+    train.done                   written last (JSON): training finished
+
+A run killed at any point loses at most its current epoch: the next launch
+with the same config resumes from ``last.ckpt`` (on Slurm, Lightning's
+SLURMEnvironment requeues the job on preemption by itself).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import pytorch_lightning as pl
+import yaml
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import DataLoader
+
+from ugr import config as config_lib
+from ugr.checkpoints import AtomicCheckpointIO, atomic_write_text
+from ugr.data import EpochSampler, ListedMixtures, OnTheFlyMixtures, collate_mixtures
+from ugr.system import SeparationSystem
+
+DONE_FILE = "train.done"
+VALID_LIST = "valid.csv"
+
+
+class MixtureData(pl.LightningDataModule):
+    """Fresh on-the-fly training mixtures every epoch; the fixed validation list.
+
+    The training sampler is built once the trainer knows this process's rank,
+    so that each DDP rank draws its own share of the epoch's mixtures.
+    """
+
+    def __init__(self, cfg: Dict[str, Any], data_dir: Path, lists_dir: Path, ngpu: int) -> None:
+        super().__init__()
+        self.cfg, self.data_dir, self.lists_dir = cfg, data_dir, lists_dir
+        world = max(ngpu, 1)
+        batch = cfg["training"]["batch_size"]
+        if batch % world:
+            raise ValueError(f"training.batch_size ({batch}) must be a multiple of the number of GPUs ({world}): "
+                             f"it is the global batch the pmf spans, split evenly over the GPUs")
+        self.per_device_batch = batch // world
+        if self.per_device_batch % cfg["training"]["micro_batches"]:
+            raise ValueError(f"the per-GPU batch ({self.per_device_batch}) must be a multiple of "
+                             f"training.micro_batches ({cfg['training']['micro_batches']})")
+
+    def train_dataloader(self) -> DataLoader:
+        data, training = self.cfg["data"], self.cfg["training"]
+        dataset = OnTheFlyMixtures(
+            self.data_dir, "train", num_mixtures=data["train_mixtures_per_epoch"], seed=data["seed"],
+            segment=data["segment"], sample_rate=data["sample_rate"], snr_range=tuple(data["snr_range"]),
+            priors=data["priors"], normalize=data["normalize"])
+        sampler = EpochSampler(len(dataset), rank=self.trainer.global_rank, world_size=self.trainer.world_size)
+        return DataLoader(dataset, batch_size=self.per_device_batch, sampler=sampler, drop_last=True,
+                          num_workers=training["num_workers"], collate_fn=collate_mixtures,
+                          persistent_workers=training["num_workers"] > 0)
+
+    def val_dataloader(self) -> DataLoader:
+        list_path = self.lists_dir / VALID_LIST
+        if not list_path.is_file():
+            raise FileNotFoundError(f"{list_path}: validation mixture list missing; run stage 1 (mixture lists) first")
+        dataset = ListedMixtures(self.data_dir, list_path, sample_rate=self.cfg["data"]["sample_rate"])
+        return DataLoader(dataset, batch_size=self.cfg["training"]["valid_batch_size"], shuffle=False,
+                          num_workers=self.cfg["training"]["num_workers"], collate_fn=collate_mixtures)
+
+
+def _check_same_config(exp_dir: Path, cfg: Dict[str, Any]) -> None:
+    """Refuses to resume an experiment folder with a different config: the result would be neither run."""
+    saved_path = exp_dir / "config.yaml"
+    if saved_path.is_file():
+        saved = yaml.safe_load(saved_path.read_text())
+        if saved != cfg:
+            changed = sorted(f"{section}.{key}" for section in set(saved) | set(cfg)
+                             for key in set(saved.get(section, {})) | set(cfg.get(section, {}))
+                             if saved.get(section, {}).get(key) != cfg.get(section, {}).get(key))
+            raise SystemExit(f"{exp_dir}: was trained with a different config (changed: {', '.join(changed)}); "
+                             f"use another --exp-dir (run.sh --tag) or delete {exp_dir} to start over")
+
+
+def build_trainer(cfg: Dict[str, Any], exp_dir: Path, ngpu: int, progress: bool = True) -> pl.Trainer:
+    """The Lightning trainer: per-epoch + best checkpoints (atomic), CSV + TensorBoard logs."""
+    ckpt_dir = exp_dir / "checkpoints"
+    keep_epochs = ModelCheckpoint(  # "the top k by epoch number" = the last k epochs
+        dirpath=ckpt_dir, filename="epoch={epoch}", auto_insert_metric_name=False, monitor="epoch", mode="max",
+        save_top_k=cfg["scoring"]["average_last_k"], every_n_epochs=1, save_last=True)
+    keep_best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/si_sdri", mode="max", save_top_k=1,
+                                auto_insert_metric_name=False)
+    callbacks = [keep_epochs, keep_best]
+    if progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=1))
+    return pl.Trainer(
+        max_epochs=cfg["training"]["epochs"],
+        accelerator="gpu" if ngpu > 0 else "cpu",
+        devices=ngpu if ngpu > 0 else 1,
+        strategy="ddp" if ngpu > 1 else "auto",
+        precision=cfg["training"]["precision"],
+        callbacks=callbacks,
+        logger=[CSVLogger(exp_dir, name="csv"), TensorBoardLogger(exp_dir, name="tensorboard", default_hp_metric=False)],
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,
+        deterministic="warn",
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+    )
+
+
+def train(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, lists_dir: Path, ngpu: int = 0,
+          progress: bool = True) -> Dict[str, Any]:
+    """Trains (or resumes, or finds finished) one experiment; returns the summary written to train.done."""
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    done = exp_dir / DONE_FILE
+    _check_same_config(exp_dir, cfg)
+    if done.is_file():
+        print(f"train: {exp_dir} already trained ({done}); delete that file to train again")
+        return json.loads(done.read_text())
+    config_lib.dump(cfg, exp_dir / "config.yaml")
+    pl.seed_everything(cfg["training"]["seed"], workers=True, verbose=False)
+    system = SeparationSystem(cfg)
+    trainer = build_trainer(cfg, exp_dir, ngpu, progress)
+    last = exp_dir / "checkpoints" / "last.ckpt"
+    resume: Optional[str] = str(last) if last.is_file() else None
+    if resume and trainer.is_global_zero:
+        print(f"train: resuming from {last}")
+    trainer.fit(system, datamodule=MixtureData(cfg, data_dir, lists_dir, ngpu), ckpt_path=resume)
+    summary = {
+        "epochs": trainer.current_epoch,
+        "best_checkpoint": trainer.checkpoint_callbacks[1].best_model_path,
+        "best_val_si_sdri": float(trainer.checkpoint_callbacks[1].best_model_score or float("nan")),
+    }
+    if trainer.is_global_zero:
+        atomic_write_text(done, json.dumps(summary, indent=2) + "\n")
+        print(f"train: finished {exp_dir} ({summary['epochs']} epochs, best val SI-SDRi "
+              f"{summary['best_val_si_sdri']:.2f} dB)")
+    return summary
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m ugr.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, type=Path, help="experiment YAML (see conf/)")
+    parser.add_argument("--exp-dir", required=True, type=Path, help="experiment folder (created; resumed if it exists)")
+    parser.add_argument("--data", required=True, type=Path, help="prepared corpus folder (stage 0 output)")
+    parser.add_argument("--lists", required=True, type=Path, help=f"folder with the mixture lists ({VALID_LIST}, ...)")
+    parser.add_argument("--ngpu", type=int, default=0, help="GPUs to use (0: CPU; >1: DDP, one process per GPU)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for batch logs)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:
+        cfg = config_lib.load(args.config)
+    except config_lib.ConfigError as err:
+        sys.exit(f"train: {err}")
+    if args.ngpu < 0:
+        sys.exit(f"train: --ngpu must be >= 0, got {args.ngpu}")
+    train(cfg, args.exp_dir, args.data, args.lists, args.ngpu, progress=not args.no_progress)
+
+
+if __name__ == "__main__":
+    main()
