@@ -1,0 +1,104 @@
+"""Audio I/O (soundfile), resampling (julius) and segment reads for mixing."""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import julius
+import numpy as np
+import soundfile as sf
+import torch
+
+from .atomic import temp_path_for
+
+SPHERE_SUFFIXES = (".wv1", ".wv2")
+
+
+class AudioError(ValueError):
+    """A file that cannot be used as audio; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class LoadedAudio:
+    samples: np.ndarray  # float32, (frames,), mono
+    sample_rate: int
+    channels: int  # channels in the file before the downmix
+
+
+def sph2pipe_available() -> bool:
+    return shutil.which("sph2pipe") is not None
+
+
+SPH2PIPE_HELP = (
+    "WSJ0 ships its audio as shorten-compressed NIST SPHERE (.wv1) which soundfile cannot read. "
+    "Put `sph2pipe` on PATH (Kaldi: `cd kaldi/tools && make sph2pipe`; or build it from LDC's "
+    "sph2pipe_v2.5 sources) and re-run, or convert the tree yourself: "
+    "`find WSJ0 -name '*.wv1' | while read f; do sph2pipe -f wav \"$f\" \"${f%.wv1}.wav\"; done`."
+)
+
+
+def load_mono(path: str | os.PathLike) -> LoadedAudio:
+    """Read any soundfile-readable file (or SPHERE via sph2pipe), downmixed to mono float32.
+
+    Raises AudioError (never returns garbage) so the caller can count and report the file.
+    """
+    path = Path(path)
+    if path.suffix.lower() in SPHERE_SUFFIXES:
+        return _load_sphere(path)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises several types for corrupt input
+        raise AudioError(f"{path}: unreadable audio ({err})") from err
+    channels = data.shape[1]
+    samples = data[:, 0] if channels == 1 else data.mean(axis=1, dtype=np.float32)
+    return LoadedAudio(np.ascontiguousarray(samples), int(rate), int(channels))
+
+
+def _load_sphere(path: Path) -> LoadedAudio:
+    if not sph2pipe_available():
+        raise RuntimeError(f"{path}: {SPH2PIPE_HELP}")
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "converted.wav"
+        done = subprocess.run(["sph2pipe", "-f", "wav", str(path), str(wav)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise AudioError(f"{path}: sph2pipe failed ({done.stderr.strip()})")
+        return load_mono(wav)
+
+
+def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Band-limited resampling with julius; a no-op when the rates match."""
+    if rate_in == rate_out:
+        return samples
+    common = math.gcd(rate_in, rate_out)
+    out = julius.resample_frac(torch.from_numpy(samples), rate_in // common, rate_out // common)
+    return out.numpy().astype(np.float32, copy=False)
+
+
+def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, subtype: str = "FLOAT") -> None:
+    """Write atomically. FLOAT by default so resampling overshoot is kept, not clipped."""
+    tmp = temp_path_for(path)
+    try:
+        sf.write(str(tmp), samples, sample_rate, subtype=subtype, format="WAV")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_segment(path: str | os.PathLike, offset: int, frames: int, total_frames: int) -> np.ndarray:
+    """``frames`` samples where output[t] = file[t + offset], zero outside the file.
+
+    A negative offset places a short clip inside the segment (padding in silence);
+    only the overlapping part is read from disk.
+    """
+    out = np.zeros(frames, dtype=np.float32)
+    start, stop = max(0, offset), min(total_frames, offset + frames)
+    if stop > start:
+        chunk, _ = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+        out[start - offset : start - offset + chunk.shape[0]] = chunk[:, 0]
+    return out
