@@ -1,7 +1,7 @@
 """DDP (gloo, 2 CPU processes) and gradient accumulation keep the UGR update exact."""
 from __future__ import annotations
 
-import os
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -48,7 +48,8 @@ def _one_step(model, indices, weighting, micro_batches, wrap=lambda m: m):
         return Terms(L.at_granularity(per_source, weighting.granularity), None, [CLASSES[i] for i in chunk])
 
     chunks = [c.tolist() for c in torch.tensor(indices).chunk(micro_batches)]
-    reweighted_backward(compute, chunks, weighting, step=0, epoch=0)
+    no_sync = net.no_sync if isinstance(net, torch.nn.parallel.DistributedDataParallel) else contextlib.nullcontext
+    reweighted_backward(compute, chunks, weighting, step=0, epoch=0, skip_gradient_sync=no_sync)
     optimizer.step()
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 

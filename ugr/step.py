@@ -14,8 +14,9 @@ SuDORMRF has none).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 import torch
 from torch import Tensor
@@ -62,6 +63,7 @@ def reweighted_backward(
     step: int,
     epoch: int,
     backward: Callable[[Tensor], None] = Tensor.backward,
+    skip_gradient_sync: Callable[[], ContextManager] = contextlib.nullcontext,
 ) -> StepOutcome:
     """Back-propagate ``sum_i p_i L_i`` over every example of every micro-batch and rank.
 
@@ -69,6 +71,8 @@ def reweighted_backward(
     ``backward`` is called once per micro-batch (Lightning's
     ``manual_backward`` under DDP). Each local sum is multiplied by the
     world size because DDP averages gradients over ranks.
+    ``skip_gradient_sync()`` (DDP's ``no_sync``) wraps every second-pass
+    micro-batch but the last, so gradients are all-reduced once per step.
     """
     scale = world_size()
     if len(micro_batches) == 1:
@@ -84,11 +88,13 @@ def reweighted_backward(
     weights = global_pmf(logits)
     weighted_total = torch.zeros((), dtype=weights.dtype, device=weights.device)
     offset = 0
-    for micro_batch, first in zip(micro_batches, first_pass):
+    for index, (micro_batch, first) in enumerate(zip(micro_batches, first_pass)):
         count = first.losses.numel()
-        terms = compute(micro_batch)
-        weighted = (weights[offset : offset + count].reshape(terms.losses.shape) * terms.losses).sum()
-        backward(weighted * scale)
+        last = index == len(micro_batches) - 1
+        with contextlib.nullcontext() if last else skip_gradient_sync():
+            terms = compute(micro_batch)
+            weighted = (weights[offset : offset + count].reshape(terms.losses.shape) * terms.losses).sum()
+            backward(weighted * scale)
         weighted_total = weighted_total + weighted.detach()
         offset += count
     return StepOutcome(weighted_total, weights, torch.cat([t.losses.reshape(-1) for t in first_pass]))
