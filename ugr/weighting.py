@@ -51,16 +51,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ugr.data.manifest import coarse_class
 from ugr.losses import GRANULARITIES
 
 SIGNALS = ("loss", "neg_sisdri")
 SCHEDULES = ("linear", "exponential", "step")
 TYPES = ("uniform", "robust", "curriculum", "class", "sum")
-
-
-def coarse_label(fine: str) -> str:
-    """Coarse class of a fine label: speech stays speech, every sound class is env."""
-    return "speech" if fine == "speech" else "env"
 
 
 def _signal(context: Mapping[str, Any], signal: str) -> Tensor:
@@ -142,7 +138,7 @@ class ClassBias:
         )
 
     def _lookup(self, label: str) -> float:
-        return self.gamma.get(label, self.gamma.get(coarse_label(label), 0.0))
+        return self.gamma.get(label, self.gamma.get(coarse_class(label), 0.0))
 
 
 @dataclass(frozen=True)
