@@ -58,10 +58,10 @@ cmd_install() {
   mkdir -p "$state_dir"
   if installed; then log "Slurm and munge already installed"; return; fi
   export DEBIAN_FRONTEND=noninteractive
-  local apt=(apt-get install -y -qq --no-install-recommends "${packages[@]}")
+  local apt=(apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends "${packages[@]}")
   # Update the package lists only when the packages are not found without it.
   if ! "${apt[@]}" >"$state_dir/apt.log" 2>&1; then
-    if ! { apt-get update -qq && "${apt[@]}"; } >>"$state_dir/apt.log" 2>&1; then
+    if ! { apt-get -o DPkg::Lock::Timeout=120 update -qq && "${apt[@]}"; } >>"$state_dir/apt.log" 2>&1; then
       tail -n 5 "$state_dir/apt.log" >&2
       log "cannot install ${packages[*]} from the Debian archive (log: $state_dir/apt.log)"
       exit 4
@@ -74,7 +74,11 @@ cmd_install() {
 # The cluster answers when the controller responds and the node is usable.
 node_state() { SLURM_CONF=$conf sinfo -h -n "$node" -o %T 2>/dev/null | head -n 1; }
 running() { [ -f "$conf" ] && SLURM_CONF=$conf scontrol ping >/dev/null 2>&1; }
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+pid_alive() {  # pid_alive PIDFILE (a zombie left to a non-reaping init counts as gone)
+  local pid
+  pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && [ -e "/proc/$pid" ] \
+    && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$pid/stat" 2>/dev/null
+}
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 write_conf() {
@@ -162,10 +166,16 @@ cmd_start() {
   log "started node $node in $((SECONDS - t0)) s; eval \"\$($0 env)\" to use it"
 }
 
-wait_gone() {  # wait_gone PIDFILE NAME: wait up to 20 s for the daemon to exit
+wait_gone() {  # wait_gone PIDFILE: wait up to 10 s for the daemon to exit
   local i
-  for i in $(seq 100); do pid_alive "$1" || return 0; sleep 0.2; done
-  die "$2 (pid $(cat "$1")) did not stop within 20 s"
+  for i in $(seq 50); do pid_alive "$1" || return 0; sleep 0.2; done
+  return 1
+}
+
+stop_daemon() {  # stop_daemon PIDFILE NAME: after a polite request, TERM by pid
+  wait_gone "$1" && return
+  kill "$(cat "$1")" 2>/dev/null || true
+  wait_gone "$1" || die "$2 (pid $(cat "$1")) did not stop; kill it by hand"
 }
 
 cmd_stop() {
@@ -173,11 +183,11 @@ cmd_stop() {
   if running; then
     SLURM_CONF=$conf scontrol shutdown >/dev/null
   fi
-  wait_gone "$state_dir/slurmctld.pid" slurmctld
-  wait_gone "$state_dir/slurmd.pid" slurmd
+  stop_daemon "$state_dir/slurmctld.pid" slurmctld
+  stop_daemon "$state_dir/slurmd.pid" slurmd
   if pid_alive "$munge_dir/munged.pid"; then
-    kill "$(cat "$munge_dir/munged.pid")"
-    wait_gone "$munge_dir/munged.pid" munged
+    kill "$(cat "$munge_dir/munged.pid")" 2>/dev/null || true
+    stop_daemon "$munge_dir/munged.pid" munged
   fi
   log "stopped (state folder $state_dir kept)"
 }
@@ -196,7 +206,7 @@ case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
-  env) echo "export SLURM_CONF=$conf" ;;
+  env) echo "export SLURM_CONF=$(printf %q "$conf")" ;;
   -h|--help) usage ;;
   *) usage >&2; exit 2 ;;
 esac

@@ -1,0 +1,224 @@
+"""tools/launch.sh: the local backend, argument errors, and the slurm backend on a
+real one-node cluster (tools/slurm/cluster.sh, fixture `slurm_cluster`)."""
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+LAUNCH = Path(__file__).resolve().parents[1] / "tools" / "launch.sh"
+FOOTER = re.compile(r"^# Ended \(code (\d+)\) at .+, elapsed time \d+ seconds$")
+SLURM_CONF = """\
+# a comment line
+[cpu]
+--time=5:00   # trailing comment
+[gpu]
+--time=7:00
+--gres=gpu:{ngpu}
+--comment=ngpu{ngpu}
+"""
+
+
+def launch(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LAUNCH), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def footer_code(log: Path) -> int:
+    match = FOOTER.match(log.read_text().splitlines()[-1])
+    assert match, f"{log} does not end with the exit-code footer:\n{log.read_text()}"
+    return int(match.group(1))
+
+
+# ---------------------------------------------------------------------- local
+
+def test_local_log_has_command_host_output_and_exit_code(tmp_path: Path) -> None:
+    result = launch("--log", "exp/log/stage.log", "--",
+                    "bash", "-c", "echo to-stdout; echo to-stderr >&2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    log = tmp_path / "exp/log/stage.log"
+    lines = log.read_text().splitlines()
+    assert lines[0] == "# bash -c 'echo to-stdout; echo to-stderr >&2'"
+    assert lines[1].startswith("# Started at ") and socket.gethostname() in lines[1]
+    assert "to-stdout" in lines and "to-stderr" in lines
+    assert footer_code(log) == 0
+    # The output is also shown live (on stderr, so progress bars are visible).
+    assert "to-stdout" in result.stderr and "to-stderr" in result.stderr
+    assert result.stdout == ""
+
+
+def test_local_failure_is_the_exit_status_and_names_the_log(tmp_path: Path) -> None:
+    result = launch("--log", "fail.log", "--", "bash", "-c", "exit 7", cwd=tmp_path)
+    assert result.returncode != 0
+    assert footer_code(tmp_path / "fail.log") == 7
+    assert "fail.log" in result.stderr
+
+
+def test_local_array_runs_every_task_with_its_index_and_reports_the_failed_one(tmp_path: Path) -> None:
+    result = launch("--array", "3", "--log", "log/task.%a.log", "--jobid-file", "ids/stage",
+                    "--", "bash", "-c", 'echo "index=$UGR_TASK_ID"; [ "$UGR_TASK_ID" != 1 ]',
+                    cwd=tmp_path)
+    assert result.returncode != 0
+    for task in range(3):
+        log = tmp_path / f"log/task.{task}.log"
+        assert f"index={task}" in log.read_text().splitlines()
+        assert footer_code(log) == (1 if task == 1 else 0)
+    failure = result.stderr.strip().splitlines()[-1]
+    assert "1 of 3 task(s) failed" in failure and "task.1.log" in failure and "task.0.log" not in failure
+    assert (tmp_path / "ids/stage").read_text() == "local\n"
+
+
+def test_local_task_id_is_zero_without_array(tmp_path: Path) -> None:
+    result = launch("--log", "a.log", "--", "bash", "-c", 'echo "index=$UGR_TASK_ID"', cwd=tmp_path)
+    assert result.returncode == 0
+    assert "index=0" in (tmp_path / "a.log").read_text().splitlines()
+
+
+def test_help_exits_zero_with_the_interface(tmp_path: Path) -> None:
+    result = launch("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "--wait-for" in result.stdout and "--jobid-file" in result.stdout
+
+
+def test_wait_for_jobs_that_ran_locally_returns_at_once(tmp_path: Path) -> None:
+    assert launch("--wait-for", "local:local", cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--", "touch", "ran"], "missing --log"),
+    (["--log", "x.log"], "no command given"),
+    (["--backend", "pbs", "--log", "x.log", "--", "touch", "ran"], "unknown backend 'pbs'"),
+    (["--backend", "slurm", "--log", "x.log", "--", "touch", "ran"], "needs --conf FILE"),
+    (["--backend", "slurm", "--conf", "nowhere.conf", "--log", "x.log", "--", "touch", "ran"],
+     "slurm conf 'nowhere.conf' (--conf) does not exist"),
+    (["--backend", "slurm", "--conf", "cpu_only.conf", "--kind", "gpu", "--log", "x.log", "--",
+      "touch", "ran"], "kind 'gpu' (--kind) has no [gpu] section in cpu_only.conf (it has: cpu)"),
+    (["--backend", "slurm", "--conf", "sets_output.conf", "--log", "x.log", "--", "touch", "ran"],
+     "sets_output.conf:2: '--output=elsewhere.log' is set by launch.sh itself"),
+    (["--array", "0", "--log", "x.log", "--", "touch", "ran"], "--array '0' must be a positive integer"),
+    (["--log", "x.%j.log", "--", "touch", "ran"], "'%' may only appear as '%a'"),
+    (["--after", "12:abc", "--log", "x.log", "--", "touch", "ran"], "'abc' is not a job id"),
+    (["--bogus", "1", "--log", "x.log", "--", "touch", "ran"], "unknown option '--bogus'"),
+])
+def test_bad_arguments_fail_clearly_before_running_anything(tmp_path: Path, args: list[str],
+                                                           message: str) -> None:
+    (tmp_path / "cpu_only.conf").write_text("[cpu]\n--time=1:00\n")
+    (tmp_path / "sets_output.conf").write_text("[cpu]\n--output=elsewhere.log\n")
+    result = launch(*args, cwd=tmp_path)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert not (tmp_path / "ran").exists()
+
+
+# ---------------------------------------------------------------------- slurm
+
+def submit(tmp_path: Path, env: dict[str, str], *args: str) -> str:
+    result = launch("--backend", "slurm", "--conf", "slurm.conf", *args, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()
+    assert re.fullmatch(r"\d+", job_id), result.stdout
+    return job_id
+
+
+def wait_for(tmp_path: Path, env: dict[str, str], *ids: str) -> subprocess.CompletedProcess:
+    return launch("--backend", "slurm", "--wait-for", ":".join(ids), cwd=tmp_path, env=env)
+
+
+def job_fields(job_id: str, env: dict[str, str]) -> str:
+    return subprocess.run(["scontrol", "show", "job", "-o", job_id], env=env, check=True,
+                          capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def slurm(tmp_path: Path, slurm_cluster: dict[str, str]) -> dict[str, str]:
+    (tmp_path / "slurm.conf").write_text(SLURM_CONF)
+    return slurm_cluster
+
+
+@pytest.mark.slurm
+def test_slurm_chain_runs_after_its_dependency_and_wait_blocks_until_done(
+        tmp_path: Path, slurm: dict[str, str]) -> None:
+    first = submit(tmp_path, slurm, "--log", "log/a.log", "--jobid-file", "ids/a",
+                   "--", "bash", "-c", "sleep 2; echo made-by-a > a.txt")
+    second = submit(tmp_path, slurm, "--after", first, "--log", "log/b.log",
+                    "--", "bash", "-c", "cat a.txt > b.txt")
+    assert (tmp_path / "ids/a").read_text() == f"{first}\n"
+    assert not (tmp_path / "b.txt").exists()
+    result = wait_for(tmp_path, slurm, first, second)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "b.txt").read_text() == "made-by-a\n"
+    for name in ("a", "b"):
+        log = tmp_path / f"log/{name}.log"
+        assert footer_code(log) == 0
+        assert "slurm job" in log.read_text().splitlines()[1]
+
+
+@pytest.mark.slurm
+def test_slurm_array_tasks_write_their_own_logs(tmp_path: Path, slurm: dict[str, str]) -> None:
+    job = submit(tmp_path, slurm, "--array", "2", "--log", "log/sweep.%a.log",
+                 "--", "bash", "-c", 'echo "index=$UGR_TASK_ID"')
+    assert wait_for(tmp_path, slurm, job).returncode == 0
+    for task in range(2):
+        log = tmp_path / f"log/sweep.{task}.log"
+        assert f"index={task}" in log.read_text().splitlines()
+        assert f"slurm job {job}_{task}," in log.read_text()
+        assert footer_code(log) == 0
+
+
+@pytest.mark.slurm
+def test_slurm_failure_cancels_dependents_and_wait_fails(tmp_path: Path, slurm: dict[str, str]) -> None:
+    failing = submit(tmp_path, slurm, "--log", "log/a.log", "--", "bash", "-c", "exit 3")
+    child = submit(tmp_path, slurm, "--after", failing, "--log", "log/b.log", "--", "touch", "b-ran")
+    grandchild = submit(tmp_path, slurm, "--after", child, "--log", "log/c.log", "--", "touch", "c-ran")
+    result = wait_for(tmp_path, slurm, grandchild)
+    assert result.returncode == 1
+    assert f"job {grandchild} (c) CANCELLED" in result.stderr
+    assert "DependencyNeverSatisfied" in result.stderr
+    result = wait_for(tmp_path, slurm, failing, child)
+    assert result.returncode == 1
+    assert f"job {failing} (a) FAILED, exit code 3:0" in result.stderr
+    assert "JobState=CANCELLED" in job_fields(child, slurm)
+    assert not (tmp_path / "b-ran").exists() and not (tmp_path / "c-ran").exists()
+    assert footer_code(tmp_path / "log/a.log") == 3
+
+
+@pytest.mark.slurm
+def test_slurm_job_gets_conf_options_directory_and_environment(tmp_path: Path,
+                                                               slurm: dict[str, str]) -> None:
+    env = {**slurm, "UGR_TEST_VALUE": "from the submitting shell"}
+    job = submit(tmp_path, env, "--kind", "gpu", "--ngpu", "0", "--name", "probe", "--log", "probe.log",
+                 "--", "bash", "-c", 'echo "$UGR_TEST_VALUE" > env.txt; pwd > pwd.txt')
+    fields = job_fields(job, slurm)
+    for expected in ("JobName=probe", "TimeLimit=00:07:00", "TresPerNode=gres:gpu:0", "Comment=ngpu0",
+                     f"WorkDir={tmp_path}", "Requeue=1"):
+        assert expected in fields.split(), fields
+    assert wait_for(tmp_path, slurm, job).returncode == 0
+    assert (tmp_path / "env.txt").read_text() == "from the submitting shell\n"
+    assert Path((tmp_path / "pwd.txt").read_text().strip()) == tmp_path
+
+
+@pytest.mark.slurm
+def test_slurm_job_forwards_usr1_to_the_command(tmp_path: Path, slurm: dict[str, str]) -> None:
+    """The batch shell gets USR1 before the time limit (--signal=B:USR1@90);
+    Lightning's auto-requeue needs it to reach the Python process."""
+    (tmp_path / "waits.py").write_text(
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGUSR1, lambda *_: (print('got USR1', flush=True), sys.exit(0)))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+        "sys.exit(1)\n")
+    job = submit(tmp_path, slurm, "--log", "usr1.log", "--", sys.executable, "waits.py")
+    log = tmp_path / "usr1.log"
+    deadline = time.monotonic() + 30
+    while "ready" not in log.read_text().splitlines():
+        assert time.monotonic() < deadline, f"job {job} did not start:\n{log.read_text()}"
+        time.sleep(0.2)
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=slurm, check=True)
+    assert wait_for(tmp_path, slurm, job).returncode == 0
+    assert "got USR1" in log.read_text().splitlines()
+    assert footer_code(log) == 0
