@@ -204,8 +204,8 @@ def test_slurm_job_gets_conf_options_directory_and_environment(tmp_path: Path,
 
 @pytest.mark.slurm
 def test_slurm_job_forwards_usr1_to_the_command(tmp_path: Path, slurm: dict[str, str]) -> None:
-    """The batch shell gets USR1 before the time limit (--signal=B:USR1@90);
-    Lightning's auto-requeue needs it to reach the Python process."""
+    """A conf's --signal=B:USR1@90 signals only the batch shell before the time
+    limit; Lightning's auto-requeue needs it to reach the Python process."""
     (tmp_path / "waits.py").write_text(
         "import signal, sys, time\n"
         "signal.signal(signal.SIGUSR1, lambda *_: (print('got USR1', flush=True), sys.exit(0)))\n"

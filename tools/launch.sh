@@ -34,10 +34,12 @@ the task index 0..N-1, and every task sees it as UGR_TASK_ID (0 without --array)
                    each --kind (see tools/slurm/slurm.conf.example; '{ngpu}' is
                    replaced by --ngpu). --after IDS starts the job only if those
                    jobs succeed, and cancels it if one fails. The job runs in the
-                   current directory with the current environment, is requeued
-                   on preemption or node failure, and forwards SIGTERM and SIGUSR1
-                   (sent 90 s before the time limit) to COMMAND, so PyTorch
-                   Lightning's SLURM auto-requeue can checkpoint and resubmit.
+                   current directory with the current environment and is requeued
+                   on preemption or node failure (the log gets a new header with
+                   the restart count). The batch shell forwards SIGTERM and SIGUSR1
+                   to COMMAND, so a conf line --signal=B:USR1@90 lets PyTorch
+                   Lightning's SLURM auto-requeue checkpoint and resubmit the job
+                   before its time limit.
   --name NAME      job name (default: the log's file name without .log and %a)
   --wait-for IDS   block until the Slurm jobs IDS (':'-separated; 'local' counts
                    as done) have ended; exit 0 iff all succeeded. A job cancelled
@@ -159,7 +161,7 @@ run_local() {
 
 # ---------------------------------------------------------------------- slurm
 # sbatch options that launch.sh sets itself: a conf must not fight over them.
-launcher_options='job-name|output|error|open-mode|chdir|export|requeue|no-requeue|signal|array|dependency|kill-on-invalid-dep|parsable|wait'
+launcher_options='job-name|output|error|open-mode|chdir|export|requeue|no-requeue|array|dependency|kill-on-invalid-dep|parsable|wait'
 kind_options=()
 read_kind_options() {  # sets kind_options: the sbatch options of --kind from --conf
   [ -n "$conf" ] || die "--backend slurm needs --conf FILE (sbatch options per kind; start from $tools_dir/slurm/slurm.conf.example)"
@@ -234,7 +236,7 @@ submit_slurm() {
   [ -z "$deps" ] || options+=("--dependency=afterok:$deps" --kill-on-invalid-dep=yes)
   out=$(job_script | sbatch --parsable "${options[@]}" --job-name="$name" \
           --output="$slurm_log" --open-mode=append --chdir="$PWD" --export=ALL \
-          --requeue --signal=B:USR1@90 2>&1) \
+          --requeue 2>&1) \
     || die "sbatch failed for '$name' (options ${options[*]} from $conf [$kind]): $out"
   id=${out%%;*}
   [[ $id =~ ^[0-9]+$ ]] || die "sbatch printed '$out', not a job id"
