@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from .mixing import SourcePool, coarse_labels, draw_mixture, render
-from .mixtures import read_mixture_list
+from .mixture_list import read_mixture_list
 
 
 def _item(mixture: np.ndarray, sources: np.ndarray, fine: list[str], mixture_id: str) -> dict:

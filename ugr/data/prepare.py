@@ -200,8 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.wsj0 is None and args.esc50 is None:
         parser.error("give --wsj0 and/or --esc50 (no corpus? build one: python -m ugr.data.minicorpus --out DIR)")
-    report = prepare(args.out, wsj0=args.wsj0, esc50=args.esc50, sample_rate=args.sample_rate,
-                     jobs=args.jobs, esc50_url=args.esc50_url)
+    try:
+        report = prepare(args.out, wsj0=args.wsj0, esc50=args.esc50, sample_rate=args.sample_rate,
+                         jobs=args.jobs, esc50_url=args.esc50_url)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        parser.exit(2, f"error: {err}\n")
     print(f"[prepare] {report['prepared']} files ({report['reused_from_cache']} reused from cache) at "
           f"{report['sample_rate']} Hz into {report['data_dir']}")
     for split, corpora in report["splits"].items():
