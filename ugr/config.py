@@ -22,11 +22,17 @@ Sections:
 """
 from __future__ import annotations
 
+import argparse
 import copy
+import hashlib
+import json
+import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import yaml
+
+MIXTURE_TYPES = ("speech+speech", "env+env", "speech+env")  # as ugr.data.mixing names them
 
 Check = Callable[[Any], Optional[str]]
 
@@ -62,11 +68,11 @@ def _snr_range(value: Any) -> Optional[str]:
 
 
 def _priors(value: Any) -> Optional[str]:
-    if (not isinstance(value, dict) or set(value) - {"speech", "env"}
+    if (not isinstance(value, dict) or not value or set(value) - set(MIXTURE_TYPES)
             or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in value.values())
             or sum(value.values()) <= 0):
-        return ("must map 'speech' and/or 'env' to non-negative probabilities with a positive sum, "
-                f"got {value!r}")
+        return (f"must map mixture types ({', '.join(MIXTURE_TYPES)}) to non-negative weights with a positive "
+                f"sum, got {value!r}")
     return None
 
 
@@ -86,8 +92,8 @@ DATA_SCHEMA: Dict[str, Check] = {
     "sample_rate": _positive_int,
     "segment": _positive_number,               # seconds per training/validation/test mixture
     "snr_range": _snr_range,                   # dB, drawn uniformly per mixture
-    "priors": _priors,                         # probability of drawing each source from speech / env
-    "normalize": _boolean,                     # scale sources to unit energy before applying the SNR
+    "priors": _priors,                         # weights of the mixture types (speech+speech, env+env, speech+env)
+    "normalize": _boolean,                     # scale each mixture and its sources to unit mixture power
     "train_mixtures_per_epoch": _positive_int,
     "valid_mixtures": _positive_int,
     "test_mixtures": _positive_int,
@@ -220,3 +226,65 @@ def dump(cfg: Dict[str, Any], path: str | Path) -> None:
     from ugr.checkpoints import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(cfg, sort_keys=False))
+
+
+LIST_KEYS = ("sample_rate", "segment", "snr_range", "priors", "normalize", "valid_mixtures", "test_mixtures", "seed")
+
+
+def lists_key(cfg: Dict[str, Any]) -> str:
+    """Name of the folder of validation/test lists for this config's data settings.
+
+    Experiments whose data settings agree share one test list, so their
+    scores compare the same mixtures; any other setting gets its own lists.
+    """
+    data = cfg["data"]
+    canonical = yaml.safe_dump({k: data[k] for k in LIST_KEYS}, sort_keys=True)
+    return f"{data['sample_rate'] // 1000}k_{data['segment']:g}s_" + hashlib.sha1(canonical.encode()).hexdigest()[:8]
+
+
+def mixture_args(cfg: Dict[str, Any], split: str) -> List[str]:
+    """The options of ``python -m ugr.data.mixtures`` that make this config's list for ``split``."""
+    data = cfg["data"]
+    args = ["--split", split, "--num", str(data[f"{split}_mixtures"]), "--seed", str(data["seed"]),
+            "--segment", str(data["segment"]), "--sample-rate", str(data["sample_rate"]),
+            "--snr", *(str(v) for v in data["snr_range"]),
+            "--priors", *(f"{name}={weight}" for name, weight in data["priors"].items())]
+    return args + (["--normalize"] if data["normalize"] else [])
+
+
+def main(argv=None) -> None:
+    """Shell helpers for run.sh: check configs, print a config value or its lists folder name."""
+    parser = argparse.ArgumentParser(prog="python -m ugr.config", description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="validate configs; exit 1 naming the first bad file and key")
+    check.add_argument("configs", nargs="+", type=Path)
+    key = sub.add_parser("lists-key", help="print the lists folder name of a config's data settings")
+    key.add_argument("config", type=Path)
+    margs = sub.add_parser("mixture-args", help="print the python -m ugr.data.mixtures options for a split")
+    margs.add_argument("config", type=Path)
+    margs.add_argument("split", choices=("valid", "test"))
+    get = sub.add_parser("get", help="print one value, e.g. data.valid_mixtures")
+    get.add_argument("config", type=Path)
+    get.add_argument("key", help="SECTION.KEY")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check":
+            for path in args.configs:
+                load(path)
+        elif args.command == "lists-key":
+            print(lists_key(load(args.config)))
+        elif args.command == "mixture-args":
+            print(" ".join(mixture_args(load(args.config), args.split)))
+        else:
+            section, _, name = args.key.partition(".")
+            cfg = load(args.config)
+            if name not in cfg.get(section, {}):
+                raise ConfigError(f"{args.config}: no key {args.key}")
+            value = cfg[section][name]
+            print(json.dumps(value) if isinstance(value, (dict, list)) else value)
+    except ConfigError as err:
+        sys.exit(f"config: {err}")
+
+
+if __name__ == "__main__":
+    main()

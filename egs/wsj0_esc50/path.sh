@@ -1,0 +1,12 @@
+# Sourced by run.sh and every stage script: puts the project's Python on PATH.
+# The first script of a run also builds or checks the environment
+# (tools/install.sh is idempotent and prints one line when it is up to date),
+# so ./run.sh sets itself up on a fresh machine.
+recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if [ -z "${UGR_ENV_CHECKED:-}" ]; then
+  # Through the resolved path: install.sh finds the project root from its own location.
+  "$(cd "$recipe_dir/tools" && pwd -P)/install.sh"
+  export UGR_ENV_CHECKED=1
+fi
+export PATH="${UGR_VENV:-$recipe_dir/tools/venv}/bin:$PATH"
+export PYTHONUNBUFFERED=1
