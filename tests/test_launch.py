@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 LAUNCH = Path(__file__).resolve().parents[1] / "tools" / "launch.sh"
-FOOTER = re.compile(r"^# Ended \(code (\d+)\) at .+, elapsed time \d+ seconds$")
+FOOTER = re.compile(r"^# Ended \(code (-?\d+)\) at .+, elapsed time \d+ seconds$")
 SLURM_CONF = """\
 # a comment line
 [cpu]
@@ -222,3 +222,26 @@ def test_slurm_job_forwards_usr1_to_the_command(tmp_path: Path, slurm: dict[str,
     assert wait_for(tmp_path, slurm, job).returncode == 0
     assert "got USR1" in log.read_text().splitlines()
     assert footer_code(log) == 0
+
+
+@pytest.mark.slurm
+def test_slurm_requeued_job_runs_again_under_the_same_log_and_wait_sees_the_end(
+        tmp_path: Path, slurm: dict[str, str]) -> None:
+    """Preemption or `scontrol requeue`: the job stops on SIGTERM, is started again
+    (SLURM_RESTART_COUNT=1) and appends to its log; --wait-for is not fooled by
+    the stopped first run."""
+    job = submit(tmp_path, slurm, "--log", "requeue.log", "--", "bash", "-c",
+                 'echo "run ${SLURM_RESTART_COUNT:-0}"; [ "${SLURM_RESTART_COUNT:-0}" != 0 ] || sleep 60')
+    log = tmp_path / "requeue.log"
+    deadline = time.monotonic() + 30
+    while "run 0" not in log.read_text().splitlines():
+        assert time.monotonic() < deadline, f"job {job} did not start:\n{log.read_text()}"
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "requeue", job], env=slurm, check=True)
+    result = wait_for(tmp_path, slurm, job)
+    assert result.returncode == 0, result.stderr + log.read_text()
+    lines = log.read_text().splitlines()
+    assert "run 1" in lines
+    assert [int(m.group(1)) for m in map(FOOTER.match, lines) if m] == [143, 0], "\n".join(lines)
+    starts = [line for line in lines if line.startswith("# Started at")]
+    assert [s.rsplit(", ", 1)[1] for s in starts] == ["restart 0", "restart 1"]

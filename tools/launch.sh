@@ -205,11 +205,21 @@ ugr_log_header "\$(ugr_command_line "\${cmd[@]}")" ", task \$UGR_TASK_ID, slurm 
 # delays traps until a foreground child exits.
 "\${cmd[@]}" 2>&1 &
 child=\$!
-trap 'kill -TERM \$child 2>/dev/null || true' TERM
-trap 'kill -USR1 \$child 2>/dev/null || true' USR1
-while kill -0 \$child 2>/dev/null; do wait \$child || true; done
-status=0
-wait \$child || status=\$?
+interrupted=false
+trap 'interrupted=true; kill -TERM \$child 2>/dev/null || true' TERM
+trap 'interrupted=true; kill -USR1 \$child 2>/dev/null || true' USR1
+# A trap ends 'wait' early, with 128+signal instead of COMMAND's status: wait
+# again. If COMMAND died of the same signal (Slurm signals every process of the
+# job), bash may have reaped it already and answer -1: then 128+signal stands.
+wait \$child
+status=\$?
+while \$interrupted; do
+  interrupted=false
+  wait \$child
+  code=\$?
+  [ \$code -ge 0 ] || break
+  status=\$code
+done
 ugr_log_footer "\$status" \$((SECONDS - start))
 exit "\$status"
 SCRIPT

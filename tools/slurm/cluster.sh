@@ -96,7 +96,8 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$munge_socket
+# cred_expire also delays the restart of a requeued job (default 120 s).
+AuthInfo=socket=$munge_socket,cred_expire=10
 StateSaveLocation=$state_dir/state
 SlurmdSpoolDir=$state_dir/spool
 SlurmctldPidFile=$state_dir/slurmctld.pid
@@ -114,7 +115,7 @@ SchedulerType=sched/backfill
 # A job whose afterok dependency failed is cancelled instead of pending forever.
 DependencyParameters=kill_invalid_depend
 # Start batch jobs at once (the default batches them every 3 s).
-SchedulerParameters=batch_sched_delay=0
+SchedulerParameters=batch_sched_delay=0,sched_interval=2
 MpiDefault=none
 MailProg=/bin/true
 ReturnToService=2
