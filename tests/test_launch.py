@@ -2,6 +2,7 @@
 real one-node cluster (tools/slurm/cluster.sh, fixture `slurm_cluster`)."""
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -50,6 +51,14 @@ def test_local_log_has_command_host_output_and_exit_code(tmp_path: Path) -> None
     # The output is also shown live (on stderr, so progress bars are visible).
     assert "to-stdout" in result.stderr and "to-stderr" in result.stderr
     assert result.stdout == ""
+
+
+def test_python_output_reaches_the_log_in_order(tmp_path: Path) -> None:
+    """Unbuffered: with a pipe or file as stdout Python would hold stdout back."""
+    code = "import sys; print('first'); print('second', file=sys.stderr); print('third')"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    assert launch("--log", "py.log", "--", sys.executable, "-c", code, cwd=tmp_path, env=env).returncode == 0
+    assert (tmp_path / "py.log").read_text().splitlines()[3:6] == ["first", "second", "third"]
 
 
 def test_local_failure_is_the_exit_status_and_names_the_log(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ help_message="Usage:
 
 Runs COMMAND (an argument list, not a shell string) and keeps its output in
 --log, which starts with the command line, host and start time and ends with the
-exit code and elapsed time. With --array N it runs N tasks: '%a' in --log becomes
+exit code and elapsed time. Python output is unbuffered (PYTHONUNBUFFERED=1). With --array N it runs N tasks: '%a' in --log becomes
 the task index 0..N-1, and every task sees it as UGR_TASK_ID (0 without --array).
 
   --backend local  run now, tasks one after another; output goes to the log and
@@ -256,6 +256,10 @@ submit_slurm() {
 }
 
 # ----------------------------------------------------------------------- main
+# Python writes through at once: logs are live and keep the last lines of a
+# killed job, and stdout and stderr stay in order (sbatch jobs inherit it).
+export PYTHONUNBUFFERED=1
+
 case $backend in
   local|slurm) ;;
   *) die "unknown backend '$backend' (--backend): use local or slurm" ;;
