@@ -94,8 +94,9 @@ def test_help_exits_zero_with_the_interface(tmp_path: Path) -> None:
     assert "--wait-for" in result.stdout and "--jobid-file" in result.stdout
 
 
-def test_wait_for_jobs_that_ran_locally_returns_at_once(tmp_path: Path) -> None:
-    assert launch("--wait-for", "local:local", cwd=tmp_path).returncode == 0
+@pytest.mark.parametrize("ids", ["local:local", ""])
+def test_wait_for_jobs_that_ran_locally_or_no_jobs_returns_at_once(tmp_path: Path, ids: str) -> None:
+    assert launch("--wait-for", ids, cwd=tmp_path).returncode == 0
 
 
 @pytest.mark.parametrize("args, message", [

@@ -14,7 +14,7 @@ log=
 array=
 after=
 jobid_file=
-wait_for=
+wait_for=none  # not waiting; --wait-for '' waits for nothing and succeeds
 help_message="Usage:
   $0 [--backend local|slurm] [--conf FILE] [--kind KIND] [--ngpu N] [--name NAME]
      --log FILE [--array N] [--after ID[:ID...]] [--jobid-file FILE] -- COMMAND [ARGS...]
@@ -22,8 +22,9 @@ help_message="Usage:
 
 Runs COMMAND (an argument list, not a shell string) and keeps its output in
 --log, which starts with the command line, host and start time and ends with the
-exit code and elapsed time. Python output is unbuffered (PYTHONUNBUFFERED=1). With --array N it runs N tasks: '%a' in --log becomes
-the task index 0..N-1, and every task sees it as UGR_TASK_ID (0 without --array).
+exit code and elapsed time; Python output is unbuffered (PYTHONUNBUFFERED=1).
+With --array N it runs N tasks: '%a' in --log becomes the task index 0..N-1,
+and every task sees it as UGR_TASK_ID (0 without --array).
 
   --backend local  run now, tasks one after another; output goes to the log and
                    to stderr (so progress bars show). Exit status non-zero if any
@@ -42,8 +43,8 @@ the task index 0..N-1, and every task sees it as UGR_TASK_ID (0 without --array)
                    before its time limit.
   --name NAME      job name (default: the log's file name without .log and %a)
   --wait-for IDS   block until the Slurm jobs IDS (':'-separated; 'local' counts
-                   as done) have ended; exit 0 iff all succeeded. A job cancelled
-                   because its dependency failed counts as failed."
+                   as done, '' is no job) have ended; exit 0 iff all succeeded. A
+                   job cancelled because its dependency failed counts as failed."
 
 tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$tools_dir/parse_options.sh"
@@ -92,14 +93,13 @@ slurm_ids() {  # slurm_ids IDS: the ids without 'local' ones (those stages alrea
 # Polls slurmctld (there is no sacct here): a job has ended when every line of
 # `scontrol show job` (one per array task) is in a final state.
 wait_for_jobs() {
-  local ids id line state delay=0.2 running failed
+  local ids id out line state delay=0.2 running failed
   IFS=: read -r -a ids <<<"$(slurm_ids "$1")"
   [ ${#ids[@]} -gt 0 ] || return 0
   while true; do
     running=0
     failed=()
     for id in "${ids[@]}"; do
-      local out
       out=$(scontrol show job -o "$id" 2>&1) \
         || die "cannot get the state of job $id: $out (slurmctld forgets jobs MinJobAge seconds after they end)"
       while IFS= read -r line; do
@@ -266,7 +266,7 @@ case $backend in
 esac
 [ -z "$after" ] || check_ids --after "$after"
 
-if [ -n "$wait_for" ]; then
+if [ "$wait_for" != none ]; then
   check_ids --wait-for "$wait_for"
   [ ${#cmd[@]} -eq 0 ] || die "--wait-for takes no command (got: ${cmd[*]})"
   wait_for_jobs "$wait_for"
