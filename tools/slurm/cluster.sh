@@ -74,6 +74,10 @@ cmd_install() {
 # The cluster answers when the controller responds and the node is usable.
 node_state() { SLURM_CONF=$conf sinfo -h -n "$node" -o %T 2>/dev/null | head -n 1; }
 running() { [ -f "$conf" ] && SLURM_CONF=$conf scontrol ping >/dev/null 2>&1; }
+healthy() {
+  running && pid_alive "$state_dir/slurmd.pid" && pid_alive "$munge_dir/munged.pid" \
+    && [[ $(node_state) =~ ^(idle|mixed|allocated|completing)$ ]]
+}
 pid_alive() {  # pid_alive PIDFILE (a zombie left to a non-reaping init counts as gone)
   local pid
   pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && [ -e "/proc/$pid" ] \
@@ -141,7 +145,11 @@ start_munge() {
 
 cmd_start() {
   cmd_install
-  if running; then log "already running (SLURM_CONF=$conf)"; return; fi
+  if healthy; then log "already running (SLURM_CONF=$conf)"; return; fi
+  if running || pid_alive "$state_dir/slurmd.pid" || pid_alive "$munge_dir/munged.pid"; then
+    log "a half-started cluster is left from before; stopping it first"
+    cmd_stop
+  fi
   local port
   for port in "$ctld_port" "$slurmd_port"; do
     if port_busy "$port"; then
@@ -194,7 +202,7 @@ cmd_stop() {
 }
 
 cmd_status() {
-  if running; then
+  if healthy; then
     echo "running: node $node is $(node_state) (SLURM_CONF=$conf)"
   else
     echo "not running (state folder $state_dir)"
