@@ -1,0 +1,145 @@
+"""The recipe end to end, in a copy of egs/wsj0_esc50, on a small synthetic corpus in WSJ0/ESC-50 layout.
+
+One module-scoped run, several checks: stages 0-1 in a copied recipe folder,
+a training killed (SIGKILL) after its first epoch checkpoint and resumed, the
+rest of stages 2-4 for two experiments, re-runs that skip, and the files'
+consistency (stats recomputed from the CSV, the report's table).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from test_data_helpers import make_esc50, make_wsj0
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "egs" / "wsj0_esc50"
+EPOCHS = 3
+TINY = {
+    "inherit": "base_cpu.yaml",
+    "data": {"segment": 0.5, "train_mixtures_per_epoch": 24, "valid_mixtures": 4, "test_mixtures": 6},
+    "model": {"num_blocks": 1, "n_filters": 32, "bn_chan": 16, "upsampling_depth": 2},
+    "training": {"batch_size": 4, "epochs": EPOCHS, "num_workers": 0, "valid_batch_size": 4},
+    "scoring": {"average_last_k": 2},
+}
+EXPERIMENTS = "tiny tiny_robust"
+
+pytestmark = pytest.mark.slow
+
+
+def run(recipe: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(["./run.sh", *args], cwd=recipe, capture_output=True, text=True, timeout=600)
+    if check:
+        assert done.returncode == 0, f"run.sh {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory) -> Path:
+    """`cp -r egs/wsj0_esc50 egs/mycopy` in a tree whose tools/ is the project's, plus tiny configs."""
+    root = tmp_path_factory.mktemp("tree")
+    (root / "tools").symlink_to(ROOT / "tools")
+    (root / "egs").mkdir()
+    subprocess.run(["cp", "-r", str(RECIPE), str(root / "egs" / "mycopy")], check=True)
+    copy = root / "egs" / "mycopy"
+    for generated in ("data", "exp", "downloads"):  # a developer's own runs are not part of the copy
+        subprocess.run(["rm", "-rf", str(copy / generated)], check=True)
+    (copy / "conf" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    robust = {"inherit": "tiny.yaml", "weighting": {"type": "robust", "alpha": 0.2}}
+    (copy / "conf" / "tiny_robust.yaml").write_text(yaml.safe_dump(robust))
+    corpora = root / "corpora"
+    sets = {"si_tr_s": ["01a", "02b"], "si_dt_05": ["20c", "21d"], "si_et_05": ["40e", "41f"]}
+    make_wsj0(corpora, sets)
+    make_esc50(corpora / "esc50", clips_per_fold=2, seconds=1.0)
+    run(copy, "--stage", "0", "--stop_stage", "1", "--wsj0", str(corpora / "wsj0"), "--esc50",
+        str(corpora / "esc50"), "--experiments", EXPERIMENTS)
+    return copy
+
+
+def test_copied_recipe_prepares_data_and_lists(recipe):
+    assert os.readlink(recipe / "tools") == "../../tools"
+    assert (recipe / "data" / "prepare_report.json").is_file()
+    lists = list((recipe / "data" / "lists").glob("*/test.csv"))
+    assert len(lists) == 1, "tiny and tiny_robust share their data settings, hence one list folder"
+    again = run(recipe, "--stage", "1", "--stop_stage", "1", "--experiments", EXPERIMENTS)
+    assert "exists" in again.stdout + again.stderr and "skipping" in again.stdout + again.stderr
+
+
+def test_killed_training_resumes_from_its_last_epoch(recipe):
+    ckpt_dir = recipe / "exp" / "tiny" / "checkpoints"
+    process = subprocess.Popen(["./run.sh", "--stage", "2", "--stop_stage", "2", "--experiments", "tiny"],
+                               cwd=recipe, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.time() + 300
+    while not (ckpt_dir / "epoch=0.ckpt").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (recipe / "exp" / "tiny" / "train.done").exists(), "training finished before it could be killed"
+    first_saved = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=False)["epoch"]
+
+    resumed = run(recipe, "--stage", "2", "--stop_stage", "2", "--experiments", "tiny")
+    assert "resuming from" in resumed.stdout + resumed.stderr
+    summary = json.loads((recipe / "exp" / "tiny" / "train.done").read_text())
+    assert summary["epochs"] == EPOCHS
+    second_launch = recipe / "exp" / "tiny" / "csv" / "version_1" / "metrics.csv"
+    with open(second_launch, newline="") as handle:
+        epochs = {int(row["epoch"]) for row in csv.DictReader(handle)}
+    assert min(epochs) == first_saved + 1, "the resumed launch must start right after the saved epoch"
+    assert max(epochs) == EPOCHS - 1
+    assert sorted(p.name for p in ckpt_dir.glob("epoch=*.ckpt")) == [f"epoch={EPOCHS - 2}.ckpt", f"epoch={EPOCHS - 1}.ckpt"]
+    assert (ckpt_dir / "best.ckpt").is_file()
+    assert list((recipe / "exp" / "tiny" / "tensorboard").glob("version_*/events.*"))
+
+
+def test_stages_2_to_4_train_score_and_report(recipe):
+    done = run(recipe, "--stage", "2", "--experiments", EXPERIMENTS)
+    out = done.stdout + done.stderr
+    assert "exp/tiny is trained" in out and "skipping" in out  # from the previous test
+    assert f"report: {recipe}/exp/report.md" in done.stdout
+    for name in EXPERIMENTS.split():
+        exp = recipe / "exp" / name
+        with open(exp / "scores" / "test.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        assert len(rows) == 2 * TINY["data"]["test_mixtures"]
+        stats = json.loads((exp / "scores" / "test_stats.json").read_text())
+        values = np.array([float(r["si_sdri"]) for r in rows])
+        assert stats["n"] == len(values)
+        assert stats["mean"] == pytest.approx(values.mean(), abs=1e-3)
+        assert stats["std"] == pytest.approx(values.std(), abs=1e-3)
+        for q in (1, 5, 10, 25, 50, 75, 90, 95, 99):
+            assert stats[f"p{q}"] == pytest.approx(np.percentile(values, q), abs=1e-3)
+        for coarse in ("speech", "env"):
+            subset = [float(r["si_sdri"]) for r in rows if (r["class"] == "speech") == (coarse == "speech")]
+            if subset:
+                assert stats["per_class"][coarse]["mean"] == pytest.approx(np.mean(subset), abs=1e-3)
+    report = (recipe / "exp" / "report.md").read_text()
+    table = [line for line in report.splitlines() if line.startswith("| tiny")]
+    assert [line.split("|")[1].strip() for line in table[:2]] == ["tiny", "tiny_robust"]
+    robust_stats = json.loads((recipe / "exp" / "tiny_robust" / "scores" / "test_stats.json").read_text())
+    assert f"| {robust_stats['mean']:.2f} |" in table[1]
+    for png in ("si_sdri_density.png", "valid_si_sdri.png", "mean_vs_p5.png"):
+        assert (recipe / "exp" / "figures" / png).stat().st_size > 5000
+
+    again = run(recipe, "--stage", "3", "--experiments", EXPERIMENTS)
+    out = again.stdout + again.stderr
+    assert out.count("is scored") == 2 and "report.md is up to date" in out
+
+
+def test_bad_options_fail_with_a_message(recipe):
+    done = run(recipe, "--experiments", "nonexistent", check=False)
+    assert done.returncode != 0 and "conf/nonexistent.yaml not found" in done.stderr
+    done = run(recipe, "--stage", "2", "--bogus", "1", check=False)
+    assert done.returncode != 0 and "unknown option '--bogus'" in done.stderr
+    help_text = run(recipe, "--help").stdout
+    assert "--experiments" in help_text and "--cmd_backend" in help_text
