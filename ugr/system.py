@@ -105,8 +105,10 @@ class SeparationSystem(pl.LightningModule):
         batch_size = batch["mixture"].shape[0]
         self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
         self.log("train/uniform_loss", mean_term, on_step=True, on_epoch=True, batch_size=batch_size)
-        self.log("train/ess", reweight.effective_sample_size(p), on_step=True, on_epoch=True, batch_size=batch_size)
-        self.log("train/max_p", reweight.max_weight(p), on_step=True, on_epoch=True, batch_size=batch_size)
+        p_global = self.all_gather(p.detach())  # under DDP this rank's p is a slice of the global pmf
+        self.log("train/ess", reweight.effective_sample_size(p_global), on_step=True, on_epoch=True,
+                 batch_size=batch_size)
+        self.log("train/max_p", reweight.max_weight(p_global), on_step=True, on_epoch=True, batch_size=batch_size)
         return loss.detach()
 
     # --- validation ---------------------------------------------------------------------------

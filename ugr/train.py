@@ -6,13 +6,15 @@ Everything an experiment produces lives in its folder (``--exp-dir``):
     checkpoints/epoch=N.ckpt     the last ``scoring.average_last_k`` epochs (for averaging)
     checkpoints/last.ckpt        the end of the latest epoch (resume point)
     checkpoints/best.ckpt        the best epoch by validation SI-SDRi
+    hpc_ckpt_N.ckpt              mid-epoch state saved by Lightning when Slurm preempts the job
     csv/version_V/metrics.csv    training loss, ESS, max p, validation SI-SDRi (one version per launch)
     tensorboard/version_V/       the same for TensorBoard
     train.done                   written last (JSON): training finished
 
 A run killed at any point loses at most its current epoch: the next launch
-with the same config resumes from ``last.ckpt`` (on Slurm, Lightning's
-SLURMEnvironment requeues the job on preemption by itself).
+with the same config resumes from the newest of ``last.ckpt`` and
+``hpc_ckpt_N.ckpt`` (on Slurm, Lightning's SLURMEnvironment saves the latter
+and requeues the job by itself when the job is signalled before its end).
 """
 from __future__ import annotations
 
@@ -108,7 +110,9 @@ def build_trainer(cfg: Dict[str, Any], exp_dir: Path, ngpu: int, progress: bool 
         strategy="ddp" if ngpu > 1 else "auto",
         precision=cfg["training"]["precision"],
         callbacks=callbacks,
-        logger=[CSVLogger(exp_dir, name="csv"), TensorBoardLogger(exp_dir, name="tensorboard", default_hp_metric=False)],
+        # Flushed every step: a killed launch keeps the log of every epoch it finished.
+        logger=[CSVLogger(exp_dir, name="csv", flush_logs_every_n_steps=1),
+                TensorBoardLogger(exp_dir, name="tensorboard", default_hp_metric=False)],
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,
         deterministic="warn",
@@ -116,7 +120,15 @@ def build_trainer(cfg: Dict[str, Any], exp_dir: Path, ngpu: int, progress: bool 
         log_every_n_steps=1,
         enable_progress_bar=progress,
         enable_model_summary=False,
+        default_root_dir=exp_dir,  # where Lightning's SLURM requeue writes its hpc_ckpt_N.ckpt
     )
+
+
+def resume_checkpoint(exp_dir: Path) -> Optional[Path]:
+    """The newest of last.ckpt (end of an epoch) and a SLURM-requeue checkpoint (mid-epoch), if any."""
+    candidates = [exp_dir / "checkpoints" / "last.ckpt", *exp_dir.glob("hpc_ckpt_*.ckpt")]
+    existing = [p for p in candidates if p.is_file()]
+    return max(existing, key=lambda p: p.stat().st_mtime) if existing else None
 
 
 def train(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, lists_dir: Path, ngpu: int = 0,
@@ -132,11 +144,10 @@ def train(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, lists_dir: Path, n
     pl.seed_everything(cfg["training"]["seed"], workers=True, verbose=False)
     system = SeparationSystem(cfg)
     trainer = build_trainer(cfg, exp_dir, ngpu, progress)
-    last = exp_dir / "checkpoints" / "last.ckpt"
-    resume: Optional[str] = str(last) if last.is_file() else None
+    resume = resume_checkpoint(exp_dir)
     if resume and trainer.is_global_zero:
-        print(f"train: resuming from {last}")
-    trainer.fit(system, datamodule=MixtureData(cfg, data_dir, lists_dir, ngpu), ckpt_path=resume)
+        print(f"train: resuming from {resume}")
+    trainer.fit(system, datamodule=MixtureData(cfg, data_dir, lists_dir, ngpu), ckpt_path=str(resume) if resume else None)
     summary = {
         "epochs": trainer.current_epoch,
         "best_checkpoint": trainer.checkpoint_callbacks[1].best_model_path,
