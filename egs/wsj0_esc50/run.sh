@@ -34,7 +34,7 @@ Options (defaults in brackets):
   --esc50 DIR           ESC-50 release folder [mini corpus]
   --experiments 'A B'   configs conf/A.yaml conf/B.yaml, in report order [$experiments]
                         GPU (paper): baseline robust_a15 robust_a10 robust_a5 curriculum
-                                     class_speech3 class_env3
+                                     class_none class_speech3 class_env3
                         CPU preset:  baseline_cpu robust_a5_cpu (mini corpus, minutes)
   --ngpu N              GPUs per training job, 0 for CPU [$ngpu]
   --cmd_backend B       local (run here, in sequence) or slurm (sbatch jobs, see cmd.sh) [$cmd_backend]
@@ -44,7 +44,9 @@ Options (defaults in brackets):
   --wait true|false     slurm: wait for the jobs and exit with their status [$wait]
   --data DIR --downloads DIR --exp DIR   output folders [$data, $downloads, $exp]
 
-Example: $0 --stage 2 --experiments 'baseline robust_a5' --ngpu 1 --wsj0 /corpora/wsj0 --esc50 /corpora/ESC-50"
+Example (the paper's Table 1 on one GPU):
+  $0 --wsj0 /corpora/wsj0 --esc50 /corpora/ESC-50 --ngpu 1 \\
+     --experiments 'baseline robust_a15 robust_a10 robust_a5'"
 . tools/parse_options.sh
 . ./cmd.sh              # cpu_cmd, gpu_cmd, wait_cmd for $cmd_backend
 [ $# -eq 0 ] || { echo "$0: unexpected argument '$1' (see --help)" >&2; exit 1; }

@@ -14,14 +14,25 @@ help_message="Usage: $0 [--wsj0 DIR] [--esc50 DIR] [--data DIR] [--downloads DIR
 . ./path.sh
 
 done_file=$data/prepare_report.json
+mini=false
+if [ -z "$wsj0" ] && [ -z "$esc50" ]; then
+  mini=true
+  wsj0=$downloads/minicorpus/wsj0
+  esc50=$downloads/minicorpus/esc50
+fi
 if [ -f "$done_file" ] && ! $force; then
+  # Complete only for the same corpora: a data folder of the mini corpus must not
+  # silently stand in for WSJ0/ESC-50 (or the other way round).
+  prepared=$(python -c 'import json, sys; i = json.load(open(sys.argv[1]))["inputs"]; print(i.get("wsj0") or "", i.get("esc50") or "")' "$done_file")
+  if [ "$prepared" != "$wsj0 $esc50" ]; then
+    echo "$0: $data was prepared from '$prepared', not '$wsj0 $esc50'; pass --data OTHER_DIR, or --force true to redo it" >&2
+    exit 1
+  fi
   echo "stage0: $data is prepared ($done_file); skipping (--force true redoes it)"
   exit 0
 fi
-if [ -z "$wsj0" ] && [ -z "$esc50" ]; then
+if $mini; then
   python -m ugr.data.minicorpus --out "$downloads/minicorpus"
-  wsj0=$downloads/minicorpus/wsj0
-  esc50=$downloads/minicorpus/esc50
 fi
 args=()
 [ -z "$wsj0" ] || args+=(--wsj0 "$wsj0")
