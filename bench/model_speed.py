@@ -193,6 +193,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:12}{params / 1e6:8.2f}M{times['stock']:10.3f}{times['ours']:10.3f}"
               f"{times['stock'] / times['ours']:9.2f}x{memory['stock'] / 2**20:10.0f}{memory['ours'] / 2**20:10.0f}"
               f"{memory['ours'] / memory['stock']:11.3f}{difference:10.1e}")
+    if args.device == "cpu" and max(load_before, load_after) > args.threads:
+        print(f"WARNING: load average above {args.threads} threads: other processes share the cores, and the "
+              f"timings (ours most: many short parallel regions) are inflated; rerun on a quiet machine")
     for name, _, times, _, _ in rows:
         if name == "default":
             speedup = times["stock"] / times["ours"]
