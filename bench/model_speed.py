@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{memory['ours'] / memory['stock']:11.3f}{difference:10.1e}")
     if args.device == "cpu" and max(load_before, load_after) > args.threads:
         print(f"WARNING: load average above {args.threads} threads: other processes share the cores, and the "
-              f"timings (ours most: many short parallel regions) are inflated; rerun on a quiet machine")
+              f"timings are inflated, unevenly between the models; rerun on a quiet machine")
     for name, _, times, _, _ in rows:
         if name == "default":
             speedup = times["stock"] / times["ours"]
