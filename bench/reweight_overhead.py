@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -75,9 +74,14 @@ def make_step(args: argparse.Namespace, variant: str):
     return step
 
 
-def current_rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize()
+def memory_status_bytes(field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process. Not ``ru_maxrss``: that
+    survives fork and exec, so a probe would report its large parent's peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def memory_probe(args: argparse.Namespace) -> None:
@@ -90,10 +94,10 @@ def memory_probe(args: argparse.Namespace) -> None:
             step()
         print(torch.cuda.max_memory_allocated() - base)
     else:
-        base = current_rss_bytes()
+        base = memory_status_bytes("VmRSS")
         for _ in range(2):
             step()
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)
+        print(memory_status_bytes("VmHWM") - base)
 
 
 def peak_memory(args: argparse.Namespace, variant: str) -> int:
