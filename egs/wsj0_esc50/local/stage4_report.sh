@@ -21,11 +21,11 @@ for config in $configs; do
   [ -f "$stats" ] || { echo "$0: $stats missing; run stage 3 for $name first" >&2; exit 1; }
   [ -f "$exp/report.md" ] && [ "$exp/report.md" -nt "$stats" ] || up_to_date=false
 done
-if $up_to_date && ! $force && grep -q "" "$exp/report.md"; then
-  # The report lists its experiments; skip only if it covers exactly these.
-  if [ "$(sed -n 's/^- \([^:]*\): .*/\1/p' "$exp/report.md" | tr '\n' ' ')" = "${names[*]} " ]; then
-    echo "stage4: $exp/report.md is up to date; skipping (--force true rewrites it)"
-    exit 0
-  fi
+# The report's "Weights scored" section lists its experiments, one "- name: ..." line each:
+# skip only when it covers exactly these, in this order.
+covered=$( [ -f "$exp/report.md" ] && sed -n 's/^- \([^:]*\): .*/\1/p' "$exp/report.md" | tr '\n' ' ' || true)
+if $up_to_date && ! $force && [ "$covered" = "${names[*]} " ]; then
+  echo "stage4: $exp/report.md is up to date; skipping (--force true rewrites it)"
+  exit 0
 fi
 python -m ugr.report --exp-root "$exp" --experiments "${names[@]}"
