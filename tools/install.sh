@@ -26,7 +26,7 @@ case "${1:-}" in
   *) echo "install.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
 esac
 
-tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 root=$(dirname "$tools_dir")
 venv=${UGR_VENV:-$tools_dir/venv}
 base_python=${PYTHON:-python3}

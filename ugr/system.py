@@ -1,25 +1,22 @@
 """The training system: SuDO RM -RF trained with a UGR-weighted PIT SI-SDR loss.
 
 Manual optimisation, because the pmf must span the whole effective batch:
-with ``training.micro_batches: K > 1`` the batch is cut into K pieces that do
-not fit in memory together, so a first pass without a graph computes every
-piece's losses (and so the weights over all K*B terms), and a second pass
-re-runs each piece with its graph and backpropagates its share of the weighted
-sum. Under DDP the pmf is taken over every rank's terms too
-(``ugr.distributed.global_pmf``), and the loss is multiplied by the world size
-because DDP averages gradients over ranks. Gradient clipping comes after the
-backward (the authors' code clipped before it, which did nothing).
+every micro-batch (``training.micro_batches: K``) of every DDP rank. The
+backward pass itself is ``ugr.step.reweighted_backward`` (two passes when
+K > 1, the global pmf under DDP). Gradient clipping comes after the backward
+(the authors' code clipped before it, which did nothing).
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Dict, List
+from typing import Any, ContextManager, Dict, List
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from ugr import distributed, losses, models, reweight, weighting
+from ugr import losses, models, reweight, weighting
+from ugr.step import Terms, reweighted_backward
 
 
 def _split(batch: Dict[str, Any], pieces: int) -> List[Dict[str, Any]]:
@@ -53,63 +50,37 @@ class SeparationSystem(pl.LightningModule):
 
     # --- training -----------------------------------------------------------------------------
 
-    def _terms(self, batch: Dict[str, Any]) -> tuple[Tensor, Tensor]:
-        """The weighted terms (per source or per mixture) and the per-source PIT losses."""
+    def _terms(self, batch: Dict[str, Any]) -> Terms:
+        """What the weighting needs from one forward pass: losses at the granularity, signal, classes."""
         per_source, _ = losses.pit_neg_sisdr(self.model(batch["mixture"]), batch["sources"])
-        return losses.at_granularity(per_source, self.granularity), per_source
-
-    def _logits(self, terms: Tensor, per_source: Tensor, batch: Dict[str, Any]) -> Tensor:
-        """The weighting function's logits for ``terms``, from detached values only."""
         # neg_sisdri costs one SI-SDR of the mixture per source: cheap enough to always provide.
         neg_sisdri = losses.neg_sisdri(per_source.detach(), batch["mixture"], batch["sources"])
-        return self.weighting(losses=terms.detach(), neg_sisdri=losses.at_granularity(neg_sisdri, self.granularity),
-                              classes=batch["classes"], step=self.global_step, epoch=self.current_epoch)
+        return Terms(losses.at_granularity(per_source, self.granularity),
+                     losses.at_granularity(neg_sisdri, self.granularity), batch["classes"])
 
-    def _sync_context(self, last: bool):
-        """Skips DDP's gradient all-reduce on every micro-batch but the last one."""
+    def _skip_gradient_sync(self) -> ContextManager:
+        """DDP's ``no_sync`` (gradients all-reduced once per step), a no-op in one process."""
         wrapped = self.trainer.strategy.model
-        if not last and isinstance(wrapped, torch.nn.parallel.DistributedDataParallel):
+        if isinstance(wrapped, torch.nn.parallel.DistributedDataParallel):
             return wrapped.no_sync()
         return contextlib.nullcontext()
 
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> Tensor:
         opt = self.optimizers()
-        scale = distributed.world_size()
-        if self.micro_batches == 1:
-            terms, per_source = self._terms(batch)
-            p = distributed.global_pmf(self._logits(terms, per_source, batch))
-            loss = (p * terms).sum()
-            self.manual_backward(loss * scale)
-            mean_term = terms.detach().mean()
-        else:
-            pieces = _split(batch, self.micro_batches)
-            with torch.no_grad():
-                logits = []
-                for piece in pieces:
-                    terms, per_source = self._terms(piece)
-                    logits.append(self._logits(terms, per_source, piece))
-            p_all = distributed.global_pmf(torch.cat(logits))
-            loss = torch.zeros((), device=p_all.device)
-            mean_term = torch.zeros((), device=p_all.device)
-            for i, (piece, p) in enumerate(zip(pieces, p_all.split([len(l) for l in logits]))):
-                with self._sync_context(last=i == len(pieces) - 1):
-                    terms, _ = self._terms(piece)
-                    piece_loss = (p * terms).sum()
-                    self.manual_backward(piece_loss * scale)
-                loss += piece_loss.detach()
-                mean_term += terms.detach().mean() / len(pieces)
-            p = p_all
+        outcome = reweighted_backward(self._terms, _split(batch, self.micro_batches), self.weighting,
+                                      step=self.global_step, epoch=self.current_epoch,
+                                      backward=self.manual_backward, skip_gradient_sync=self._skip_gradient_sync)
         self.clip_gradients(opt, gradient_clip_val=self.cfg["training"]["clip"], gradient_clip_algorithm="norm")
         opt.step()
         opt.zero_grad()
         batch_size = batch["mixture"].shape[0]
-        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
-        self.log("train/uniform_loss", mean_term, on_step=True, on_epoch=True, batch_size=batch_size)
-        p_global = self.all_gather(p.detach())  # under DDP this rank's p is a slice of the global pmf
-        self.log("train/ess", reweight.effective_sample_size(p_global), on_step=True, on_epoch=True,
+        self.log("train/loss", outcome.weighted_loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
+        self.log("train/uniform_loss", outcome.losses.mean(), on_step=True, on_epoch=True, batch_size=batch_size)
+        weights = self.all_gather(outcome.weights)  # under DDP this rank's weights are a slice of the global pmf
+        self.log("train/ess", reweight.effective_sample_size(weights), on_step=True, on_epoch=True,
                  batch_size=batch_size)
-        self.log("train/max_p", reweight.max_weight(p_global), on_step=True, on_epoch=True, batch_size=batch_size)
-        return loss.detach()
+        self.log("train/max_p", reweight.max_weight(weights), on_step=True, on_epoch=True, batch_size=batch_size)
+        return outcome.weighted_loss
 
     # --- validation ---------------------------------------------------------------------------
 

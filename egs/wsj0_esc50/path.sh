@@ -4,8 +4,7 @@
 # so ./run.sh sets itself up on a fresh machine.
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [ -z "${UGR_ENV_CHECKED:-}" ]; then
-  # Through the resolved path: install.sh finds the project root from its own location.
-  "$(cd "$recipe_dir/tools" && pwd -P)/install.sh"
+  "$recipe_dir/tools/install.sh"
   export UGR_ENV_CHECKED=1
 fi
 export PATH="${UGR_VENV:-$recipe_dir/tools/venv}/bin:$PATH"
