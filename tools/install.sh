@@ -61,9 +61,9 @@ echo "$torch_pin" > "$constraints"
 
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check -c "$constraints")
 "${pip[@]}" -q --upgrade pip setuptools wheel
-"${pip[@]}" "$torch_pin"
-"${pip[@]}" -e "$root[test]"
-"${pip[@]}" --no-deps "asteroid==$asteroid_version"
+"${pip[@]}" -q "$torch_pin"
+"${pip[@]}" -q -e "$root[test]"
+"${pip[@]}" -q --no-deps "asteroid==$asteroid_version"
 
 "$venv/bin/python" - <<'PY'
 import torch, asteroid.models, asteroid.losses, pytorch_lightning, julius, soundfile, ugr
