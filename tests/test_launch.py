@@ -22,6 +22,9 @@ SLURM_CONF = """\
 --time=7:00
 --gres=gpu:{ngpu}
 --comment=ngpu{ngpu}
+[tasks]
+--ntasks-per-node={ngpu}
+--nodes={nodes}
 """
 
 
@@ -255,3 +258,28 @@ def test_slurm_requeued_job_runs_again_under_the_same_log_and_wait_sees_the_end(
     assert [int(m.group(1)) for m in map(FOOTER.match, lines) if m] == [143, 0], "\n".join(lines)
     starts = [line for line in lines if line.startswith("# Started at")]
     assert [s.rsplit(", ", 1)[1] for s in starts] == ["restart 0", "restart 1"]
+
+
+@pytest.mark.slurm
+def test_slurm_job_of_several_tasks_runs_the_command_once_per_task_under_srun(
+        tmp_path: Path, slurm: dict[str, str]) -> None:
+    """Lightning's DDP on Slurm: one process per GPU, each told its rank by srun
+    (SLURM_PROCID); tried here with 2 CPU tasks (no GPU on the test machine)."""
+    job = submit(tmp_path, slurm, "--kind", "tasks", "--ngpu", "2", "--nodes", "1", "--log", "tasks.log",
+                 "--", "bash", "-c", 'echo "rank=$SLURM_PROCID of $SLURM_NTASKS task=$UGR_TASK_ID"')
+    assert wait_for(tmp_path, slurm, job).returncode == 0
+    lines = (tmp_path / "tasks.log").read_text().splitlines()
+    assert sorted(line for line in lines if line.startswith("rank=")) == ["rank=0 of 2 task=0",
+                                                                          "rank=1 of 2 task=0"]
+    assert len([line for line in lines if line.startswith("# Started at")]) == 1
+    assert footer_code(tmp_path / "tasks.log") == 0
+    assert "NumTasks=2" in job_fields(job, slurm).split()
+
+
+@pytest.mark.slurm
+def test_slurm_failing_task_of_several_fails_the_job(tmp_path: Path, slurm: dict[str, str]) -> None:
+    job = submit(tmp_path, slurm, "--kind", "tasks", "--ngpu", "2", "--log", "tasks.log",
+                 "--", "bash", "-c", '[ "$SLURM_PROCID" = 0 ] || exit 5; sleep 30')
+    result = wait_for(tmp_path, slurm, job)
+    assert result.returncode == 1 and f"job {job} (tasks) FAILED" in result.stderr
+    assert footer_code(tmp_path / "tasks.log") != 0

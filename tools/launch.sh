@@ -9,6 +9,7 @@ backend=local
 conf=
 kind=cpu
 ngpu=0
+nodes=1
 name=
 log=
 array=
@@ -16,7 +17,7 @@ after=
 jobid_file=
 wait_for=none  # not waiting; --wait-for '' waits for nothing and succeeds
 help_message="Usage:
-  $0 [--backend local|slurm] [--conf FILE] [--kind KIND] [--ngpu N] [--name NAME]
+  $0 [--backend local|slurm] [--conf FILE] [--kind KIND] [--ngpu N] [--nodes N] [--name NAME]
      --log FILE [--array N] [--after ID[:ID...]] [--jobid-file FILE] -- COMMAND [ARGS...]
   $0 --wait-for ID[:ID...]
 
@@ -28,12 +29,17 @@ and every task sees it as UGR_TASK_ID (0 without --array).
 
   --backend local  run now, tasks one after another; output goes to the log and
                    to stderr (so progress bars show). Exit status non-zero if any
-                   task failed. --conf/--kind/--ngpu/--name/--after are ignored
+                   task failed. --conf/--kind/--ngpu/--nodes/--name/--after are ignored
                    (sequential runs are already ordered). --jobid-file gets 'local'.
   --backend slurm  submit with sbatch and return at once; prints the job id (also
                    written to --jobid-file). --conf FILE gives the sbatch options of
-                   each --kind (see tools/slurm/slurm.conf.example; '{ngpu}' is
-                   replaced by --ngpu). --after IDS starts the job only if those
+                   each --kind (see tools/slurm/slurm.conf.example; '{ngpu}' and
+                   '{nodes}' are replaced by --ngpu and --nodes). When the job has
+                   more than one task (e.g. --ntasks-per-node={ngpu}, one process
+                   per GPU as Lightning's DDP on Slurm expects), COMMAND runs
+                   under srun, once per task (SLURM_PROCID tells them apart); the
+                   log's header and footer are written once.
+                   --after IDS starts the job only if those
                    jobs succeed, and cancels it if one fails. The job runs in the
                    current directory with the current environment and is requeued
                    on preemption or node failure (the log gets a new header with
@@ -186,7 +192,8 @@ read_kind_options() {  # sets kind_options: the sbatch options of --kind from --
       || die "$conf:$n: '$line' is set by launch.sh itself; remove it from the conf"
     [ "$section" = "$kind" ] || continue
     line=${line//\{ngpu\}/$ngpu}
-    [[ ! $line =~ \{[A-Za-z_]+\} ]] || die "$conf:$n: unknown placeholder in '$line' (only {ngpu} is replaced)"
+    line=${line//\{nodes\}/$nodes}
+    [[ ! $line =~ \{[A-Za-z_]+\} ]] || die "$conf:$n: unknown placeholder in '$line' (only {ngpu} and {nodes} are replaced)"
     kind_options+=("$line")
   done <"$conf"
   $found || die "kind '$kind' (--kind) has no [$kind] section in $conf (it has: ${sections[*]:-none}); add one or pick another kind"
@@ -201,9 +208,17 @@ $(declare -f ugr_command_line ugr_log_header ugr_log_footer)
 export UGR_TASK_ID=\${SLURM_ARRAY_TASK_ID:-0}
 start=\$SECONDS
 ugr_log_header "\$(ugr_command_line "\${cmd[@]}")" ", task \$UGR_TASK_ID, slurm job \${SLURM_ARRAY_JOB_ID:-\$SLURM_JOB_ID}\${SLURM_ARRAY_TASK_ID:+_\$SLURM_ARRAY_TASK_ID}, restart \${SLURM_RESTART_COUNT:-0}"
+# A job of several tasks (--ntasks-per-node, --nodes) starts COMMAND once per
+# task with srun, which hands each its SLURM_PROCID (Lightning's DDP rank);
+# srun forwards the signals below to every task. Since Slurm 22.05 srun does not
+# inherit --cpus-per-task from sbatch: pass it on.
+launcher=()
+if [ "\${SLURM_NTASKS:-1}" -gt 1 ]; then
+  launcher=(srun --kill-on-bad-exit=1 \${SLURM_CPUS_PER_TASK:+--cpus-per-task=\$SLURM_CPUS_PER_TASK})
+fi
 # COMMAND runs in the background so that the traps run while it works: bash
 # delays traps until a foreground child exits.
-"\${cmd[@]}" 2>&1 &
+"\${launcher[@]}" "\${cmd[@]}" 2>&1 &
 child=\$!
 interrupted=false
 trap 'interrupted=true; kill -TERM \$child 2>/dev/null || true' TERM
@@ -278,6 +293,7 @@ fi
 [[ ! ${log//%a/} =~ % ]] || die "--log '$log': '%' may only appear as '%a' (the array task index)"
 [ -z "$array" ] || [[ $array =~ ^[1-9][0-9]*$ ]] || die "--array '$array' must be a positive integer (the number of tasks)"
 [[ $ngpu =~ ^[0-9]+$ ]] || die "--ngpu '$ngpu' must be a non-negative integer"
+[[ $nodes =~ ^[1-9][0-9]*$ ]] || die "--nodes '$nodes' must be a positive integer"
 if [ -z "$name" ]; then
   name=$(basename "$log" .log)
   name=${name//%a/}
