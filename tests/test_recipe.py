@@ -18,51 +18,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from test_data_helpers import make_esc50, make_wsj0
+from recipe_helpers import EXPERIMENTS, TINY, copy_recipe, make_corpora, run_recipe as run
 
-ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "egs" / "wsj0_esc50"
-EPOCHS = 3
-TINY = {
-    "inherit": "base_cpu.yaml",
-    "data": {"segment": 0.5, "train_mixtures_per_epoch": 24, "valid_mixtures": 4, "test_mixtures": 6},
-    "model": {"num_blocks": 1, "n_filters": 32, "bn_chan": 16, "upsampling_depth": 2},
-    "training": {"batch_size": 4, "epochs": EPOCHS, "num_workers": 0, "valid_batch_size": 4},
-    "scoring": {"average_last_k": 2},
-}
-EXPERIMENTS = "tiny tiny_robust"
+EPOCHS = TINY["training"]["epochs"]
 
 pytestmark = pytest.mark.slow
-
-
-def run(recipe: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(["./run.sh", *args], cwd=recipe, capture_output=True, text=True, timeout=600)
-    if check:
-        assert done.returncode == 0, f"run.sh {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done
 
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory) -> Path:
     """`cp -r egs/wsj0_esc50 egs/mycopy` in a tree whose tools/ is the project's, plus tiny configs."""
     root = tmp_path_factory.mktemp("tree")
-    (root / "tools").symlink_to(ROOT / "tools")
-    (root / "egs").mkdir()
-    subprocess.run(["cp", "-r", str(RECIPE), str(root / "egs" / "mycopy")], check=True)
-    copy = root / "egs" / "mycopy"
-    for generated in ("data", "exp", "downloads"):  # a developer's own runs are not part of the copy
-        subprocess.run(["rm", "-rf", str(copy / generated)], check=True)
-    (copy / "conf" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    robust = {"inherit": "tiny.yaml", "weighting": {"type": "robust", "alpha": 0.2}}
-    (copy / "conf" / "tiny_robust.yaml").write_text(yaml.safe_dump(robust))
-    corpora = root / "corpora"
-    sets = {"si_tr_s": ["01a", "02b"], "si_dt_05": ["20c", "21d"], "si_et_05": ["40e", "41f"]}
-    make_wsj0(corpora, sets)
-    make_esc50(corpora / "esc50", clips_per_fold=2, seconds=1.0)
-    run(copy, "--stage", "0", "--stop_stage", "1", "--wsj0", str(corpora / "wsj0"), "--esc50",
-        str(corpora / "esc50"), "--experiments", EXPERIMENTS)
+    copy = copy_recipe(root)
+    run(copy, "--stage", "0", "--stop_stage", "1", *make_corpora(root / "corpora"), "--experiments", EXPERIMENTS)
     return copy
 
 

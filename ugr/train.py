@@ -46,13 +46,14 @@ class MixtureData(pl.LightningDataModule):
     so that each DDP rank draws its own share of the epoch's mixtures.
     """
 
-    def __init__(self, cfg: Dict[str, Any], data_dir: Path, lists_dir: Path, ngpu: int) -> None:
+    def __init__(self, cfg: Dict[str, Any], data_dir: Path, lists_dir: Path, ngpu: int, num_nodes: int = 1) -> None:
         super().__init__()
         self.cfg, self.data_dir, self.lists_dir = cfg, data_dir, lists_dir
-        world = max(ngpu, 1)
+        world = max(ngpu, 1) * num_nodes
         batch = cfg["training"]["batch_size"]
         if batch % world:
-            raise ValueError(f"training.batch_size ({batch}) must be a multiple of the number of GPUs ({world}): "
+            raise ValueError(f"training.batch_size ({batch}) must be a multiple of the number of GPUs, all nodes "
+                             f"together ({world}): "
                              f"it is the global batch the pmf spans, split evenly over the GPUs")
         self.per_device_batch = batch // world
         if self.per_device_batch % cfg["training"]["micro_batches"]:
@@ -92,8 +93,13 @@ def _check_same_config(exp_dir: Path, cfg: Dict[str, Any]) -> None:
                              f"use another --exp-dir (run.sh --tag) or delete {exp_dir} to start over")
 
 
-def build_trainer(cfg: Dict[str, Any], exp_dir: Path, ngpu: int, progress: bool = True) -> pl.Trainer:
-    """The Lightning trainer: per-epoch + best checkpoints (atomic), CSV + TensorBoard logs."""
+def build_trainer(cfg: Dict[str, Any], exp_dir: Path, ngpu: int, progress: bool = True,
+                  num_nodes: int = 1) -> pl.Trainer:
+    """The Lightning trainer: per-epoch + best checkpoints (atomic), CSV + TensorBoard logs.
+
+    Several nodes only under Slurm: Lightning's SLURMEnvironment takes the ranks
+    from srun's tasks (one per GPU) and checks them against ``num_nodes``.
+    """
     ckpt_dir = exp_dir / "checkpoints"
     keep_epochs = ModelCheckpoint(  # "the top k by epoch number" = the last k epochs
         dirpath=ckpt_dir, filename="epoch={epoch}", auto_insert_metric_name=False, monitor="epoch", mode="max",
@@ -107,7 +113,8 @@ def build_trainer(cfg: Dict[str, Any], exp_dir: Path, ngpu: int, progress: bool 
         max_epochs=cfg["training"]["epochs"],
         accelerator="gpu" if ngpu > 0 else "cpu",
         devices=ngpu if ngpu > 0 else 1,
-        strategy="ddp" if ngpu > 1 else "auto",
+        num_nodes=num_nodes,
+        strategy="ddp" if ngpu * num_nodes > 1 else "auto",
         precision=cfg["training"]["precision"],
         callbacks=callbacks,
         # Flushed every step: a killed launch keeps the log of every epoch it finished.
@@ -132,7 +139,7 @@ def resume_checkpoint(exp_dir: Path) -> Optional[Path]:
 
 
 def train(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, lists_dir: Path, ngpu: int = 0,
-          progress: bool = True) -> Dict[str, Any]:
+          progress: bool = True, num_nodes: int = 1) -> Dict[str, Any]:
     """Trains (or resumes, or finds finished) one experiment; returns the summary written to train.done."""
     exp_dir.mkdir(parents=True, exist_ok=True)
     done = exp_dir / DONE_FILE
@@ -143,11 +150,11 @@ def train(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, lists_dir: Path, n
     config_lib.dump(cfg, exp_dir / "config.yaml")
     pl.seed_everything(cfg["training"]["seed"], workers=True, verbose=False)
     system = SeparationSystem(cfg)
-    trainer = build_trainer(cfg, exp_dir, ngpu, progress)
+    trainer = build_trainer(cfg, exp_dir, ngpu, progress, num_nodes)
     resume = resume_checkpoint(exp_dir)
     if resume and trainer.is_global_zero:
         print(f"train: resuming from {resume}")
-    trainer.fit(system, datamodule=MixtureData(cfg, data_dir, lists_dir, ngpu), ckpt_path=str(resume) if resume else None)
+    trainer.fit(system, datamodule=MixtureData(cfg, data_dir, lists_dir, ngpu, num_nodes), ckpt_path=str(resume) if resume else None)
     summary = {
         "epochs": trainer.current_epoch,
         "best_checkpoint": trainer.checkpoint_callbacks[1].best_model_path,
@@ -168,6 +175,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", required=True, type=Path, help="prepared corpus folder (stage 0 output)")
     parser.add_argument("--lists", required=True, type=Path, help=f"folder with the mixture lists ({VALID_LIST}, ...)")
     parser.add_argument("--ngpu", type=int, default=0, help="GPUs to use (0: CPU; >1: DDP, one process per GPU)")
+    parser.add_argument("--num-nodes", type=int, default=1,
+                        help="nodes, each with --ngpu GPUs (Slurm: one srun task per GPU, see tools/slurm/README.md)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for batch logs)")
     return parser.parse_args(argv)
 
@@ -180,7 +189,11 @@ def main(argv=None) -> None:
         sys.exit(f"train: {err}")
     if args.ngpu < 0:
         sys.exit(f"train: --ngpu must be >= 0, got {args.ngpu}")
-    train(cfg, args.exp_dir, args.data, args.lists, args.ngpu, progress=not args.no_progress)
+    if args.num_nodes < 1 or (args.num_nodes > 1 and args.ngpu == 0):
+        sys.exit(f"train: --num-nodes must be 1, or more with --ngpu >= 1; got --num-nodes {args.num_nodes} "
+                 f"--ngpu {args.ngpu}")
+    train(cfg, args.exp_dir, args.data, args.lists, args.ngpu, progress=not args.no_progress,
+          num_nodes=args.num_nodes)
 
 
 if __name__ == "__main__":

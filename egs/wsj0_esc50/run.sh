@@ -12,6 +12,7 @@ wsj0=""                 # WSJ0 root (folders like wsj0/si_tr_s/...); empty: mini
 esc50=""                # ESC-50 release folder (audio/, meta/esc50.csv); empty: mini corpus
 experiments="baseline_cpu robust_a5_cpu"   # config names in conf/ (without .yaml), report order
 ngpu=0                  # GPUs per training job (0: CPU; >1: DDP)
+num_nodes=1             # slurm: nodes per training job (each with --ngpu GPUs)
 tag=""                  # suffix of the experiment folders: exp/<experiment>_<tag>
 average_last=0          # score the mean of the last K epochs' weights (0: the config's scoring.average_last_k)
 force=false             # redo the selected stages even when their outputs are complete
@@ -37,11 +38,13 @@ Options (defaults in brackets):
                                      class_none class_speech3 class_env3
                         CPU preset:  baseline_cpu robust_a5_cpu (mini corpus, minutes)
   --ngpu N              GPUs per training job, 0 for CPU [$ngpu]
+  --num_nodes N         slurm: nodes per training job, --ngpu GPUs each (Lightning DDP) [$num_nodes]
   --cmd_backend B       local (run here, in sequence) or slurm (sbatch jobs, see cmd.sh) [$cmd_backend]
   --tag T               experiment folders exp/<experiment>_T [none]
   --average_last K      score the mean of the last K epoch checkpoints, 0: from the config [$average_last]
   --force true|false    redo complete stages [$force]
-  --wait true|false     slurm: wait for the jobs and exit with their status [$wait]
+  --wait true|false     slurm: wait for the jobs and exit with their status, or print
+                        the job ids and return at once [$wait]
   --data DIR --downloads DIR --exp DIR   output folders [$data, $downloads, $exp]
 
 Example (the paper's Table 1 on one GPU):
@@ -54,6 +57,8 @@ Example (the paper's Table 1 on one GPU):
 
 log() { echo "run.sh: $*"; }
 read -r -a exps <<< "$experiments"
+[[ $num_nodes =~ ^[1-9][0-9]*$ ]] || { echo "$0: --num_nodes '$num_nodes' must be a positive integer" >&2; exit 1; }
+[ "$num_nodes" -eq 1 ] || [ "$ngpu" -gt 0 ] || { echo "$0: --num_nodes $num_nodes needs --ngpu >= 1 (several nodes only for GPU training)" >&2; exit 1; }
 [ ${#exps[@]} -gt 0 ] || { echo "$0: --experiments is empty; name at least one config of conf/" >&2; exit 1; }
 configs=()
 for name in "${exps[@]}"; do
@@ -65,46 +70,54 @@ python -m ugr.config check "${configs[@]}"   # a typo stops the run now, not aft
 mkdir -p "$exp/log"
 common=(--force "$force")
 after=""   # the previous stage's job id(s): slurm chains the stages with afterok dependencies
+job_ids=()  # every submitted stage's job id, for --wait
 
-# launch NAME cpu|gpu ARRAY -- COMMAND...: one stage as one job (an array job,
-# task i = experiment i, when ARRAY > 0), after the previous stage's job.
+# launch NAME cpu|gpu ARRAY NGPU NODES -- COMMAND...: one stage as one job (an
+# array job, task i = experiment i, when ARRAY > 0), after the previous stage's
+# job. Kind gpu asks NGPU GPUs per node on NODES nodes, one task (process) per
+# GPU; with --ngpu 0 the per-experiment stages are CPU jobs.
+model_kind=cpu
+[ "$ngpu" -eq 0 ] || model_kind=gpu
 launch() {
-  local name=$1 kind=$2 array=$3; shift 4
+  local name=$1 kind=$2 array=$3 job_ngpu=$4 job_nodes=$5; shift 6
   local jobid_file="$exp/log/$name.jobid" log_file="$exp/log/$name.log" extra=() cmd
   if [ "$array" -gt 0 ]; then extra+=(--array "$array"); log_file="$exp/log/$name.%a.log"; fi
   [ -z "$after" ] || extra+=(--after "$after")
-  if [ "$kind" = gpu ]; then cmd=$gpu_cmd; extra+=(--ngpu "$ngpu"); else cmd=$cpu_cmd; fi
+  if [ "$kind" = gpu ]; then cmd=$gpu_cmd; extra+=(--ngpu "$job_ngpu" --nodes "$job_nodes"); else cmd=$cpu_cmd; fi
   rm -f "$jobid_file"
   log "stage $name: log $log_file"
   $cmd --name "ugr_$name" --log "$log_file" --jobid-file "$jobid_file" "${extra[@]}" -- "$@"
-  if [ -s "$jobid_file" ]; then after=$(cat "$jobid_file"); fi
+  if [ -s "$jobid_file" ]; then after=$(cat "$jobid_file"); job_ids+=("$after"); fi
 }
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
-  launch data cpu 0 -- local/stage0_data.sh --wsj0 "$wsj0" --esc50 "$esc50" --data "$data" \
+  launch data cpu 0 0 1 -- local/stage0_data.sh --wsj0 "$wsj0" --esc50 "$esc50" --data "$data" \
     --downloads "$downloads" "${common[@]}"
 fi
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  launch lists cpu 0 -- local/stage1_lists.sh --data "$data" --configs "${configs[*]}" "${common[@]}"
+  launch lists cpu 0 0 1 -- local/stage1_lists.sh --data "$data" --configs "${configs[*]}" "${common[@]}"
 fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  launch train gpu ${#configs[@]} -- local/stage2_train.sh --data "$data" --exp "$exp" \
-    --configs "${configs[*]}" --tag "$tag" --ngpu "$ngpu" "${common[@]}"
+  launch train $model_kind ${#configs[@]} "$ngpu" "$num_nodes" -- local/stage2_train.sh --data "$data" --exp "$exp" \
+    --configs "${configs[*]}" --tag "$tag" --ngpu "$ngpu" --num_nodes "$num_nodes" "${common[@]}"
 fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  launch score gpu ${#configs[@]} -- local/stage3_score.sh --data "$data" --exp "$exp" \
+  # Scoring uses one GPU: one process on one node.
+  launch score $model_kind ${#configs[@]} "$((ngpu > 0 ? 1 : 0))" 1 -- local/stage3_score.sh --data "$data" --exp "$exp" \
     --configs "${configs[*]}" --tag "$tag" --ngpu "$ngpu" --average_last "$average_last" "${common[@]}"
 fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  launch report cpu 0 -- local/stage4_report.sh --exp "$exp" --configs "${configs[*]}" --tag "$tag" "${common[@]}"
+  launch report cpu 0 0 1 -- local/stage4_report.sh --exp "$exp" --configs "${configs[*]}" --tag "$tag" "${common[@]}"
 fi
 
-if [ "$cmd_backend" = slurm ]; then
-  if $wait && [ -n "$after" ]; then
-    log "waiting for the Slurm jobs (last: $after)"
-    $wait_cmd "$after"
+if [ "$cmd_backend" = slurm ] && [ ${#job_ids[@]} -gt 0 ]; then
+  ids=$(IFS=:; echo "${job_ids[*]}")
+  if $wait; then
+    log "waiting for the Slurm jobs $ids (logs in $exp/log/)"
+    $wait_cmd "$ids" || { log "a Slurm job failed or was cancelled (see above)"; exit 1; }
   else
-    log "submitted; the last job is $after (logs in $exp/log/)"
+    log "submitted Slurm jobs $ids (logs in $exp/log/); wait for them with:"
+    echo "tools/launch.sh --backend slurm --wait-for $ids"
     exit 0
   fi
 fi

@@ -1,0 +1,118 @@
+"""The recipe's `slurm` backend on a real one-node cluster (fixture `slurm_cluster`):
+the same outputs as the `local` backend, experiments as job arrays, --wait false,
+and a failed stage cancelling the stages after it."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from recipe_helpers import EXPERIMENTS, TINY, copy_recipe, make_corpora, run_recipe
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+# Smaller than the recipe test's: 2 epochs of 4 steps.
+SMALL = {**TINY, "data": {**TINY["data"], "train_mixtures_per_epoch": 16},
+         "training": {**TINY["training"], "epochs": 2}}
+# The shipped conf asks 6 CPUs and a GPU per job; the test cluster is one 2-CPU node.
+TEST_SLURM_CONF = """\
+[cpu]
+--cpus-per-task=1
+--mem=2G
+--time=10:00
+[gpu]
+--gres=gpu:{ngpu}
+--ntasks-per-node={ngpu}
+--nodes={nodes}
+--time=10:00
+"""
+WAIT_LINE = re.compile(r"^tools/launch\.sh --backend slurm --wait-for ((?:\d+:)*\d+)$")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("tree")
+    return root, make_corpora(root / "corpora")
+
+
+def slurm_copy(root: Path, name: str) -> Path:
+    copy = copy_recipe(root, name, SMALL)
+    (copy / "conf" / "slurm.conf").write_text(TEST_SLURM_CONF)
+    return copy
+
+
+def job_states(job_id: str, env: dict[str, str]) -> list[str]:
+    """JobState=... Reason=... of the job, one per array task."""
+    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], env=env, check=True, capture_output=True,
+                         text=True).stdout
+    return [" ".join(re.findall(r"\b(?:JobState|Reason)=\S+", line)) for line in out.splitlines()]
+
+
+def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def test_slurm_backend_submits_job_arrays_and_matches_the_local_backend(tree, slurm_cluster):
+    root, corpora = tree
+    stages = [*corpora, "--experiments", EXPERIMENTS]
+    local = copy_recipe(root, "local", SMALL)
+    run_recipe(local, *stages)
+
+    slurm = slurm_copy(root, "slurm")
+    start = time.monotonic()
+    submitted = run_recipe(slurm, *stages, "--cmd_backend", "slurm", "--wait", "false", env=slurm_cluster)
+    took = time.monotonic() - start
+    match = WAIT_LINE.match(submitted.stdout.strip().splitlines()[-1])
+    assert match, f"no wait command on the last line:\n{submitted.stdout}"
+    ids = match.group(1).split(":")
+    assert len(ids) == 5, "one job per stage, the per-experiment stages as arrays"
+    report_job = ids[-1]
+    # It returned after submitting: the report job still waits for training.
+    assert job_states(report_job, slurm_cluster)[0].startswith("JobState=PENDING"), took
+    assert not (slurm / "exp" / "report.md").exists()
+    waited = subprocess.run(["tools/launch.sh", "--backend", "slurm", "--wait-for", match.group(1)], cwd=slurm,
+                            env=slurm_cluster, capture_output=True, text=True, timeout=600)
+    assert waited.returncode == 0, waited.stderr + (slurm / "exp/log/train.0.log").read_text()[-3000:]
+
+    train_job = (slurm / "exp/log/train.jobid").read_text().strip()
+    assert train_job == ids[2]
+    for task, name in enumerate(EXPERIMENTS.split()):
+        header = (slurm / f"exp/log/train.{task}.log").read_text().splitlines()[1]
+        assert f", task {task}, slurm job {train_job}_{task}, restart 0" in header
+        assert f"exp/{name} is trained" not in (slurm / f"exp/log/train.{task}.log").read_text()
+        score_header = (slurm / f"exp/log/score.{task}.log").read_text().splitlines()[1]
+        assert f"slurm job {ids[3]}_{task}," in score_header
+        for path in ("scores/test.csv", "scores/test_stats.json", "train.done"):
+            assert (slurm / "exp" / name / path).read_text() == (local / "exp" / name / path).read_text().replace(
+                str(local), str(slurm)), f"{name}/{path} differs between the local and slurm backends"
+        for ckpt in ("last.ckpt", "epoch=1.ckpt", "best.ckpt"):
+            ours, theirs = (weights(c / "exp" / name / "checkpoints" / ckpt) for c in (slurm, local))
+            assert ours.keys() == theirs.keys()
+            for key in ours:
+                assert torch.equal(ours[key], theirs[key]), f"{name}/{ckpt}: {key} differs"
+    assert (slurm / "exp/report.md").read_text() == (local / "exp/report.md").read_text()
+
+
+def test_a_failed_stage_cancels_the_stages_after_it_and_run_fails(tree, slurm_cluster):
+    root, _ = tree
+    copy = slurm_copy(root, "failing")
+    # Training has no prepared corpus to read: stage 2 fails, 3 and 4 must never run.
+    done = run_recipe(copy, "--stage", "2", "--experiments", EXPERIMENTS, "--data", "missing",
+                      "--cmd_backend", "slurm", env=slurm_cluster, check=False)
+    assert done.returncode != 0
+    ids = {stage: (copy / f"exp/log/{stage}.jobid").read_text().strip() for stage in ("train", "score", "report")}
+    assert all(state.startswith("JobState=FAILED") for state in job_states(ids["train"], slurm_cluster))
+    for stage in ("score", "report"):
+        states = job_states(ids[stage], slurm_cluster)
+        assert states and all(s == "JobState=CANCELLED Reason=DependencyNeverSatisfied" for s in states), states
+        assert f"({'ugr_' + stage}) CANCELLED" in done.stderr
+    assert f"job {ids['train']}_0 (ugr_train) FAILED" in done.stderr
+    for name in EXPERIMENTS.split():
+        assert not (copy / "exp" / name / "scores").exists()
+        assert (copy / f"exp/log/score.{EXPERIMENTS.split().index(name)}.log").read_text() == ""
+    assert not (copy / "exp/report.md").exists()
