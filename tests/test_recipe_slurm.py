@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from recipe_helpers import EXPERIMENTS, TINY, copy_recipe, make_corpora, run_recipe
 
@@ -35,9 +36,14 @@ WAIT_LINE = re.compile(r"^tools/launch\.sh --backend slurm --wait-for ((?:\d+:)*
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> tuple[Path, list[str]]:
+def tree(tmp_path_factory) -> tuple[Path, list[str], Path]:
+    """The tree, run.sh's corpus arguments, and a copy run by the local backend
+    through stage 1 (its data/ serves the tests that start at stage 2)."""
     root = tmp_path_factory.mktemp("tree")
-    return root, make_corpora(root / "corpora")
+    corpora = make_corpora(root / "corpora")
+    local = copy_recipe(root, "local", SMALL)
+    run_recipe(local, "--stop_stage", "1", *corpora, "--experiments", EXPERIMENTS)
+    return root, corpora, local
 
 
 def slurm_copy(root: Path, name: str) -> Path:
@@ -58,10 +64,9 @@ def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
 
 
 def test_slurm_backend_submits_job_arrays_and_matches_the_local_backend(tree, slurm_cluster):
-    root, corpora = tree
+    root, corpora, local = tree
     stages = [*corpora, "--experiments", EXPERIMENTS]
-    local = copy_recipe(root, "local", SMALL)
-    run_recipe(local, *stages)
+    run_recipe(local, *stages, "--stage", "2")
 
     slurm = slurm_copy(root, "slurm")
     start = time.monotonic()
@@ -99,8 +104,7 @@ def test_slurm_backend_submits_job_arrays_and_matches_the_local_backend(tree, sl
 
 
 def test_a_failed_stage_cancels_the_stages_after_it_and_run_fails(tree, slurm_cluster):
-    root, _ = tree
-    copy = slurm_copy(root, "failing")
+    copy = slurm_copy(tree[0], "failing")
     # Training has no prepared corpus to read: stage 2 fails, 3 and 4 must never run.
     done = run_recipe(copy, "--stage", "2", "--experiments", EXPERIMENTS, "--data", "missing",
                       "--cmd_backend", "slurm", env=slurm_cluster, check=False)
@@ -116,3 +120,31 @@ def test_a_failed_stage_cancels_the_stages_after_it_and_run_fails(tree, slurm_cl
         assert not (copy / "exp" / name / "scores").exists()
         assert (copy / f"exp/log/score.{EXPERIMENTS.split().index(name)}.log").read_text() == ""
     assert not (copy / "exp/report.md").exists()
+
+
+def test_requeued_training_resumes_from_its_last_checkpoint_and_finishes(tree, slurm_cluster):
+    """`scontrol requeue` (as preemption) kills the training job after its first epoch;
+    Slurm starts it again and ugr.train goes on from checkpoints/last.ckpt."""
+    root, _, local = tree
+    copy = slurm_copy(root, "requeue")
+    epochs = SMALL["training"]["epochs"] + 1
+    (copy / "conf" / "tiny.yaml").write_text(
+        yaml.safe_dump({**SMALL, "training": {**SMALL["training"], "epochs": epochs}}))
+    run_recipe(copy, "--stage", "2", "--stop_stage", "2", "--experiments", "tiny", "--data", str(local / "data"),
+               "--cmd_backend", "slurm", "--wait", "false", env=slurm_cluster)
+    job = (copy / "exp/log/train.jobid").read_text().strip()
+    exp, log = copy / "exp" / "tiny", copy / "exp/log/train.0.log"
+    deadline = time.monotonic() + 120
+    while not (exp / "checkpoints/last.ckpt").exists():
+        assert time.monotonic() < deadline, f"no epoch finished in time:\n{log.read_text()[-3000:]}"
+        time.sleep(0.1)
+    subprocess.run(["scontrol", "requeue", job], env=slurm_cluster, check=True)
+    waited = subprocess.run(["tools/launch.sh", "--backend", "slurm", "--wait-for", job], cwd=copy,
+                            env=slurm_cluster, capture_output=True, text=True, timeout=300)
+    text = log.read_text()
+    assert waited.returncode == 0, waited.stderr + text[-3000:]
+    assert f"slurm job {job}_0, restart 1" in text
+    assert "train: resuming from " in text and "last.ckpt" in text.split("train: resuming from ", 1)[1].splitlines()[0]
+    assert json.loads((exp / "train.done").read_text())["epochs"] == epochs
+    first, second = (exp / "csv" / f"version_{v}" / "metrics.csv" for v in (0, 1))
+    assert first.is_file() and second.is_file(), "one CSV log per launch: the requeued job is a second launch"
