@@ -7,14 +7,17 @@ PIT losses become the scalar to differentiate: ``losses.mean()`` against
 ``reweighted_loss(losses, weighting(...))``. Timings alternate between the two
 variants so that drift of the machine hits both alike; the figure is the
 median. Peak memory: on CUDA the allocator's peak during the steps; on CPU the
-growth of the peak resident set over the idle process, each variant measured
-in a fresh subprocess (the CPU allocator has no resettable peak counter).
+growth of the peak resident set (VmHWM) over the idle process, each variant
+measured in fresh subprocesses with a fixed glibc mmap threshold so that
+freed tensors leave the resident set at once (the CPU allocator has no
+resettable peak counter).
 Target: both ratios at most 1.01.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -38,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     parser.add_argument("--weighting", default='{"type": "robust", "alpha": 0.2}',
                         help="UGR weighting config as JSON (default: %(default)s)")
+    parser.add_argument("--memory-probes", type=int, default=3,
+                        help="fresh processes per variant for the peak memory, median (default: %(default)s)")
     parser.add_argument("--memory-probe", choices=["uniform", "ugr"], help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -104,7 +109,11 @@ def peak_memory(args: argparse.Namespace, variant: str) -> int:
     command = [sys.executable, __file__, "--memory-probe", variant, "--model", args.model, "--batch", str(args.batch),
                "--seconds", str(args.seconds), "--threads", str(args.threads), "--device", args.device,
                "--weighting", args.weighting]
-    return int(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    # A fixed mmap threshold: glibc otherwise raises it as large blocks are freed and
+    # keeps them in its heap, so the resident peak would depend on allocation history.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    result = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    return int(result.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -123,9 +132,16 @@ def main(argv: list[str] | None = None) -> None:
             steps[variant]()
             times[variant].append(time.perf_counter() - start)
     uniform_t, ugr_t = (statistics.median(times[v]) for v in ("uniform", "ugr"))
-    uniform_m, ugr_m = (peak_memory(args, v) for v in ("uniform", "ugr"))
+    peaks: dict[str, list[int]] = {"uniform": [], "ugr": []}
+    for _ in range(args.memory_probes):  # alternating, like the timings
+        for variant in ("uniform", "ugr"):
+            peaks[variant].append(peak_memory(args, variant))
+    uniform_m, ugr_m = (statistics.median(peaks[v]) for v in ("uniform", "ugr"))
     print(f"setup: {args.model} default config, batch {args.batch} x {args.seconds} s at 8 kHz, "
-          f"{args.device}, {args.threads} threads, weighting {args.weighting}, median of {args.repeats}")
+          f"{args.device}, {args.threads} threads, weighting {args.weighting}, median of {args.repeats} steps "
+          f"and of {args.memory_probes} memory probes")
+    for variant in ("uniform", "ugr"):
+        print(f"  peak memory probes {variant}: {[round(m / 2**20) for m in peaks[variant]]} MB")
     print(f"{'':14}{'uniform':>12}{'ugr':>12}{'ratio':>9}")
     print(f"{'step time (s)':14}{uniform_t:12.4f}{ugr_t:12.4f}{ugr_t / uniform_t:9.4f}")
     print(f"{'peak mem (MB)':14}{uniform_m / 2**20:12.1f}{ugr_m / 2**20:12.1f}{ugr_m / uniform_m:9.4f}")
