@@ -6,10 +6,9 @@ the first outputs are checked equal), see the same batch of random sources and
 do the same training step: forward, negative PIT SI-SDR, backward, gradient
 clipping at 5 and an Adam step (``--no-optimizer-step`` leaves the last two
 out). Timings alternate between the two models so that drift of the machine
-hits both alike; the figure is the median. Peak memory: on CUDA the
-allocator's peak over two steps; on CPU the growth of the peak resident set
-(VmHWM) over the idle process, each model measured in a fresh subprocess (the CPU
-allocator has no resettable peak counter). The machine's load average is
+hits both alike; the figure is the median. Peak memory over two
+steps: see ``peak_memory.py`` (the CUDA allocator's peak, or on CPU the
+resident peak of a fresh process per model). The machine's load average is
 printed too: other processes on the cores distort CPU timings.
 
 Configs: ``default`` (the paper's model, ugr.models.MODEL_DEFAULTS) and
@@ -20,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any, Callable
@@ -31,6 +28,7 @@ import torch
 from asteroid.models import SuDORMRFNet
 from tqdm import tqdm
 
+from peak_memory import run_probe, step_peak_bytes
 from ugr.losses import pit_neg_sisdr
 from ugr.models import CPU_PRESET, MODEL_DEFAULTS, build_model
 
@@ -106,40 +104,11 @@ def max_relative_difference(models: dict[str, torch.nn.Module], mixture: torch.T
     return ((ours - stock).abs().max() / stock.abs().max()).item()
 
 
-def current_rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize()
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident set (VmHWM).
-
-    Not ``getrusage``'s ru_maxrss: Linux carries that over fork and exec, so a
-    probe started by a big parent would report the parent's size.
-    """
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM line in /proc/self/status: peak memory on CPU needs Linux")
-
-
 def memory_probe(args: argparse.Namespace) -> None:
     """Run in a fresh process: print the peak memory that two steps of one model add."""
     name, variant = args.memory_probe
     mixture, sources = make_batch(name, args)
-    step = make_step(make_models(name, args.device)[variant], mixture, sources, args)
-    if args.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        for _ in range(2):
-            step()
-        print(torch.cuda.max_memory_allocated() - base)
-    else:
-        base = current_rss_bytes()
-        for _ in range(2):
-            step()
-        print(peak_rss_bytes() - base)
+    print(step_peak_bytes(make_step(make_models(name, args.device)[variant], mixture, sources, args), args.device))
 
 
 def peak_memory(args: argparse.Namespace, name: str, variant: str) -> int:
@@ -147,7 +116,7 @@ def peak_memory(args: argparse.Namespace, name: str, variant: str) -> int:
                "--seconds", str(args.seconds), "--threads", str(args.threads), "--device", args.device]
     if not args.optimizer_step:
         command.append("--no-optimizer-step")
-    return int(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    return run_probe(command)
 
 
 def step_times(args: argparse.Namespace, name: str) -> tuple[dict[str, float], float, int]:

@@ -6,25 +6,21 @@ gradient clipping after backward); they differ only in how the per-example
 PIT losses become the scalar to differentiate: ``losses.mean()`` against
 ``reweighted_loss(losses, weighting(...))``. Timings alternate between the two
 variants so that drift of the machine hits both alike; the figure is the
-median. Peak memory: on CUDA the allocator's peak during the steps; on CPU the
-growth of the peak resident set (VmHWM) over the idle process, each variant
-measured in fresh subprocesses with a fixed glibc mmap threshold so that
-freed tensors leave the resident set at once (the CPU allocator has no
-resettable peak counter).
+median. Peak memory: see ``peak_memory.py`` (the CUDA allocator's peak, or on CPU
+the resident peak of fresh processes), median over several probes.
 Target: both ratios at most 1.01.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 
 import torch
 
+from peak_memory import run_probe, step_peak_bytes
 from ugr import losses as L
 from ugr.reweight import reweighted_loss
 from ugr.weighting import build
@@ -79,41 +75,16 @@ def make_step(args: argparse.Namespace, variant: str):
     return step
 
 
-def memory_status_bytes(field: str) -> int:
-    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process. Not ``ru_maxrss``: that
-    survives fork and exec, so a probe would report its large parent's peak."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def memory_probe(args: argparse.Namespace) -> None:
     """Run in a fresh process: print the peak memory that the steps of one variant add."""
-    step = make_step(args, args.memory_probe)
-    if args.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        for _ in range(2):
-            step()
-        print(torch.cuda.max_memory_allocated() - base)
-    else:
-        base = memory_status_bytes("VmRSS")
-        for _ in range(2):
-            step()
-        print(memory_status_bytes("VmHWM") - base)
+    print(step_peak_bytes(make_step(args, args.memory_probe), args.device))
 
 
 def peak_memory(args: argparse.Namespace, variant: str) -> int:
     command = [sys.executable, __file__, "--memory-probe", variant, "--model", args.model, "--batch", str(args.batch),
                "--seconds", str(args.seconds), "--threads", str(args.threads), "--device", args.device,
                "--weighting", args.weighting]
-    # A fixed mmap threshold: glibc otherwise raises it as large blocks are freed and
-    # keeps them in its heap, so the resident peak would depend on allocation history.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
-    result = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
-    return int(result.stdout.strip().splitlines()[-1])
+    return run_probe(command)
 
 
 def main(argv: list[str] | None = None) -> None:
