@@ -50,7 +50,9 @@ def test_killed_training_resumes_from_its_last_epoch(recipe):
                                cwd=recipe, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.time() + 300
-    while not (ckpt_dir / "epoch=0.ckpt").exists() and process.poll() is None and time.time() < deadline:
+    # last.ckpt is written just after epoch=0.ckpt: wait for both, or the kill can fall in between.
+    while not ((ckpt_dir / "epoch=0.ckpt").exists() and (ckpt_dir / "last.ckpt").exists()) \
+            and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
