@@ -4,7 +4,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import urllib.request
-from pathlib import Path
 
 import pytest
 import soundfile as sf

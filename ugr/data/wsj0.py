@@ -43,6 +43,16 @@ def index_wsj0(root: str | os.PathLike) -> tuple[list[SourceFile], list[dict]]:
     return sources, skips
 
 
+def _add_utterance(uid: str, split: str, path: Path, sources: list[SourceFile], skips: list[dict],
+                   seen: dict[str, str]) -> None:
+    """Index one utterance (speaker = first 3 characters of its id); a repeated id is a counted skip."""
+    if uid in seen:
+        skips.append({"path": str(path), "reason": f"duplicate utterance id {uid} (kept {seen[uid]})"})
+        return
+    seen[uid] = str(path)
+    sources.append(SourceFile(uid, "wsj0", uid[:3], "speech", split, str(path)))
+
+
 def _index_standard(root: Path) -> tuple[list[SourceFile], list[dict]]:
     set_dirs: list[tuple[Path, str]] = []
     for folder, subdirs, _ in os.walk(root):
@@ -65,12 +75,7 @@ def _index_standard(root: Path) -> tuple[list[SourceFile], list[dict]]:
             if suffix == SECOND_MIC_SUFFIX or suffix not in AUDIO_SUFFIXES:
                 skips.append({"path": str(path), "reason": f"not a first-microphone audio file ({suffix or 'no suffix'})"})
                 continue
-            uid = path.stem.lower()
-            if uid in seen:
-                skips.append({"path": str(path), "reason": f"duplicate utterance id {uid} (kept {seen[uid]})"})
-                continue
-            seen[uid] = str(path)
-            sources.append(SourceFile(uid, "wsj0", uid[:3], "speech", split, str(path)))
+            _add_utterance(path.stem.lower(), split, path, sources, skips, seen)
     return sources, skips
 
 
@@ -85,10 +90,5 @@ def _index_twomix(root: Path) -> tuple[list[SourceFile], list[dict]]:
                 if path.suffix.lower() not in AUDIO_SUFFIXES or len(fields) != 4:
                     skips.append({"path": str(path), "reason": "not a wsj0-2mix source file <utt1>_<snr1>_<utt2>_<snr2>.wav"})
                     continue
-                uid = fields[token].lower()
-                if uid in seen:
-                    skips.append({"path": str(path), "reason": f"duplicate utterance id {uid} (kept {seen[uid]})"})
-                    continue
-                seen[uid] = str(path)
-                sources.append(SourceFile(uid, "wsj0", uid[:3], "speech", split, str(path)))
+                _add_utterance(fields[token].lower(), split, path, sources, skips, seen)
     return sources, skips
