@@ -64,6 +64,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str, micro_batch
                                wrap=torch.nn.parallel.DistributedDataParallel)
             if rank == 0:
                 torch.save(params, Path(out_dir) / f"{name}.pt")
+        dist.barrier()  # leave together: a rank exiting while gloo still talks to it aborts the other
     finally:
         dist.destroy_process_group()
 
