@@ -13,9 +13,7 @@ ensemble) and score that one model.
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -23,31 +21,14 @@ import torch
 import yaml
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from ugr.atomic import atomic_write
+
 EPOCH_CKPT = re.compile(r"^epoch=(\d+)\.ckpt$")
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` via a temporary file and a rename."""
-    _atomic_write(Path(path), lambda handle: handle.write(text.encode()))
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` via a temporary file and a rename."""
-    _atomic_write(Path(path), lambda handle: torch.save(obj, handle))
+    atomic_write(Path(path), lambda handle: torch.save(obj, handle))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -223,7 +223,7 @@ def load(path: str | Path) -> Dict[str, Any]:
 
 def dump(cfg: Dict[str, Any], path: str | Path) -> None:
     """Writes the resolved config atomically, so an experiment folder records what it ran."""
-    from ugr.checkpoints import atomic_write_text
+    from ugr.atomic import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(cfg, sort_keys=False))
 

@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from ugr.checkpoints import atomic_write_text  # noqa: E402
+from ugr.atomic import atomic_write, atomic_write_text  # noqa: E402
 from ugr.score import PERCENTILES, STATS_FILE  # noqa: E402
 
 STAT_COLUMNS = ("n", "mean", "std") + tuple(f"p{q}" for q in PERCENTILES)
@@ -138,12 +138,12 @@ def plot_tradeoff(stats: Dict[str, Dict], path: Path) -> None:
 
 
 def _save(fig, path: Path) -> None:
-    """PNG via a temporary file and a rename, like every other output."""
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    """PNG written atomically, like every other output."""
     fig.tight_layout()
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
+    finally:
+        plt.close(fig)
 
 
 def report(exp_root: Path, experiments: Optional[Sequence[str]] = None) -> Path:

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ugr import checkpoints, losses
-from ugr.checkpoints import atomic_write_text
+from ugr.atomic import atomic_write_text
 from ugr.data import ListedMixtures, coarse_class, collate_mixtures
 
 COLUMNS = ("mixture_id", "source", "class", "si_sdr", "si_sdr_mix", "si_sdri")

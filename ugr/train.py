@@ -31,7 +31,8 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from ugr import config as config_lib
-from ugr.checkpoints import AtomicCheckpointIO, atomic_write_text
+from ugr.atomic import atomic_write_text
+from ugr.checkpoints import AtomicCheckpointIO
 from ugr.data import EpochSampler, ListedMixtures, OnTheFlyMixtures, collate_mixtures
 from ugr.system import SeparationSystem
 

@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .atomic import temp_path_for
+from ..atomic import atomic_write
 
 SPHERE_SUFFIXES = (".wv1", ".wv2")
 
@@ -81,13 +81,7 @@ def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 
 def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, subtype: str = "FLOAT") -> None:
     """Write atomically. FLOAT by default so resampling overshoot is kept, not clipped."""
-    tmp = temp_path_for(path)
-    try:
-        sf.write(str(tmp), samples, sample_rate, subtype=subtype, format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: sf.write(handle, samples, sample_rate, subtype=subtype, format="WAV"))
 
 
 def read_segment(path: str | os.PathLike, offset: int, frames: int, total_frames: int) -> np.ndarray:

@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from .atomic import atomic_write_text
+from ..atomic import atomic_write_text
 
 SPLITS = ("train", "valid", "test")
 CORPORA = ("wsj0", "esc50")

@@ -42,7 +42,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from .atomic import atomic_write_text
+from ..atomic import atomic_write_text
 from .audio import load_mono, resample
 from .esc50 import META_COLUMNS
 from .wsj0 import STANDARD_SETS

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .atomic import atomic_write_text
+from ..atomic import atomic_write_text
 from .mixing import MixtureSpec, SourceCrop, SourcePool, draw_mixture
 
 FORMAT_TAG = "# ugr-mixture-list v1"

@@ -20,7 +20,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from .atomic import atomic_write_text
+from ..atomic import atomic_write_text
 from .audio import SPHERE_SUFFIXES, AudioError, load_mono, resample, write_wav
 from .esc50 import RELEASE_URL, download_esc50, index_esc50
 from .manifest import SPLITS, ManifestRow, SourceFile, coarse_class, manifest_path, write_manifest
