@@ -12,6 +12,7 @@ Without ``--data`` the mini corpus is built and prepared under ``--work``.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,12 +20,16 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ugr.data import EpochSampler, OnTheFlyMixtures, collate_mixtures
+from ugr.data.dataset import EpochSampler, OnTheFlyMixtures, collate_mixtures
+from ugr.data.mixing import MixingSettings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def data_rate(data_dir: Path, seconds: float, segment: float, sample_rate: int) -> float:
-    dataset = OnTheFlyMixtures(data_dir, "train", num_mixtures=100_000, seed=0, segment=segment,
-                               sample_rate=sample_rate)
+    settings = MixingSettings.from_config({"sample_rate": sample_rate, "segment": segment, "snr_range": [-5, 5],
+                                           "priors": {"speech+env": 1, "env+env": 1}, "normalize": False, "seed": 0})
+    dataset = OnTheFlyMixtures(data_dir, "train", settings, num_mixtures=100_000)
     loader = DataLoader(dataset, batch_size=1, sampler=EpochSampler(len(dataset)), num_workers=1,
                         collate_fn=collate_mixtures, prefetch_factor=4)
     iterator = iter(loader)
@@ -65,12 +70,13 @@ def model_rate(kind: str, batch: int, segment: float, sample_rate: int, steps: i
     return steps * batch / (time.perf_counter() - start), name
 
 
-def prepared_minicorpus(work: Path) -> Path:
-    from ugr.data.minicorpus import build_minicorpus
-    from ugr.data.prepare import prepare
+def prepared_minicorpus(work: Path, sample_rate: int) -> Path:
+    from ugr.data.prepare import CorpusInput, prepare
 
-    wsj0, esc50 = build_minicorpus(work / "minicorpus")
-    prepare(work / "data", wsj0=wsj0, esc50=esc50)
+    subprocess.run([sys.executable, str(ROOT / "tools" / "minicorpus" / "build.py"), "--out", str(work / "minicorpus")],
+                   check=True, stdout=subprocess.DEVNULL)
+    prepare(work / "data", [CorpusInput("wsj0", str(work / "minicorpus" / "wsj0")),
+                            CorpusInput("esc50", str(work / "minicorpus" / "esc50"))], fs=sample_rate)
     return work / "data"
 
 
@@ -85,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segment", type=float, default=4.0)
     parser.add_argument("--sample-rate", type=int, default=8000)
     args = parser.parse_args(argv)
-    data_dir = args.data or prepared_minicorpus(args.work)
+    data_dir = args.data or prepared_minicorpus(args.work, args.sample_rate)
     mixing = data_rate(data_dir, args.data_seconds, args.segment, args.sample_rate)
     print(f"data : {mixing:9.2f} mixtures/s  (OnTheFlyMixtures, 1 worker, {args.segment:g} s at {args.sample_rate} Hz, {data_dir})")
     training, name = model_rate(args.model, args.batch, args.segment, args.sample_rate, args.steps)

@@ -1,4 +1,5 @@
-"""Experiment configs: the shipped files validate, inheritance merges, bad keys and values are named."""
+"""Experiment configs: the shipped files validate, inheritance and overrides merge, bad keys and values are named,
+and a config is checked against a prepared corpus."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,9 @@ import yaml
 
 from ugr import config
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "egs" / "wsj0_esc50" / "conf"
-SHIPPED = sorted(CONF_DIR.glob("*.yaml"))
+EGS = Path(__file__).resolve().parents[1] / "egs"
+CONF_DIR = EGS / "wsj0_esc50" / "conf"
+SHIPPED = sorted(EGS.glob("*/conf/*.yaml"))
 
 
 def _write(folder: Path, name: str, content: dict) -> Path:
@@ -24,7 +26,7 @@ def base(tmp_path) -> Path:
     return _write(tmp_path, "base.yaml", config.load(CONF_DIR / "base_cpu.yaml"))
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+@pytest.mark.parametrize("path", SHIPPED, ids=[f"{p.parent.parent.name}/{p.stem}" for p in SHIPPED])
 def test_every_shipped_config_is_valid(path):
     cfg = config.load(path)
     assert set(cfg) == set(config.SECTIONS)
@@ -59,7 +61,8 @@ def test_inherit_overrides_keys_and_a_new_weighting_type_replaces_its_arguments(
     ("training", "precision", "64", "training.precision must be one of"),
     ("training", "micro_batches", 3, "multiple of training.micro_batches"),
     ("data", "snr_range", [5, -5], "data.snr_range"),
-    ("data", "priors", {"speech+noise": 1.0}, "data.priors"),
+    ("data", "priors", {"speech": 1.0}, "data.priors must map mixture types, pairs of coarse classes"),
+    ("data", "train_from", "files", "data.train_from must be one of ['sources', 'published']"),
     ("data", "normalize", "yes", "data.normalize must be true or false"),
     ("scoring", "average_last_k", 0, "scoring.average_last_k"),
     ("training", "learning_rate", 0.1, "unknown key(s) training.learning_rate"),
@@ -90,20 +93,107 @@ def test_structural_errors(tmp_path, base):
         config.load(tmp_path / "e.yaml")
 
 
-def test_lists_key_and_mixture_args_follow_the_data_settings(tmp_path, base):
+def test_lists_key_follows_the_data_settings(tmp_path, base):
     same = config.load(_write(tmp_path, "same.yaml", {"inherit": "base.yaml", "training": {"epochs": 1}}))
     other = config.load(_write(tmp_path, "other.yaml", {"inherit": "base.yaml", "data": {"test_mixtures": 7}}))
+    published = config.load(_write(tmp_path, "pub.yaml", {"inherit": "base.yaml", "data": {"eval_from": "published"}}))
     assert config.lists_key(same) == config.lists_key(config.load(base)) != config.lists_key(other)
-    args = config.mixture_args(other, "test")
-    assert args[args.index("--num") + 1] == "7"
-    assert args[args.index("--priors") + 1] == "env+env=1.0"
-    assert "--normalize" not in args
+    assert config.lists_key(published) != config.lists_key(same)
+    assert config.lists_dir(same, tmp_path) == tmp_path / "lists" / config.lists_key(same)
 
 
-def test_cli_check_exits_naming_the_problem(tmp_path, base, capsys):
+def test_numbers_in_exponent_notation_are_numbers(tmp_path, base):
+    (tmp_path / "exp.yaml").write_text("inherit: base.yaml\ntraining:\n  lr: 1e-3\n  clip: 5E+0\n")
+    cfg = config.load(tmp_path / "exp.yaml")
+    assert cfg["training"]["lr"] == 0.001 and cfg["training"]["clip"] == 5.0
+
+
+def test_overrides_change_values_for_all_or_one_experiment(tmp_path, base):
+    overrides = config.parse_overrides(["training.lr=5e-4 weighting.type=robust weighting.alpha=0.1",
+                                        "other:training.epochs=9 base:weighting.gamma={dog: 3} training.clip=null"])
+    assert [o.text for o in overrides] == ["training.lr=5e-4", "weighting.type=robust", "weighting.alpha=0.1",
+                                           "other:training.epochs=9", "base:weighting.gamma={dog: 3}",
+                                           "training.clip=null"]
+    cfg = config.load(base, overrides[:3] + overrides[5:])
+    assert cfg["training"]["lr"] == 0.0005 and cfg["training"]["clip"] is None
+    assert cfg["weighting"] == {"type": "robust", "alpha": 0.1, "granularity": "source"}
+    other = config.load(base, overrides, experiment="other")
+    assert other["training"]["epochs"] == 9 and config.load(base)["training"]["epochs"] != 9
+    with pytest.raises(config.ConfigError, match=r"with overrides .*base:weighting.gamma=\{dog: 3\}.*weighting"):
+        config.load(base, overrides[4:5])  # gamma on a uniform weighting: unknown key
+    with pytest.raises(config.ConfigError, match="names experiment 'nope'"):
+        config.check_override_targets(config.parse_overrides(["nope:training.lr=1"]), ["base"])
+    for bad in ("lr=1", "optim.lr=1", "training.lr"):
+        with pytest.raises(config.ConfigError, match="write \\[EXPERIMENT:\\]SECTION.KEY=VALUE"):
+            config.parse_overrides([bad])
+    with pytest.raises(config.ConfigError, match="training.lr must be a positive number, got 'abc'"):
+        config.load(base, config.parse_overrides(["training.lr=abc"]))
+
+
+def test_a_curriculum_longer_than_the_training_is_refused(tmp_path, base):
+    curriculum = {"type": "curriculum", "beta0": -0.2, "horizon_epochs": 10}
+    with pytest.raises(config.ConfigError, match="horizon_epochs \\(10\\) is longer than the training"):
+        config.load(_write(tmp_path, "c.yaml", {"inherit": "base.yaml", "weighting": curriculum,
+                                                "training": {"epochs": 6}}))
+    steps = {"type": "curriculum", "beta0": -0.2, "horizon_steps": 10_000}
+    with pytest.raises(config.ConfigError, match="horizon_steps \\(10000\\) is longer than the training"):
+        config.load(_write(tmp_path, "s.yaml", {"inherit": "base.yaml", "weighting": steps}))
+    inside = {"type": "sum", "terms": [{"type": "robust", "alpha": 0.1}, curriculum]}
+    with pytest.raises(config.ConfigError, match="horizon_epochs"):
+        config.load(_write(tmp_path, "t.yaml", {"inherit": "base.yaml", "weighting": inside,
+                                                "training": {"epochs": 6}}))
+
+
+def test_cli_check_and_get_exit_naming_the_problem(tmp_path, base, capsys):
     bad = _write(tmp_path, "bad.yaml", {"inherit": "base.yaml", "training": {"epochs": 0}})
     with pytest.raises(SystemExit) as err:
         config.main(["check", str(base), str(bad)])
     assert "training.epochs" in str(err.value)
-    config.main(["get", str(base), "training.batch_size"])
+    config.main(["get", "training.batch_size", str(base)])
     assert capsys.readouterr().out.strip() == str(config.load(base)["training"]["batch_size"])
+    fast = _write(tmp_path, "fast.yaml", {"inherit": "base.yaml", "data": {"sample_rate": 16000},
+                                          "model": {"sample_rate": 16000}})
+    with pytest.raises(SystemExit, match="disagree on data.sample_rate: base.yaml 8000, fast.yaml 16000"):
+        config.main(["get", "data.sample_rate", str(base), str(fast)])
+    config.main(["get", "data.sample_rate", str(base), str(fast), "--override", "data.sample_rate=16000 "
+                                                                                "model.sample_rate=16000"])
+    assert capsys.readouterr().out.strip() == "16000"
+    with pytest.raises(SystemExit, match="model.sample_rate \\(8000\\) differs from data.sample_rate"):
+        config.main(["check", str(base), "--override", "data.sample_rate=16000"])
+
+
+@pytest.fixture(scope="module")
+def speech_and_env(tmp_path_factory):
+    from test_data_helpers import make_esc50, make_wsj0
+    from ugr.data.prepare import CorpusInput, prepare
+
+    root = tmp_path_factory.mktemp("corpus")
+    wsj0 = make_wsj0(root, {"si_tr_s": ["01a", "02b"], "si_dt_05": ["20c"], "si_et_05": ["40e", "41f"]})
+    esc50 = make_esc50(root / "esc50", clips_per_fold=2, seconds=0.3)
+    prepare(root / "data", [CorpusInput("wsj0", str(wsj0)), CorpusInput("esc50", str(esc50))], fs=8000)
+    return root / "data"
+
+
+def test_a_config_is_checked_against_the_corpus_classes(tmp_path, base, speech_and_env):
+    data = speech_and_env
+    config.check_corpus(config.load(base), data, "base")  # env+env: every split has 3 sound classes
+    gamma = config.load(base, config.parse_overrides(["weighting.type=class weighting.gamma={speach: 3}"]))
+    with pytest.raises(config.ConfigError, match="gamma names class\\(es\\) speach.*classes are: dog, env, rain, "
+                                                 "siren, speech"):
+        config.check_corpus(gamma, data, "base")
+    for label in ("dog", "env", "speech"):  # fine or coarse labels
+        ok = config.load(base, config.parse_overrides([f"weighting.type=class weighting.gamma={{{label}: 3}}"]))
+        config.check_corpus(ok, data, "base")
+    noise = config.load(base, config.parse_overrides(["data.priors={speech+noise: 1}"]))
+    with pytest.raises(config.ConfigError, match="speech\\+noise mixtures.*no coarse class 'noise' \\(it has: env, "
+                                                 "speech\\)"):
+        config.check_corpus(noise, data, "base")
+    one_speaker = config.load(base, config.parse_overrides(["data.priors={speech+speech: 1}"]))
+    with pytest.raises(config.ConfigError, match="split valid has one group \\(20c\\)"):
+        config.check_corpus(one_speaker, data, "base")
+    published = config.load(base, config.parse_overrides(["data.eval_from=published"]))
+    with pytest.raises(config.ConfigError, match="valid_mixtures.tsv: no manifest"):
+        config.check_corpus(published, data, "base")
+    fast = config.load(base, config.parse_overrides(["data.sample_rate=16000 model.sample_rate=16000"]))
+    with pytest.raises(config.ConfigError, match="prepared at \\[8000\\] Hz but 16000 Hz was asked"):
+        config.check_corpus(fast, data, "base")

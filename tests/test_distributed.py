@@ -17,6 +17,7 @@ from ugr.weighting import build
 
 BATCH = 4
 CLASSES = [["speech", "dog"], ["rain", "speech"], ["dog", "rain"], ["speech", "rain"]]
+COARSE = [["speech" if c == "speech" else "env" for c in row] for row in CLASSES]
 WEIGHTINGS = {
     "robust": {"type": "robust", "alpha": 0.5},
     "robust_mixture": {"type": "robust", "alpha": 0.5, "granularity": "mixture"},
@@ -45,7 +46,8 @@ def _one_step(model, indices, weighting, micro_batches, wrap=lambda m: m):
 
     def compute(chunk):
         per_source, _ = L.pit_neg_sisdr(net(mix[chunk]), src[chunk])
-        return Terms(L.at_granularity(per_source, weighting.granularity), None, [CLASSES[i] for i in chunk])
+        return Terms(L.at_granularity(per_source, weighting.granularity), None, [CLASSES[i] for i in chunk],
+                     [COARSE[i] for i in chunk])
 
     chunks = [c.tolist() for c in torch.tensor(indices).chunk(micro_batches)]
     no_sync = net.no_sync if isinstance(net, torch.nn.parallel.DistributedDataParallel) else contextlib.nullcontext

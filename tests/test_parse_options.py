@@ -60,6 +60,8 @@ def test_config_file_is_sourced_and_later_options_override_it(tmp_path: Path) ->
 @pytest.mark.parametrize("args, message", [
     (["--epochs", "3"], "unknown option '--epochs'"),
     (["--use-gpu", "yes"], "option '--use-gpu' takes true or false, not 'yes'"),
+    (["--stage", "two"], "option '--stage' takes an integer, not 'two'"),
+    (["--stage", ""], "option '--stage' takes an integer, not ''"),
     (["--stage"], "option '--stage' needs a value"),
     (["--stage=3"], "write '--name VALUE' (with a space)"),
     (["--config", "missing.conf"], "config file 'missing.conf' (from --config) does not exist"),

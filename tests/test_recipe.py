@@ -1,4 +1,4 @@
-"""The recipe end to end, in a copy of egs/wsj0_esc50, on a small synthetic corpus in WSJ0/ESC-50 layout.
+"""The recipe egs/wsj0_esc50 end to end, in a copy, on a small synthetic corpus in WSJ0/ESC-50 layout.
 
 One module-scoped run, several checks: stages 0-1 in a copied recipe folder,
 a training killed (SIGKILL) after its first epoch checkpoint and resumed, the
@@ -37,6 +37,7 @@ def recipe(tmp_path_factory) -> Path:
 
 def test_copied_recipe_prepares_data_and_lists(recipe):
     assert os.readlink(recipe / "tools") == "../../tools"
+    assert os.readlink(recipe / "ugr.sh") == "../TEMPLATE/ugr.sh" and os.readlink(recipe / "scripts") == "../TEMPLATE/scripts"
     assert (recipe / "data" / "prepare_report.json").is_file()
     lists = list((recipe / "data" / "lists").glob("*/test.csv"))
     assert len(lists) == 1, "tiny and tiny_robust share their data settings, hence one list folder"
@@ -90,10 +91,9 @@ def test_stages_2_to_4_train_score_and_report(recipe):
         assert stats["std"] == pytest.approx(values.std(), abs=1e-3)
         for q in (1, 5, 10, 25, 50, 75, 90, 95, 99):
             assert stats[f"p{q}"] == pytest.approx(np.percentile(values, q), abs=1e-3)
-        for coarse in ("speech", "env"):
-            subset = [float(r["si_sdri"]) for r in rows if (r["class"] == "speech") == (coarse == "speech")]
-            if subset:
-                assert stats["per_class"][coarse]["mean"] == pytest.approx(np.mean(subset), abs=1e-3)
+        for coarse in {r["coarse"] for r in rows}:
+            subset = [float(r["si_sdri"]) for r in rows if r["coarse"] == coarse]
+            assert stats["per_coarse"][coarse]["mean"] == pytest.approx(np.mean(subset), abs=1e-3)
     report = (recipe / "exp" / "report.md").read_text()
     table = [line for line in report.splitlines() if line.startswith("| tiny")]
     assert [line.split("|")[1].strip() for line in table[:2]] == ["tiny", "tiny_robust"]
@@ -104,7 +104,7 @@ def test_stages_2_to_4_train_score_and_report(recipe):
 
     again = run(recipe, "--stage", "3", "--experiments", EXPERIMENTS)
     out = again.stdout + again.stderr
-    assert out.count("is scored") == 2 and "report.md is up to date" in out
+    assert out.count("up to date, kept") == 2 and "wrote" in out
 
 
 def test_bad_options_fail_with_a_message(recipe):
@@ -113,4 +113,13 @@ def test_bad_options_fail_with_a_message(recipe):
     done = run(recipe, "--stage", "2", "--bogus", "1", check=False)
     assert done.returncode != 0 and "unknown option '--bogus'" in done.stderr
     help_text = run(recipe, "--help").stdout
-    assert "--experiments" in help_text and "--cmd_backend" in help_text
+    for option in ("--wsj0", "--esc50", "--download", "--experiments", "--cmd_backend", "--fs", "--override", "--tag"):
+        assert option in help_text
+    assert "[baseline_cpu robust_a5_cpu]" in help_text  # the recipe's own defaults
+    for args, message in ((["--stage", "two"], "option '--stage' takes an integer, not 'two'"),
+                          (["--ngpu", "abc"], "option '--ngpu' takes an integer, not 'abc'"),
+                          (["--stage", "3", "--stop_stage", "1"], "--stage 3 is after --stop_stage 1: no stage to run"),
+                          (["--fs", "8k"], "--fs '8k' must be a sample rate in Hz"),
+                          (["--override", "nope:training.lr=1"], "names experiment 'nope'")):
+        done = run(recipe, *args, check=False)
+        assert done.returncode != 0 and message in done.stderr, (args, done.stderr[-500:])

@@ -18,8 +18,8 @@ def fake_experiment(root: Path, name: str, values: np.ndarray, classes: list[str
     exp = root / name
     (exp / "scores").mkdir(parents=True)
     (exp / "config.yaml").write_text(yaml.safe_dump({"weighting": weighting}))
-    rows = [{"mixture_id": f"m{i // 2}", "source": i % 2, "class": c, "si_sdr": v, "si_sdr_mix": 0.0, "si_sdri": v}
-            for i, (v, c) in enumerate(zip(values, classes))]
+    rows = [{"mixture_id": f"m{i // 2}", "source": i % 2, "class": c, "coarse": "speech" if c == "speech" else "env",
+             "si_sdr": v, "si_sdr_mix": 0.0, "si_sdri": v} for i, (v, c) in enumerate(zip(values, classes))]
     with open(exp / "scores" / "test.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=score.COLUMNS)
         writer.writeheader()
@@ -75,11 +75,12 @@ def test_tables_carry_the_scored_statistics(exp_root):
             [stats[c] for c in report.STAT_COLUMNS], abs=0.006)
     assert table["robust_a5"][0] == "robust (alpha=0.2)"
     classes = _table_rows(text, "## Per class")
+    assert "| experiment | env | speech | combined |" in text  # the corpus's coarse classes, in name order
     for name, cells in classes.items():
         stats = json.loads((exp_root / name / "scores" / score.STATS_FILE).read_text())
-        speech, env, combined = (float(c.split("±")[0]) for c in cells)
-        assert speech == pytest.approx(stats["per_class"]["speech"]["mean"], abs=0.006)
-        assert env == pytest.approx(stats["per_class"]["env"]["mean"], abs=0.006)
+        env, speech, combined = (float(c.split("±")[0]) for c in cells)
+        assert speech == pytest.approx(stats["per_coarse"]["speech"]["mean"], abs=0.006)
+        assert env == pytest.approx(stats["per_coarse"]["env"]["mean"], abs=0.006)
         assert combined == pytest.approx(stats["mean"], abs=0.006)
         se = float(cells[2].split("±")[1])
         assert se == pytest.approx(stats["std"] / np.sqrt(stats["n"]), abs=0.006)

@@ -77,6 +77,7 @@ def test_diagnostics():
 # --- gradient identity on a real separation model -------------------------------------
 
 CLASSES = [["speech", "dog"], ["rain", "speech"], ["dog", "rain"]]
+COARSE = [["speech" if c == "speech" else "env" for c in row] for row in CLASSES]
 WEIGHTINGS = {
     "uniform": {"type": "uniform"},
     "robust": {"type": "robust", "alpha": 0.3},
@@ -114,7 +115,7 @@ def test_gradient_equals_weighted_sum_of_per_example_gradients(separation_batch,
     model, mix, src = separation_batch
     weighting = build({**WEIGHTINGS[name], "granularity": granularity})
     losses, neg_sisdri = _terms(model, mix, src, granularity)
-    logits = weighting(losses=losses, neg_sisdri=neg_sisdri, classes=CLASSES, step=3, epoch=0)
+    logits = weighting(losses=losses, neg_sisdri=neg_sisdri, classes=CLASSES, coarse=COARSE, step=3, epoch=0)
     p = pmf(logits)
     batch_grad = _flat_grad(model, reweighted_loss(losses, logits))
 

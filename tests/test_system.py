@@ -34,13 +34,14 @@ class FixedBatches(Dataset):
         g = torch.Generator().manual_seed(1)
         self.sources = torch.randn(n, 2, T, generator=g)
         self.classes = [["speech", "dog"] if i % 2 else ["rain", "speech"] for i in range(n)]
+        self.coarse = [["speech" if c == "speech" else "env" for c in row] for row in self.classes]
 
     def __len__(self) -> int:
         return len(self.sources)
 
     def __getitem__(self, i: int) -> Dict:
         return {"mixture": self.sources[i].sum(0), "sources": self.sources[i], "classes": self.classes[i],
-                "coarse": ["x", "x"], "id": str(i)}
+                "coarse": self.coarse[i], "id": str(i)}
 
 
 def collate(items: List[Dict]) -> Dict:

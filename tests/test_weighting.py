@@ -67,20 +67,29 @@ def test_curriculum_beta_rises_from_beta0(schedule):
 def test_class_weights_have_the_ratio_exp_gamma_difference(gamma_a, gamma_b):
     weighting = build({"type": "class", "gamma": {"speech": gamma_a, "dog": gamma_b}})
     classes = [["speech", "dog"], ["dog", "rain"]]
-    p = pmf(weighting(losses=torch.zeros(2, 2), classes=classes))
+    p = pmf(weighting(losses=torch.zeros(2, 2), classes=classes, coarse=coarse_of(classes)))
     assert (p[0, 0] / p[0, 1]).item() == pytest.approx(math.exp(gamma_a - gamma_b), rel=1e-5)
     assert (p[1, 1] / p[0, 1]).item() == pytest.approx(math.exp(-gamma_b), rel=1e-5)  # rain: not named, 0
 
 
+def coarse_of(classes):
+    """The paper's coarse classes of fine labels, nested alike (the corpus gives them; here: speech or env)."""
+    return [coarse_of(c) if isinstance(c, list) else ("speech" if c == "speech" else "env") for c in classes]
+
+
 def test_class_labels_fall_back_to_their_coarse_class():
-    weighting = build({"type": "class", "gamma": {"env": 3.0, "dog": 1.0}})
-    logits = weighting(losses=torch.zeros(3), classes=["speech", "rain", "dog"])
-    assert logits.tolist() == [0.0, 3.0, 1.0]
+    weighting = build({"type": "class", "gamma": {"env": 3.0, "dog": 1.0, "noise": 5.0}})
+    logits = weighting(losses=torch.zeros(4), classes=["speech", "rain", "dog", "hum"],
+                       coarse=["speech", "env", "env", "noise"])
+    assert logits.tolist() == [0.0, 3.0, 1.0, 5.0]
+    with pytest.raises(ValueError, match="'classes' and 'coarse'"):
+        weighting(losses=torch.zeros(1), classes=["dog"])
 
 
 def test_class_logits_per_mixture_average_their_sources():
     weighting = build({"type": "class", "gamma": {"speech": 2.0}, "granularity": "mixture"})
-    logits = weighting(losses=torch.zeros(2), classes=[["speech", "dog"], ["speech", "speech"]])
+    classes = [["speech", "dog"], ["speech", "speech"]]
+    logits = weighting(losses=torch.zeros(2), classes=classes, coarse=coarse_of(classes))
     assert logits.tolist() == [1.0, 2.0]
 
 
@@ -90,8 +99,9 @@ def test_sum_adds_its_terms():
     robust = build({"type": "robust", "alpha": 0.5})
     bias = build({"type": "class", "gamma": {"speech": 3.0}})
     both = build({"type": "sum", "terms": [{"type": "robust", "alpha": 0.5}, {"type": "class", "gamma": {"speech": 3.0}}]})
-    expected = robust(losses=losses) + bias(losses=losses, classes=classes)
-    assert torch.equal(both(losses=losses, classes=classes), expected)
+    labels = {"classes": classes, "coarse": coarse_of(classes)}
+    expected = robust(losses=losses) + bias(losses=losses, **labels)
+    assert torch.equal(both(losses=losses, **labels), expected)
 
 
 def test_neg_sisdri_signal_uses_its_own_context_key():

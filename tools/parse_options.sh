@@ -10,8 +10,9 @@
 #   --help | -h                         print $help_message, exit 0
 #   --                                  end of options (it is consumed)
 # Parsing stops at the first argument that is not an option; the rest stay in
-# "$@". A variable whose default is true/false only accepts true/false, so a
-# typo in a flag fails at once instead of silently meaning "false". Errors exit 1.
+# "$@". A variable whose default is true/false only accepts true/false, and one
+# whose default is an integer only accepts integers, so `--stage two` or a typo
+# in a flag fails at once instead of silently meaning something else. Errors exit 1.
 
 __po_die() { echo "$0: $*" >&2; exit 1; }
 
@@ -38,6 +39,9 @@ while [ $# -gt 0 ]; do
       if [[ ${!__po_name} == true || ${!__po_name} == false ]] \
          && [[ $2 != true && $2 != false ]]; then
         __po_die "option '$1' takes true or false, not '$2'"
+      fi
+      if [[ ${!__po_name} =~ ^-?[0-9]+$ ]] && ! [[ $2 =~ ^-?[0-9]+$ ]]; then
+        __po_die "option '$1' takes an integer, not '$2'"
       fi
       printf -v "$__po_name" '%s' "$2"
       shift 2 ;;

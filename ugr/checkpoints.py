@@ -51,20 +51,21 @@ def model_state(ckpt_path: Path) -> Dict[str, torch.Tensor]:
     return {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
 
 
-def average_last_epochs(ckpt_dir: Path, k: int) -> tuple[Dict[str, torch.Tensor], List[Path]]:
-    """Mean of the model weights of the last ``k`` epoch checkpoints, and the files used.
-
-    Fewer than ``k`` checkpoints is an error rather than a silent smaller
-    average: the score would not be what the config says.
-    """
+def last_epochs(ckpt_dir: Path, k: int) -> List[Path]:
+    """The last ``k`` epoch checkpoints; fewer is an error rather than a silently smaller average."""
     if k < 1:
         raise ValueError(f"average over k={k} checkpoints: k must be >= 1")
     available = epoch_checkpoints(ckpt_dir)
     if len(available) < k:
         raise FileNotFoundError(
             f"{ckpt_dir}: {len(available)} epoch checkpoint(s) found, {k} needed to average the last {k}; "
-            f"train more epochs or lower scoring.average_last_k / --average-last")
-    chosen = available[-k:]
+            f"train more epochs or lower scoring.average_last_k")
+    return available[-k:]
+
+
+def average_last_epochs(ckpt_dir: Path, k: int) -> tuple[Dict[str, torch.Tensor], List[Path]]:
+    """Mean of the model weights of the last ``k`` epoch checkpoints, and the files used."""
+    chosen = last_epochs(ckpt_dir, k)
     total: Dict[str, torch.Tensor] = {}
     dtypes: Dict[str, torch.dtype] = {}
     for path in chosen:
@@ -78,6 +79,14 @@ def average_last_epochs(ckpt_dir: Path, k: int) -> tuple[Dict[str, torch.Tensor]
     return averaged, chosen
 
 
+def experiment_config(exp_dir: Path) -> Dict[str, Any]:
+    """The resolved config an experiment folder was trained with (its ``config.yaml``)."""
+    cfg_path = Path(exp_dir) / "config.yaml"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path}: no config; is {exp_dir} a trained experiment (stage 2 output)?")
+    return yaml.safe_load(cfg_path.read_text())
+
+
 def load_experiment(exp_dir: Path, *, checkpoint: Optional[Path] = None,
                     average_last: Optional[int] = None) -> tuple[Dict[str, Any], torch.nn.Module, str]:
     """A trained experiment's config, its model in eval mode, and which weights it holds.
@@ -87,10 +96,7 @@ def load_experiment(exp_dir: Path, *, checkpoint: Optional[Path] = None,
     """
     from ugr.models import build_model  # imported here: it pulls in asteroid
 
-    cfg_path = Path(exp_dir) / "config.yaml"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path}: no config; is {exp_dir} a trained experiment (stage 2 output)?")
-    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg = experiment_config(exp_dir)
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise FileNotFoundError(f"{checkpoint}: checkpoint not found; pass an existing .ckpt file")

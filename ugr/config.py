@@ -1,24 +1,39 @@
-"""Experiment configuration: one YAML file per experiment, validated up front.
+"""Experiment configuration: one YAML file per experiment, overridable from the command line, validated up front.
 
 A typo in a config must stop the run before hours of training, not be
 silently ignored, so every key is checked against the schema below and every
 error names the file and the key. A file may start with ``inherit: OTHER.yaml``
 (a path relative to it): the other file is loaded first and this file's
 sections are merged over it key by key, so experiments differ from a shared
-base (``base_gpu.yaml``, ``base_cpu.yaml``) by a few lines.
+base by a few lines.
+
+Overrides change any value from the command line (``--override``), after
+the files are merged and before validation:
+
+    training.lr=5e-4 weighting.alpha=0.1 "weighting.gamma={dog: 3}"
+    robust_cpu:weighting.alpha=0.3     # only for the experiment (config) robust_cpu
+
+Values are YAML (``null``, ``true``, lists, mappings); numbers written as
+``1e-3`` are numbers, here and in the files (plain YAML 1.1 reads them as
+strings). The experiment folder's ``config.yaml`` records the resolved
+config, overrides included.
 
 Sections:
 
-* ``data``: how mixtures are made (see ``DATA_SCHEMA``).
-* ``model``: passed as is to ``ugr.models.build_model`` (which checks it).
-* ``weighting``: passed as is to ``ugr.weighting.build`` (which checks it),
-  including ``granularity`` (``source``: one weight per (mixture, source)
-  pair, as the authors' code; ``mixture``: one per mixture, as the paper's
-  formula).
-* ``training``: optimisation (see ``TRAINING_SCHEMA``).
+* ``data``: how mixtures are made (``DATA_SCHEMA``). ``priors`` weighs pairs
+  of the corpus's coarse classes (``speech+env``, ``sound+sound``...);
+  ``train_from``/``eval_from``: ``sources`` (mixtures drawn from the source
+  recordings) or ``published`` (the corpus's fixed mixtures, e.g. wsj0-2mix).
+* ``model``: checked by ``ugr.models.build_model``.
+* ``weighting``: checked by ``ugr.weighting.build``; ``granularity`` is
+  ``source`` (one weight per (mixture, source) pair, as the authors' code) or
+  ``mixture`` (one per mixture, the paper's formula).
+* ``training``: optimisation (``TRAINING_SCHEMA``).
 * ``scoring``: ``average_last_k``, how many last epoch checkpoints the test
-  score averages (the paper reports an average over ten epochs; 1 scores the
-  last epoch alone).
+  score averages (1 scores the last epoch alone).
+
+``check_corpus`` checks a config against a prepared data folder: every class
+the config names must exist there (the error lists the classes it has).
 """
 from __future__ import annotations
 
@@ -26,25 +41,49 @@ import argparse
 import copy
 import hashlib
 import json
+import re
+import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import yaml
 
-MIXTURE_TYPES = ("speech+speech", "env+env", "speech+env")  # as ugr.data.mixing names them
-
 Check = Callable[[Any], Optional[str]]
+SOURCES, PUBLISHED = "sources", "published"
 
 
 class ConfigError(ValueError):
-    """A config file that cannot be used; the message names the file, the key and the fix."""
+    """A config (or override) that cannot be used; the message names the file, the key and the fix."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads ``1e-3`` as a number (YAML 1.1 wants ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def yaml_load(text: str) -> Any:
+    """YAML as every ugr config is read."""
+    return yaml.load(text, Loader=_Loader)
+
+
+# ----------------------------------------------------------------------------- value checks
 
 
 def _positive_number(value: Any) -> Optional[str]:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         return f"must be a positive number, got {value!r}"
     return None
+
+
+def _positive_number_or_null(value: Any) -> Optional[str]:
+    return None if value is None else _positive_number(value)
 
 
 def _positive_int(value: Any) -> Optional[str]:
@@ -68,19 +107,25 @@ def _snr_range(value: Any) -> Optional[str]:
 
 
 def _priors(value: Any) -> Optional[str]:
-    if (not isinstance(value, dict) or not value or set(value) - set(MIXTURE_TYPES)
-            or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in value.values())
-            or sum(value.values()) <= 0):
-        return (f"must map mixture types ({', '.join(MIXTURE_TYPES)}) to non-negative weights with a positive "
-                f"sum, got {value!r}")
-    return None
+    from ugr.data.mixing import parse_pair
+
+    usage = ("must map mixture types, pairs of coarse classes such as speech+env or sound+sound, to weights "
+             f">= 0 with a positive sum; got {value!r}")
+    if not isinstance(value, dict) or not value:
+        return usage
+    for name, weight in value.items():
+        try:
+            parse_pair(str(name))
+        except ValueError as err:
+            return f"{usage} ({err})"
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            return usage
+    return None if sum(value.values()) > 0 else usage
 
 
 def _one_of(*choices: Any) -> Check:
     def check(value: Any) -> Optional[str]:
-        if value not in choices:
-            return f"must be one of {list(choices)}, got {value!r}"
-        return None
+        return None if value in choices else f"must be one of {list(choices)}, got {value!r}"
     return check
 
 
@@ -89,11 +134,13 @@ def _boolean(value: Any) -> Optional[str]:
 
 
 DATA_SCHEMA: Dict[str, Check] = {
-    "sample_rate": _positive_int,
-    "segment": _positive_number,               # seconds per training/validation/test mixture
+    "sample_rate": _positive_int,              # Hz; the data folder must be prepared at this rate (run.sh --fs)
+    "segment": _positive_number,               # seconds per training (and drawn evaluation) mixture
     "snr_range": _snr_range,                   # dB, drawn uniformly per mixture
-    "priors": _priors,                         # weights of the mixture types (speech+speech, env+env, speech+env)
+    "priors": _priors,                         # weights of the mixture types (pairs of coarse classes)
     "normalize": _boolean,                     # scale each mixture and its sources to unit mixture power
+    "train_from": _one_of(SOURCES, PUBLISHED),  # training mixtures: drawn from the sources, or published crops
+    "eval_from": _one_of(SOURCES, PUBLISHED),   # validation/test: seeded lists drawn from the sources, or published
     "train_mixtures_per_epoch": _positive_int,
     "valid_mixtures": _positive_int,
     "test_mixtures": _positive_int,
@@ -104,7 +151,7 @@ TRAINING_SCHEMA: Dict[str, Check] = {
     "batch_size": _positive_int,               # the effective batch: the pmf spans all of it
     "micro_batches": _positive_int,            # split the batch into K forward/backward passes
     "lr": _positive_number,
-    "clip": _positive_number,                  # max gradient norm, applied after backward
+    "clip": _positive_number_or_null,          # max gradient norm, applied after backward; null: no clipping
     "epochs": _positive_int,
     "num_workers": _non_negative_int,
     "seed": _non_negative_int,
@@ -117,13 +164,18 @@ SCORING_SCHEMA: Dict[str, Check] = {
 }
 
 SECTIONS = ("data", "model", "weighting", "training", "scoring")
+LIST_KEYS = ("sample_rate", "segment", "snr_range", "priors", "normalize", "eval_from", "valid_mixtures",
+             "test_mixtures", "seed")
+
+
+# ----------------------------------------------------------------------------- files and merging
 
 
 def _read_yaml(path: Path) -> Dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found; pass an existing YAML file (see conf/)")
     try:
-        loaded = yaml.safe_load(path.read_text())
+        loaded = yaml_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err}); fix the syntax") from err
     if loaded is None:
@@ -136,8 +188,7 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
 def _merge(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
     """Section-wise merge: a key in ``override`` replaces the same key of ``base``.
 
-    ``weighting`` and ``model`` are replaced key by key too, except that a new
-    weighting ``type`` replaces the whole weighting section but its
+    A new weighting ``type`` replaces the whole weighting section but its
     ``granularity``: the arguments of one weighting type make no sense for
     another.
     """
@@ -164,6 +215,82 @@ def _load_raw(path: Path, chain: tuple = ()) -> Dict[str, Any]:
     if not isinstance(parent, str):
         raise ConfigError(f"{path}: 'inherit' must be a file name relative to this file, got {parent!r}")
     return _merge(_load_raw(path.parent / parent, chain + (path,)), raw)
+
+
+# ----------------------------------------------------------------------------- overrides
+
+
+@dataclass(frozen=True)
+class Override:
+    """One ``[EXPERIMENT:]SECTION.KEY[.SUBKEY...]=VALUE``."""
+
+    text: str
+    experiment: Optional[str]
+    keys: tuple[str, ...]
+    value: Any
+
+
+_OVERRIDE_START = re.compile(r"^(?:[\w.-]+:)?(?:" + "|".join(SECTIONS) + r")\.[\w.]+=")
+
+
+def _split_overrides(item: str) -> List[str]:
+    """Space-separated overrides; a word that does not start one continues the previous value.
+
+    So ``weighting.gamma={dog: 3} training.lr=1e-3`` is two overrides, without quoting ``{dog: 3}``.
+    """
+    texts: List[str] = []
+    for word in shlex.split(item):
+        if texts and not _OVERRIDE_START.match(word):
+            texts[-1] += " " + word
+        else:
+            texts.append(word)
+    return texts
+
+
+def parse_overrides(items: Iterable[str]) -> List[Override]:
+    """Overrides from command-line strings; each string may hold several, space-separated."""
+    parsed = []
+    for item in items:
+        for text in _split_overrides(item):
+            target, sep, raw = text.partition("=")
+            experiment, _, dotted = target.rpartition(":")
+            keys = tuple(dotted.split("."))
+            if not sep or len(keys) < 2 or not all(keys) or keys[0] not in SECTIONS:
+                raise ConfigError(f"override {text!r}: write [EXPERIMENT:]SECTION.KEY=VALUE with SECTION one of "
+                                  f"{', '.join(SECTIONS)}, e.g. training.lr=5e-4")
+            try:
+                value = yaml_load(raw) if raw else None
+            except yaml.YAMLError as err:
+                raise ConfigError(f"override {text!r}: the value is not valid YAML ({err})") from err
+            parsed.append(Override(text, experiment or None, keys, value))
+    return parsed
+
+
+def check_override_targets(overrides: Sequence[Override], experiments: Sequence[str]) -> None:
+    """An override for an experiment that is not run would be silently lost: refuse it."""
+    for override in overrides:
+        if override.experiment and override.experiment not in experiments:
+            raise ConfigError(f"override {override.text!r} names experiment {override.experiment!r}, which is not "
+                              f"among the experiments run ({', '.join(experiments)})")
+
+
+def apply_overrides(cfg: Dict[str, Any], overrides: Sequence[Override], experiment: str) -> Dict[str, Any]:
+    """A copy of ``cfg`` with the overrides for every experiment and for ``experiment`` set."""
+    cfg = copy.deepcopy(cfg)
+    for override in overrides:
+        if override.experiment not in (None, experiment):
+            continue
+        node = cfg
+        for key in override.keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {override.text!r}: {key} is {child!r}, not a mapping")
+            node = child
+        node[override.keys[-1]] = copy.deepcopy(override.value)
+    return cfg
+
+
+# ----------------------------------------------------------------------------- validation
 
 
 def _check_section(cfg: Dict[str, Any], section: str, schema: Dict[str, Check], where: str) -> None:
@@ -197,8 +324,37 @@ def validate(cfg: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
     if cfg["training"]["batch_size"] % cfg["training"]["micro_batches"]:
         raise ConfigError(f"{where}: training.batch_size ({cfg['training']['batch_size']}) must be a multiple "
                           f"of training.micro_batches ({cfg['training']['micro_batches']})")
+    if cfg["model"].get("sample_rate", cfg["data"]["sample_rate"]) != cfg["data"]["sample_rate"]:
+        raise ConfigError(f"{where}: model.sample_rate ({cfg['model']['sample_rate']}) differs from data.sample_rate "
+                          f"({cfg['data']['sample_rate']}); set both (run.sh --fs sets both)")
     _check_with_builders(cfg, where)
+    _check_curriculum_horizon(cfg, where)
     return cfg
+
+
+def _weighting_terms(weighting_cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The weighting config and every term inside its sums."""
+    terms = [weighting_cfg]
+    for term in weighting_cfg.get("terms", []) or []:
+        terms += _weighting_terms(term)
+    return terms
+
+
+def _check_curriculum_horizon(cfg: Dict[str, Any], where: str) -> None:
+    """A horizon beyond the training would leave beta < 0 to the end: the run would never become uniform."""
+    training = cfg["training"]
+    steps = training["epochs"] * (cfg["data"]["train_mixtures_per_epoch"] // training["batch_size"])
+    for term in _weighting_terms(cfg["weighting"]):
+        if term.get("type") != "curriculum":
+            continue
+        if term.get("horizon_epochs", 0) > training["epochs"]:
+            raise ConfigError(f"{where}: weighting horizon_epochs ({term['horizon_epochs']}) is longer than the "
+                              f"training (training.epochs {training['epochs']}), so beta would never reach 0; "
+                              f"shorten the horizon or train longer")
+        if term.get("horizon_steps", 0) > steps:
+            raise ConfigError(f"{where}: weighting horizon_steps ({term['horizon_steps']}) is longer than the "
+                              f"training ({steps} steps: training.epochs x data.train_mixtures_per_epoch // "
+                              f"training.batch_size), so beta would never reach 0; shorten the horizon")
 
 
 def _check_with_builders(cfg: Dict[str, Any], where: str) -> None:
@@ -215,10 +371,18 @@ def _check_with_builders(cfg: Dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where}: bad 'model' section: {err}") from err
 
 
-def load(path: str | Path) -> Dict[str, Any]:
-    """Loads, merges (``inherit``) and validates one experiment config."""
+def load(path: str | Path, overrides: Sequence[Override] = (), experiment: Optional[str] = None) -> Dict[str, Any]:
+    """Loads, merges (``inherit``), overrides and validates one experiment config.
+
+    ``experiment`` (default: the file's stem) selects the overrides addressed
+    to one experiment.
+    """
     path = Path(path)
-    return validate(_load_raw(path), where=str(path))
+    name = experiment or path.stem
+    cfg = apply_overrides(_load_raw(path), overrides, name)
+    applied = [o.text for o in overrides if o.experiment in (None, name)]
+    where = f"{path}" + (f" (with overrides {' '.join(applied)})" if applied else "")
+    return validate(cfg, where=where)
 
 
 def dump(cfg: Dict[str, Any], path: str | Path) -> None:
@@ -226,9 +390,6 @@ def dump(cfg: Dict[str, Any], path: str | Path) -> None:
     from ugr.atomic import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(cfg, sort_keys=False))
-
-
-LIST_KEYS = ("sample_rate", "segment", "snr_range", "priors", "normalize", "valid_mixtures", "test_mixtures", "seed")
 
 
 def lists_key(cfg: Dict[str, Any]) -> str:
@@ -242,45 +403,102 @@ def lists_key(cfg: Dict[str, Any]) -> str:
     return f"{data['sample_rate'] // 1000}k_{data['segment']:g}s_" + hashlib.sha1(canonical.encode()).hexdigest()[:8]
 
 
-def mixture_args(cfg: Dict[str, Any], split: str) -> List[str]:
-    """The options of ``python -m ugr.data.mixtures`` that make this config's list for ``split``."""
+def lists_dir(cfg: Dict[str, Any], data_dir: str | Path) -> Path:
+    """Where stage 1 writes this config's lists (and stages 2-3 read them)."""
+    return Path(data_dir) / "lists" / lists_key(cfg)
+
+
+# ----------------------------------------------------------------------------- the config against a corpus
+
+
+def _gamma_labels(weighting_cfg: Dict[str, Any]) -> List[str]:
+    """Every class label a weighting config names (class terms, also inside sums)."""
+    return [str(label) for term in _weighting_terms(weighting_cfg) if term.get("type") == "class"
+            for label in term["gamma"]]
+
+
+def check_corpus(cfg: Dict[str, Any], data_dir: str | Path, where: str) -> None:
+    """Stops before training when the prepared data folder cannot serve this config.
+
+    Its rate must be the config's; every mixture type of ``data.priors`` must
+    be formable in each split that draws from sources; the published mixtures
+    asked for must exist; every class named by the weighting must exist in the
+    training data. The errors list what the data folder has.
+    """
+    from ugr.data.manifest import manifest_path, mixtures_path, read_manifest, read_mixtures
+    from ugr.data.mixing import MixingSettings, SourcePool
+
     data = cfg["data"]
-    args = ["--split", split, "--num", str(data[f"{split}_mixtures"]), "--seed", str(data["seed"]),
-            "--segment", str(data["segment"]), "--sample-rate", str(data["sample_rate"]),
-            "--snr", *(str(v) for v in data["snr_range"]),
-            "--priors", *(f"{name}={weight}" for name, weight in data["priors"].items())]
-    return args + (["--normalize"] if data["normalize"] else [])
+    settings = MixingSettings.from_config(data)
+    splits = {"train": data["train_from"], "valid": data["eval_from"], "test": data["eval_from"]}
+    try:
+        for split, origin in splits.items():
+            if origin == SOURCES:
+                pool = SourcePool(data_dir, split, settings.sample_rate)
+                for pair, _ in settings.priors:
+                    problem = pool.problem(pair)
+                    if problem:
+                        raise ConfigError(f"{where}: data.priors asks {'+'.join(pair)} mixtures, but in {data_dir} "
+                                          f"{problem}")
+            else:
+                rows = read_mixtures(mixtures_path(data_dir, split))
+                need = {"train": 1, "valid": data["valid_mixtures"], "test": data["test_mixtures"]}[split]
+                if len(rows) < need:
+                    raise ConfigError(f"{where}: data.{'train' if split == 'train' else 'eval'}_from is published, "
+                                      f"but {mixtures_path(data_dir, split)} has {len(rows)} mixtures, {need} needed")
+                if rows[0].sample_rate != settings.sample_rate:
+                    raise ConfigError(f"{where}: data.sample_rate is {settings.sample_rate} Hz, but {data_dir} was "
+                                      f"prepared at {rows[0].sample_rate} Hz; prepare it again (run.sh --fs)")
+        if data["train_from"] == SOURCES:
+            rows = read_manifest(manifest_path(data_dir, "train"))
+            labels = {r.fine for r in rows} | {r.coarse for r in rows}
+        else:
+            rows = read_mixtures(mixtures_path(data_dir, "train"))
+            labels = {label for r in rows for label in r.fines + r.coarses}
+    except (ValueError, FileNotFoundError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"{where}: {err}") from err
+    missing = sorted(set(_gamma_labels(cfg["weighting"])) - labels)
+    if missing:
+        raise ConfigError(f"{where}: weighting gamma names class(es) {', '.join(missing)}, which the training data "
+                          f"of {data_dir} does not have; its classes are: {', '.join(sorted(labels))} (name one, "
+                          f"e.g. --override \"EXPERIMENT:weighting.gamma={{{sorted(labels)[0]}: 3}}\")")
+
+
+# ----------------------------------------------------------------------------- CLI for the recipes
 
 
 def main(argv=None) -> None:
-    """Shell helpers for run.sh: check configs, print a config value or its lists folder name."""
+    """Recipe helpers: check experiment configs (and against a data folder), print a value they share."""
     parser = argparse.ArgumentParser(prog="python -m ugr.config", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="validate configs; exit 1 naming the first bad file and key")
-    check.add_argument("configs", nargs="+", type=Path)
-    key = sub.add_parser("lists-key", help="print the lists folder name of a config's data settings")
-    key.add_argument("config", type=Path)
-    margs = sub.add_parser("mixture-args", help="print the python -m ugr.data.mixtures options for a split")
-    margs.add_argument("config", type=Path)
-    margs.add_argument("split", choices=("valid", "test"))
-    get = sub.add_parser("get", help="print one value, e.g. data.valid_mixtures")
-    get.add_argument("config", type=Path)
+    get = sub.add_parser("get", help="print a value, e.g. data.sample_rate, that all the configs share")
     get.add_argument("key", help="SECTION.KEY")
+    for command in (check, get):
+        command.add_argument("configs", nargs="+", type=Path)
+        command.add_argument("--override", action="append", default=[], help="[EXPERIMENT:]SECTION.KEY=VALUE ...")
+    check.add_argument("--data", type=Path, help="also check the configs against this prepared data folder")
     args = parser.parse_args(argv)
     try:
-        if args.command == "check":
-            for path in args.configs:
-                load(path)
-        elif args.command == "lists-key":
-            print(lists_key(load(args.config)))
-        elif args.command == "mixture-args":
-            print(" ".join(mixture_args(load(args.config), args.split)))
-        else:
+        overrides = parse_overrides(args.override)
+        check_override_targets(overrides, [p.stem for p in args.configs])
+        configs = {path: load(path, overrides) for path in args.configs}
+        if args.command == "check" and args.data is not None:
+            for path, cfg in configs.items():
+                check_corpus(cfg, args.data, str(path))
+        elif args.command == "get":
             section, _, name = args.key.partition(".")
-            cfg = load(args.config)
-            if name not in cfg.get(section, {}):
-                raise ConfigError(f"{args.config}: no key {args.key}")
-            value = cfg[section][name]
+            values = {}
+            for path, cfg in configs.items():
+                if name not in cfg.get(section, {}):
+                    raise ConfigError(f"{path}: no key {args.key}")
+                values[path] = cfg[section][name]
+            if len({json.dumps(v, sort_keys=True) for v in values.values()}) > 1:
+                raise ConfigError(f"the configs disagree on {args.key}: "
+                                  + ", ".join(f"{p.name} {v}" for p, v in values.items()))
+            value = next(iter(values.values()))
             print(json.dumps(value) if isinstance(value, (dict, list)) else value)
     except ConfigError as err:
         sys.exit(f"config: {err}")

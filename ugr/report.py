@@ -5,8 +5,8 @@ Reads ``EXP_ROOT/<experiment>/scores/`` and the training logs, and writes
 
 * the distribution table (one row per experiment: n, mean, std, p1 ... p99
   of the test SI-SDRi per estimated source; the paper's Table 1),
-* the per-class table (mean SI-SDRi of speech / env / combined, +- the
-  standard error of the mean; the paper's class-bias table),
+* the per-class table (mean SI-SDRi of each coarse class of the corpus and
+  combined, +- the standard error of the mean; the paper's class-bias table),
 
 and the figures under ``EXP_ROOT/figures/``: the SI-SDRi density per
 experiment on a log y axis (the paper's Figure 1), validation SI-SDRi against
@@ -34,7 +34,6 @@ from ugr.atomic import atomic_write, atomic_write_text  # noqa: E402
 from ugr.score import PERCENTILES, STATS_FILE  # noqa: E402
 
 STAT_COLUMNS = ("n", "mean", "std") + tuple(f"p{q}" for q in PERCENTILES)
-CLASS_COLUMNS = ("speech", "env")
 FIGURES = {"density": "si_sdri_density.png", "convergence": "valid_si_sdri.png", "tradeoff": "mean_vs_p5.png"}
 
 
@@ -94,9 +93,11 @@ def _mean_se(s: Optional[Dict]) -> str:
 
 
 def class_table(stats: Dict[str, Dict]) -> str:
-    lines = ["| experiment | " + " | ".join(CLASS_COLUMNS) + " | combined |", "|---|---|---|---|"]
+    """Mean ± standard error per coarse class (the classes of every experiment, in name order) and combined."""
+    classes = sorted({c for s in stats.values() for c in s["per_coarse"]})
+    lines = ["| experiment | " + " | ".join(classes) + " | combined |", "|---|" + "---|" * (len(classes) + 1)]
     for name, s in stats.items():
-        cells = [_mean_se(s["per_class"].get(c)) for c in CLASS_COLUMNS] + [_mean_se(s)]
+        cells = [_mean_se(s["per_coarse"].get(c)) for c in classes] + [_mean_se(s)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

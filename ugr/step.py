@@ -31,12 +31,13 @@ class Terms:
     ``losses`` are the per-example training losses at the weighting's
     granularity (with a graph in the second pass); ``neg_sisdri`` the
     negative SI-SDR improvement of the same shape, or None when the weighting
-    does not use it; ``classes`` the per-source fine labels.
+    does not use it; ``classes`` and ``coarse`` the per-source fine and coarse labels.
     """
 
     losses: Tensor
     neg_sisdri: Tensor | None
     classes: Sequence[Sequence[str]]
+    coarse: Sequence[Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ class StepOutcome:
 
 
 def _logits(weighting: Callable[..., Tensor], terms: Terms, step: int, epoch: int) -> Tensor:
-    context: dict[str, Any] = {"losses": terms.losses.detach(), "classes": terms.classes, "step": step, "epoch": epoch}
+    context: dict[str, Any] = {"losses": terms.losses.detach(), "classes": terms.classes, "coarse": terms.coarse,
+                               "step": step, "epoch": epoch}
     if terms.neg_sisdri is not None:
         context["neg_sisdri"] = terms.neg_sisdri.detach()
     return weighting(**context)

@@ -56,7 +56,7 @@ class SeparationSystem(pl.LightningModule):
         # neg_sisdri costs one SI-SDR of the mixture per source: cheap enough to always provide.
         neg_sisdri = losses.neg_sisdri(per_source.detach(), batch["mixture"], batch["sources"])
         return Terms(losses.at_granularity(per_source, self.granularity),
-                     losses.at_granularity(neg_sisdri, self.granularity), batch["classes"])
+                     losses.at_granularity(neg_sisdri, self.granularity), batch["classes"], batch["coarse"])
 
     def _skip_gradient_sync(self) -> ContextManager:
         """DDP's ``no_sync`` (gradients all-reduced once per step), a no-op in one process."""

@@ -21,19 +21,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 import pytorch_lightning as pl
 import yaml
-from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from ugr import config as config_lib
 from ugr.atomic import atomic_write_text
 from ugr.checkpoints import AtomicCheckpointIO
-from ugr.data import EpochSampler, ListedMixtures, OnTheFlyMixtures, collate_mixtures
+from ugr.data.dataset import EpochSampler, ListedMixtures, OnTheFlyMixtures, PublishedCrops, collate_mixtures
+from ugr.data.mixing import MixingSettings
 from ugr.system import SeparationSystem
 
 DONE_FILE = "train.done"
@@ -41,15 +43,17 @@ VALID_LIST = "valid.csv"
 
 
 class MixtureData(pl.LightningDataModule):
-    """Fresh on-the-fly training mixtures every epoch; the fixed validation list.
+    """Fresh training mixtures every epoch (drawn from the sources, or crops of published mixtures);
+    the fixed validation list of stage 1.
 
     The training sampler is built once the trainer knows this process's rank,
     so that each DDP rank draws its own share of the epoch's mixtures.
     """
 
-    def __init__(self, cfg: Dict[str, Any], data_dir: Path, lists_dir: Path, ngpu: int, num_nodes: int = 1) -> None:
+    def __init__(self, cfg: Dict[str, Any], data_dir: Path, ngpu: int, num_nodes: int = 1) -> None:
         super().__init__()
-        self.cfg, self.data_dir, self.lists_dir = cfg, data_dir, lists_dir
+        self.cfg, self.data_dir = cfg, data_dir
+        self.lists_dir = config_lib.lists_dir(cfg, data_dir)
         world = max(ngpu, 1) * num_nodes
         batch = cfg["training"]["batch_size"]
         if batch % world:
@@ -63,10 +67,8 @@ class MixtureData(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         data, training = self.cfg["data"], self.cfg["training"]
-        dataset = OnTheFlyMixtures(
-            self.data_dir, "train", num_mixtures=data["train_mixtures_per_epoch"], seed=data["seed"],
-            segment=data["segment"], sample_rate=data["sample_rate"], snr_range=tuple(data["snr_range"]),
-            priors=data["priors"], normalize=data["normalize"])
+        kind = PublishedCrops if data["train_from"] == config_lib.PUBLISHED else OnTheFlyMixtures
+        dataset = kind(self.data_dir, "train", MixingSettings.from_config(data), data["train_mixtures_per_epoch"])
         sampler = EpochSampler(len(dataset), rank=self.trainer.global_rank, world_size=self.trainer.world_size)
         return DataLoader(dataset, batch_size=self.per_device_batch, sampler=sampler, drop_last=True,
                           num_workers=training["num_workers"], collate_fn=collate_mixtures,
@@ -77,8 +79,13 @@ class MixtureData(pl.LightningDataModule):
         if not list_path.is_file():
             raise FileNotFoundError(f"{list_path}: validation mixture list missing; run stage 1 (mixture lists) first")
         dataset = ListedMixtures(self.data_dir, list_path, sample_rate=self.cfg["data"]["sample_rate"])
-        return DataLoader(dataset, batch_size=self.cfg["training"]["valid_batch_size"], shuffle=False,
+        # Published mixtures keep their own lengths: one at a time.
+        batch_size = self.cfg["training"]["valid_batch_size"] if dataset.fixed_length else 1
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False,
                           num_workers=self.cfg["training"]["num_workers"], collate_fn=collate_mixtures)
+
+
+TRAINING_SECTIONS = ("data", "model", "weighting", "training")  # scoring settings do not change the model
 
 
 def _check_same_config(exp_dir: Path, cfg: Dict[str, Any]) -> None:
@@ -86,12 +93,29 @@ def _check_same_config(exp_dir: Path, cfg: Dict[str, Any]) -> None:
     saved_path = exp_dir / "config.yaml"
     if saved_path.is_file():
         saved = yaml.safe_load(saved_path.read_text())
-        if saved != cfg:
-            changed = sorted(f"{section}.{key}" for section in set(saved) | set(cfg)
-                             for key in set(saved.get(section, {})) | set(cfg.get(section, {}))
-                             if saved.get(section, {}).get(key) != cfg.get(section, {}).get(key))
+        changed = sorted(f"{section}.{key}" for section in TRAINING_SECTIONS
+                         for key in set(saved.get(section, {})) | set(cfg.get(section, {}))
+                         if saved.get(section, {}).get(key) != cfg.get(section, {}).get(key))
+        if changed:
             raise SystemExit(f"{exp_dir}: was trained with a different config (changed: {', '.join(changed)}); "
                              f"use another --exp-dir (run.sh --tag) or delete {exp_dir} to start over")
+
+
+class EpochLine(Callback):
+    """One line per epoch for logs (where a progress bar would fill the file with carriage returns)."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.start = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        parts = [f"{label} {float(metrics[key]):.3f}" for key, label in
+                 (("train/loss_epoch", "train loss"), ("val/si_sdri", "valid SI-SDRi (dB)"), ("train/ess_epoch", "ESS"))
+                 if key in metrics]
+        print(f"train: epoch {trainer.current_epoch + 1}/{trainer.max_epochs}, step {trainer.global_step}: "
+              f"{', '.join(parts)} ({time.monotonic() - self.start:.0f} s)", flush=True)
 
 
 def build_trainer(cfg: Dict[str, Any], exp_dir: Path, ngpu: int, progress: bool = True,
@@ -108,8 +132,7 @@ def build_trainer(cfg: Dict[str, Any], exp_dir: Path, ngpu: int, progress: bool 
     keep_best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/si_sdri", mode="max", save_top_k=1,
                                 auto_insert_metric_name=False)
     callbacks = [keep_epochs, keep_best]
-    if progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=1))
+    callbacks.append(TQDMProgressBar(refresh_rate=1) if progress else EpochLine())
     return pl.Trainer(
         max_epochs=cfg["training"]["epochs"],
         accelerator="gpu" if ngpu > 0 else "cpu",
@@ -139,7 +162,7 @@ def resume_checkpoint(exp_dir: Path) -> Optional[Path]:
     return max(existing, key=lambda p: p.stat().st_mtime) if existing else None
 
 
-def train(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, lists_dir: Path, ngpu: int = 0,
+def train(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, ngpu: int = 0,
           progress: bool = True, num_nodes: int = 1) -> Dict[str, Any]:
     """Trains (or resumes, or finds finished) one experiment; returns the summary written to train.done."""
     exp_dir.mkdir(parents=True, exist_ok=True)
@@ -148,14 +171,17 @@ def train(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, lists_dir: Path, n
     if done.is_file():
         print(f"train: {exp_dir} already trained ({done}); delete that file to train again")
         return json.loads(done.read_text())
-    config_lib.dump(cfg, exp_dir / "config.yaml")
+    config_lib.check_corpus(cfg, data_dir, str(exp_dir / "config.yaml"))
+    if not (exp_dir / "config.yaml").is_file():
+        config_lib.dump(cfg, exp_dir / "config.yaml")
     pl.seed_everything(cfg["training"]["seed"], workers=True, verbose=False)
     system = SeparationSystem(cfg)
     trainer = build_trainer(cfg, exp_dir, ngpu, progress, num_nodes)
     resume = resume_checkpoint(exp_dir)
     if resume and trainer.is_global_zero:
         print(f"train: resuming from {resume}")
-    trainer.fit(system, datamodule=MixtureData(cfg, data_dir, lists_dir, ngpu, num_nodes), ckpt_path=str(resume) if resume else None)
+    trainer.fit(system, datamodule=MixtureData(cfg, data_dir, ngpu, num_nodes),
+                ckpt_path=str(resume) if resume else None)
     summary = {
         "epochs": trainer.current_epoch,
         "best_checkpoint": trainer.checkpoint_callbacks[1].best_model_path,
@@ -172,20 +198,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m ugr.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, type=Path, help="experiment YAML (see conf/)")
+    parser.add_argument("--override", action="append", default=[],
+                        help="[EXPERIMENT:]SECTION.KEY=VALUE ..., e.g. 'training.lr=5e-4' (see ugr.config)")
     parser.add_argument("--exp-dir", required=True, type=Path, help="experiment folder (created; resumed if it exists)")
-    parser.add_argument("--data", required=True, type=Path, help="prepared corpus folder (stage 0 output)")
-    parser.add_argument("--lists", required=True, type=Path, help=f"folder with the mixture lists ({VALID_LIST}, ...)")
+    parser.add_argument("--data", required=True, type=Path,
+                        help=f"prepared data folder (stage 0 output; its lists/<key>/{VALID_LIST} from stage 1)")
     parser.add_argument("--ngpu", type=int, default=0, help="GPUs to use (0: CPU; >1: DDP, one process per GPU)")
     parser.add_argument("--num-nodes", type=int, default=1,
                         help="nodes, each with --ngpu GPUs (Slurm: one srun task per GPU, see tools/slurm/README.md)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for batch logs)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="one line per epoch instead of a progress bar (the default when stderr is not a terminal)")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     try:
-        cfg = config_lib.load(args.config)
+        cfg = config_lib.load(args.config, config_lib.parse_overrides(args.override))
     except config_lib.ConfigError as err:
         sys.exit(f"train: {err}")
     if args.ngpu < 0:
@@ -193,8 +222,11 @@ def main(argv=None) -> None:
     if args.num_nodes < 1 or (args.num_nodes > 1 and args.ngpu == 0):
         sys.exit(f"train: --num-nodes must be 1, or more with --ngpu >= 1; got --num-nodes {args.num_nodes} "
                  f"--ngpu {args.ngpu}")
-    train(cfg, args.exp_dir, args.data, args.lists, args.ngpu, progress=not args.no_progress,
-          num_nodes=args.num_nodes)
+    try:
+        train(cfg, args.exp_dir, args.data, args.ngpu, progress=sys.stderr.isatty() and not args.no_progress,
+              num_nodes=args.num_nodes)
+    except config_lib.ConfigError as err:
+        sys.exit(f"train: {err}")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ context it returns logits shaped like ``losses``:
 
 Context keys: ``losses`` (per-example training losses, (B, n_src) or (B,)),
 ``neg_sisdri`` (negative SI-SDR improvement, same shape; only needed by
-``signal: neg_sisdri``), ``classes`` (fine class labels, nested like ``losses``,
-or (B, n_src) when ``losses`` is per mixture), ``step`` and ``epoch``
+``signal: neg_sisdri``), ``classes`` and ``coarse`` (fine and coarse class
+labels per source, (B, n_src) nested lists), ``step`` and ``epoch``
 (optimisation step and epoch, from 0). Other keys are ignored, so the trainer
 can pass one context to every type.
 
@@ -26,11 +26,11 @@ Types (F of the paper):
   fast early relaxation (``rate``, default 5);
   ``step`` beta0 * (1 - floor(r * levels) / levels), ``levels`` plateaus
   (default 4).
-* ``class``: F = gamma[label]. A label is looked up as its fine class first,
-  then as its coarse class (``speech``/``env``); labels not named get 0. With
-  per-mixture losses a mixture's logit is the mean over its sources, so a
-  speech-vs-env bias needs ``granularity: source`` when every mixture holds
-  one source of each.
+* ``class``: F = gamma[label]. A source is looked up by its fine class
+  first, then by its coarse class (any labels of the corpus, e.g. ``dog``
+  then ``env``); sources not named get 0. With per-mixture losses a
+  mixture's logit is the mean over its sources, so a speech-vs-env bias needs
+  ``granularity: source`` when every mixture holds one source of each.
 * ``sum``: the sum of ``terms`` (e.g. robust + class).
 
 The signal of loss-based types (``signal``): ``loss`` (default, the paper's
@@ -51,7 +51,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ugr.data.manifest import coarse_class
 from ugr.losses import GRANULARITIES
 
 SIGNALS = ("loss", "neg_sisdri")
@@ -123,10 +122,14 @@ class ClassBias:
 
     def __call__(self, **context: Any) -> Tensor:
         losses = context["losses"].detach()
-        if "classes" not in context:
-            raise ValueError("class weighting needs the context key 'classes' (fine class labels)")
-        labels = np.asarray(context["classes"], dtype=object)
-        values = np.vectorize(self._lookup, otypes=[float])(labels) if labels.size else labels.astype(float)
+        if "classes" not in context or "coarse" not in context:
+            raise ValueError("class weighting needs the context keys 'classes' and 'coarse' (labels per source)")
+        fine = np.asarray(context["classes"], dtype=object)
+        coarse = np.asarray(context["coarse"], dtype=object)
+        if fine.shape != coarse.shape:
+            raise ValueError(f"class weighting: fine labels {fine.shape} and coarse labels {coarse.shape} differ")
+        values = (np.vectorize(self._lookup, otypes=[float])(fine, coarse) if fine.size
+                  else fine.astype(float))
         logits = torch.as_tensor(values, dtype=losses.dtype, device=losses.device)
         if logits.shape == losses.shape:
             return logits
@@ -137,8 +140,8 @@ class ClassBias:
             f"{tuple(losses.shape)}; pass one label per loss, or (B, n_src) labels for (B,) losses"
         )
 
-    def _lookup(self, label: str) -> float:
-        return self.gamma.get(label, self.gamma.get(coarse_class(label), 0.0))
+    def _lookup(self, fine: str, coarse: str) -> float:
+        return self.gamma.get(fine, self.gamma.get(coarse, 0.0))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""Data for the recipe: corpus preparation, mixture lists, on-the-fly mixing, the mini corpus."""
-from .dataset import EpochSampler, ListedMixtures, OnTheFlyMixtures, collate_mixtures
-from .manifest import coarse_class
+"""Data for the recipes: corpus indexers (``corpora``), preparation, mixing, fixed lists and torch datasets.
 
-__all__ = ["EpochSampler", "ListedMixtures", "OnTheFlyMixtures", "coarse_class", "collate_mixtures"]
+Modules are imported by name (``from ugr.data.dataset import ...``): importing
+this package loads nothing, so a tool that needs only ``ugr.data.audio`` does
+not pull in torch datasets.
+"""

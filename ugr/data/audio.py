@@ -71,8 +71,8 @@ def _load_sphere(path: Path) -> LoadedAudio:
 
 
 def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Band-limited resampling with julius; a no-op when the rates match."""
-    if rate_in == rate_out:
+    """Band-limited resampling with julius; a no-op when the rates match (julius refuses empty input)."""
+    if rate_in == rate_out or samples.size == 0:
         return samples
     common = math.gcd(rate_in, rate_out)
     out = julius.resample_frac(torch.from_numpy(samples), rate_in // common, rate_out // common)

@@ -1,63 +1,45 @@
-"""Torch datasets: fresh on-the-fly mixtures for training, fixed listed mixtures for evaluation."""
+"""Torch datasets: fresh training mixtures every epoch, fixed lists for evaluation.
+
+Training draws item ``key`` from ``stream(seed, "train", key)`` alone, so an
+item does not depend on the worker, the process or what was drawn before;
+``EpochSampler`` hands out keys ``epoch * N + i``, hence new mixtures every
+epoch and disjoint keys across DDP ranks.
+"""
 from __future__ import annotations
 
 import math
 import os
-from typing import Iterator
+from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from .mixing import SourcePool, coarse_labels, draw_mixture, render
-from .mixture_list import read_mixture_list
+from .audio import read_segment
+from .eval_list import read_eval_list
+from .manifest import MixtureRow, mixtures_path, read_mixtures, resolve
+from .mixing import MixingSettings, SourcePool, draw_mixture, render, stream
 
 
-def _item(mixture: np.ndarray, sources: np.ndarray, fine: list[str], mixture_id: str) -> dict:
-    return {
-        "mixture": torch.from_numpy(mixture),
-        "sources": torch.from_numpy(sources),
-        "classes": list(fine),
-        "coarse": coarse_labels(fine),
-        "id": mixture_id,
-    }
+def _item(mixture: np.ndarray, sources: np.ndarray, fine: Sequence[str], coarse: Sequence[str],
+          mixture_id: str) -> dict:
+    return {"mixture": torch.from_numpy(mixture), "sources": torch.from_numpy(sources), "classes": list(fine),
+            "coarse": list(coarse), "id": mixture_id}
 
 
 class OnTheFlyMixtures(Dataset):
-    """Mixtures drawn afresh from (seed, key) alone, as the paper's augmented training data.
+    """Training mixtures drawn afresh from the split's sources, as the paper's augmented training data.
 
-    Any non-negative integer key is valid; ``len`` is the number of mixtures per
-    epoch. Because the generator is built only from ``SeedSequence([seed, key])``,
-    an item does not depend on the worker, the process or what was drawn before:
-    several DataLoader workers never share or repeat a random stream. Pair it
-    with :class:`EpochSampler` so each epoch asks for new keys (fresh mixtures).
-    ``priors`` maps ``speech+speech``/``env+env``/``speech+env`` to weights;
-    ``None`` means uniform over the types this split can form.
+    Any non-negative integer key is valid; ``len`` is the number of mixtures per epoch.
     """
 
-    def __init__(
-        self,
-        data_dir: str | os.PathLike,
-        split: str = "train",
-        *,
-        num_mixtures: int,
-        seed: int,
-        segment: float = 4.0,
-        sample_rate: int = 8000,
-        snr_range: tuple[float, float] = (-5.0, 5.0),
-        priors: dict[str, float] | None = None,
-        normalize: bool = False,
-    ) -> None:
+    def __init__(self, data_dir: str | os.PathLike, split: str, settings: MixingSettings, num_mixtures: int) -> None:
         if num_mixtures <= 0:
             raise ValueError(f"num_mixtures={num_mixtures}: must be positive")
-        if snr_range[0] > snr_range[1]:
-            raise ValueError(f"snr_range={snr_range}: low must not exceed high")
-        self.pool = SourcePool(data_dir, split, sample_rate)
-        self.priors = self.pool.feasible_priors() if priors is None else self.pool.check_priors(priors)
-        self.split, self.num_mixtures, self.seed = split, num_mixtures, seed
-        self.segment_frames = int(round(segment * sample_rate))
-        self.snr_range = (float(snr_range[0]), float(snr_range[1]))
-        self.normalize = normalize
+        self.pool = SourcePool(data_dir, split, settings.sample_rate)
+        self.pool.check(settings)
+        self.split, self.settings, self.num_mixtures = split, settings, num_mixtures
 
     def __len__(self) -> int:
         return self.num_mixtures
@@ -65,10 +47,46 @@ class OnTheFlyMixtures(Dataset):
     def __getitem__(self, key: int) -> dict:
         if key < 0:
             raise IndexError(f"key {key}: keys are non-negative integers")
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(key)]))
-        spec, crops = draw_mixture(self.pool, rng, self.priors, self.segment_frames, self.snr_range)
-        mixture, sources = render(crops, spec.snr_db, self.normalize)
-        return _item(mixture, sources, [c.fine for c in spec.sources], f"{self.split}-s{self.seed}-k{key}")
+        spec, crops = draw_mixture(self.pool, stream(self.settings.seed, self.split, key), self.settings)
+        mixture, sources = render(crops, spec.snr_db, self.settings.normalize)
+        rows = [self.pool.by_id[c.id] for c in spec.sources]
+        return _item(mixture, sources, [r.fine for r in rows], [r.coarse for r in rows],
+                     f"{self.split}-s{self.settings.seed}-k{key}")
+
+
+def _read_published(data_dir: Path, row: MixtureRow, offset: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mixture and sources of a published mixture, samples ``offset .. offset + frames`` (zero outside)."""
+    mixture = read_segment(resolve(data_dir, row.mixture), offset, frames, row.frames)
+    sources = np.stack([read_segment(resolve(data_dir, path), offset, frames, row.frames) for path in row.sources])
+    return mixture, sources
+
+
+class PublishedCrops(Dataset):
+    """Training on a corpus's published mixtures (e.g. wsj0-2mix ``tr``): item ``key`` is a random mixture
+    and a random ``segment`` of it, drawn from ``stream(seed, split, key)``; used as published (no rescaling)."""
+
+    def __init__(self, data_dir: str | os.PathLike, split: str, settings: MixingSettings, num_mixtures: int) -> None:
+        self.data_dir = Path(data_dir)
+        self.rows = read_mixtures(mixtures_path(data_dir, split))
+        if not self.rows:
+            raise ValueError(f"{mixtures_path(data_dir, split)}: no published mixtures to train on")
+        rates = {r.sample_rate for r in self.rows}
+        if rates != {settings.sample_rate}:
+            raise ValueError(f"{mixtures_path(data_dir, split)}: prepared at {sorted(rates)} Hz, the config asks "
+                             f"{settings.sample_rate} Hz")
+        self.split, self.settings, self.num_mixtures = split, settings, num_mixtures
+
+    def __len__(self) -> int:
+        return self.num_mixtures
+
+    def __getitem__(self, key: int) -> dict:
+        rng = stream(self.settings.seed, self.split, key)
+        row = self.rows[int(rng.integers(len(self.rows)))]
+        frames = self.settings.segment_frames
+        spare = row.frames - frames
+        offset = int(rng.integers(0, spare + 1)) if spare >= 0 else -int(rng.integers(0, -spare + 1))
+        mixture, sources = _read_published(self.data_dir, row, offset, frames)
+        return _item(mixture, sources, row.fines, row.coarses, f"{row.id}@{offset}")
 
 
 class EpochSampler(Sampler[int]):
@@ -97,34 +115,40 @@ class EpochSampler(Sampler[int]):
 
 
 class ListedMixtures(Dataset):
-    """The fixed validation/test mixtures of a list written by ``python -m ugr.data.mixtures``."""
+    """The fixed mixtures of an evaluation list (``ugr.data.eval_list``), checked against the data folder.
 
-    def __init__(self, data_dir: str | os.PathLike, list_path: str | os.PathLike, *, sample_rate: int = 8000) -> None:
-        self.header, self.specs = read_mixture_list(list_path)
-        if self.header["sample_rate"] != sample_rate:
-            raise ValueError(
-                f"{list_path}: written for {self.header['sample_rate']} Hz, {sample_rate} Hz asked; "
-                "regenerate it with python -m ugr.data.mixtures at this rate"
-            )
-        self.pool = SourcePool(data_dir, self.header["split"], sample_rate)
-        for mixture_id, spec in self.specs:
-            for crop in spec.sources:
-                if crop.id not in self.pool.by_id:
-                    raise ValueError(
-                        f"{list_path}: mixture {mixture_id} uses source {crop.id}, absent from {self.pool.manifest}; "
-                        "regenerate the list for this data folder"
-                    )
-        self.segment_frames = self.header["segment_frames"]
-        self.normalize = self.header["normalize"]
+    Drawn lists give ``segment``-long mixtures; published ones keep each
+    mixture's own length (``fixed_length`` is False: evaluate one at a time).
+    """
+
+    def __init__(self, data_dir: str | os.PathLike, list_path: str | os.PathLike, *, sample_rate: int) -> None:
+        self.data_dir = Path(data_dir)
+        self.list = read_eval_list(list_path, data_dir)
+        header = self.list.header
+        if header["sample_rate"] != sample_rate:
+            raise ValueError(f"{list_path}: written for {header['sample_rate']} Hz, {sample_rate} Hz asked; "
+                             f"regenerate it with stage 1 at this rate")
+        self.fixed_length = self.list.kind == "drawn"
+        if self.fixed_length:
+            self.pool = SourcePool(data_dir, header["split"], sample_rate)
+            self.segment_frames, self.normalize = header["segment_frames"], bool(header["normalize"])
+        else:
+            by_id = {row.id: row for row in read_mixtures(mixtures_path(data_dir, header["split"]))}
+            self.published = [by_id[mixture_id] for mixture_id in self.list.published]
 
     def __len__(self) -> int:
-        return len(self.specs)
+        return len(self.list.drawn) if self.fixed_length else len(self.published)
 
     def __getitem__(self, index: int) -> dict:
-        mixture_id, spec = self.specs[index]
-        crops = [self.pool.read(self.pool.by_id[c.id], c.offset, self.segment_frames) for c in spec.sources]
+        if not self.fixed_length:
+            row = self.published[index]
+            mixture, sources = _read_published(self.data_dir, row, 0, row.frames)
+            return _item(mixture, sources, row.fines, row.coarses, row.id)
+        mixture_id, spec = self.list.drawn[index]
+        rows = [self.pool.by_id[c.id] for c in spec.sources]
+        crops = [self.pool.read(row, c.offset, self.segment_frames) for row, c in zip(rows, spec.sources)]
         mixture, sources = render(crops, spec.snr_db, self.normalize)
-        return _item(mixture, sources, [c.fine for c in spec.sources], mixture_id)
+        return _item(mixture, sources, [r.fine for r in rows], [r.coarse for r in rows], mixture_id)
 
 
 def collate_mixtures(batch: list[dict]) -> dict:

@@ -1,38 +1,92 @@
-"""Drawing and rendering two-source mixtures, shared by on-the-fly training data and fixed lists.
+"""Drawing and rendering two-source mixtures: one settings object for fixed lists and on-the-fly training alike.
 
-One draw, as in the paper: pick a mixture type by prior, a speaker/class for
-each source (different when both come from the same corpus), a file of that
-group, a random crop that is not silent (short files are placed at a random
-offset in silence), and an SNR. Rendering scales each crop to unit power
-(mean square 1 over the segment), scales source 1 by the SNR relative to
-source 2, and sums, so the mixture is exactly the sum of the sources.
+One draw, as in the paper: pick a pair of coarse classes by prior (e.g.
+``env+env``, ``speech+env``), for each source a group of that class (the two
+groups differ: another speaker, another sound class), a file of that group,
+a random crop that is not silent (short files are placed at a random offset
+in silence), and an SNR. Rendering scales each crop to unit power, source 1
+by the SNR relative to source 2, and sums, so the mixture is exactly the sum
+of the sources.
+
+Random streams are keyed by (seed, split, key) (``stream``): mixture i of
+the validation list, of the test list and of any training epoch come from
+unrelated generators, so the splits share no crop offsets or SNRs by
+construction, whatever the worker or process that draws them.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping, Optional
 
 import numpy as np
+import soundfile as sf
 
 from .audio import read_segment
-from .manifest import ManifestRow, coarse_class, manifest_path, read_manifest
+from .manifest import SPLITS, SourceRow, manifest_path, read_manifest, resolve
 
-MIXTURE_TYPES: dict[str, tuple[str, str]] = {
-    "speech+speech": ("speech", "speech"),
-    "env+env": ("env", "env"),
-    "speech+env": ("speech", "env"),
-}
 # A crop counts as silent when its power is this far below the whole file's power.
 SILENT_CROP_RATIO = 1e-2
 CROP_TRIES = 10
+PAIR_SEPARATOR = "+"
+
+
+def stream(seed: int, split: str, key: int) -> np.random.Generator:
+    """The generator of draw ``key`` of ``split``: independent across splits, keys and seeds."""
+    return np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split), int(key)]))
+
+
+def parse_pair(name: str) -> tuple[str, str]:
+    """``"speech+env"`` -> ``("speech", "env")``: the coarse classes of source 1 and source 2."""
+    parts = name.split(PAIR_SEPARATOR)
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"mixture type {name!r}: write two coarse classes joined by '+', e.g. speech+env")
+    return parts[0], parts[1]
+
+
+@dataclass(frozen=True)
+class MixingSettings:
+    """How mixtures are made; built from a config's ``data`` section (``from_config``).
+
+    ``priors`` maps pairs of coarse classes to probabilities (normalised);
+    ``normalize`` scales each mixture and its sources to unit mixture power.
+    """
+
+    sample_rate: int
+    segment: float
+    snr_range: tuple[float, float]
+    priors: tuple[tuple[tuple[str, str], float], ...]
+    normalize: bool
+    seed: int
+
+    @classmethod
+    def from_config(cls, data: Mapping[str, Any]) -> "MixingSettings":
+        weights = {parse_pair(name): float(weight) for name, weight in data["priors"].items() if weight > 0}
+        total = sum(weights.values())
+        if total <= 0:
+            raise ValueError(f"data.priors {data['priors']}: give at least one mixture type a positive weight")
+        return cls(sample_rate=int(data["sample_rate"]), segment=float(data["segment"]),
+                   snr_range=(float(data["snr_range"][0]), float(data["snr_range"][1])),
+                   priors=tuple((pair, w / total) for pair, w in weights.items()),
+                   normalize=bool(data["normalize"]), seed=int(data["seed"]))
+
+    @property
+    def segment_frames(self) -> int:
+        return int(round(self.segment * self.sample_rate))
+
+    def header(self) -> dict[str, str]:
+        """The settings as ``key=value`` words of a list header (so a list says how it was drawn)."""
+        return {"seed": str(self.seed), "sample_rate": str(self.sample_rate),
+                "segment_frames": str(self.segment_frames), "snr": f"{self.snr_range[0]:g},{self.snr_range[1]:g}",
+                "normalize": str(int(self.normalize)),
+                "priors": ",".join(f"{a}{PAIR_SEPARATOR}{b}:{p:.6g}" for (a, b), p in self.priors)}
 
 
 @dataclass(frozen=True)
 class SourceCrop:
     id: str
     offset: int  # segment sample t is file sample t + offset (negative: padded in front)
-    fine: str
 
 
 @dataclass(frozen=True)
@@ -41,108 +95,100 @@ class MixtureSpec:
     snr_db: float  # power of source 1 over source 2
 
 
-def parse_priors(items: list[str]) -> dict[str, float]:
-    """``["env+env=1", "speech+env=0.5"]`` -> dict; rejects unknown types and bad weights."""
-    priors: dict[str, float] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"prior {item!r}: write TYPE=WEIGHT, e.g. env+env=1")
-        try:
-            priors[name] = float(value)
-        except ValueError:
-            raise ValueError(f"prior {item!r}: weight {value!r} is not a number") from None
-    return priors
-
-
 class SourcePool:
-    """The prepared files of one split, grouped by coarse class and speaker/category."""
+    """The prepared sources of one split, by coarse class and group."""
 
     def __init__(self, data_dir: str | os.PathLike, split: str, sample_rate: int) -> None:
         self.data_dir = Path(data_dir)
-        path = manifest_path(data_dir, split)
-        rows = read_manifest(path)
+        self.manifest = manifest_path(data_dir, split)
+        self.split = split
+        rows = read_manifest(self.manifest)
         rates = {r.sample_rate for r in rows}
         if rates - {sample_rate}:
-            raise ValueError(
-                f"{path}: prepared at {sorted(rates)} Hz but {sample_rate} Hz was asked; "
-                f"re-run ugr.data.prepare with --sample-rate {sample_rate} or use that rate"
-            )
-        self.manifest = path
-        self.split = split
-        self.by_id: dict[str, ManifestRow] = {r.id: r for r in rows}
-        self.groups: dict[str, dict[str, list[ManifestRow]]] = {"speech": {}, "env": {}}
-        for row in sorted(rows, key=lambda r: (r.group, r.id)):
-            self.groups[row.coarse].setdefault(row.group, []).append(row)
+            raise ValueError(f"{self.manifest}: prepared at {sorted(rates)} Hz but {sample_rate} Hz was asked; "
+                             f"prepare the data at {sample_rate} Hz (run.sh --fs {sample_rate}) or use that rate")
+        self.by_id: dict[str, SourceRow] = {r.id: r for r in rows}
+        self.groups: dict[str, dict[str, list[SourceRow]]] = {}
+        for row in sorted(rows, key=lambda r: (r.coarse, r.group, r.id)):
+            self.groups.setdefault(row.coarse, {}).setdefault(row.group, []).append(row)
         self.group_names = {coarse: sorted(groups) for coarse, groups in self.groups.items()}
+        self._frames: dict[str, int] = {}
+        self._rms: dict[str, float] = {}
 
-    def read(self, row: ManifestRow, offset: int, frames: int) -> np.ndarray:
-        return read_segment(self.data_dir / row.path, offset, frames, row.frames)
+    def path(self, row: SourceRow) -> Path:
+        return resolve(self.data_dir, row.path)
 
-    def check_priors(self, priors: dict[str, float]) -> dict[str, float]:
-        """Normalised priors, or a clear error when the split cannot form a requested type."""
-        unknown = set(priors) - set(MIXTURE_TYPES)
-        if unknown:
-            raise ValueError(f"unknown mixture type(s) {sorted(unknown)}; choose from {list(MIXTURE_TYPES)}")
-        if any(p < 0 for p in priors.values()) or sum(priors.values()) <= 0:
-            raise ValueError(f"priors {priors}: weights must be >= 0 with a positive sum")
-        for name, weight in priors.items():
-            if weight == 0:
-                continue
-            need = {c: MIXTURE_TYPES[name].count(c) for c in MIXTURE_TYPES[name]}
-            for coarse, count in need.items():
-                have = len(self.group_names[coarse])
-                if have < count:
-                    unit = "speaker" if coarse == "speech" else "sound class"
-                    raise ValueError(
-                        f"{self.manifest}: split {self.split} has {have} {unit}(s) but {name} mixtures need {count}; "
-                        f"set the prior {name}=0 or prepare a corpus with more {unit}s"
-                    )
-        total = sum(priors.values())
-        return {name: priors[name] / total for name in MIXTURE_TYPES if priors.get(name, 0) > 0}
+    def frames(self, row: SourceRow) -> int:
+        """The row's length: from the manifest, else from the file's header (once)."""
+        if row.frames is not None:
+            return row.frames
+        if row.id not in self._frames:
+            self._frames[row.id] = sf.info(str(self.path(row))).frames
+        return self._frames[row.id]
 
-    def feasible_priors(self) -> dict[str, float]:
-        """Uniform over the mixture types this split can form."""
-        ok = {}
-        for name, kinds in MIXTURE_TYPES.items():
-            if all(len(self.group_names[c]) >= kinds.count(c) for c in kinds):
-                ok[name] = 1.0
-        if not ok:
-            raise ValueError(f"{self.manifest}: split {self.split} has no files to mix")
-        return self.check_priors(ok)
+    def rms(self, row: SourceRow) -> float:
+        """The row's RMS: from the manifest, else computed from the audio (once)."""
+        if row.rms is not None:
+            return row.rms
+        if row.id not in self._rms:
+            samples = self.read(row, 0, self.frames(row))
+            self._rms[row.id] = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+        return self._rms[row.id]
+
+    def read(self, row: SourceRow, offset: int, frames: int) -> np.ndarray:
+        return read_segment(self.path(row), offset, frames, self.frames(row))
+
+    def problem(self, pair: tuple[str, str]) -> Optional[str]:
+        """Why this split cannot form mixtures of ``pair``, or None when it can."""
+        for coarse in pair:
+            if coarse not in self.groups:
+                return (f"split {self.split} has no coarse class {coarse!r} (it has: "
+                        f"{', '.join(sorted(self.groups)) or 'nothing'})")
+        groups = set(self.group_names[pair[0]]) | set(self.group_names[pair[1]])
+        if len(groups) < 2:
+            return (f"split {self.split} has one group ({', '.join(groups)}) for {PAIR_SEPARATOR.join(pair)} "
+                    f"mixtures, whose two sources must come from different groups (speakers, classes)")
+        return None
+
+    def check(self, settings: MixingSettings) -> None:
+        """A clear error when this split cannot form a mixture type the settings ask for."""
+        for pair, _ in settings.priors:
+            problem = self.problem(pair)
+            if problem:
+                raise ValueError(f"{self.manifest}: {problem}; set the prior {PAIR_SEPARATOR.join(pair)} to 0 or "
+                                 f"prepare a corpus that has them")
 
 
-def draw_mixture(
-    pool: SourcePool, rng: np.random.Generator, priors: dict[str, float], segment_frames: int,
-    snr_range: tuple[float, float],
-) -> tuple[MixtureSpec, list[np.ndarray]]:
+def draw_mixture(pool: SourcePool, rng: np.random.Generator,
+                 settings: MixingSettings) -> tuple[MixtureSpec, list[np.ndarray]]:
     """Draw one mixture; returns its spec and the two (unscaled) crops."""
-    names = list(priors)
-    kinds = MIXTURE_TYPES[names[rng.choice(len(names), p=[priors[n] for n in names])]]
+    pairs = [pair for pair, _ in settings.priors]
+    pair = pairs[rng.choice(len(pairs), p=[p for _, p in settings.priors])]
     crops: list[SourceCrop] = []
     audio: list[np.ndarray] = []
     used: set[str] = set()
-    for coarse in kinds:
+    for coarse in pair:
         candidates = [g for g in pool.group_names[coarse] if g not in used]
         group = candidates[rng.integers(len(candidates))]
         used.add(group)
         files = pool.groups[coarse][group]
         row = files[rng.integers(len(files))]
-        offset, samples = _draw_crop(pool, row, rng, segment_frames)
-        crops.append(SourceCrop(row.id, offset, row.fine))
+        offset, samples = _draw_crop(pool, row, rng, settings.segment_frames)
+        crops.append(SourceCrop(row.id, offset))
         audio.append(samples)
-    snr = float(rng.uniform(snr_range[0], snr_range[1]))
+    snr = float(rng.uniform(settings.snr_range[0], settings.snr_range[1]))
     return MixtureSpec((crops[0], crops[1]), snr), audio
 
 
-def _draw_crop(pool: SourcePool, row: ManifestRow, rng: np.random.Generator, frames: int) -> tuple[int, np.ndarray]:
-    if row.frames <= frames:
-        offset = -int(rng.integers(0, frames - row.frames + 1))
+def _draw_crop(pool: SourcePool, row: SourceRow, rng: np.random.Generator, frames: int) -> tuple[int, np.ndarray]:
+    length = pool.frames(row)
+    if length <= frames:
+        offset = -int(rng.integers(0, frames - length + 1))
         return offset, pool.read(row, offset, frames)
-    floor = SILENT_CROP_RATIO * row.rms**2
+    floor = SILENT_CROP_RATIO * pool.rms(row) ** 2
     best: tuple[float, int, np.ndarray] | None = None
     for _ in range(CROP_TRIES):
-        offset = int(rng.integers(0, row.frames - frames + 1))
+        offset = int(rng.integers(0, length - frames + 1))
         samples = pool.read(row, offset, frames)
         power = float(np.mean(np.square(samples, dtype=np.float64)))
         if power >= floor:
@@ -152,8 +198,8 @@ def _draw_crop(pool: SourcePool, row: ManifestRow, rng: np.random.Generator, fra
     if best[0] > 0:
         return best[1], best[2]
     # Every random crop was digital silence: centre the crop on the loudest sample instead.
-    whole = pool.read(row, 0, row.frames)
-    offset = int(np.clip(np.argmax(np.abs(whole)) - frames // 2, 0, row.frames - frames))
+    whole = pool.read(row, 0, length)
+    offset = int(np.clip(np.argmax(np.abs(whole)) - frames // 2, 0, length - frames))
     return offset, whole[offset : offset + frames].copy()
 
 
@@ -168,7 +214,7 @@ def render(crops: list[np.ndarray], snr_db: float, normalize: bool = False) -> t
     for crop in crops:
         power = np.mean(np.square(crop, dtype=np.float64))
         if power == 0:
-            raise ValueError("a source crop is digital silence; re-run ugr.data.prepare (it drops silent files)")
+            raise ValueError("a source crop is digital silence; re-run stage 0 (it drops silent files)")
         scaled.append(crop.astype(np.float64) / np.sqrt(power))
     scaled[0] *= 10.0 ** (snr_db / 20.0)
     sources = np.stack(scaled)
@@ -176,7 +222,3 @@ def render(crops: list[np.ndarray], snr_db: float, normalize: bool = False) -> t
         sources /= np.sqrt(np.mean(np.square(sources.sum(axis=0))))
     sources = sources.astype(np.float32)
     return sources.sum(axis=0, dtype=np.float32), sources
-
-
-def coarse_labels(fine: list[str]) -> list[str]:
-    return [coarse_class(f) for f in fine]

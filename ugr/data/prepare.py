@@ -1,9 +1,22 @@
-"""Prepare WSJ0 and/or ESC-50 for the recipe (stage 0).
+"""Stage 0's generic part: any registered corpora -> a data folder that meets the data contract.
 
-Indexes the corpora, resamples every usable file once to the recipe's rate
-(cached under ``OUT/audio``; a re-run reuses files newer than their source),
-writes ``OUT/manifests/{train,valid,test}.tsv`` and ``OUT/prepare_report.json``
-(counts, every skipped file with its reason, every downmixed file).
+    python -m ugr.data.prepare --out data --fs 8000 --corpus wsj0 /corpora/wsj0 --corpus esc50 /corpora/ESC-50
+
+Each ``--corpus NAME DIR [KEY=VALUE ...]`` is indexed by the indexer
+registered as NAME (``ugr.data.corpora``); every file it lists is read once,
+downmixed to mono, resampled to ``--fs`` (julius) and checked (unreadable,
+empty, non-finite, silent, or shorter than ``--min-seconds`` after
+resampling: skipped and counted with the reason). Mono WAV files already at
+``--fs`` are used where they are; the others are cached under
+``OUT/audio/`` (a re-run reuses cache files newer than their original).
+Writes ``OUT/manifests/<split>.tsv`` (and ``<split>_mixtures.tsv`` for
+corpora with published mixtures; see ``ugr.data.manifest``) and, last,
+``OUT/prepare_report.json``: the settings, counts per split and class, and
+every skipped or downmixed file.
+
+A folder prepared from the same corpora and settings is reported and left
+alone; one prepared from others is refused (``--force`` redoes it), so a data
+folder never silently stands for another corpus.
 """
 from __future__ import annotations
 
@@ -11,10 +24,11 @@ import argparse
 import json
 import os
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -22,127 +36,180 @@ from tqdm import tqdm
 
 from ..atomic import atomic_write_text
 from .audio import SPHERE_SUFFIXES, AudioError, load_mono, resample, write_wav
-from .esc50 import RELEASE_URL, download_esc50, index_esc50
-from .manifest import SPLITS, ManifestRow, SourceFile, coarse_class, manifest_path, write_manifest
-from .wsj0 import index_wsj0
+from .corpora import SPLITS, CorpusLayoutError, Index, MixtureFile, SourceFile, index_corpus, registered
+from .manifest import (ManifestError, MixtureRow, SourceRow, check_label, manifest_path, mixtures_path,
+                       write_manifest, write_mixtures)
 
 REPORT_NAME = "prepare_report.json"
+REPORT_FORMAT = 2
+MIN_SECONDS = 0.1  # shorter recordings carry too little to separate: a counted skip, not a 5-frame source
+
+
+class PrepareError(ValueError):
+    """A data folder that cannot be (re)prepared as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class CorpusInput:
+    """One ``--corpus NAME DIR KEY=VALUE...``."""
+
+    name: str
+    root: str
+    options: dict = field(default_factory=dict)
+
+    @staticmethod
+    def parse(words: Sequence[str]) -> "CorpusInput":
+        if len(words) < 2:
+            raise PrepareError(f"--corpus {' '.join(words)}: give NAME DIR [KEY=VALUE ...]")
+        options = {}
+        for word in words[2:]:
+            key, sep, value = word.partition("=")
+            if not sep or not key:
+                raise PrepareError(f"--corpus {words[0]}: option {word!r} must be KEY=VALUE")
+            options[key] = value
+        return CorpusInput(words[0], str(Path(words[1]).resolve()), options)
 
 
 @dataclass(frozen=True)
 class _Task:
-    source: SourceFile
+    """Prepare one file: ``source`` read from ``original``, written to ``cached`` unless usable in place."""
+
+    original: str
     cached: str
     relative: str
     sample_rate: int
+    min_frames: int
 
 
 @dataclass(frozen=True)
-class _Outcome:
-    row: ManifestRow | None
-    skip_reason: str | None
-    downmixed_from: int | None
-    reused: bool
+class _Prepared:
+    path: Optional[str]  # as the manifest names it; None when skipped
+    frames: int = 0
+    rms: float = 0.0
+    skip_reason: Optional[str] = None
+    downmixed_from: Optional[int] = None
+    reused: bool = False
+    in_place: bool = False
 
 
-def prepare(
-    out: str | os.PathLike,
-    *,
-    wsj0: str | os.PathLike | None = None,
-    esc50: str | os.PathLike | None = None,
-    sample_rate: int = 8000,
-    jobs: int = 1,
-    esc50_url: str = RELEASE_URL,
-) -> dict:
-    """Build the data folder; returns the report (also written to ``out/prepare_report.json``)."""
-    if wsj0 is None and esc50 is None:
-        raise ValueError("give --wsj0 and/or --esc50 (or build the mini corpus: python -m ugr.data.minicorpus --out DIR)")
+def prepare(out: str | os.PathLike, corpora: Sequence[CorpusInput], *, fs: int, jobs: int = 1,
+            min_seconds: float = MIN_SECONDS, force: bool = False) -> dict:
+    """Builds (or finds up to date) the data folder ``out``; returns the report (also in ``out/prepare_report.json``)."""
+    if not corpora:
+        raise PrepareError(f"no corpus given; pass --corpus NAME DIR (registered: {', '.join(registered())})")
+    if fs <= 0 or min_seconds < 0:
+        raise PrepareError(f"--fs {fs} must be > 0 and --min-seconds {min_seconds} >= 0")
     out = Path(out).resolve()
-    sources: list[SourceFile] = []
-    skips: list[dict] = []
-    if wsj0 is not None:
-        found, skipped = index_wsj0(wsj0)
-        sources += found
-        skips += skipped
-    if esc50 is not None:
-        esc50 = Path(esc50)
-        if not esc50.exists() or (esc50.is_dir() and not any(esc50.iterdir())):
-            print(f"[prepare] {esc50} is empty: downloading ESC-50 from {esc50_url}", flush=True)
-            download_esc50(esc50, esc50_url)
-        found, skipped = index_esc50(esc50)
-        sources += found
-        skips += skipped
-    tasks = [_task(out, s, sample_rate) for s in sources]
-    outcomes = _run(tasks, jobs)
-    rows: list[ManifestRow] = []
-    downmixed: list[dict] = []
-    reused = 0
-    for task, outcome in zip(tasks, outcomes):
-        if outcome.skip_reason is not None:
-            skips.append({"path": task.source.path, "reason": outcome.skip_reason})
-            continue
-        rows.append(outcome.row)
-        reused += outcome.reused
-        if outcome.downmixed_from:
-            downmixed.append({"path": task.source.path, "channels": outcome.downmixed_from})
-    report = _report(out, rows, skips, downmixed, reused, sample_rate, wsj0, esc50)
+    settings = {"corpora": [{"name": c.name, "root": c.root, "options": c.options} for c in corpora],
+                "sample_rate": fs, "min_seconds": min_seconds}
+    existing = _existing_report(out)
+    if existing is not None and not force:
+        if existing.get("settings") == settings:
+            existing["up_to_date"] = True
+            return existing
+        raise PrepareError(f"{out} was prepared from {_describe(existing.get('settings'))}, not from "
+                           f"{_describe(settings)}; pass another data folder (--data), or --force true to redo it")
+    index = Index()
+    for corpus in corpora:
+        found = index_corpus(corpus.name, corpus.root, fs=fs, options=corpus.options)
+        if not found.sources and not found.mixtures:
+            raise PrepareError(f"{corpus.root}: corpus {corpus.name} has no usable file")
+        index.extend(found)
+    index.sources = _unique(index.sources, lambda s: (s.split, s.id), index.skips)
+    index.mixtures = _unique(index.mixtures, lambda m: (m.split, m.id), index.skips)
+    (out / REPORT_NAME).unlink(missing_ok=True)  # written last: its absence marks an unfinished folder
+    min_frames = max(1, int(round(min_seconds * fs)))
+    source_tasks = [_task(out, s.path, f"audio/{s.split}/{s.coarse}/{s.group}/{s.id}.wav", fs, min_frames)
+                    for s in index.sources]
+    mixture_tasks = [_task(out, path, f"audio/{m.split}/mixtures/{m.id}/{name}.wav", fs, min_frames)
+                     for m in index.mixtures
+                     for name, path in [("mix", m.mixture)] + [(f"s{k + 1}", s.path) for k, s in enumerate(m.sources)]]
+    tasks = source_tasks + mixture_tasks
+    results = _run(tasks, jobs)
+    source_results, mixture_results = results[:len(source_tasks)], results[len(source_tasks):]
+    rows = _source_rows(index.sources, source_results, fs, index.skips)
+    mixtures = _mixture_rows(index.mixtures, mixture_results, fs, index.skips)
     for split in SPLITS:
-        write_manifest(manifest_path(out, split), [r for r in rows if r.split == split])
+        write_manifest(manifest_path(out, split), [r for s, r in rows if s == split])
+        if index.mixtures:
+            write_mixtures(mixtures_path(out, split), [m for s, m in mixtures if s == split])
+    report = _report(out, settings, rows, mixtures, index, tasks, results)
     atomic_write_text(out / REPORT_NAME, json.dumps(report, indent=2) + "\n")
     return report
 
 
-def _task(out: Path, source: SourceFile, sample_rate: int) -> _Task:
-    relative = f"audio/{source.corpus}/{source.split}/{source.group}/{source.id}.wav"
-    return _Task(source, str(out / relative), relative, sample_rate)
-
-
-def _run(tasks: list[_Task], jobs: int) -> list[_Outcome]:
-    progress = dict(total=len(tasks), desc="prepare", unit="file", mininterval=1.0)
-    if jobs <= 1:
-        return [_convert(t) for t in tqdm(tasks, **progress)]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        return list(tqdm(pool.map(_convert, tasks, chunksize=16), **progress))
-
-
-def _convert(task: _Task) -> _Outcome:
-    """Resample one file into the cache (or reuse it) and describe it for the manifest."""
-    source, cached = task.source, Path(task.cached)
-    channels = None
-    reused = _cache_is_fresh(cached, Path(source.path), task.sample_rate)
-    if reused:
-        samples = sf.read(str(cached), dtype="float32")[0]
-        channels = _channels_of(Path(source.path))
-    else:
-        try:
-            loaded = load_mono(source.path)
-        except AudioError as err:
-            return _Outcome(None, str(err), None, False)
-        if loaded.samples.size == 0:
-            return _Outcome(None, "empty audio (0 frames)", None, False)
-        if not np.isfinite(loaded.samples).all():
-            return _Outcome(None, "non-finite samples (NaN/inf)", None, False)
-        if not np.any(loaded.samples):
-            return _Outcome(None, "silent (all samples are zero)", None, False)
-        channels = loaded.channels if loaded.channels > 1 else None
-        samples = resample(loaded.samples, loaded.sample_rate, task.sample_rate)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        write_wav(cached, samples, task.sample_rate)
-    row = ManifestRow(
-        id=source.id, corpus=source.corpus, group=source.group, fine=source.fine,
-        coarse=coarse_class(source.fine), split=source.split, frames=int(samples.size),
-        duration=samples.size / task.sample_rate, sample_rate=task.sample_rate,
-        rms=float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))), path=task.relative,
-    )
-    return _Outcome(row, None, channels, reused)
-
-
-def _channels_of(original: Path) -> int | None:
-    """Channel count of a reused file's original, so re-runs report downmixes too (SPHERE is mono)."""
-    if original.suffix.lower() in SPHERE_SUFFIXES:
+def _existing_report(out: Path) -> Optional[dict]:
+    path = out / REPORT_NAME
+    if not path.is_file():
         return None
-    channels = sf.info(str(original)).channels
-    return channels if channels > 1 else None
+    report = json.loads(path.read_text())
+    if report.get("format") != REPORT_FORMAT:
+        raise PrepareError(f"{path}: written by an older ugr (format {report.get('format')}, now {REPORT_FORMAT}); "
+                           f"--force true re-prepares {out} in the current format")
+    return report
+
+
+def _describe(settings: Optional[dict]) -> str:
+    if not settings:
+        return "unknown inputs"
+    corpora = ", ".join(f"{c['name']} {c['root']}" + "".join(f" {k}={v}" for k, v in c["options"].items())
+                        for c in settings["corpora"])
+    return f"{corpora} at {settings['sample_rate']} Hz (min {settings['min_seconds']} s)"
+
+
+def _task(out: Path, original: str, relative: str, fs: int, min_frames: int) -> _Task:
+    return _Task(original, str(out / relative), relative, fs, min_frames)
+
+
+def _run(tasks: list[_Task], jobs: int) -> list[_Prepared]:
+    progress = dict(total=len(tasks), desc="prepare", unit="file", mininterval=1.0, disable=None)
+    if jobs <= 1:
+        return [_prepare_file(t) for t in tqdm(tasks, **progress)]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        return list(tqdm(pool.map(_prepare_file, tasks, chunksize=16), **progress))
+
+
+def _usable_in_place(path: Path, fs: int) -> bool:
+    """Mono WAV at the target rate: read where it is (no copy of a large corpus)."""
+    if path.suffix.lower() in SPHERE_SUFFIXES:
+        return False
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, sf.LibsndfileError):
+        return False
+    return info.format == "WAV" and info.channels == 1 and info.samplerate == fs
+
+
+def _prepare_file(task: _Task) -> _Prepared:
+    """Read, downmix, resample and check one file; write it to the cache unless it is usable in place."""
+    original, cached = Path(task.original), Path(task.cached)
+    in_place = _usable_in_place(original, task.sample_rate)
+    reused = not in_place and _cache_is_fresh(cached, original, task.sample_rate)
+    try:
+        loaded = load_mono(cached if reused else original)
+    except AudioError as err:  # the skip record names the file: keep the reason alone
+        return _Prepared(None, skip_reason=str(err).removeprefix(f"{cached if reused else original}: "))
+    channels = _channels_of(original) if reused else loaded.channels
+    samples = resample(loaded.samples, loaded.sample_rate, task.sample_rate)
+    if samples.size == 0:
+        return _Prepared(None, skip_reason="empty audio (0 frames)")
+    if not np.isfinite(samples).all():
+        return _Prepared(None, skip_reason="non-finite samples (NaN/inf)")
+    if not np.any(samples):
+        return _Prepared(None, skip_reason="silent (all samples are zero)")
+    if samples.size < task.min_frames:
+        return _Prepared(None, skip_reason=f"too short: {samples.size} frames at {task.sample_rate} Hz after "
+                                           f"resampling, the minimum is {task.min_frames} (--min-seconds)")
+    if not (in_place or reused):
+        write_wav(cached, samples, task.sample_rate)
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    return _Prepared(str(original) if in_place else task.relative, int(samples.size), rms,
+                     downmixed_from=channels if channels > 1 else None, reused=reused, in_place=in_place)
+
+
+def _channels_of(original: Path) -> int:
+    """Channel count of a reused file's original, so re-runs report downmixes too (SPHERE is mono)."""
+    return 1 if original.suffix.lower() in SPHERE_SUFFIXES else sf.info(str(original)).channels
 
 
 def _cache_is_fresh(cached: Path, original: Path, sample_rate: int) -> bool:
@@ -150,68 +217,138 @@ def _cache_is_fresh(cached: Path, original: Path, sample_rate: int) -> bool:
         return False
     try:
         return sf.info(str(cached)).samplerate == sample_rate
-    except RuntimeError:
+    except (RuntimeError, sf.LibsndfileError):
         return False
 
 
-def _report(out, rows, skips, downmixed, reused, sample_rate, wsj0, esc50) -> dict:
-    splits: dict = defaultdict(dict)
+def _unique(items: list, key, skips: list[dict]) -> list:
+    """The first item of each (split, id); later ones are counted skips (they would share a cache file)."""
+    kept: dict = {}
+    for item in items:
+        path = getattr(item, "path", None) or item.mixture
+        if key(item) in kept:
+            first = getattr(kept[key(item)], "path", None) or kept[key(item)].mixture
+            skips.append({"path": path, "reason": f"duplicate id {item.id} in split {item.split} (kept {first})"})
+        else:
+            kept[key(item)] = item
+    return list(kept.values())
+
+
+def _labels_checked(source: SourceFile) -> SourceFile:
+    for key in ("id", "group", "fine", "coarse"):
+        check_label(getattr(source, key), f"{source.path}: {key}")
+    return source
+
+
+def _source_rows(sources: list[SourceFile], results: list[_Prepared], fs: int,
+                 skips: list[dict]) -> list[tuple[str, SourceRow]]:
+    rows = []
+    for source, done in zip(sources, results):
+        _labels_checked(source)
+        if done.skip_reason:
+            skips.append({"path": source.path, "reason": done.skip_reason})
+        else:
+            rows.append((source.split, SourceRow(source.id, done.path, done.frames / fs, fs, source.group,
+                                                 source.fine, source.coarse, done.frames, done.rms)))
+    return rows
+
+
+def _mixture_rows(mixtures: list[MixtureFile], results: list[_Prepared], fs: int,
+                  skips: list[dict]) -> list[tuple[str, MixtureRow]]:
+    rows, per_mixture = [], 1 + 2
+    for i, mixture in enumerate(mixtures):
+        parts = results[i * per_mixture:(i + 1) * per_mixture]
+        for source in mixture.sources:
+            _labels_checked(source)
+        bad = [p.skip_reason for p in parts if p.skip_reason]
+        lengths = {p.frames for p in parts}
+        if bad or len(lengths) != 1:
+            reason = bad[0] if bad else f"mixture and sources differ in length ({sorted(lengths)} frames)"
+            skips.append({"path": mixture.mixture, "reason": f"{reason} (published mixture {mixture.id})"})
+            continue
+        rows.append((mixture.split, MixtureRow(
+            mixture.id, parts[0].path, parts[0].frames, fs, tuple(p.path for p in parts[1:]),
+            tuple(s.group for s in mixture.sources), tuple(s.fine for s in mixture.sources),
+            tuple(s.coarse for s in mixture.sources))))
+    return rows
+
+
+def _report(out: Path, settings: dict, rows, mixtures, index: Index, tasks: list[_Task],
+            results: list[_Prepared]) -> dict:
+    splits: dict = {}
     for split in SPLITS:
-        for corpus in ("wsj0", "esc50"):
-            chosen = [r for r in rows if r.split == split and r.corpus == corpus]
-            if chosen:
-                splits[split][corpus] = {
-                    "files": len(chosen),
-                    "hours": round(sum(r.duration for r in chosen) / 3600, 4),
-                    "groups": len({r.group for r in chosen}),
-                }
+        chosen = [r for s, r in rows if s == split]
+        classes: dict = {}
+        for coarse in sorted({r.coarse for r in chosen}):
+            members = [r for r in chosen if r.coarse == coarse]
+            classes[coarse] = {"files": len(members), "hours": round(sum(r.duration for r in members) / 3600, 4),
+                               "groups": len({r.group for r in members}),
+                               "fine_classes": sorted({r.fine for r in members})}
+        splits[split] = {"sources": classes, "published_mixtures": sum(1 for s, _ in mixtures if s == split)}
+    downmixed = [{"path": t.original, "channels": r.downmixed_from}
+                 for t, r in zip(tasks, results) if r.downmixed_from]
     return {
+        "format": REPORT_FORMAT,
+        "settings": settings,
         "data_dir": str(out),
-        "sample_rate": sample_rate,
-        "inputs": {"wsj0": str(wsj0) if wsj0 else None, "esc50": str(esc50) if esc50 else None},
-        "prepared": len(rows),
-        "reused_from_cache": reused,
-        "splits": dict(splits),
-        "skipped_count": len(skips),
-        "skipped_reasons": dict(Counter(_reason_kind(s["reason"]) for s in skips)),
-        "skipped": skips,
+        "sample_rate": settings["sample_rate"],
+        "prepared_sources": len(rows),
+        "prepared_mixtures": len(mixtures),
+        "used_in_place": sum(r.in_place for r in results),
+        "reused_from_cache": sum(r.reused for r in results),
+        "splits": splits,
+        "skipped_count": len(index.skips),
+        "skipped_reasons": dict(Counter(_reason_kind(s["reason"]) for s in index.skips)),
+        "skipped": index.skips,
         "downmixed_count": len(downmixed),
         "downmixed": downmixed,
+        "notes": index.notes,
     }
 
 
 def _reason_kind(reason: str) -> str:
-    """Group per-file reasons for the summary (drop the file-specific tail)."""
-    return reason.split(" (")[0].split(": ")[-1]
+    """Group per-file reasons for the summary: the words before any detail (``: ...``, `` (...)``, `` id ...``)."""
+    return reason.split(" (")[0].split(":")[0].split(" id ")[0]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m ugr.data.prepare",
-        description="Index WSJ0 and/or ESC-50, resample once to the recipe's rate (cached), write per-split "
-        "manifests and a preparation report into OUT.",
-    )
-    parser.add_argument("--wsj0", help="WSJ0 tree (si_tr_s/si_dt_05/si_et_05) or wsj0-2mix folder (tr/cv/tt with s1/s2)")
-    parser.add_argument("--esc50", help="ESC-50 release folder (audio/ + meta/esc50.csv); an empty folder is downloaded into")
-    parser.add_argument("--esc50-url", default=RELEASE_URL, help="archive to download when --esc50 is empty (default: %(default)s)")
-    parser.add_argument("--out", required=True, help="data folder to write (audio cache, manifests, report)")
-    parser.add_argument("--sample-rate", type=int, default=8000, help="recipe sample rate in Hz (default: %(default)s)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel worker processes (default: %(default)s)")
+def summary_lines(report: dict) -> list[str]:
+    """What stage 0's log says about a data folder."""
+    lines = [f"{report['prepared_sources']} sources, {report['prepared_mixtures']} published mixtures at "
+             f"{report['sample_rate']} Hz in {report['data_dir']} ({report['used_in_place']} files used in place, "
+             f"{report['reused_from_cache']} reused from the cache)"]
+    for split, content in report["splits"].items():
+        for coarse, stats in content["sources"].items():
+            lines.append(f"  {split:5s} {coarse:10s} {stats['files']:6d} files {stats['hours']:8.3f} h "
+                         f"{stats['groups']:5d} groups {len(stats['fine_classes']):4d} fine classes")
+        if content["published_mixtures"]:
+            lines.append(f"  {split:5s} {content['published_mixtures']} published mixtures")
+    lines.append(f"skipped {report['skipped_count']} {report['skipped_reasons']}; downmixed "
+                 f"{report['downmixed_count']}; details in {Path(report['data_dir']) / REPORT_NAME}")
+    lines += [f"note: {note}" for note in report["notes"]]
+    return lines
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ugr.data.prepare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", action="append", nargs="+", required=True, metavar="NAME DIR [KEY=VALUE",
+                        help=f"a corpus to index: registered names {', '.join(registered())}; repeat for several")
+    parser.add_argument("--out", required=True, help="data folder to write")
+    parser.add_argument("--fs", type=int, required=True, help="sample rate of the prepared audio (Hz)")
+    parser.add_argument("--min-seconds", type=float, default=MIN_SECONDS,
+                        help="shortest usable recording after resampling (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: %(default)s)")
+    parser.add_argument("--force", action="store_true", help="redo a folder prepared from other inputs")
     args = parser.parse_args(argv)
-    if args.wsj0 is None and args.esc50 is None:
-        parser.error("give --wsj0 and/or --esc50 (no corpus? build one: python -m ugr.data.minicorpus --out DIR)")
     try:
-        report = prepare(args.out, wsj0=args.wsj0, esc50=args.esc50, sample_rate=args.sample_rate,
-                         jobs=args.jobs, esc50_url=args.esc50_url)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        parser.exit(2, f"error: {err}\n")
-    print(f"[prepare] {report['prepared']} files ({report['reused_from_cache']} reused from cache) at "
-          f"{report['sample_rate']} Hz into {report['data_dir']}")
-    for split, corpora in report["splits"].items():
-        for corpus, stats in corpora.items():
-            print(f"[prepare]   {split:5s} {corpus:5s} {stats['files']:6d} files {stats['hours']:8.3f} h {stats['groups']:4d} groups")
-    print(f"[prepare] skipped {report['skipped_count']} {report['skipped_reasons']}; downmixed {report['downmixed_count']}; "
-          f"details in {Path(report['data_dir']) / REPORT_NAME}")
+        report = prepare(args.out, [CorpusInput.parse(words) for words in args.corpus], fs=args.fs, jobs=args.jobs,
+                         min_seconds=args.min_seconds, force=args.force)
+    except (PrepareError, CorpusLayoutError, ManifestError, FileNotFoundError, RuntimeError) as err:
+        parser.exit(2, f"prepare: error: {err}\n")
+    if report.get("up_to_date"):
+        print(f"[prepare] {report['data_dir']} is prepared from these corpora already; skipping (--force redoes it)")
+    for line in summary_lines(report):
+        print(f"[prepare] {line}")
     return 0
 
 

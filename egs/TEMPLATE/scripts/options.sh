@@ -1,0 +1,36 @@
+# The generic options of every recipe, in one place: ugr.sh and each stage script
+# source this file, then tools/parse_options.sh (a recipe's run.sh sets its own
+# defaults, e.g. --experiments, before the user's options). A stage script takes
+# any of them; ugr.sh passes each stage what it uses.
+stage=0                  # first stage to run
+stop_stage=4             # last stage to run
+experiments=""           # experiment configs conf/NAME.yaml, in report order
+fs=""                    # sample rate (Hz) from stage 0 on; empty: the configs' data.sample_rate
+override=""              # config overrides '[EXPERIMENT:]SECTION.KEY=VALUE ...' (see ugr/config.py)
+tag=""                   # experiment folders exp/<experiment>_<tag> (a variant, e.g. with overrides)
+ngpu=0                   # GPUs per training job (0: CPU; >1: DDP)
+num_nodes=1              # nodes per training job, --ngpu GPUs each (slurm)
+cmd_backend=local        # local (here, one stage after another) or slurm (sbatch jobs; see cmd.sh)
+wait=true                # slurm: wait for the jobs and exit with their status
+force=false              # redo the selected stages even when their outputs are current
+data=data                # prepared corpus, manifests and lists
+downloads=downloads      # the mini corpus and its downloads
+exp=exp                  # experiment folders, logs, report
+
+options_help() {  # the help of the generic options, with their current values as defaults
+  echo "Generic options [defaults]:
+  --stage N             first stage [$stage]
+  --stop_stage N        last stage [$stop_stage]
+  --experiments 'A B'   configs conf/A.yaml conf/B.yaml, in report order [$experiments]
+  --fs HZ               sample rate from stage 0 on: sets data.sample_rate and model.sample_rate
+                        of every experiment [the configs' data.sample_rate]
+  --override 'K=V ...'  change config values: SECTION.KEY=VALUE, or EXPERIMENT:SECTION.KEY=VALUE for
+                        one experiment; values are YAML, e.g. 'training.lr=5e-4 weighting.alpha=0.1'
+  --tag T               experiment folders exp/<experiment>_T (name a variant) [none]
+  --ngpu N              GPUs per training job, 0 for CPU [$ngpu]
+  --num_nodes N         slurm: nodes per training job, --ngpu GPUs each (Lightning DDP) [$num_nodes]
+  --cmd_backend B       local (here, in sequence) or slurm (sbatch jobs, see cmd.sh) [$cmd_backend]
+  --wait true|false     slurm: wait for the jobs, or print the job ids and return at once [$wait]
+  --force true|false    redo complete stages [$force]
+  --data DIR --downloads DIR --exp DIR   output folders [$data, $downloads, $exp]"
+}

@@ -1,0 +1,12 @@
+# Sourced first by every stage script (and by each recipe's local/data.sh, after
+# it declares its corpus options): the generic options, the environment, logging.
+. scripts/lib.sh
+. scripts/options.sh
+help_message="Usage: $0 [options]: a stage of ugr.sh, run through ./run.sh (see ./run.sh --help for the options)"
+. tools/parse_options.sh
+. ./path.sh
+force_flag=()
+if $force; then force_flag=(--force); fi
+read -r -a exps <<< "$experiments"
+config_files=()
+for name in "${exps[@]}"; do config_files+=("conf/$name.yaml"); done

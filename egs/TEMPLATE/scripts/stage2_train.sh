@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Stage 2: train one experiment (number $UGR_TASK_ID of --experiments). Complete
+# when EXP/<experiment>/train.done exists; an interrupted training resumes from
+# its last checkpoint; --force true trains from scratch.
+set -euo pipefail
+. scripts/setup.sh
+. scripts/task.sh
+if [ -f "$exp_dir/train.done" ] && ! $force; then
+  log "stage 2: $exp_dir is trained ($exp_dir/train.done); skipping (--force true retrains from scratch)"
+  exit 0
+fi
+# Under a Slurm job of several tasks (one per GPU) this script runs once per
+# task; task 0 alone clears the folder, long before any rank's Python (seconds
+# of imports) writes to it.
+if $force && [ -d "$exp_dir" ] && [ "${SLURM_PROCID:-0}" -eq 0 ]; then
+  log "stage 2: --force true: removing $exp_dir to train from scratch"
+  rm -rf "$exp_dir"
+fi
+python -m ugr.train --config "$config" --override "$override" --exp-dir "$exp_dir" --data "$data" \
+  --ngpu "$ngpu" --num-nodes "$num_nodes"
+log "stage 2: trained $exp_dir"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Stage 3: score one experiment (number $UGR_TASK_ID of --experiments) on its test
+# list: EXP/<experiment>/scores/{test.csv,test_stats.json}. Scores made with the
+# current scoring settings and checkpoints are kept; others are redone.
+set -euo pipefail
+. scripts/setup.sh
+. scripts/task.sh
+device=(--device cpu)
+[ "$ngpu" -eq 0 ] || device=(--device cuda)
+python -m ugr.score --exp-dir "$exp_dir" --data "$data" --config "$config" --override "$override" \
+  "${device[@]}" "${force_flag[@]}" --no-progress

@@ -1,0 +1,18 @@
+# Sourced by every recipe's path.sh: builds or checks the project's environment
+# once per run (tools/install.sh is idempotent and prints one line when it is up
+# to date), so a recipe sets itself up on a fresh machine, and puts its Python
+# first on PATH. Python output is unbuffered, so logs are live and in order.
+#
+# OpenMP's wait policy is left to the user. On a machine to itself the default
+# (threads spin briefly while waiting) trains fastest: a CPU-preset step took
+# 0.31 s, against 0.76 s with OMP_WAIT_POLICY=PASSIVE (bench/model_speed.py, 2
+# quiet cores). When other jobs share the cores, spinning threads can make steps
+# 10-30x slower: export OMP_WAIT_POLICY=PASSIVE then (tools/test.sh does, as its
+# tests run side by side).
+ugr_tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if [ -z "${UGR_ENV_CHECKED:-}" ]; then
+  "$ugr_tools_dir/install.sh"
+  export UGR_ENV_CHECKED=1
+fi
+export PATH="${UGR_VENV:-$ugr_tools_dir/venv}/bin:$PATH"
+export PYTHONUNBUFFERED=1

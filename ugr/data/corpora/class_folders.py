@@ -1,0 +1,226 @@
+"""The user's own sounds, one folder per class.
+
+Layouts (files may sit in subfolders of a class folder; ``.wav .flac .ogg
+.mp3``, any case, any sample rate and channel count, the preparation
+resamples and downmixes):
+
+    DIR/<class>/...                          split here, by file (below)
+    DIR/{train,valid,test}/<class>/...       split as given (all three needed)
+
+A top level mixing split folders and class folders is an error (which one was
+meant cannot be guessed).
+
+Labels: fine class = the class folder's name; group = the class, so the two
+sources of a mixture are of different classes (as the paper's env+env
+mixtures of ESC-50); coarse class from option ``coarse``, a list
+``CLASS:COARSE,...`` with ``*:DEFAULT`` for every class not named (default
+``*:sound``: one coarse class, mixture prior ``sound+sound``;
+``coarse=speech:speech,*:env`` gives the paper's speech/env setup). Class
+names become labels in TSV lists and ``A+B`` priors, so a class folder whose
+name holds whitespace or ``+`` is an error asking to rename it.
+
+Split without split folders: seeded, stratified by class, reproducible from
+the options alone. Per class, the files sorted by path are permuted by
+``numpy.random.default_rng(SeedSequence([seed, crc32(class)]))`` (so adding
+a class does not reshuffle the others); the first ``max(1, round(valid*n))``
+go to valid, the next ``max(1, round(test*n))`` to test, the rest to train
+(``round`` is Python's, half to even). A class of fewer than 3 files goes to
+train whole, with a note. Options ``seed`` (0), ``valid`` (0.1), ``test``
+(0.1); with split folders they are an error, as they would be ignored.
+
+ids: ``<class>__<path under the class folder, without suffix, '/' as '__'>``
+with whitespace and ``+`` replaced by ``_`` (ids are list keys; ``+`` is
+refused in labels and ids alike), unique within a split folder, or within the
+whole corpus before it is split (so two versions of one recording never land
+in different splits): a second file with the same id (``a.wav`` and
+``a.flac``) is a skip, the first by path kept. Hidden files and folders,
+non-audio files and files outside a class folder are skips too.
+"""
+from __future__ import annotations
+
+import os
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ..manifest import ManifestError, check_label
+from . import SPLITS, CorpusLayoutError, Index, SourceFile, register, require_folder, take_options
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+SPLIT_OPTIONS = {"seed": "0", "valid": "0.1", "test": "0.1"}
+DEFAULT_COARSE = "*:sound"
+MIN_SPLIT_FILES = 3  # fewer cannot give one file to each of train, valid and test
+UNSAFE_ID = re.compile(r"[\s+]")
+LAYOUT = "DIR/<class>/<audio files> or DIR/{train,valid,test}/<class>/<audio files>"
+
+
+@register("class_folders")
+def index_class_folders(root: Path, *, fs: int, **options: str) -> Index:
+    require_folder(root, "class_folders")
+    index = Index()
+    top = _folders(root, index.skips)
+    split_folders = [p for p in top if p.name in SPLITS]
+    if split_folders and len(split_folders) < len(top):
+        others = [p.name for p in top if p.name not in SPLITS]
+        raise CorpusLayoutError(
+            f"{root}: holds split folders ({', '.join(p.name for p in split_folders)}) and class folders "
+            f"({', '.join(others)}); use one layout: {LAYOUT} (so no class may be named {', '.join(SPLITS)})")
+    if split_folders:
+        given = sorted(set(options) & set(SPLIT_OPTIONS))
+        if given:
+            raise CorpusLayoutError(f"{root}: has split folders, which fix the split; drop the option(s) "
+                                    f"{', '.join(given)} (or move the class folders up, out of the split "
+                                    f"folders, to split by seed)")
+        missing = [s for s in SPLITS if not (root / s).is_dir()]
+        if missing:
+            raise CorpusLayoutError(f"{root}: no {', '.join(missing)} folder; with split folders all of "
+                                    f"{', '.join(SPLITS)} are needed ({LAYOUT})")
+        settings = take_options(options, {"coarse": DEFAULT_COARSE}, "class_folders")
+        files = {split: _class_files(_folders(root / split, index.skips), index.skips) for split in SPLITS}
+    else:
+        settings = take_options(options, {"coarse": DEFAULT_COARSE, **SPLIT_OPTIONS}, "class_folders")
+        seed, valid, test = _split_settings(settings)
+        found = _class_files(top, index.skips)
+        files = {split: {} for split in SPLITS}
+        for name, paths in found.items():
+            for split, chosen in _split_class(name, paths, seed, valid, test).items():
+                files[split][name] = chosen
+        small = [name for name, paths in found.items() if len(paths) < MIN_SPLIT_FILES]
+        if small:
+            index.notes.append(f"{root}: class(es) with fewer than {MIN_SPLIT_FILES} files, all in train: "
+                               f"{', '.join(small)}")
+    classes = sorted({name for by_class in files.values() for name in by_class})
+    if not classes:
+        raise CorpusLayoutError(f"{root}: no class folder with audio files ({', '.join(AUDIO_SUFFIXES)}); "
+                                f"expected {LAYOUT}")
+    coarse = _coarse_mapping(settings["coarse"], classes)
+    for split in SPLITS:
+        absent = [name for name in classes if name not in files[split]]
+        if absent and split_folders:  # without split folders, only the small classes (noted) miss a split
+            index.notes.append(f"{root / split}: no files of class(es) {', '.join(absent)}")
+        for name in sorted(files[split]):
+            for uid, path in sorted(files[split][name]):
+                index.sources.append(SourceFile(id=uid, path=str(path), split=split, group=name, fine=name,
+                                                coarse=coarse[name]))
+    if len(classes) == 1:
+        index.notes.append(f"{root}: one class only ({classes[0]}); its sources can be mixed only with another "
+                           f"corpus's, as the two sources of a mixture must differ in class")
+    return index
+
+
+def _folders(folder: Path, skips: list[dict]) -> list[Path]:
+    """The visible subfolders of ``folder``, sorted; its files and hidden entries are skips."""
+    folders = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            skips.append({"path": str(entry), "reason": "hidden (name starts with '.')"})
+        elif entry.is_dir():
+            folders.append(entry)
+        else:
+            skips.append({"path": str(entry), "reason": "not in a class folder"})
+    return folders
+
+
+def _class_files(class_dirs: list[Path], skips: list[dict]) -> dict[str, list[tuple[str, Path]]]:
+    """``{class: [(id, audio file), ...]}`` for the class folders holding audio, files sorted by path.
+
+    ids are unique among ``class_dirs`` (one split folder, or the whole corpus before it is split, so that two
+    versions of one recording never land in different splits): a repeated id is a skip, the first file kept.
+    """
+    found = {}
+    seen: dict[str, Path] = {}
+    for class_dir in class_dirs:
+        try:
+            check_label(class_dir.name, "class")
+        except ManifestError:
+            raise CorpusLayoutError(
+                f"{class_dir}: class folder name {class_dir.name!r} holds whitespace or '+', which class labels "
+                f"cannot (lists are TSV, priors are written A+B); rename the folder, e.g. to "
+                f"{UNSAFE_ID.sub('_', class_dir.name)!r}") from None
+        files = []
+        for relative, path in _audio_files(class_dir, skips):
+            uid = UNSAFE_ID.sub("_", f"{class_dir.name}__{relative.replace('/', '__')}")
+            if uid in seen:
+                skips.append({"path": str(path), "reason": f"duplicate id {uid} (kept {seen[uid]})"})
+                continue
+            seen[uid] = path
+            files.append((uid, path))
+        if files:
+            found[class_dir.name] = files
+        else:
+            skips.append({"path": str(class_dir), "reason": "class folder without audio files"})
+    return found
+
+
+def _audio_files(class_dir: Path, skips: list[dict]) -> list[tuple[str, Path]]:
+    """``(path under class_dir without suffix, file)`` for its audio files at any depth, sorted by that path."""
+    files = []
+    for parent, subdirs, names in os.walk(class_dir, followlinks=True):
+        for hidden in sorted(d for d in subdirs if d.startswith(".")):
+            skips.append({"path": os.path.join(parent, hidden), "reason": "hidden (name starts with '.')"})
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        for name in sorted(names):
+            path = Path(parent) / name
+            if name.startswith("."):
+                skips.append({"path": str(path), "reason": "hidden (name starts with '.')"})
+            elif path.suffix.lower() not in AUDIO_SUFFIXES:
+                skips.append({"path": str(path), "reason": f"not an audio file ({path.suffix or 'no suffix'}); "
+                                                           f"audio is {' '.join(AUDIO_SUFFIXES)}"})
+            else:
+                files.append((path.relative_to(class_dir).with_suffix("").as_posix(), path))
+    return sorted(files, key=lambda item: item[1].relative_to(class_dir).as_posix())
+
+
+def _split_settings(settings: dict[str, str]) -> tuple[int, float, float]:
+    try:
+        seed = int(settings["seed"])
+        valid, test = float(settings["valid"]), float(settings["test"])
+    except ValueError:
+        raise CorpusLayoutError(
+            f"corpus class_folders: seed={settings['seed']!r}, valid={settings['valid']!r}, "
+            f"test={settings['test']!r}; seed is an integer >= 0, valid and test fractions") from None
+    if seed < 0 or not (0 < valid < 1 and 0 < test < 1 and valid + test < 1):
+        raise CorpusLayoutError(f"corpus class_folders: seed={seed}, valid={valid}, test={test}; need seed >= 0 and "
+                                f"valid, test > 0 with valid + test < 1")
+    return seed, valid, test
+
+
+def _split_class(name: str, files: list[tuple[str, Path]], seed: int, valid: float,
+                 test: float) -> dict[str, list[tuple[str, Path]]]:
+    """One class's files per split, by the documented seeded rule."""
+    n = len(files)
+    if n < MIN_SPLIT_FILES:
+        return {"train": files, "valid": [], "test": []}
+    order = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(name.encode())])).permutation(n)
+    n_valid, n_test = max(1, round(valid * n)), max(1, round(test * n))
+    if n_valid + n_test >= n:
+        raise CorpusLayoutError(f"corpus class_folders: class {name} has {n} files; valid={valid} and test={test} "
+                                f"leave none for train; lower valid/test")
+    shuffled = [files[i] for i in order]
+    return {"valid": shuffled[:n_valid], "test": shuffled[n_valid:n_valid + n_test],
+            "train": shuffled[n_valid + n_test:]}
+
+
+def _coarse_mapping(text: str, classes: list[str]) -> dict[str, str]:
+    """``coarse=CLASS:COARSE,...,*:DEFAULT`` as ``{class: coarse}`` for every class found."""
+    mapping: dict[str, str] = {}
+    for entry in text.split(","):
+        name, colon, label = (part.strip() for part in entry.partition(":"))
+        if not colon or not name or name in mapping:
+            raise CorpusLayoutError(f"corpus class_folders: coarse={text!r}: bad or repeated entry {entry!r}; "
+                                    f"write CLASS:COARSE,...,*:DEFAULT, each class once")
+        try:
+            mapping[name] = check_label(label, "coarse class")
+        except ManifestError as err:
+            raise CorpusLayoutError(f"corpus class_folders: coarse={text!r}: {err}") from None
+    unknown = sorted(set(mapping) - set(classes) - {"*"})
+    if unknown:
+        raise CorpusLayoutError(f"corpus class_folders: coarse names unknown class(es) {', '.join(unknown)}; "
+                                f"the classes found are {', '.join(classes)}")
+    unmapped = [name for name in classes if name not in mapping and "*" not in mapping]
+    if unmapped:
+        raise CorpusLayoutError(f"corpus class_folders: coarse={text!r} gives no coarse class to "
+                                f"{', '.join(unmapped)}; add *:DEFAULT for the rest")
+    return {name: mapping.get(name, mapping.get("*")) for name in classes}

@@ -1,0 +1,74 @@
+"""Stage 1: the fixed validation and test lists of every experiment config.
+
+    python -m ugr.lists --data data conf/baseline_cpu.yaml conf/robust_cpu.yaml [--override ...]
+
+Each config is loaded (with its overrides) and checked against the prepared
+data folder first: a class or mixture type the corpus lacks stops here,
+listing what it has. Experiments whose data settings agree share one folder
+``DATA/lists/<key>/`` (``ugr.config.lists_key``), so their test scores compare
+the same mixtures. A list that exists, is of the current format and was made
+from the current manifests is kept ("exists; skipping"); one of an older
+format or from a re-prepared data folder is written again, with a message.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ugr import config as config_lib
+from ugr.data.eval_list import read_eval_list, write_drawn_list, write_published_list
+from ugr.data.mixing import MixingSettings
+
+EVAL_SPLITS = ("valid", "test")
+
+
+def write_lists(data_dir: Path, configs: Sequence[Path], overrides: Sequence[config_lib.Override] = (),
+                force: bool = False) -> list[Path]:
+    """Writes (or finds current) the lists of every config; returns the list files, in order."""
+    config_lib.check_override_targets(overrides, [p.stem for p in configs])
+    written: list[Path] = []
+    for path in configs:
+        cfg = config_lib.load(path, overrides)
+        config_lib.check_corpus(cfg, data_dir, str(path))
+        data = cfg["data"]
+        folder = config_lib.lists_dir(cfg, data_dir)
+        for split in EVAL_SPLITS:
+            target = folder / f"{split}.csv"
+            if target in written:
+                continue
+            written.append(target)
+            if target.is_file() and not force:
+                try:
+                    read_eval_list(target, data_dir)
+                    print(f"lists: {target} exists ({path.name}); skipping")
+                    continue
+                except ValueError as err:  # an older format, a re-prepared data folder, a damaged file
+                    print(f"lists: {err}: writing it again")
+            num = data[f"{split}_mixtures"]
+            if data["eval_from"] == config_lib.PUBLISHED:
+                write_published_list(data_dir, split, target, num=num, sample_rate=data["sample_rate"])
+            else:
+                write_drawn_list(data_dir, split, target, num=num, settings=MixingSettings.from_config(data))
+            origin = "published" if data["eval_from"] == config_lib.PUBLISHED else "drawn from the sources"
+            print(f"lists: wrote {target} ({num} mixtures {origin}, {path.name})")
+    return written
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ugr.lists", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("configs", nargs="+", type=Path, help="experiment configs (conf/*.yaml)")
+    parser.add_argument("--data", required=True, type=Path, help="prepared data folder (stage 0 output)")
+    parser.add_argument("--override", action="append", default=[], help="[EXPERIMENT:]SECTION.KEY=VALUE ...")
+    parser.add_argument("--force", action="store_true", help="write the lists again even when they are current")
+    args = parser.parse_args(argv)
+    try:
+        write_lists(args.data, args.configs, config_lib.parse_overrides(args.override), args.force)
+    except (config_lib.ConfigError, ValueError, FileNotFoundError) as err:
+        sys.exit(f"lists: {err}")
+
+
+if __name__ == "__main__":
+    main()
