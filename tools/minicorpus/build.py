@@ -472,7 +472,7 @@ def _duration(path: Path) -> float:
 
 def _layout_wsj0(utterances: list[Utterance], staging: Path, build: Build) -> None:
     seconds: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for utt in tqdm(utterances, desc="minicorpus wsj0", unit="utt"):
+    for utt in tqdm(utterances, desc="minicorpus wsj0", unit="utt", disable=None):
         samples, rate = _mono(utt.recording.cached)
         target = staging / "wsj0" / WSJ0_SET[utt.split] / utt.speaker / f"{utt.id}.wav"
         _write(target, _headroom(samples), rate)
@@ -494,7 +494,7 @@ def _layout_esc50(env: list[SourceEntry], files: dict, staging: Path, build: Bui
     meta = []
     frames = ESC50_RATE * ESC50_SECONDS
     dest = staging / "esc50"
-    progress = tqdm(total=len(env), desc="minicorpus esc50", unit="clip")
+    progress = tqdm(total=len(env), desc="minicorpus esc50", unit="clip", disable=None)
     for target, category in enumerate(sorted(by_category)):
         numbers = by_category[category]
         rng = np.random.default_rng(np.random.SeedSequence([seed, 2, target]))
@@ -581,7 +581,7 @@ def mixture_name(utt1: str, snr1: float, utt2: str, snr2: float) -> str:
 def _layout_wsj0_2mix(utterances: list[Utterance], mixtures: dict[str, int], staging: Path, build: Build,
                       seed: int) -> None:
     counts = {}
-    progress = tqdm(total=sum(mixtures.values()), desc="minicorpus wsj0-2mix", unit="mix")
+    progress = tqdm(total=sum(mixtures.values()), desc="minicorpus wsj0-2mix", unit="mix", disable=None)
     for index, split in enumerate(SPLITS):
         pool = [u for u in utterances if u.split == split]
         speakers = np.array([u.speaker for u in pool])
@@ -642,7 +642,7 @@ def _layout_class_folders(env: list[SourceEntry], files: dict, utterances: list[
         rng = np.random.default_rng(np.random.SeedSequence([seed, 4, index]))
         for pick in sorted(rng.choice(len(own), size=min(per_speaker, len(own)), replace=False)):
             jobs.append((own[pick].recording, SPEECH_CLASS, own[pick].id))
-    for recording, label, stem in tqdm(jobs, desc="minicorpus class_folders", unit="file"):
+    for recording, label, stem in tqdm(jobs, desc="minicorpus class_folders", unit="file", disable=None):
         original = Path(recording.member).suffix.lower()
         cached = recording.cached
         if original in CLASS_FOLDER_SUFFIXES and cached.suffix.lower() == original:
