@@ -174,8 +174,8 @@ class ToeplitzMaskConv2d(nn.Conv2d):
         return out.view(batch, n_src, n_rows_out, frames) + self.bias.view(1, n_src, 1, 1)
 
 
-def _check(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The arch's defaults filled in, every key and value checked; the errors say what is allowed."""
+def resolve_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` with its arch's defaults filled in, every key and value checked; the errors say what is allowed."""
     arch = cfg.get("arch", MODEL_DEFAULTS["arch"])
     if arch not in ARCHS:
         raise ValueError(f"model config arch={arch!r} is not allowed; use one of {list(ARCHS)}")
@@ -201,7 +201,7 @@ def build_model(cfg: Mapping[str, Any] | None = None) -> nn.Module:
     constructor. The model maps (B, T) to (B, n_src, T), and its
     ``state_dict`` is interchangeable with stock asteroid's.
     """
-    full = _check(cfg or {})
+    full = resolve_config(cfg or {})
     arch = full.pop("arch")
     mask_layer = full.pop("mask_layer", None)
     model = ARCHS[arch](**full)
