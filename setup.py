@@ -51,6 +51,7 @@ setup(
     entry_points={
         "console_scripts": [
             "ugr-separate=ugr.separate:main",
+            "ugr-export=ugr.export:main",
         ]
     },
 )
