@@ -21,9 +21,9 @@ and the estimates go to disk as they are made.
 
 Defaults: chunks of 8 s, twice the paper's 4 s training mixtures: the models
 normalise over their whole input (global layer norms), so chunks near the
-training length keep them in the conditions they were trained in, and a
-chunk's memory is small (the whole of it is bench/separate_memory.py's
-figure). Hop 6 s: 2 s of overlap, 16,000 samples at 8 kHz for the correlation
+training length keep them in the conditions they were trained in, and the
+whole run stays small (141 MB above the idle process with the paper's model,
+for 1 min and 6 min alike: bench/separate_memory.py). Hop 6 s: 2 s of overlap, 16,000 samples at 8 kHz for the correlation
 that matches the sources of consecutive chunks and for a crossfade that hides
 the seams, for a third more computation than no overlap (asteroid's
 ``LambdaOverlapAdd`` default, half a chunk, doubles it). The hop must be at
@@ -166,6 +166,11 @@ def minimum_length(model: torch.nn.Module, device: torch.device, limit: int = 1 
     return high
 
 
+def in_samples(chunk_seconds: float, hop_seconds: float, rate: int) -> tuple[int, int]:
+    """Chunk and hop in samples at ``rate``: a recording is chunked by duration, whatever its rate."""
+    return round(chunk_seconds * rate), round(hop_seconds * rate)
+
+
 def chunk_starts(frames: int, chunk: int, hop: int) -> List[int]:
     """First samples of the chunks that cover [0, frames): one every ``hop`` until a chunk reaches the end."""
     return [k * hop for k in range(1 + max(0, math.ceil((frames - chunk) / hop)))]
@@ -292,7 +297,7 @@ def _check_lengths(recordings: Sequence[Recording], model_frames: int, model_rat
     """Every chunk of every recording must be long enough for the model: name the file and the minimum."""
     for rec in recordings:
         needed = -(-model_frames * rec.rate // model_rate)  # julius gives floor(n * model_rate / rate) samples
-        chunk, hop = round(chunk_seconds * rec.rate), round(hop_seconds * rec.rate)
+        chunk, hop = in_samples(chunk_seconds, hop_seconds, rec.rate)
         shortest = rec.frames - chunk_starts(rec.frames, chunk, hop)[-1]
         if shortest >= needed:
             continue
@@ -335,8 +340,7 @@ def separate_files(exp_dir: Path, inputs: Sequence[Path], out_dir: Path, *, chec
                              f"choose another --out folder")
     _check_lengths(recordings, minimum_length(model, torch_device), model_rate, chunk_seconds, hop_seconds)
 
-    total = sum(len(chunk_starts(r.frames, round(chunk_seconds * r.rate), round(hop_seconds * r.rate)))
-                for r in recordings)
+    total = sum(len(chunk_starts(r.frames, *in_samples(chunk_seconds, hop_seconds, r.rate))) for r in recordings)
     written: List[Path] = []
     with tqdm(total=total, desc="separate", unit="chunk", disable=not progress) as bar:
         for rec in recordings:
@@ -346,9 +350,9 @@ def separate_files(exp_dir: Path, inputs: Sequence[Path], out_dir: Path, *, chec
                     audio.seek(start)
                     return audio.read(count, dtype="float32", always_2d=True).mean(axis=1, dtype=np.float32)
 
-                blocks = separate_stream(model, read, rec.frames, rec.rate, model_rate, round(chunk_seconds * rec.rate),
-                                         round(hop_seconds * rec.rate), device=torch_device,
-                                         on_chunk=lambda: bar.update())
+                blocks = separate_stream(model, read, rec.frames, rec.rate, model_rate,
+                                         *in_samples(chunk_seconds, hop_seconds, rec.rate), device=torch_device,
+                                         on_chunk=bar.update)
                 write_estimates(blocks, targets, rec.rate)
             written += targets
     return written
