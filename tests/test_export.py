@@ -15,7 +15,7 @@ from asteroid.models import BaseModel
 from torch import nn
 
 from test_models import TINY_ARCHS
-from test_score import N_MIXTURES, corpus, save_epoch_checkpoints, tiny_experiment_cfg  # noqa: F401 (fixture)
+from test_score import corpus, save_epoch_checkpoints, tiny_experiment_cfg  # noqa: F401 (corpus: a fixture)
 from ugr import checkpoints, export, score, separate
 from ugr.models import ARCHS, ToeplitzMaskConv2d
 
@@ -172,9 +172,17 @@ def test_errors_name_the_experiment_and_the_fix(tmp_path):
     with pytest.raises(export.ExportError, match="no preparation report; pass --data"):
         export.export(tmp_path / "running", tmp_path / "m.pth", checkpoint=one, data_dir=tmp_path)
 
-    command = [sys.executable, "-m", "ugr.export", "--exp-dir", str(tmp_path / "fresh"), "--out", str(tmp_path / "x.pth")]
-    failed = subprocess.run(command, capture_output=True, text=True)
-    assert failed.returncode != 0 and "ugr-export:" in failed.stderr and "not trained yet" in failed.stderr
+    with pytest.raises(SystemExit, match="ugr-export: .*fresh: not trained yet"):
+        export.main(["--exp-dir", str(tmp_path / "fresh"), "--out", str(tmp_path / "x.pth")])
+    assert not (tmp_path / "x.pth").exists()
+
+
+def test_cli_writes_both_files_and_has_help(tmp_path):
+    exp_dir = trained(tmp_path / "exp", tiny_experiment_cfg())
+    done = subprocess.run([sys.executable, "-m", "ugr.export", "--exp-dir", str(exp_dir), "--out",
+                           str(tmp_path / "pub" / "m.pth"), "--average-last", "1"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "pub/m.pth" in done.stdout and sorted(p.name for p in (tmp_path / "pub").iterdir()) == ["m.md", "m.pth"]
+    assert torch.load(tmp_path / "pub" / "m.pth")["infos"]["weights"] == "average of epoch=1.ckpt"
     helped = subprocess.run([sys.executable, "-m", "ugr.export", "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "from_pretrained" in helped.stdout and "--average-last" in helped.stdout
-    assert not (tmp_path / "x.pth").exists()

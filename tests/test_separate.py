@@ -239,14 +239,17 @@ def test_cuda_separates_like_cpu(exp_dir, tmp_path):
         np.testing.assert_allclose(sf.read(a)[0], sf.read(b)[0], atol=3 / 32768)
 
 
-def test_cli(exp_dir, tmp_path):
+def test_cli(exp_dir, tmp_path, capsys):
     sf.write(tmp_path / "c.wav", noise(3000, 1), 11025)
-    command = [sys.executable, "-m", "ugr.separate", "--exp-dir", str(exp_dir), "--out", str(tmp_path / "out")]
-    done = subprocess.run(command + ["--device", "cpu", str(tmp_path / "c.wav")], capture_output=True, text=True)
+    command = [sys.executable, "-m", "ugr.separate", "--exp-dir", str(exp_dir), "--out", str(tmp_path / "out"),
+               "--device", "cpu", str(tmp_path / "c.wav")]
+    done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c_s1.wav", "c_s2.wav"]
     assert "separate" not in done.stderr, "a progress bar although stderr is not a terminal"
-    failed = subprocess.run(command + [str(tmp_path / "nope.wav")], capture_output=True, text=True)
-    assert failed.returncode != 0 and "nope.wav: no such file" in failed.stderr
-    helped = subprocess.run([sys.executable, "-m", "ugr.separate", "--help"], capture_output=True, text=True)
-    assert helped.returncode == 0 and "--chunk-seconds" in helped.stdout and "--device" in helped.stdout
+    with pytest.raises(SystemExit, match="ugr-separate: .*nope.wav: no such file"):
+        separate.main(["--exp-dir", str(exp_dir), "--out", str(tmp_path / "out"), str(tmp_path / "nope.wav")])
+    with pytest.raises(SystemExit) as helped:
+        separate.main(["--help"])
+    assert helped.value.code == 0
+    assert "--chunk-seconds" in capsys.readouterr().out
