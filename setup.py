@@ -11,11 +11,16 @@ The one list of the package's Python dependencies. Two are installed by
   install or load with a current torch. The modules we use need only
   asteroid-filterbanks, julius, huggingface_hub, requests, scipy, numpy and
   pyyaml, which are listed below.
+
+Metrics (``ugr.metrics``): torchmetrics' bss_eval SDR (Apache-2.0, Lightning AI),
+pystoi (MIT) and pesq (MIT wrapper of the ITU-T P.862 C code, built here
+with gcc). Not torch_stoi: it requires torchaudio.
 """
 from setuptools import find_packages, setup
 
 setup(
     name="ugr",
+    license="MIT",
     version="0.1.0",
     description="Unified gradient reweighting (Tzinis et al., ICASSP 2021) recipes for source separation",
     packages=find_packages(include=["ugr", "ugr.*"]),
@@ -36,11 +41,17 @@ setup(
         "soundfile>=0.12",
         "matplotlib",
         "tqdm",
+        # metrics (ugr.metrics): torchmetrics' SDR (already a Lightning dependency), STOI, PESQ (compiles C):
+        "torchmetrics>=1.0",
+        "pystoi>=0.4",
+        "pesq>=0.0.4",
     ],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    # mir_eval: the tests' independent bss_eval SDR (bss_eval_sources goes away in mir_eval 0.9).
+    extras_require={"test": ["pytest", "hypothesis", "mir_eval>=0.7,<0.9"]},
     entry_points={
         "console_scripts": [
             "ugr-separate=ugr.separate:main",
+            "ugr-export=ugr.export:main",
         ]
     },
 )

