@@ -56,6 +56,13 @@ def test_inherit_overrides_keys_and_a_new_weighting_type_replaces_its_arguments(
     assert cfg["weighting"] == {"type": "curriculum", "beta0": -0.1, "horizon_steps": 5, "granularity": "mixture"}
 
 
+def test_a_new_model_arch_replaces_the_model_section_but_rate_and_sources(tmp_path, base):
+    tasnet = config.load(_write(tmp_path, "tasnet.yaml", {"inherit": "base.yaml", "model": {"arch": "convtasnet"}}))
+    assert tasnet["model"] == {"arch": "convtasnet", "sample_rate": 8000, "n_src": 2}
+    same = config.load(_write(tmp_path, "same.yaml", {"inherit": "base.yaml", "model": {"num_blocks": 2}}))
+    assert same["model"]["num_blocks"] == 2 and same["model"]["n_filters"] == config.load(base)["model"]["n_filters"]
+
+
 @pytest.mark.parametrize("section, key, value, message", [
     ("training", "lr", -1.0, "training.lr must be a positive number"),
     ("training", "precision", "64", "training.precision must be one of"),

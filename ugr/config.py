@@ -185,19 +185,25 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
     return loaded
 
 
+# The key that switches a section to another kind, and the keys kept across the switch.
+_SWITCHES = {"weighting": ("type", ("granularity",)), "model": ("arch", ("sample_rate", "n_src"))}
+
+
 def _merge(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
     """Section-wise merge: a key in ``override`` replaces the same key of ``base``.
 
     A new weighting ``type`` replaces the whole weighting section but its
-    ``granularity``: the arguments of one weighting type make no sense for
-    another.
+    ``granularity``, and a new model ``arch`` the whole model section but its
+    ``sample_rate`` and ``n_src``: the arguments of one weighting type or one
+    architecture make no sense for another.
     """
     merged = copy.deepcopy(base)
     for section, values in override.items():
         if not (isinstance(merged.get(section), dict) and isinstance(values, dict)):
             merged[section] = copy.deepcopy(values)
-        elif section == "weighting" and "type" in values:
-            kept = {k: v for k, v in merged[section].items() if k == "granularity"}
+        elif section in _SWITCHES and values.get(_SWITCHES[section][0], merged[section].get(_SWITCHES[section][0])) \
+                != merged[section].get(_SWITCHES[section][0]):
+            kept = {k: v for k, v in merged[section].items() if k in _SWITCHES[section][1]}
             merged[section] = {**kept, **copy.deepcopy(values)}
         else:
             merged[section].update(copy.deepcopy(values))
