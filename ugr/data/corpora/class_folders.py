@@ -56,7 +56,12 @@ UNSAFE_ID = re.compile(r"[\s+]")
 LAYOUT = "DIR/<class>/<audio files> or DIR/{train,valid,test}/<class>/<audio files>"
 
 
-@register("class_folders")
+# Your own recordings: their terms are yours to state (ugr-export's model card says so).
+LICENCE = {"title": "own recordings (class folders)", "title_link": "", "author": "", "author_link": "",
+           "license": "the recordings' own terms (not known to ugr)", "license_link": "", "non_commercial": False}
+
+
+@register("class_folders", LICENCE)
 def index_class_folders(root: Path, *, fs: int, **options: str) -> Index:
     require_folder(root, "class_folders")
     index = Index()

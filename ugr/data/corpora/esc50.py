@@ -26,9 +26,15 @@ RELEASE_URL = "https://github.com/karolpiczak/ESC-50/archive/master.zip"
 TRAIN_FOLDS = (1, 2, 3, 4)
 HELDOUT_FOLD = 5
 ENV = "env"
+LICENCE = {
+    "title": "ESC-50: Dataset for Environmental Sound Classification",
+    "title_link": "https://github.com/karolpiczak/ESC-50", "author": "Karol J. Piczak",
+    "author_link": "https://github.com/karolpiczak", "license": "CC BY-NC 3.0",
+    "license_link": "https://creativecommons.org/licenses/by-nc/3.0/", "non_commercial": True,
+}
 
 
-@register("esc50")
+@register("esc50", LICENCE)
 def index_esc50(root: Path, *, fs: int, **options: str) -> Index:
     settings = take_options(options, {"download": "false", "url": RELEASE_URL}, "esc50")
     if settings["download"] not in ("true", "false"):

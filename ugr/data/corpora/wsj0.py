@@ -19,6 +19,12 @@ STANDARD_SETS = {"si_tr_s": "train", "si_dt_05": "valid", "si_et_05": "test"}
 AUDIO_SUFFIXES = (".wav", ".flac") + SPHERE_SUFFIXES
 SECOND_MIC_SUFFIX = ".wv2"  # WSJ0 ships two microphones per utterance; the standard sets use the first
 SPEECH = "speech"
+LICENCE = {
+    "title": "CSR-I (WSJ0) Complete", "title_link": "https://catalog.ldc.upenn.edu/LDC93S6A",
+    "author": "LDC", "author_link": "https://www.ldc.upenn.edu/",
+    "license": "LDC User Agreement for Non-Members",
+    "license_link": "https://catalog.ldc.upenn.edu/license/ldc-non-members-agreement.pdf", "non_commercial": True,
+}
 
 
 def speaker_of(utterance_id: str) -> str:
@@ -26,7 +32,7 @@ def speaker_of(utterance_id: str) -> str:
     return utterance_id[:3]
 
 
-@register("wsj0")
+@register("wsj0", LICENCE)
 def index_wsj0(root: Path, *, fs: int, **options: str) -> Index:
     take_options(options, {}, "wsj0")
     require_folder(root, "wsj0")

@@ -39,7 +39,12 @@ from pathlib import Path
 import soundfile as sf
 
 from . import CorpusLayoutError, Index, MixtureFile, SourceFile, register, require_folder, take_options
+from .wsj0 import LICENCE as WSJ0_LICENCE
 from .wsj0 import SPEECH, speaker_of
+
+# wsj0-2mix is made from WSJ0's utterances (the scripts are public; the audio is the LDC's).
+LICENCE = {**WSJ0_LICENCE, "title": "wsj0-2mix (mixtures of CSR-I (WSJ0) Complete)",
+           "title_link": "https://www.merl.com/research/highlights/deep-clustering"}
 
 SUBSETS = {"tr": "train", "cv": "valid", "tt": "test"}
 MODES = ("min", "max")
@@ -50,7 +55,7 @@ AUDIO_SUFFIXES = (".wav", ".flac")
 LAYOUT = "DIR/wav8k|wav16k/min|max/tr|cv|tt/{s1,s2,mix_clean}/<utt1>_<snr1>_<utt2>_<snr2>.wav"
 
 
-@register("wsj0_2mix")
+@register("wsj0_2mix", LICENCE)
 def index_wsj0_2mix(root: Path, *, fs: int, **options: str) -> Index:
     settings = take_options(options, {"mode": "min"}, "wsj0_2mix")
     if settings["mode"] not in MODES:
