@@ -12,7 +12,6 @@ not waste the time spent on the first ones.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -23,6 +22,8 @@ import torch
 from tqdm import tqdm
 
 from ugr.checkpoints import load_experiment
+from ugr.cli import one_line_errors
+from ugr.data.audio import write_wav
 
 
 class InputError(ValueError):
@@ -64,13 +65,11 @@ def output_paths(path: Path, out_dir: Path, n_src: int) -> List[Path]:
 
 
 def _write(path: Path, signal: np.ndarray, rate: int) -> None:
-    """16-bit wav, peak-limited so that a loud estimate clips nothing, via a temporary file and a rename."""
+    """16-bit wav, peak-limited so that a loud estimate clips nothing, written atomically."""
     peak = float(np.abs(signal).max())
     if peak > 0.99:
         signal = signal * (0.99 / peak)
-    tmp = path.with_name(f".{path.name}.tmp")
-    sf.write(str(tmp), signal, rate, subtype="PCM_16", format="WAV")
-    tmp.replace(path)
+    write_wav(path, signal, rate, subtype="PCM_16")
 
 
 def separate_files(exp_dir: Path, inputs: Sequence[Path], out_dir: Path, *, checkpoint: Optional[Path] = None,
@@ -112,11 +111,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    try:
+    with one_line_errors("ugr-separate", args.out, InputError, ValueError):
         written = separate_files(args.exp_dir, args.inputs, args.out, checkpoint=args.checkpoint,
                                  average_last=args.average_last, progress=not args.no_progress)
-    except (InputError, FileNotFoundError, ValueError) as err:
-        sys.exit(f"ugr-separate: {err}")
     print(f"ugr-separate: wrote {len(written)} files to {args.out}")
 
 

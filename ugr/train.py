@@ -43,7 +43,6 @@ from typing import Any, Dict, Iterator, Optional
 
 import pytorch_lightning as pl
 import yaml
-from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
@@ -206,12 +205,13 @@ class DeferredRequeue(Callback):
         self._requeue = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if SLURMEnvironment.detect():  # Lightning's handler is registered by now (its default signal, SIGUSR1)
-            self._requeue = signal.getsignal(signal.SIGUSR1)
+        handler = signal.getsignal(signal.SIGUSR1)  # Lightning's has been registered by now, under Slurm only
+        if callable(handler):
+            self._requeue = handler
             signal.signal(signal.SIGUSR1, lambda *received: setattr(self, "_pending", received))
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        if self._pending is not None and callable(self._requeue):
+        if self._pending is not None and self._requeue is not None:
             received, self._pending = self._pending, None
             self._requeue(*received)
 
