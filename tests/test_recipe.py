@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -105,6 +106,39 @@ def test_stages_2_to_4_train_score_and_report(recipe):
     again = run(recipe, "--stage", "3", "--experiments", EXPERIMENTS)
     out = again.stdout + again.stderr
     assert out.count("up to date, kept") == 2 and "wrote" in out
+
+
+def test_other_data_is_refused_by_stages_2_and_3_not_skipped(recipe):
+    """Trained and scored on data/ (the tests above), the experiments are not another data folder's results."""
+    other = recipe / "data_other"
+    shutil.copytree(recipe / "data", other, ignore=shutil.ignore_patterns("lists"))
+    manifest = other / "manifests" / "train.tsv"
+    manifest.write_text("".join(manifest.read_text().splitlines(keepends=True)[:-1]))  # one recording less
+    run(recipe, "--stage", "1", "--stop_stage", "1", "--data", "data_other", "--experiments", "tiny")
+    for stage in ("2", "3"):
+        done = run(recipe, "--stage", stage, "--stop_stage", "3", "--data", "data_other", "--experiments", "tiny",
+                   check=False)
+        assert done.returncode != 0 and "skipping" not in done.stdout, done.stdout[-2000:]
+        assert f"exp/tiny was trained on the data of {(recipe / 'data').resolve()} (" in done.stderr, done.stderr
+        assert "not on " + str(other.resolve()) in done.stderr
+
+
+def test_a_second_run_on_an_experiment_stops_naming_the_first(recipe):
+    lock = recipe / "exp" / ".tiny.lock"
+    holder = subprocess.Popen(["flock", str(lock), "sh", "-c", f"echo pid $$ on a host > {lock}; sleep 120"])
+    try:
+        deadline = time.time() + 60
+        while "pid" not in (lock.read_text() if lock.exists() else ""):
+            assert time.time() < deadline, "the holder did not take the lock"
+            time.sleep(0.05)
+        for stage in ("2", "3"):
+            done = run(recipe, "--stage", stage, "--stop_stage", stage, "--experiments", "tiny", check=False)
+            assert done.returncode != 0
+            assert (f"exp/tiny is in use by another run (pid {lock.read_text().split()[1]} on a host); wait for it "
+                    f"to end, or stop it (lock exp/.tiny.lock)") in done.stderr, done.stderr[-2000:]
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_bad_options_fail_with_a_message(recipe):
