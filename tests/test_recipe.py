@@ -141,6 +141,19 @@ def test_a_second_run_on_an_experiment_stops_naming_the_first(recipe):
         holder.wait()
 
 
+def test_a_wsj0_tree_without_its_training_set_stops_at_stage_0(recipe):
+    corpora = recipe.parents[1] / "corpora"
+    wsj0 = recipe / "wsj0_no_si_tr_s"
+    shutil.copytree(corpora / "wsj0", wsj0, ignore=shutil.ignore_patterns("si_tr_s"))
+    done = run(recipe, "--stage", "0", "--stop_stage", "1", "--data", "data_no_si_tr_s", "--wsj0", str(wsj0),
+               "--esc50", str(corpora / "esc50"), "--experiments", "tiny",
+               "--override", "tiny:data.priors={speech+env: 1}", check=False)
+    assert done.returncode != 0
+    assert ("data.priors asks speech+env mixtures, but in data_no_si_tr_s split train has no coarse class 'speech' "
+            "(it has: env)") in done.stdout + done.stderr
+    assert not (recipe / "data_no_si_tr_s" / "lists").exists()
+
+
 def test_bad_options_fail_with_a_message(recipe):
     done = run(recipe, "--experiments", "nonexistent", check=False)
     assert done.returncode != 0 and "conf/nonexistent.yaml not found" in done.stderr
