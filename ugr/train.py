@@ -58,7 +58,7 @@ from ugr.system import SeparationSystem
 
 DONE_FILE = provenance.DONE_FILE
 VALID_LIST = "valid.csv"
-LOCK_ENV = "UGR_EXPERIMENT_LOCK"  # set by the recipe's stage 2, which holds the lock for its python -m ugr.train
+LOCK_ENV = "UGR_EXPERIMENT_LOCK"  # set by the recipe's stages 2-3 (scripts/task.sh), which hold the lock already
 
 
 class MixtureData(pl.LightningDataModule):
