@@ -46,3 +46,14 @@ def run_probe(command: list[str]) -> int:
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
     result = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     return int(result.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="This is the measuring helper of bench/model_speed.py and bench/reweight_overhead.py (run those); "
+               "by itself it measures nothing.")
+    parser.parse_args()
+    parser.print_help()

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real one-node Slurm cluster for the `slurm` backend tests."""
+"""Shared fixtures: a real one-node Slurm cluster for the `slurm` backend tests; a tiny prepared corpus and an
+experiment trained on it for the stage 2 tests."""
 from __future__ import annotations
 
 import os
@@ -41,3 +42,21 @@ def slurm_cluster() -> Iterator[dict[str, str]]:
     yield {**os.environ, "SLURM_CONF": value}
     if not was_running:
         subprocess.run([CLUSTER, "stop"], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> dict:
+    """train_helpers.tiny_setup: corpora, the data folder with its lists, the tiny config."""
+    from train_helpers import tiny_setup
+
+    return tiny_setup(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tiny) -> Path:
+    """An uninterrupted training of the tiny config (the reference of the resume tests): leave it as it is."""
+    from train_helpers import train
+
+    exp_dir = tiny["root"] / "exp" / "uninterrupted"
+    train(tiny, exp_dir)
+    return exp_dir

@@ -99,16 +99,24 @@ def test_prepare_counts_bad_files_downmixes_and_reuses_cache(tmp_path):
     sf.write(bad / "01ac0903.wav", tone(2.0, 16000, 5, channels=2), 16000)  # stereo: downmixed, kept
     sf.write(bad / "01ac0904.wav", tone(0.05, 16000, 6), 16000)  # 0.05 s: shorter than the 0.1 s minimum
     sf.write(bad / "01ac0905.wav", tone(1 / 44100, 44100, 7), 44100)  # one sample: 0 frames at 8 kHz
+    # Cut short (an interrupted copy): in its leading silence, and a mono file at the rate, used in place.
+    sf.write(bad / "01ac0906.wav", np.concatenate([np.zeros(8000, np.float32), tone(1.0, 16000, 8)]), 16000)
+    sf.write(bad / "01ac0907.wav", tone(2.0, 8000, 9), 8000, subtype="PCM_16")
+    for name, keep in (("01ac0906.wav", 4000), ("01ac0907.wav", 10000)):
+        with open(bad / name, "r+b") as handle:
+            handle.truncate(keep)
     report = prepare(tmp_path / "data", corpora(wsj0=wsj0, esc50=esc50), fs=8000)
     reasons = {Path(s["path"]).name: s["reason"] for s in report["skipped"]}
-    assert set(reasons) == {f"01ac090{i}.wav" for i in (0, 1, 2, 4, 5)}
+    assert set(reasons) == {f"01ac090{i}.wav" for i in (0, 1, 2, 4, 5, 6, 7)}
+    assert "truncated WAV (its header declares 32000 bytes of audio, the file holds 9956" in reasons["01ac0907.wav"]
+    assert "truncated WAV" in reasons["01ac0906.wav"] and report["skipped_reasons"]["truncated WAV"] == 2
     assert "unreadable" in reasons["01ac0900.wav"] and "empty" in reasons["01ac0901.wav"]
     assert "silent" in reasons["01ac0902.wav"]
     assert "too short: 400 frames at 8000 Hz" in reasons["01ac0904.wav"] and "minimum is 800" in reasons["01ac0904.wav"]
     assert "empty" in reasons["01ac0905.wav"] or "too short" in reasons["01ac0905.wav"]
     assert report["skipped_reasons"]["too short"] == 1
     assert [Path(d["path"]).name for d in report["downmixed"]] == ["01ac0903.wav"]
-    assert json.loads((tmp_path / "data" / "prepare_report.json").read_text())["skipped_count"] == 5
+    assert json.loads((tmp_path / "data" / "prepare_report.json").read_text())["skipped_count"] == 7
     train = read_manifest(manifest_path(tmp_path / "data", "train"))
     assert len(train) == 2 * 2 + 1 + 3 * 4  # 2 speakers x 2 utts + the stereo one + 3 classes x 4 folds
     row = next(r for r in train if r.id == "01ac0101")

@@ -102,6 +102,39 @@ def test_wait_for_jobs_that_ran_locally_or_no_jobs_returns_at_once(tmp_path: Pat
     assert launch("--wait-for", ids, cwd=tmp_path).returncode == 0
 
 
+SLURM_CLIENTS = ("scontrol", "sbatch", "srun", "squeue", "scancel", "sacct")
+
+
+def path_without_slurm(tmp_path: Path, scontrol: str | None = None) -> str:
+    """A PATH with every tool of this one but Slurm's clients; with ``scontrol``, a script of that text as scontrol."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for folder in os.environ["PATH"].split(os.pathsep):
+        for tool in Path(folder).glob("*") if Path(folder).is_dir() else []:
+            if tool.name not in SLURM_CLIENTS and not (bin_dir / tool.name).exists():
+                (bin_dir / tool.name).symlink_to(tool)
+    if scontrol is not None:
+        (bin_dir / "scontrol").write_text(f"#!/bin/sh\n{scontrol}\n")
+        (bin_dir / "scontrol").chmod(0o755)
+    return str(bin_dir)
+
+
+def test_wait_for_slurm_jobs_without_slurm_says_so(tmp_path: Path) -> None:
+    result = launch("--wait-for", "123:456", cwd=tmp_path, env={**os.environ, "PATH": path_without_slurm(tmp_path)})
+    assert result.returncode == 1
+    assert "--wait-for 123 456: these are Slurm job ids, but scontrol (Slurm's client) is not on PATH" in result.stderr
+    assert "MinJobAge" not in result.stderr
+
+
+def test_wait_for_with_an_unreachable_controller_passes_on_what_scontrol_says(tmp_path: Path) -> None:
+    scontrol = "echo 'slurm_load_jobs error: Unable to contact slurm controller (connect failure)' >&2; exit 1"
+    env = {**os.environ, "PATH": path_without_slurm(tmp_path, scontrol)}
+    result = launch("--wait-for", "123", cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert "cannot get the state of job 123: slurm_load_jobs error: Unable to contact slurm controller" in result.stderr
+    assert "MinJobAge" not in result.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["--", "touch", "ran"], "missing --log"),
     (["--log", "x.log"], "no command given"),

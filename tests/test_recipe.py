@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -20,6 +21,7 @@ import pytest
 import torch
 
 from recipe_helpers import EXPERIMENTS, TINY, copy_recipe, make_corpora, run_recipe as run
+from ugr.lists import write_lists
 
 EPOCHS = TINY["training"]["epochs"]
 
@@ -105,6 +107,51 @@ def test_stages_2_to_4_train_score_and_report(recipe):
     again = run(recipe, "--stage", "3", "--experiments", EXPERIMENTS)
     out = again.stdout + again.stderr
     assert out.count("up to date, kept") == 2 and "wrote" in out
+
+
+def test_other_data_is_refused_by_stages_2_and_3_not_skipped(recipe):
+    """Trained and scored on data/ (the tests above), the experiments are not another data folder's results."""
+    other = recipe / "data_other"
+    shutil.copytree(recipe / "data", other, ignore=shutil.ignore_patterns("lists"))
+    manifest = other / "manifests" / "train.tsv"
+    manifest.write_text("".join(manifest.read_text().splitlines(keepends=True)[:-1]))  # one recording less
+    write_lists(other, [recipe / "conf" / "tiny.yaml"])
+    for stage in ("2", "3"):
+        done = run(recipe, "--stage", stage, "--stop_stage", "3", "--data", "data_other", "--experiments", "tiny",
+                   check=False)
+        assert done.returncode != 0 and "skipping" not in done.stdout, done.stdout[-2000:]
+        assert f"exp/tiny was trained on the data of {(recipe / 'data').resolve()} (" in done.stderr, done.stderr
+        assert "not on " + str(other.resolve()) in done.stderr
+
+
+def test_a_second_run_on_an_experiment_stops_naming_the_first(recipe):
+    lock = recipe / "exp" / ".tiny.lock"
+    holder = subprocess.Popen(["flock", str(lock), "sh", "-c", f"echo pid $$ on a host > {lock}; sleep 120"])
+    try:
+        deadline = time.time() + 60
+        while "pid" not in (lock.read_text() if lock.exists() else ""):
+            assert time.time() < deadline, "the holder did not take the lock"
+            time.sleep(0.05)
+        done = run(recipe, "--stage", "2", "--stop_stage", "3", "--experiments", "tiny", check=False)
+        assert done.returncode != 0
+        assert (f"exp/tiny is in use by another run (pid {lock.read_text().split()[1]} on a host); wait for it "
+                f"to end, or stop it (lock exp/.tiny.lock)") in done.stderr, done.stderr[-2000:]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_wsj0_tree_without_its_training_set_stops_at_stage_0(recipe):
+    corpora = recipe.parents[1] / "corpora"
+    wsj0 = recipe / "wsj0_no_si_tr_s"
+    shutil.copytree(corpora / "wsj0", wsj0, ignore=shutil.ignore_patterns("si_tr_s"))
+    done = run(recipe, "--stage", "0", "--stop_stage", "1", "--data", "data_no_si_tr_s", "--wsj0", str(wsj0),
+               "--esc50", str(corpora / "esc50"), "--experiments", "tiny",
+               "--override", "tiny:data.priors={speech+env: 1}", check=False)
+    assert done.returncode != 0
+    assert ("data.priors asks speech+env mixtures, but in data_no_si_tr_s split train has no coarse class 'speech' "
+            "(it has: env)") in done.stdout + done.stderr
+    assert not (recipe / "data_no_si_tr_s" / "lists").exists()
 
 
 def test_bad_options_fail_with_a_message(recipe):

@@ -2,6 +2,9 @@
 # once per run (tools/install.sh is idempotent and prints one line when it is up
 # to date), so a recipe sets itself up on a fresh machine, and puts its Python
 # first on PATH. Python output is unbuffered, so logs are live and in order.
+# The sourcing shell and its children (every stage, every job) hold a shared
+# lock on the environment while they run, so that tools/install.sh never
+# rebuilds it under them (it refuses, saying so).
 #
 # OpenMP's wait policy is left to the user. On a machine to itself the default
 # (threads spin briefly while waiting) trains fastest: a CPU-preset step took
@@ -10,9 +13,12 @@
 # 10-30x slower: export OMP_WAIT_POLICY=PASSIVE then (tools/test.sh does, as its
 # tests run side by side).
 ugr_tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ugr_venv=${UGR_VENV:-$ugr_tools_dir/venv}
 if [ -z "${UGR_ENV_CHECKED:-}" ]; then
   "$ugr_tools_dir/install.sh"
   export UGR_ENV_CHECKED=1
 fi
-export PATH="${UGR_VENV:-$ugr_tools_dir/venv}/bin:$PATH"
+exec {ugr_env_lock}>>"$ugr_venv/.ugr-in-use.lock"
+flock -s "$ugr_env_lock"  # waits while tools/install.sh builds it
+export PATH="$ugr_venv/bin:$PATH"
 export PYTHONUNBUFFERED=1

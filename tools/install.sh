@@ -13,18 +13,26 @@ call pinned by one constraints file:
   torch        2.13.0 CPU wheel, or the CUDA torch the base python already has
   asteroid     0.7.0 with --no-deps (its declared deps pull a broken torchaudio)
   ugr          editable, with its dependencies and test extras (setup.py)
-Environment: PYTHON (base interpreter, default python3), UGR_VENV.
+Environment: PYTHON (base interpreter, default python3; one with a CUDA torch
+gives the venv that torch), UGR_VENV.
   --force      reinstall even when the environment is up to date
+
+An environment serves one checkout (its editable ugr is that checkout's code):
+a UGR_VENV that serves another checkout is refused, never re-pointed. One in
+use (a recipe of this checkout runs with it: tools/env.sh holds a shared lock
+on DIR/.ugr-in-use.lock) is never rebuilt: wait for the run to end.
 USAGE
 }
 
+die() { echo "install.sh: $*" >&2; exit 2; }
 force=false
-case "${1:-}" in
-  -h|--help) usage; exit 0 ;;
-  --force) force=true ;;
-  "") ;;
-  *) echo "install.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
-esac
+for arg in "$@"; do
+  case $arg in
+    -h|--help) usage; exit 0 ;;
+    --force) force=true ;;
+    *) die "unknown argument '$arg' (see --help)" ;;
+  esac
+done
 
 tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 root=$(dirname "$tools_dir")
@@ -41,12 +49,37 @@ stamp_input=$(cat "$root/setup.py" "${BASH_SOURCE[0]}"; "$base_python" --version
 stamp=$(printf '%s' "$stamp_input" | sha256sum | cut -d' ' -f1)
 stamp_file=$venv/.ugr-install-stamp
 
+# One check or build at a time (two recipes started together on a fresh machine:
+# the second waits for the first's build, then finds it up to date).
+mkdir -p "$venv"
+exec {build_lock}>>"$venv/.ugr-build.lock"
+flock "$build_lock"
+
+# The checkout whose code the environment runs, asked from / (not from a checkout's folder).
+served=$(cd / && "$venv/bin/python" -c \
+  'import os, ugr; print(os.path.dirname(os.path.dirname(os.path.realpath(ugr.__file__))))' 2>/dev/null || true)
+if [ -n "$served" ] && [ "$served" != "$root" ]; then
+  die "$venv serves the checkout $served (its editable ugr is that checkout's code); using it here would run \
+that code, and rebuilding it would swap the code under that checkout's runs. Give $root its own environment: \
+unset UGR_VENV (then $tools_dir/venv), or set UGR_VENV to another folder"
+fi
+
 if ! $force && [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] \
-   && "$venv/bin/python" -c 'import ugr, asteroid.models' 2>/dev/null; then
+   && (cd / && "$venv/bin/python" -c 'import ugr, asteroid.models') 2>/dev/null; then
   echo "install.sh: $venv is up to date"
   exit 0
 fi
 
+if $force; then
+  reason="--force"
+elif [ -f "$stamp_file" ]; then
+  reason="setup.py, tools/install.sh, the base python or its torch changed"
+else
+  reason="it is not built, or not completely"
+fi
+exec {use_lock}>>"$venv/.ugr-in-use.lock"
+flock -n -x "$use_lock" || die "$venv needs building ($reason), but a run uses it (tools/env.sh holds \
+$venv/.ugr-in-use.lock); build it when that run has ended"
 echo "install.sh: building $venv"
 rm -f "$stamp_file"
 if [ -n "$cuda_torch" ]; then

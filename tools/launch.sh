@@ -102,12 +102,20 @@ wait_for_jobs() {
   local ids id out line state delay=0.2 running failed
   IFS=: read -r -a ids <<<"$(slurm_ids "$1")"
   [ ${#ids[@]} -gt 0 ] || return 0
+  command -v scontrol >/dev/null \
+    || die "--wait-for ${ids[*]}: these are Slurm job ids, but scontrol (Slurm's client) is not on PATH here; wait \
+on a machine of the cluster (jobs of --backend local have ended when their command returns; their id is 'local')"
   while true; do
     running=0
     failed=()
     for id in "${ids[@]}"; do
-      out=$(scontrol show job -o "$id" 2>&1) \
-        || die "cannot get the state of job $id: $out (slurmctld forgets jobs MinJobAge seconds after they end)"
+      if ! out=$(scontrol show job -o "$id" 2>&1); then
+        case $out in
+          *"Invalid job id"*) die "cannot get the state of job $id: $out (slurmctld forgets jobs MinJobAge seconds \
+after they end: see their logs)" ;;
+          *) die "cannot get the state of job $id: $out" ;;
+        esac
+      fi
       while IFS= read -r line; do
         [[ $line =~ JobState=([A-Z_]+) ]] || die "unexpected 'scontrol show job' output: $line"
         state=${BASH_REMATCH[1]}

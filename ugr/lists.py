@@ -13,11 +13,11 @@ format or from a re-prepared data folder is written again, with a message.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Sequence
 
 from ugr import config as config_lib
+from ugr.cli import one_line_errors
 from ugr.data.eval_list import read_eval_list, write_drawn_list, write_published_list
 from ugr.data.mixing import MixingSettings
 
@@ -64,10 +64,8 @@ def main(argv=None) -> None:
     parser.add_argument("--override", action="append", default=[], help="[EXPERIMENT:]SECTION.KEY=VALUE ...")
     parser.add_argument("--force", action="store_true", help="write the lists again even when they are current")
     args = parser.parse_args(argv)
-    try:
+    with one_line_errors("lists", args.data / "lists", ValueError):
         write_lists(args.data, args.configs, config_lib.parse_overrides(args.override), args.force)
-    except (config_lib.ConfigError, ValueError, FileNotFoundError) as err:
-        sys.exit(f"lists: {err}")
 
 
 if __name__ == "__main__":

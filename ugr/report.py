@@ -19,7 +19,6 @@ import argparse
 import csv
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -31,6 +30,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from ugr.atomic import atomic_write, atomic_write_text  # noqa: E402
+from ugr.cli import one_line_errors  # noqa: E402
 from ugr.score import PERCENTILES, STATS_FILE  # noqa: E402
 
 STAT_COLUMNS = ("n", "mean", "std") + tuple(f"p{q}" for q in PERCENTILES)
@@ -193,10 +193,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    try:
+    with one_line_errors("report", args.exp_root):
         path = report(args.exp_root, args.experiments)
-    except FileNotFoundError as err:
-        sys.exit(f"report: {err}")
     print(f"report: wrote {path} and figures in {path.parent / 'figures'}")
 
 

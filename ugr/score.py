@@ -22,7 +22,6 @@ import argparse
 import csv
 import io
 import json
-import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
@@ -35,6 +34,7 @@ from tqdm import tqdm
 from ugr import checkpoints, losses
 from ugr import config as config_lib
 from ugr.atomic import atomic_write_text
+from ugr.cli import gpu_problem, one_line_errors
 from ugr.data.dataset import ListedMixtures, collate_mixtures
 
 COLUMNS = ("mixture_id", "source", "class", "coarse", "si_sdr", "si_sdr_mix", "si_sdri")
@@ -159,15 +159,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    try:
+    with one_line_errors("score", args.exp_dir / "scores", ValueError):
+        if args.device.startswith("cuda") and (problem := gpu_problem(1, f"--device {args.device}")):
+            raise ValueError(problem)
         overrides = config_lib.parse_overrides(args.override)
         if overrides and args.config is None:
             raise config_lib.ConfigError("--override needs --config (the overrides apply to that config)")
         scoring = config_lib.load(args.config, overrides)["scoring"] if args.config else None
         stats = score(args.exp_dir, args.data, scoring=scoring, checkpoint=args.checkpoint,
                       batch_size=args.batch_size, device=args.device, progress=not args.no_progress, force=args.force)
-    except (FileNotFoundError, ValueError) as err:
-        sys.exit(f"score: {err}")
     state = "up to date, kept" if stats.get("up_to_date") else "scored"
     print(f"score: {args.exp_dir} {state}: {stats['n']} estimated sources, SI-SDRi mean {stats['mean']:.2f} dB, "
           f"p5 {stats['p5']:.2f} dB ({stats['weights']}) -> {args.exp_dir / 'scores'}")

@@ -58,6 +58,7 @@ from tqdm import tqdm
 
 from ugr.atomic import atomic_write
 from ugr.checkpoints import load_experiment
+from ugr.cli import one_line_errors
 from ugr.models import resolve_config
 
 DEFAULT_CHUNK_SECONDS = 8.0
@@ -378,12 +379,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    try:
+    with one_line_errors("ugr-separate", args.out, InputError, ValueError):
         written = separate_files(args.exp_dir, args.inputs, args.out, checkpoint=args.checkpoint,
                                  average_last=args.average_last, device=args.device, chunk_seconds=args.chunk_seconds,
                                  hop_seconds=args.hop_seconds, progress=sys.stderr.isatty())
-    except (InputError, FileNotFoundError, ValueError) as err:
-        sys.exit(f"ugr-separate: {err}")
     print(f"ugr-separate: wrote {len(written)} files to {args.out}")
 
 

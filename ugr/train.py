@@ -3,6 +3,7 @@
 Everything an experiment produces lives in its folder (``--exp-dir``):
 
     config.yaml                  the resolved config it was trained with
+    provenance.json              the data (folder, manifests, lists) and code of every launch (ugr.provenance)
     checkpoints/epoch=N.ckpt     the last ``scoring.average_last_k`` epochs (for averaging)
     checkpoints/last.ckpt        the end of the latest epoch (resume point)
     checkpoints/best.ckpt        the best epoch by validation SI-SDRi
@@ -12,18 +13,33 @@ Everything an experiment produces lives in its folder (``--exp-dir``):
     train.done                   written last (JSON): training finished
 
 A run killed at any point loses at most its current epoch: the next launch
-with the same config resumes from the newest of ``last.ckpt`` and
+with the same config and data resumes from the newest of ``last.ckpt`` and
 ``hpc_ckpt_N.ckpt`` (on Slurm, Lightning's SLURMEnvironment saves the latter
-and requeues the job by itself when the job is signalled before its end).
+and requeues the job by itself when the job is signalled before its end), and
+continues the same stream of training mixtures, at the batch the checkpoint
+ends at: the result is bit-identical to an uninterrupted run's.
+
+A folder trained with another config or on other data is refused, not
+resumed or reported as done; config.yaml and provenance.json are written once
+the training starts, so a launch that fails before leaves nothing that a
+corrected rerun would be refused for. One training per folder at a time: a
+second is refused while the first runs (the lock ``.<folder>.lock`` beside it,
+released when the first ends or is killed).
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
+import signal
+import socket
 import sys
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional
 
 import pytorch_lightning as pl
 import yaml
@@ -32,14 +48,17 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from ugr import config as config_lib
+from ugr import provenance
 from ugr.atomic import atomic_write_text
 from ugr.checkpoints import AtomicCheckpointIO
+from ugr.cli import gpu_problem, one_line_errors
 from ugr.data.dataset import EpochSampler, ListedMixtures, OnTheFlyMixtures, PublishedCrops, collate_mixtures
 from ugr.data.mixing import MixingSettings
 from ugr.system import SeparationSystem
 
-DONE_FILE = "train.done"
+DONE_FILE = provenance.DONE_FILE
 VALID_LIST = "valid.csv"
+LOCK_ENV = "UGR_EXPERIMENT_LOCK"  # set by the recipe's stages 2-3 (scripts/task.sh), which hold the lock already
 
 
 class MixtureData(pl.LightningDataModule):
@@ -47,7 +66,9 @@ class MixtureData(pl.LightningDataModule):
     the fixed validation list of stage 1.
 
     The training sampler is built once the trainer knows this process's rank,
-    so that each DDP rank draws its own share of the epoch's mixtures.
+    so that each DDP rank draws its own share of the epoch's mixtures, and the
+    restored step of a resumed training: one batch per optimizer step, so
+    ``global_step`` batches are done and the stream continues after them.
     """
 
     def __init__(self, cfg: Dict[str, Any], data_dir: Path, ngpu: int, num_nodes: int = 1) -> None:
@@ -69,7 +90,8 @@ class MixtureData(pl.LightningDataModule):
         data, training = self.cfg["data"], self.cfg["training"]
         kind = PublishedCrops if data["train_from"] == config_lib.PUBLISHED else OnTheFlyMixtures
         dataset = kind(self.data_dir, "train", MixingSettings.from_config(data), data["train_mixtures_per_epoch"])
-        sampler = EpochSampler(len(dataset), rank=self.trainer.global_rank, world_size=self.trainer.world_size)
+        sampler = EpochSampler(len(dataset), rank=self.trainer.global_rank, world_size=self.trainer.world_size,
+                               batch_size=self.per_device_batch, batches_done=self.trainer.global_step)
         return DataLoader(dataset, batch_size=self.per_device_batch, sampler=sampler, drop_last=True,
                           num_workers=training["num_workers"], collate_fn=collate_mixtures,
                           persistent_workers=training["num_workers"] > 0)
@@ -91,18 +113,114 @@ TRAINING_SECTIONS = ("data", "model", "weighting", "training")  # scoring settin
 def _check_same_config(exp_dir: Path, cfg: Dict[str, Any]) -> None:
     """Refuses to resume an experiment folder with a different config: the result would be neither run."""
     saved_path = exp_dir / "config.yaml"
-    if saved_path.is_file():
+    if saved_path.is_file() and provenance.trained(exp_dir):
         saved = yaml.safe_load(saved_path.read_text())
         changed = sorted(f"{section}.{key}" for section in TRAINING_SECTIONS
                          for key in set(saved.get(section, {})) | set(cfg.get(section, {}))
                          if saved.get(section, {}).get(key) != cfg.get(section, {}).get(key))
         if changed:
-            raise SystemExit(f"{exp_dir}: was trained with a different config (changed: {', '.join(changed)}); "
-                             f"use another --exp-dir (run.sh --tag) or delete {exp_dir} to start over")
+            raise config_lib.ConfigError(
+                f"{exp_dir}: was trained with a different config (changed: {', '.join(changed)}); use another "
+                f"--exp-dir (run.sh --tag) or delete {exp_dir} to start over")
+
+
+class ExperimentBusy(RuntimeError):
+    """The experiment folder is being trained by another run."""
+
+
+def lock_path(exp_dir: Path) -> Path:
+    """The lock file of an experiment folder: beside it, so that removing the folder (--force) keeps it."""
+    return exp_dir.parent / f".{exp_dir.name}.lock"
+
+
+_held_lock: Optional[int] = None  # the descriptor of the experiment lock this process holds, if any
+
+
+def _release_in_child() -> None:
+    """A forked child (a data worker) closes its copy of the lock: the lock ends with this process, not with
+    the last of its children."""
+    if _held_lock is not None:
+        os.close(_held_lock)
+
+
+os.register_at_fork(after_in_child=_release_in_child)
+
+
+@contextmanager
+def experiment_lock(exp_dir: Path, is_global_zero: bool) -> Iterator[None]:
+    """Holds the folder's lock (flock) for the block, or raises ExperimentBusy naming the run that holds it.
+
+    The kernel releases it when the process ends, killed or not. Taken by the
+    global rank 0 only (the other DDP ranks belong to its run), and not again
+    when the recipe's stage 2 holds it for this process (``UGR_EXPERIMENT_LOCK``).
+    """
+    global _held_lock
+    path = lock_path(exp_dir)
+    held = os.environ.get(LOCK_ENV)
+    if not is_global_zero or (held and path.exists() and os.path.samefile(held, path)):
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # not truncated until locked: it names the holder
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 1000).decode(errors="replace").strip() or "holder unknown"
+            raise ExperimentBusy(f"{exp_dir} is being trained by another run ({holder}); wait for it to end, "
+                                 f"or stop it (lock {path})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n"
+                 .encode())
+        _held_lock = fd
+        yield
+    finally:
+        _held_lock = None
+        os.close(fd)
+
+
+class RecordExperiment(Callback):
+    """Writes config.yaml (when the folder holds no training yet) and provenance.json once the training
+    starts: after the data, the model and the devices are set up, so that an early failure leaves none."""
+
+    def __init__(self, cfg: Dict[str, Any], exp_dir: Path, data_dir: Path) -> None:
+        self.cfg, self.exp_dir, self.data_dir = cfg, exp_dir, data_dir
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            if not provenance.trained(self.exp_dir):
+                config_lib.dump(self.cfg, self.exp_dir / "config.yaml")
+            provenance.record_launch(self.exp_dir, self.cfg, self.data_dir)
+
+
+class DeferredRequeue(Callback):
+    """Runs Lightning's Slurm requeue (on the warning signal, ``--signal=B:USR1@90``: save
+    ``hpc_ckpt_N.ckpt``, ``scontrol requeue``) at the end of the training batch in progress, not inside
+    the signal handler: there it hangs whenever the signal lands while the main thread flushes
+    TensorBoard (which it does every step), as the handler flushes it again under the same lock.
+    The checkpoint then ends at a whole batch, where the resumed training continues."""
+
+    def __init__(self) -> None:
+        self._pending: Optional[tuple] = None
+        self._requeue = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        handler = signal.getsignal(signal.SIGUSR1)  # Lightning's has been registered by now, under Slurm only
+        if callable(handler):
+            self._requeue = handler
+            signal.signal(signal.SIGUSR1, lambda *received: setattr(self, "_pending", received))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self._pending is not None and self._requeue is not None:
+            received, self._pending = self._pending, None
+            self._requeue(*received)
 
 
 class EpochLine(Callback):
     """One line per epoch for logs (where a progress bar would fill the file with carriage returns)."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.start = time.monotonic()  # a launch resumed mid-epoch starts with no epoch start
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.start = time.monotonic()
@@ -118,9 +236,10 @@ class EpochLine(Callback):
               f"{', '.join(parts)} ({time.monotonic() - self.start:.0f} s)", flush=True)
 
 
-def build_trainer(cfg: Dict[str, Any], exp_dir: Path, ngpu: int, progress: bool = True,
+def build_trainer(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, ngpu: int, progress: bool = True,
                   num_nodes: int = 1) -> pl.Trainer:
-    """The Lightning trainer: per-epoch + best checkpoints (atomic), CSV + TensorBoard logs.
+    """The Lightning trainer: per-epoch + best checkpoints (atomic), CSV + TensorBoard logs, the config and
+    provenance records.
 
     Several nodes only under Slurm: Lightning's SLURMEnvironment takes the ranks
     from srun's tasks (one per GPU) and checks them against ``num_nodes``.
@@ -131,7 +250,7 @@ def build_trainer(cfg: Dict[str, Any], exp_dir: Path, ngpu: int, progress: bool 
         save_top_k=cfg["scoring"]["average_last_k"], every_n_epochs=1, save_last=True)
     keep_best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/si_sdri", mode="max", save_top_k=1,
                                 auto_insert_metric_name=False)
-    callbacks = [keep_epochs, keep_best]
+    callbacks = [keep_epochs, keep_best, RecordExperiment(cfg, exp_dir, data_dir), DeferredRequeue()]
     callbacks.append(TQDMProgressBar(refresh_rate=1) if progress else EpochLine())
     return pl.Trainer(
         max_epochs=cfg["training"]["epochs"],
@@ -165,33 +284,35 @@ def resume_checkpoint(exp_dir: Path) -> Optional[Path]:
 def train(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, ngpu: int = 0,
           progress: bool = True, num_nodes: int = 1) -> Dict[str, Any]:
     """Trains (or resumes, or finds finished) one experiment; returns the summary written to train.done."""
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    done = exp_dir / DONE_FILE
-    _check_same_config(exp_dir, cfg)
-    if done.is_file():
-        print(f"train: {exp_dir} already trained ({done}); delete that file to train again")
-        return json.loads(done.read_text())
-    config_lib.check_corpus(cfg, data_dir, str(exp_dir / "config.yaml"))
-    if not (exp_dir / "config.yaml").is_file():
-        config_lib.dump(cfg, exp_dir / "config.yaml")
-    pl.seed_everything(cfg["training"]["seed"], workers=True, verbose=False)
-    system = SeparationSystem(cfg)
-    trainer = build_trainer(cfg, exp_dir, ngpu, progress, num_nodes)
-    resume = resume_checkpoint(exp_dir)
-    if resume and trainer.is_global_zero:
-        print(f"train: resuming from {resume}")
-    trainer.fit(system, datamodule=MixtureData(cfg, data_dir, ngpu, num_nodes),
-                ckpt_path=str(resume) if resume else None)
-    summary = {
-        "epochs": trainer.current_epoch,
-        "best_checkpoint": trainer.checkpoint_callbacks[1].best_model_path,
-        "best_val_si_sdri": float(trainer.checkpoint_callbacks[1].best_model_score or float("nan")),
-    }
-    if trainer.is_global_zero:
-        atomic_write_text(done, json.dumps(summary, indent=2) + "\n")
-        print(f"train: finished {exp_dir} ({summary['epochs']} epochs, best val SI-SDRi "
-              f"{summary['best_val_si_sdri']:.2f} dB)")
-    return summary
+    trainer = build_trainer(cfg, exp_dir, data_dir, ngpu, progress, num_nodes)
+    with experiment_lock(exp_dir, trainer.is_global_zero):
+        done = exp_dir / DONE_FILE
+        _check_same_config(exp_dir, cfg)
+        provenance.check(exp_dir, data_dir, cfg)
+        if done.is_file():
+            print(f"train: {exp_dir} already trained ({done}); delete that file to train again")
+            return json.loads(done.read_text())
+        config_lib.check_corpus(cfg, data_dir, str(exp_dir / "config.yaml"))
+        pl.seed_everything(cfg["training"]["seed"], workers=True, verbose=False)
+        system = SeparationSystem(cfg)
+        data = MixtureData(cfg, data_dir, ngpu, num_nodes)
+        resume = resume_checkpoint(exp_dir)
+        if resume and trainer.is_global_zero:
+            print(f"train: resuming from {resume}")
+        with warnings.catch_warnings():
+            # Lightning cannot tell that EpochSampler resumes mid-epoch at the checkpoint's batch.
+            warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended")
+            trainer.fit(system, datamodule=data, ckpt_path=str(resume) if resume else None)
+        summary = {
+            "epochs": trainer.current_epoch,
+            "best_checkpoint": trainer.checkpoint_callbacks[1].best_model_path,
+            "best_val_si_sdri": float(trainer.checkpoint_callbacks[1].best_model_score or float("nan")),
+        }
+        if trainer.is_global_zero:
+            atomic_write_text(done, json.dumps(summary, indent=2) + "\n")
+            print(f"train: finished {exp_dir} ({summary['epochs']} epochs, best val SI-SDRi "
+                  f"{summary['best_val_si_sdri']:.2f} dB)")
+        return summary
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -213,20 +334,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    try:
+    with one_line_errors("train", args.exp_dir, config_lib.ConfigError, provenance.ProvenanceError, ExperimentBusy,
+                         ValueError):
         cfg = config_lib.load(args.config, config_lib.parse_overrides(args.override))
-    except config_lib.ConfigError as err:
-        sys.exit(f"train: {err}")
-    if args.ngpu < 0:
-        sys.exit(f"train: --ngpu must be >= 0, got {args.ngpu}")
-    if args.num_nodes < 1 or (args.num_nodes > 1 and args.ngpu == 0):
-        sys.exit(f"train: --num-nodes must be 1, or more with --ngpu >= 1; got --num-nodes {args.num_nodes} "
-                 f"--ngpu {args.ngpu}")
-    try:
+        if args.ngpu < 0:
+            raise ValueError(f"--ngpu must be >= 0, got {args.ngpu}")
+        if args.num_nodes < 1 or (args.num_nodes > 1 and args.ngpu == 0):
+            raise ValueError(f"--num-nodes must be 1, or more with --ngpu >= 1; got --num-nodes {args.num_nodes} "
+                             f"--ngpu {args.ngpu}")
+        problem = gpu_problem(args.ngpu, f"--ngpu {args.ngpu}") if args.ngpu > 0 else None
+        if problem:
+            raise ValueError(problem)
         train(cfg, args.exp_dir, args.data, args.ngpu, progress=sys.stderr.isatty() and not args.no_progress,
               num_nodes=args.num_nodes)
-    except config_lib.ConfigError as err:
-        sys.exit(f"train: {err}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import julius
 import numpy as np
@@ -50,6 +51,9 @@ def load_mono(path: str | os.PathLike) -> LoadedAudio:
     path = Path(path)
     if path.suffix.lower() in SPHERE_SUFFIXES:
         return _load_sphere(path)
+    truncated = wav_truncation(path)
+    if truncated:
+        raise AudioError(f"{path}: truncated WAV ({truncated}); copy or download the file again")
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises several types for corrupt input
@@ -57,6 +61,33 @@ def load_mono(path: str | os.PathLike) -> LoadedAudio:
     channels = data.shape[1]
     samples = data[:, 0] if channels == 1 else data.mean(axis=1, dtype=np.float32)
     return LoadedAudio(np.ascontiguousarray(samples), int(rate), int(channels))
+
+
+def wav_truncation(path: str | os.PathLike) -> Optional[str]:
+    """For a RIFF WAV file that holds less audio than its header declares, how much less; else None.
+
+    soundfile reads what is there without a word, so a file cut short (an
+    interrupted copy or download) would pass for a shorter, or silent, or
+    empty recording. A data chunk of declared size 0 or 0xFFFFFFFF (written
+    while streaming; RF64) has no size to compare.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        size = os.fstat(handle.fileno()).st_size
+        position = 12
+        while position + 8 <= size:
+            handle.seek(position)
+            chunk = handle.read(8)
+            declared = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"data":
+                held = size - position - 8
+                if declared in (0, 0xFFFFFFFF) or held >= declared:
+                    return None
+                return f"its header declares {declared} bytes of audio, the file holds {held}"
+            position += 8 + declared + (declared & 1)  # chunks are padded to an even size
+    return None
 
 
 def _load_sphere(path: Path) -> LoadedAudio:

@@ -3,7 +3,8 @@
 Training draws item ``key`` from ``stream(seed, "train", key)`` alone, so an
 item does not depend on the worker, the process or what was drawn before;
 ``EpochSampler`` hands out keys ``epoch * N + i``, hence new mixtures every
-epoch and disjoint keys across DDP ranks.
+epoch and disjoint keys across DDP ranks, and a resumed training continues the
+same stream of keys.
 """
 from __future__ import annotations
 
@@ -90,25 +91,42 @@ class PublishedCrops(Dataset):
 
 
 class EpochSampler(Sampler[int]):
-    """Yields keys ``epoch * num_mixtures + i`` for this rank's share of i.
+    """Yields keys ``epoch * num_mixtures + i`` for this rank's share of i, from where training stands.
 
     Lightning (and any loop calling ``set_epoch``) thereby draws fresh mixtures
     every epoch, while ranks get disjoint keys. With Lightning under DDP, pass
     ``use_distributed_sampler=False`` to the Trainer so it keeps this sampler.
+
+    A resumed training must see the rest of the same stream, so the sampler
+    starts after ``batches_done`` batches of ``batch_size`` keys: in the epoch
+    they end in, at the next batch. It cannot wait for ``set_epoch`` to learn
+    the epoch: on a restart Lightning makes the data iterator before it sets the
+    epoch, and a DataLoader with worker processes draws its first keys at once.
+    ``len`` stays the whole epoch's share, as Lightning counts an epoch's
+    batches from the start of the epoch.
     """
 
-    def __init__(self, num_mixtures: int, *, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, num_mixtures: int, *, rank: int = 0, world_size: int = 1, batch_size: int = 1,
+                 batches_done: int = 0) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank={rank}, world_size={world_size}: need 0 <= rank < world_size")
         self.num_mixtures, self.rank, self.world_size = num_mixtures, rank, world_size
-        self.epoch = 0
+        batches_per_epoch = len(self) // batch_size  # the DataLoader drops the last, incomplete batch
+        if batches_per_epoch < 1:
+            raise ValueError(f"{num_mixtures} mixtures per epoch over {world_size} rank(s) make no batch of "
+                             f"{batch_size}")
+        self.epoch, batch = divmod(batches_done, batches_per_epoch)
+        self._skip = batch * batch_size  # keys of this rank's share that the first pass over self.epoch skips
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        if epoch != self.epoch:
+            self.epoch, self._skip = epoch, 0
 
     def __iter__(self) -> Iterator[int]:
         base = self.epoch * self.num_mixtures
-        return iter(range(base + self.rank, base + self.num_mixtures, self.world_size))
+        keys = range(base + self.rank, base + self.num_mixtures, self.world_size)[self._skip:]
+        self._skip = 0
+        return iter(keys)
 
     def __len__(self) -> int:
         return max(0, math.ceil((self.num_mixtures - self.rank) / self.world_size))

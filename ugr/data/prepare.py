@@ -35,6 +35,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from ..atomic import atomic_write_text
+from ..cli import one_line_errors
 from .audio import SPHERE_SUFFIXES, AudioError, load_mono, resample, write_wav
 from .corpora import SPLITS, CorpusLayoutError, Index, MixtureFile, SourceFile, index_corpus, registered
 from .manifest import (ManifestError, MixtureRow, SourceRow, check_label, manifest_path, mixtures_path,
@@ -340,11 +341,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="redo a folder prepared from other inputs")
     args = parser.parse_args(argv)
-    try:
+    with one_line_errors("prepare", args.out, PrepareError, CorpusLayoutError, ManifestError, RuntimeError):
         report = prepare(args.out, [CorpusInput.parse(words) for words in args.corpus], fs=args.fs, jobs=args.jobs,
                          min_seconds=args.min_seconds, force=args.force)
-    except (PrepareError, CorpusLayoutError, ManifestError, FileNotFoundError, RuntimeError) as err:
-        parser.exit(2, f"prepare: error: {err}\n")
     if report.get("up_to_date"):
         print(f"[prepare] {report['data_dir']} is prepared from these corpora already; skipping (--force redoes it)")
     for line in summary_lines(report):

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Stage 2: train one experiment (number $UGR_TASK_ID of --experiments). Complete
-# when EXP/<experiment>/train.done exists; an interrupted training resumes from
-# its last checkpoint; --force true trains from scratch.
+# when EXP/<experiment>/train.done exists and it was trained on this data folder;
+# an interrupted training resumes from its last checkpoint; --force true trains
+# from scratch. One run at a time per experiment folder (a second one stops).
 set -euo pipefail
 . scripts/setup.sh
 . scripts/task.sh
 if [ -f "$exp_dir/train.done" ] && ! $force; then
-  log "stage 2: $exp_dir is trained ($exp_dir/train.done); skipping (--force true retrains from scratch)"
+  python -m ugr.provenance check --exp-dir "$exp_dir" --data "$data"   # trained on another data folder: stop
+  log "stage 2: $exp_dir is trained ($exp_dir/train.done) on $data; skipping (--force true retrains from scratch)"
   exit 0
 fi
 # Under a Slurm job of several tasks (one per GPU) this script runs once per

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Stage 3: score one experiment (number $UGR_TASK_ID of --experiments) on its test
 # list: EXP/<experiment>/scores/{test.csv,test_stats.json}. Scores made with the
-# current scoring settings and checkpoints are kept; others are redone.
+# current scoring settings and checkpoints are kept; others are redone. Only a
+# finished training on this data folder is scored, by one run at a time.
 set -euo pipefail
 . scripts/setup.sh
 . scripts/task.sh
+[ -f "$exp_dir/train.done" ] || die "$exp_dir is not trained (no $exp_dir/train.done): run stage 2 first"
+python -m ugr.provenance check --exp-dir "$exp_dir" --data "$data"   # its model and scores are this data's
 device=(--device cpu)
 [ "$ngpu" -eq 0 ] || device=(--device cuda)
 python -m ugr.score --exp-dir "$exp_dir" --data "$data" --config "$config" --override "$override" \

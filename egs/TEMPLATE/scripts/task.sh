@@ -1,6 +1,7 @@
 # Sourced by the per-experiment stages (2, 3): picks this task's experiment from
-# --experiments by $UGR_TASK_ID (tools/launch.sh --array sets it) and names its
-# config and folder.
+# --experiments by $UGR_TASK_ID (tools/launch.sh --array sets it), names its
+# config and folder, and takes the folder's lock: one run at a time works on an
+# experiment (a second one stops here, naming the first).
 task_id=${UGR_TASK_ID:-}
 if [ -z "$task_id" ]; then
   [ ${#exps[@]} -eq 1 ] || die "UGR_TASK_ID is not set; it picks one of the ${#exps[@]} experiments (tools/launch.sh --array sets it)"
@@ -11,3 +12,18 @@ experiment=${exps[$task_id]}
 config=conf/$experiment.yaml
 exp_dir=$exp/$experiment${tag:+_$tag}
 log "task $task_id: $config -> $exp_dir"
+
+# The lock file .NAME.lock beside the folder (so --force's removal keeps it) is the one python -m ugr.train
+# takes by itself; UGR_EXPERIMENT_LOCK tells it that this script holds it. Held for the rest of the stage
+# script; the kernel releases it when the script ends, killed or not. Under a Slurm job of several tasks
+# (one per GPU) task 0 holds it for all.
+if [ "${SLURM_PROCID:-0}" -eq 0 ]; then
+  lock=$(dirname "$exp_dir")/.$(basename "$exp_dir").lock
+  mkdir -p "$(dirname "$lock")"
+  exec {lock_fd}>>"$lock"
+  flock -n "$lock_fd" \
+    || die "$exp_dir is in use by another run ($(cat "$lock" 2>/dev/null || echo 'holder unknown')); wait for it to end, or stop it (lock $lock)"
+  echo "pid $$ on $(hostname) since $(date '+%Y-%m-%dT%H:%M:%S') (${0##*/})" > "$lock"
+  UGR_EXPERIMENT_LOCK=$(realpath "$lock")
+  export UGR_EXPERIMENT_LOCK
+fi
