@@ -80,6 +80,6 @@ def test_separate_on_a_full_disk(tiny, tiny_trained, tmp_path):
     out.mkdir()
     song = next((tiny["root"] / "corpora" / "wsj0").rglob("*.wav"))
     done = run_with_folder_on(out, [str(VENV_BIN / "ugr-separate"), "--exp-dir", str(tiny_trained), "--out",
-                                    str(out), "--no-progress", str(song)], size="16k")
+                                    str(out), str(song)], size="16k")
     assert f"cannot write {out}/" in check_one_line(done, "ugr-separate", out, FULL)
 

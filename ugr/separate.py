@@ -56,7 +56,7 @@ import torch
 from asteroid.losses import PITLossWrapper
 from tqdm import tqdm
 
-from ugr.atomic import atomic_write
+from ugr.atomic import OutputError, atomic_write
 from ugr.checkpoints import load_experiment
 from ugr.cli import one_line_errors
 from ugr.models import resolve_config
@@ -268,10 +268,13 @@ def write_estimates(blocks: Iterable[np.ndarray], targets: Sequence[Path], rate:
     with tempfile.TemporaryDirectory(dir=folder, prefix=".ugr-separate-") as tmp:
         raw = Path(tmp) / "estimates.f32"
         peaks = np.zeros(n_src)
-        with open(raw, "wb") as handle:
-            for block in blocks:
-                peaks = np.maximum(peaks, np.abs(block).max(axis=1, initial=0.0))
-                np.ascontiguousarray(block.T, dtype=np.float32).tofile(handle)
+        try:
+            with open(raw, "wb") as handle:
+                for block in blocks:
+                    peaks = np.maximum(peaks, np.abs(block).max(axis=1, initial=0.0))
+                    handle.write(np.ascontiguousarray(block.T, dtype=np.float32).tobytes())
+        except OSError as err:  # the scratch file can fill the disk before any output does: say which output
+            raise OutputError(err.errno, err.strerror or str(err), str(targets[0])) from err
 
         def copy(handle, source: int, scale: float) -> None:
             with open(raw, "rb") as samples, sf.SoundFile(handle, "w", samplerate=rate, channels=1,
