@@ -20,14 +20,15 @@ ROBUST = {"type": "robust", "alpha": 0.2, "granularity": "source"}
 
 def fake_experiment(root: Path, name: str, values: np.ndarray, classes: list[str], weighting: dict,
                     val_by_version: list[dict[int, float]], test_list: str = "0123456789abcdef",
-                    sdri: Optional[np.ndarray] = None) -> dict:
+                    sdri: Optional[np.ndarray] = None, stoi: Optional[np.ndarray] = None) -> dict:
     """An experiment folder as stages 2-3 leave it: config, CSV logs per launch, scores. ``values`` of shape
     (sources,) are scores under protocol weights, of shape (epochs, sources) under protocol epochs."""
     exp = root / name
     (exp / "scores").mkdir(parents=True)
     (exp / "config.yaml").write_text(yaml.safe_dump({"weighting": weighting}))
     by_epoch = values.ndim == 2
-    metrics = ["si_sdri"] + (["sdri"] if sdri is not None else [])
+    extra = {name: v for name, v in (("sdri", sdri), ("stoi", stoi)) if v is not None}
+    metrics = ["si_sdri"] + list(extra)
     scoring = {"average_last_k": len(values) if by_epoch else 2, "protocol": "epochs" if by_epoch else "weights",
                "metrics": metrics}
     per_epoch = []
@@ -35,7 +36,7 @@ def fake_experiment(root: Path, name: str, values: np.ndarray, classes: list[str
     for e, epoch_values in enumerate(values if by_epoch else [values]):
         rows = [{"mixture_id": f"m{i // 2}", "source": i % 2, "class": c, "coarse": "speech" if c == "speech" else "env",
                  "epoch": e, "si_sdr": v, "si_sdr_mix": 0.0, "si_sdri": v,
-                 **({"sdri": float(sdri[i])} if sdri is not None else {})}
+                 **{name: float(v[i]) for name, v in extra.items()}}
                 for i, (v, c) in enumerate(zip(epoch_values, classes))]
         per_epoch.append(score.statistics(rows, metrics))
         all_rows += rows
@@ -215,10 +216,13 @@ def test_experiments_of_two_test_lists_are_reported_separately(tmp_path):
             assert (tmp_path / name).stat().st_size > 5000 and f"`{name}`" in text
 
 
-def test_a_test_list_without_a_uniform_experiment_says_so(tmp_path):
-    fake_experiment(tmp_path, "robust", np.linspace(-5, 10, 20), ["dog"] * 20, ROBUST, [{0: 1.0}])
+def test_a_test_list_without_a_uniform_experiment_or_speech_says_so(tmp_path):
+    fake_experiment(tmp_path, "robust", np.linspace(-5, 10, 20), ["dog"] * 20, ROBUST, [{0: 1.0}],
+                    stoi=np.full(20, np.nan))
     text = report.report(tmp_path).read_text()
     assert "No experiment with uniform weighting was scored on this test list" in text
+    assert "### STOI, speech sources only\n\nScored, but no test source is one it applies to (coarse class " \
+           "`speech`)." in text
 
 
 def test_figures_are_written_as_png(exp_root):

@@ -48,7 +48,7 @@ import yaml  # noqa: E402
 
 from ugr.atomic import atomic_write, atomic_write_text  # noqa: E402
 from ugr.cli import one_line_errors  # noqa: E402
-from ugr.score import MAIN_METRIC, PERCENTILES, STATS_FILE  # noqa: E402
+from ugr.score import MAIN_METRIC, PERCENTILES, SPEECH, STATS_FILE  # noqa: E402
 
 STAT_COLUMNS = ("n", "mean", "std") + tuple(f"p{q}" for q in PERCENTILES)
 FIGURES = {"density": "si_sdri_density.png", "convergence": "valid_si_sdri.png", "tradeoff": "mean_vs_p5.png"}
@@ -419,10 +419,13 @@ def _group_section(group: List[Scored], exp_root: Path, suffix: str) -> str:
                      "the weights of the last epochs.")
     parts = [f"## Test list `{shown}` (contents {group[0].test_list[:16]})", " ".join(notes)]
     parts += [f"### {METRIC_TITLES[MAIN_METRIC]} per estimated source", distribution_table(stats, weightings)]
-    scored_metrics = [m for m in METRIC_TITLES if m != MAIN_METRIC and any(m in s.get("metrics", {})
-                                                                            for s in stats.values())]
-    for metric in scored_metrics:
-        parts += [f"### {METRIC_TITLES[metric]}", distribution_table(stats, weightings, metric)]
+    for metric in METRIC_TITLES:
+        found = [s["metrics"][metric]["n"] for s in stats.values() if metric in s.get("metrics", {})]
+        if metric == MAIN_METRIC or not found:
+            continue
+        parts += [f"### {METRIC_TITLES[metric]}",
+                  distribution_table(stats, weightings, metric) if any(found) else
+                  f"Scored, but no test source is one it applies to (coarse class `{SPEECH}`)."]
     if baseline is None:
         parts += ["### Against the baseline", "No experiment with uniform weighting was scored on this test list: "
                                               "no paired comparison, no steps to a baseline."]
