@@ -306,3 +306,14 @@ def test_a_scoring_section_without_its_keys_is_refused(corpus, tmp_path):
     save_epoch_checkpoints(tmp_path / "exp", tiny_experiment_cfg(), epochs=2)
     with pytest.raises(config.ConfigError, match=r"missing key\(s\) scoring.metrics, scoring.protocol"):
         score.score(tmp_path / "exp", data, scoring={"average_last_k": 2}, progress=False)
+
+
+def test_an_experiment_trained_before_protocol_and_metrics_is_scored_as_then(corpus, tmp_path):
+    """Its config.yaml has only average_last_k: it meant one model of averaged weights, SI-SDRi alone."""
+    data, _ = corpus
+    cfg = tiny_experiment_cfg()
+    cfg["scoring"] = {"average_last_k": 2}
+    save_epoch_checkpoints(tmp_path / "exp", cfg, epochs=2)
+    stats = score.score(tmp_path / "exp", data, progress=False)
+    assert stats["scoring"] == {"average_last_k": 2, "protocol": "weights", "metrics": ["si_sdri"]}
+    assert stats["weights"] == "average of epoch=0.ckpt, epoch=1.ckpt" and stats["metrics"] == {}
