@@ -182,9 +182,10 @@ def test_protocol_epochs_scores_each_checkpoint_and_averages_the_statistics_acro
     data, _ = corpus
     exp = tmp_path / "exp"
     save_epoch_checkpoints(exp, tiny_experiment_cfg(), epochs=3)
-    stats = score.score(exp, data, scoring=scoring(protocol="epochs", average_last_k=2), progress=False)
+    chosen = scoring(protocol="epochs", average_last_k=2, metrics=["si_sdri", "sdri"])
+    stats = score.score(exp, data, scoring=chosen, progress=False)
     rows = read_rows(exp)
-    assert list(rows[0]) == list(score.columns(scoring(protocol="epochs")))
+    assert list(rows[0]) == list(score.columns(chosen))
     assert [int(r["epoch"]) for r in rows] == [1] * (2 * N_MIXTURES) + [2] * (2 * N_MIXTURES)
     epochs = json.loads((exp / "scores" / score.EPOCHS_FILE).read_text())
     assert epochs["epochs"] == [1, 2] and [e["checkpoint"] for e in epochs["per_epoch"]] == ["epoch=1.ckpt",
@@ -193,9 +194,11 @@ def test_protocol_epochs_scores_each_checkpoint_and_averages_the_statistics_acro
     # Each epoch's rows are that checkpoint's scores alone.
     copy = tmp_path / "copy"
     shutil.copytree(exp, copy)
-    score.score(copy, data, checkpoint=copy / "checkpoints" / "epoch=1.ckpt", progress=False, force=True)
+    score.score(copy, data, scoring=chosen, checkpoint=copy / "checkpoints" / "epoch=1.ckpt", progress=False,
+                force=True)
     single = read_rows(copy)
-    assert [r["si_sdri"] for r in single] == [r["si_sdri"] for r in rows if r["epoch"] == "1"]
+    for metric in ("si_sdri", "sdri"):
+        assert [r[metric] for r in single] == [r[metric] for r in rows if r["epoch"] == "1"]
 
     def recomputed(epoch: str, coarse: str | None = None) -> np.ndarray:
         return np.array([float(r["si_sdri"]) for r in rows
@@ -212,6 +215,9 @@ def test_protocol_epochs_scores_each_checkpoint_and_averages_the_statistics_acro
     env = [recomputed(e, "env").mean() for e in ("1", "2")]
     assert stats["per_coarse"]["env"]["mean"] == pytest.approx(np.mean(env), abs=1e-3)
     assert stats["across_epochs_std"]["per_coarse"]["env"]["mean"] == pytest.approx(np.std(env), abs=1e-3)
+    sdri = [np.mean([float(r["sdri"]) for r in rows if r["epoch"] == e]) for e in ("1", "2")]
+    assert stats["metrics"]["sdri"]["mean"] == pytest.approx(np.mean(sdri), abs=1e-3)
+    assert stats["across_epochs_std"]["metrics"]["sdri"]["mean"] == pytest.approx(np.std(sdri), abs=1e-3)
     assert stats["n"] == 2 * N_MIXTURES and "n" not in stats["across_epochs_std"]
     assert json.loads((exp / "scores" / score.STATS_FILE).read_text())["mean"] == stats["mean"]
 
