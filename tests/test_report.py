@@ -216,13 +216,16 @@ def test_experiments_of_two_test_lists_are_reported_separately(tmp_path):
             assert (tmp_path / name).stat().st_size > 5000 and f"`{name}`" in text
 
 
-def test_a_test_list_without_a_uniform_experiment_or_speech_says_so(tmp_path):
+def test_a_test_list_without_a_uniform_experiment_another_experiment_or_speech_says_so(tmp_path):
     fake_experiment(tmp_path, "robust", np.linspace(-5, 10, 20), ["dog"] * 20, ROBUST, [{0: 1.0}],
                     stoi=np.full(20, np.nan))
     text = report.report(tmp_path).read_text()
     assert "No experiment with uniform weighting was scored on this test list" in text
     assert "### STOI, speech sources only\n\nScored, but no test source is one it applies to (coarse class " \
            "`speech`)." in text
+    fake_experiment(tmp_path, "alone", np.linspace(-5, 10, 20), ["dog"] * 20, UNIFORM, [{0: 1.0}], "ffffffff00000000")
+    text = report.report(tmp_path, ["alone"]).read_text()
+    assert "### Paired comparison against alone (SI-SDRi)\n\nNo other experiment was scored on this test list." in text
 
 
 def test_figures_are_written_as_png(exp_root):

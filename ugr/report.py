@@ -429,6 +429,9 @@ def _group_section(group: List[Scored], exp_root: Path, suffix: str) -> str:
     if baseline is None:
         parts += ["### Against the baseline", "No experiment with uniform weighting was scored on this test list: "
                                               "no paired comparison, no steps to a baseline."]
+    elif len(group) == 1:
+        parts += [f"### Paired comparison against {baseline.name} (SI-SDRi)",
+                  "No other experiment was scored on this test list."]
     else:
         parts += [f"### Paired comparison against {baseline.name} (SI-SDRi)",
                   f"Difference = experiment - {baseline.name} per (mixture, source); under `protocol: epochs` a "
