@@ -1,9 +1,11 @@
-"""Scoring: per-source rows against an SI-SDR computed here in numpy, stats from the CSV, last-K averaging."""
+"""Scoring: per-source rows against an SI-SDR computed here in numpy, stats from the CSV, last-K averaging, the
+per-epoch protocol, the other metrics, and what makes scores stale."""
 from __future__ import annotations
 
 import csv
 import itertools
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +30,18 @@ def tiny_experiment_cfg() -> dict:
     cfg = config.load(CONF_DIR / "baseline_cpu.yaml")
     cfg["model"].update(num_blocks=1, n_filters=32, bn_chan=16, upsampling_depth=2)
     cfg["data"].update(segment=SEGMENT, test_mixtures=N_MIXTURES, priors={"speech+env": 1.0})
-    cfg["scoring"]["average_last_k"] = 2
+    cfg["scoring"].update(average_last_k=2, protocol="weights", metrics=["si_sdri"])
     return cfg
+
+
+def scoring(**changes) -> dict:
+    """tiny_experiment_cfg's scoring section with ``changes``."""
+    return {**tiny_experiment_cfg()["scoring"], **changes}
+
+
+def read_rows(exp_dir: Path) -> list[dict]:
+    with open(exp_dir / "scores" / "test.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def save_epoch_checkpoints(exp_dir: Path, cfg: dict, epochs: int) -> list[dict]:
@@ -79,7 +91,7 @@ def test_rows_match_an_independent_si_sdr_and_stats_match_the_csv(corpus, tmp_pa
     model.eval()
     with open(tmp_path / "exp" / "scores" / "test.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == list(score.COLUMNS)
+    assert list(rows[0]) == list(score.columns(cfg["scoring"])) == list(score.LABEL_COLUMNS + score.SI_SDR_COLUMNS)
     assert len(rows) == 2 * N_MIXTURES
     dataset = ListedMixtures(data, lists / "test.csv", sample_rate=8000)
     for index in range(len(dataset)):
@@ -128,8 +140,9 @@ def test_average_last_checks_and_one_checkpoint(corpus, tmp_path):
     data, _ = corpus
     one = score.score(tmp_path / "exp", data, checkpoint=tmp_path / "exp" / "checkpoints" / "epoch=0.ckpt",
                       progress=False)
-    both = score.score(tmp_path / "exp", data, scoring={"average_last_k": 2}, progress=False)
-    assert one["mean"] != both["mean"] and both["scoring"] == {"average_last_k": 2}
+    both = score.score(tmp_path / "exp", data, scoring=scoring(average_last_k=2), progress=False)
+    assert one["mean"] != both["mean"] and both["scoring"] == scoring(average_last_k=2)
+    assert one["scoring"]["protocol"] == "weights" and one["weights"].endswith("epoch=0.ckpt")
 
 
 def test_current_scores_are_kept_and_changed_settings_or_checkpoints_rescore(corpus, tmp_path):
@@ -140,10 +153,13 @@ def test_current_scores_are_kept_and_changed_settings_or_checkpoints_rescore(cor
     assert not first.get("up_to_date") and "epoch=1.ckpt, epoch=2.ckpt" in first["weights"]
     kept = score.score(tmp_path / "exp", data, progress=False)
     assert kept["up_to_date"] and kept["mean"] == first["mean"]
-    three = score.score(tmp_path / "exp", data, scoring={"average_last_k": 3}, progress=False)
+    three = score.score(tmp_path / "exp", data, scoring=scoring(average_last_k=3), progress=False)
     assert not three.get("up_to_date") and "epoch=0.ckpt" in three["weights"] and three["mean"] != first["mean"]
     save_epoch_checkpoints(tmp_path / "exp", cfg, epochs=3)  # retrained: new files
-    assert not score.score(tmp_path / "exp", data, scoring={"average_last_k": 3}, progress=False).get("up_to_date")
+    assert not score.score(tmp_path / "exp", data, scoring=scoring(average_last_k=3), progress=False).get("up_to_date")
+    for changed in (scoring(average_last_k=3, protocol="epochs"), scoring(average_last_k=3, metrics=["si_sdri", "sdri"])):
+        assert not score.score(tmp_path / "exp", data, scoring=changed, progress=False).get("up_to_date"), changed
+        assert score.score(tmp_path / "exp", data, scoring=changed, progress=False)["up_to_date"]
 
 
 def test_cli_errors_name_the_missing_input(corpus, tmp_path):
@@ -160,3 +176,150 @@ def test_cli_errors_name_the_missing_input(corpus, tmp_path):
 def test_summarize_refuses_nothing():
     with pytest.raises(ValueError):
         score.summarize([])
+
+
+def test_protocol_epochs_scores_each_checkpoint_and_averages_the_statistics_across_epochs(corpus, tmp_path):
+    data, _ = corpus
+    exp = tmp_path / "exp"
+    save_epoch_checkpoints(exp, tiny_experiment_cfg(), epochs=3)
+    chosen = scoring(protocol="epochs", average_last_k=2, metrics=["si_sdri", "sdri"])
+    stats = score.score(exp, data, scoring=chosen, progress=False)
+    rows = read_rows(exp)
+    assert list(rows[0]) == list(score.columns(chosen))
+    assert [int(r["epoch"]) for r in rows] == [1] * (2 * N_MIXTURES) + [2] * (2 * N_MIXTURES)
+    epochs = json.loads((exp / "scores" / score.EPOCHS_FILE).read_text())
+    assert epochs["epochs"] == [1, 2] and [e["checkpoint"] for e in epochs["per_epoch"]] == ["epoch=1.ckpt",
+                                                                                            "epoch=2.ckpt"]
+
+    # Each epoch's rows are that checkpoint's scores alone.
+    copy = tmp_path / "copy"
+    shutil.copytree(exp, copy)
+    score.score(copy, data, scoring=chosen, checkpoint=copy / "checkpoints" / "epoch=1.ckpt", progress=False,
+                force=True)
+    single = read_rows(copy)
+    for metric in ("si_sdri", "sdri"):
+        assert [r[metric] for r in single] == [r[metric] for r in rows if r["epoch"] == "1"]
+
+    def recomputed(epoch: str, coarse: str | None = None) -> np.ndarray:
+        return np.array([float(r["si_sdri"]) for r in rows
+                         if r["epoch"] == epoch and (coarse is None or r["coarse"] == coarse)])
+
+    keys = ["mean", "std", "p1", "p5", "p50", "p99"]
+    per_epoch = {e: {k: v for k, v in zip(keys, (x.mean(), x.std(), *np.percentile(x, [1, 5, 50, 99])))}
+                 for e in ("1", "2") for x in [recomputed(e)]}
+    for k in keys:
+        values = [per_epoch["1"][k], per_epoch["2"][k]]
+        assert [e[k] for e in epochs["per_epoch"]] == pytest.approx(values, abs=1e-3)
+        assert epochs["mean"][k] == pytest.approx(np.mean(values), abs=1e-3) == stats[k]
+        assert epochs["std"][k] == pytest.approx(np.std(values), abs=1e-3) == stats["across_epochs_std"][k]
+    env = [recomputed(e, "env").mean() for e in ("1", "2")]
+    assert stats["per_coarse"]["env"]["mean"] == pytest.approx(np.mean(env), abs=1e-3)
+    assert stats["across_epochs_std"]["per_coarse"]["env"]["mean"] == pytest.approx(np.std(env), abs=1e-3)
+    sdri = [np.mean([float(r["sdri"]) for r in rows if r["epoch"] == e]) for e in ("1", "2")]
+    assert stats["metrics"]["sdri"]["mean"] == pytest.approx(np.mean(sdri), abs=1e-3)
+    assert stats["across_epochs_std"]["metrics"]["sdri"]["mean"] == pytest.approx(np.std(sdri), abs=1e-3)
+    assert stats["n"] == 2 * N_MIXTURES and "n" not in stats["across_epochs_std"]
+    assert json.loads((exp / "scores" / score.STATS_FILE).read_text())["mean"] == stats["mean"]
+
+    # Back to one averaged model: the per-epoch file goes, as it no longer describes the scores.
+    score.score(exp, data, scoring=scoring(average_last_k=2), progress=False)
+    assert not (exp / "scores" / score.EPOCHS_FILE).exists() and "epoch" not in read_rows(exp)[0]
+
+
+def test_other_metrics_are_columns_and_statistics_where_they_apply(corpus, tmp_path):
+    from pystoi import stoi as reference_stoi
+
+    from ugr import metrics
+
+    data, lists = corpus
+    exp = tmp_path / "exp"
+    cfg = tiny_experiment_cfg()
+    states = save_epoch_checkpoints(exp, cfg, epochs=1)
+    stats = score.score(exp, data, scoring=scoring(average_last_k=1, metrics=["stoi", "si_sdri", "sdri"]),
+                        progress=False)
+    rows = read_rows(exp)
+    assert list(rows[0])[-2:] == ["stoi", "sdri"]
+    model = build_model(cfg["model"])
+    model.load_state_dict(states[0])
+    model.eval()
+    dataset = ListedMixtures(data, lists / "test.csv", sample_rate=8000)
+    for index in range(len(dataset)):
+        item = dataset[index]
+        with torch.no_grad():
+            _, _, ordered = score.score_batch(model(item["mixture"][None]), item["sources"][None], item["mixture"][None])
+        sdri = metrics.sdri(ordered, item["sources"][None], item["mixture"][None])[0]
+        for s, row in enumerate(r for r in rows if r["mixture_id"] == item["id"]):
+            assert float(row["sdri"]) == pytest.approx(float(sdri[s]), abs=2e-4)
+            if row["coarse"] == "speech":
+                expected = reference_stoi(item["sources"][s].double().numpy(), ordered[0, s].double().numpy(), 8000)
+                assert float(row["stoi"]) == pytest.approx(expected, abs=2e-4)
+            else:
+                assert row["stoi"] == ""  # STOI measures speech intelligibility: not applicable
+    speech_stoi = np.array([float(r["stoi"]) for r in rows if r["coarse"] == "speech"])
+    assert stats["metrics"]["stoi"]["n"] == N_MIXTURES == len(speech_stoi)
+    assert stats["metrics"]["stoi"]["mean"] == pytest.approx(speech_stoi.mean(), abs=1e-3)
+    assert set(stats["metrics"]["stoi"]["per_coarse"]) == {"speech"}
+    sdri_values = np.array([float(r["sdri"]) for r in rows])
+    assert stats["metrics"]["sdri"]["n"] == 2 * N_MIXTURES
+    assert stats["metrics"]["sdri"]["p5"] == pytest.approx(np.percentile(sdri_values, 5), abs=1e-3)
+    assert "si_sdri" not in stats["metrics"]  # it is the top level
+
+
+def test_another_test_list_makes_the_scores_stale(corpus, tmp_path):
+    """`python -m ugr.score --data B` after scoring on A must score B's list, not report A's scores as current."""
+    data, lists = corpus
+    exp = tmp_path / "exp"
+    cfg = tiny_experiment_cfg()
+    save_epoch_checkpoints(exp, cfg, epochs=2)
+    assert score.score(exp, data, progress=False)["n"] == 2 * N_MIXTURES
+    other = tmp_path / "data_b"
+    shutil.copytree(data, other)
+    write_drawn_list(other, "test", config.lists_dir(cfg, other) / "test.csv", num=N_MIXTURES - 2,
+                     settings=MixingSettings.from_config(cfg["data"]))
+    on_b = score.score(exp, other, progress=False)
+    assert not on_b.get("up_to_date") and on_b["n"] == 2 * (N_MIXTURES - 2)
+    assert on_b["test_list"] == str(config.lists_dir(cfg, other) / "test.csv")
+    back = score.score(exp, data, progress=False)
+    assert not back.get("up_to_date") and back["n"] == 2 * N_MIXTURES
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("metrics", ["si_sdri", "bogus"], "scoring.metrics names unknown metric(s) 'bogus'; known metrics: si_sdri, "
+                                      "sdri, stoi, pesq"),
+    ("metrics", "sdri", "scoring.metrics must be a list of metric names"),
+    ("protocol", "ensemble", "scoring.protocol must be one of ['weights', 'epochs']"),
+])
+def test_unknown_metric_or_protocol_is_refused_naming_the_key(tmp_path, key, value, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"inherit": str(CONF_DIR / "baseline_cpu.yaml"), "scoring": {key: value}}))
+    with pytest.raises(config.ConfigError) as err:
+        config.load(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_metric_at_a_rate_it_does_not_support_is_refused_before_training(tmp_path):
+    path = tmp_path / "pesq.yaml"
+    path.write_text(yaml.safe_dump({"inherit": str(CONF_DIR / "baseline_cpu.yaml"),
+                                    "data": {"sample_rate": 11025}, "model": {"sample_rate": 11025},
+                                    "scoring": {"metrics": ["pesq"]}}))
+    with pytest.raises(config.ConfigError, match=r"pesq.yaml: scoring.metrics: metric 'pesq' supports sample rates "
+                                                 r"\[8000, 16000\] Hz, not 11025 Hz"):
+        config.load(path)
+
+
+def test_a_scoring_section_without_its_keys_is_refused(corpus, tmp_path):
+    data, _ = corpus
+    save_epoch_checkpoints(tmp_path / "exp", tiny_experiment_cfg(), epochs=2)
+    with pytest.raises(config.ConfigError, match=r"missing key\(s\) scoring.metrics, scoring.protocol"):
+        score.score(tmp_path / "exp", data, scoring={"average_last_k": 2}, progress=False)
+
+
+def test_an_experiment_trained_before_protocol_and_metrics_is_scored_as_then(corpus, tmp_path):
+    """Its config.yaml has only average_last_k: it meant one model of averaged weights, SI-SDRi alone."""
+    data, _ = corpus
+    cfg = tiny_experiment_cfg()
+    cfg["scoring"] = {"average_last_k": 2}
+    save_epoch_checkpoints(tmp_path / "exp", cfg, epochs=2)
+    stats = score.score(tmp_path / "exp", data, progress=False)
+    assert stats["scoring"] == {"average_last_k": 2, "protocol": "weights", "metrics": ["si_sdri"]}
+    assert stats["weights"] == "average of epoch=0.ckpt, epoch=1.ckpt" and stats["metrics"] == {}

@@ -29,8 +29,14 @@ Sections:
   ``source`` (one weight per (mixture, source) pair, as the authors' code) or
   ``mixture`` (one per mixture, the paper's formula).
 * ``training``: optimisation (``TRAINING_SCHEMA``).
-* ``scoring``: ``average_last_k``, how many last epoch checkpoints the test
-  score averages (1 scores the last epoch alone).
+* ``scoring`` (``SCORING_SCHEMA``): which weights are scored and how.
+  ``protocol: weights`` scores one model, the average of the weights of the
+  last ``average_last_k`` epoch checkpoints (1: the last epoch alone);
+  ``protocol: epochs`` scores each of those checkpoints separately and reports
+  every statistic as its mean (and std) across those epochs, the paper's
+  "averaged over ten epochs". ``metrics`` lists the metrics of
+  ``ugr.metrics.METRICS`` to compute beside ``si_sdri``, which is always
+  computed (``[si_sdri]``: it alone).
 
 ``check_corpus`` checks a config against a prepared data folder: every class
 the config names must exist there (the error lists the classes it has).
@@ -159,8 +165,26 @@ TRAINING_SCHEMA: Dict[str, Check] = {
     "valid_batch_size": _positive_int,
 }
 
+SCORING_PROTOCOLS = ("weights", "epochs")
+
+
+def _metric_names(value: Any) -> Optional[str]:
+    from ugr.metrics import METRICS  # imported here: it pulls in torch and torchmetrics
+
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        return f"must be a list of metric names (known: {', '.join(METRICS)}), got {value!r}"
+    unknown = [name for name in value if name not in METRICS]
+    if unknown:
+        return f"names unknown metric(s) {', '.join(map(repr, unknown))}; known metrics: {', '.join(METRICS)}"
+    if len(set(value)) != len(value):
+        return f"lists a metric twice: {value!r}"
+    return None
+
+
 SCORING_SCHEMA: Dict[str, Check] = {
-    "average_last_k": _positive_int,
+    "average_last_k": _positive_int,           # the last K epoch checkpoints are scored
+    "protocol": _one_of(*SCORING_PROTOCOLS),    # weights: their average, once; epochs: each, then mean/std across
+    "metrics": _metric_names,                  # besides si_sdri (always computed): sdri, stoi, pesq
 }
 
 SECTIONS = ("data", "model", "weighting", "training", "scoring")
@@ -315,6 +339,12 @@ def _check_section(cfg: Dict[str, Any], section: str, schema: Dict[str, Check], 
             raise ConfigError(f"{where}: {section}.{key} {problem}")
 
 
+def check_scoring(scoring: Dict[str, Any], where: str) -> Dict[str, Any]:
+    """Checks a scoring section alone (the scorer may be handed one); returns it or raises ConfigError."""
+    _check_section({"scoring": scoring}, "scoring", SCORING_SCHEMA, where)
+    return scoring
+
+
 def validate(cfg: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
     """Checks a merged config; returns it unchanged or raises ConfigError naming ``where`` and the key."""
     unknown = sorted(set(cfg) - set(SECTIONS))
@@ -326,7 +356,7 @@ def validate(cfg: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
                               f"add it or inherit a base config (e.g. 'inherit: base_cpu.yaml')")
     _check_section(cfg, "data", DATA_SCHEMA, where)
     _check_section(cfg, "training", TRAINING_SCHEMA, where)
-    _check_section(cfg, "scoring", SCORING_SCHEMA, where)
+    check_scoring(cfg["scoring"], where)
     if cfg["training"]["batch_size"] % cfg["training"]["micro_batches"]:
         raise ConfigError(f"{where}: training.batch_size ({cfg['training']['batch_size']}) must be a multiple "
                           f"of training.micro_batches ({cfg['training']['micro_batches']})")
@@ -335,7 +365,18 @@ def validate(cfg: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
                           f"({cfg['data']['sample_rate']}); set both (run.sh --fs sets both)")
     _check_with_builders(cfg, where)
     _check_curriculum_horizon(cfg, where)
+    _check_metric_rates(cfg, where)
     return cfg
+
+
+def _check_metric_rates(cfg: Dict[str, Any], where: str) -> None:
+    """A metric defined at other sample rates only (PESQ: 8 and 16 kHz) would fail after the training."""
+    from ugr import metrics
+
+    try:
+        metrics.check(cfg["scoring"]["metrics"], cfg["data"]["sample_rate"])
+    except ValueError as err:
+        raise ConfigError(f"{where}: scoring.metrics: {err}") from err
 
 
 def _weighting_terms(weighting_cfg: Dict[str, Any]) -> List[Dict[str, Any]]:

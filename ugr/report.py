@@ -1,17 +1,33 @@
 """Stage 4: the paper-style report of every scored experiment.
 
-Reads ``EXP_ROOT/<experiment>/scores/`` and the training logs, and writes
-``EXP_ROOT/report.md`` with
+Reads ``EXP_ROOT/<experiment>/scores/`` (stage 3) and the training logs, and
+writes ``EXP_ROOT/report.md`` and its figures under ``EXP_ROOT/figures/``.
+Experiments are grouped by the test list they were scored on (the
+fingerprint of its contents: another data folder or other data settings make
+another group); in each group the first experiment with uniform weighting is
+the baseline. Per group:
 
-* the distribution table (one row per experiment: n, mean, std, p1 ... p99
-  of the test SI-SDRi per estimated source; the paper's Table 1),
-* the per-class table (mean SI-SDRi of each coarse class of the corpus and
-  combined, +- the standard error of the mean; the paper's class-bias table),
+* a distribution table per metric (n, mean, std, p1 ... p99 per estimated
+  source; the paper's Table 1); under ``scoring.protocol: epochs`` each cell
+  is the mean ± the std across the scored epochs;
+* the paired comparison of every experiment with the baseline: the mean
+  per-source SI-SDRi difference over the same (mixture, source) pairs (each
+  source's mean over the epochs under ``epochs``), its 95 % bootstrap
+  interval (resampling mixtures, seeded: the report is reproducible) and the
+  share of sources improved;
+* the per-class table: mean SI-SDRi per coarse class and combined, ± the std
+  across epochs under ``epochs``, else the standard error of the mean (a
+  column says which);
+* convergence: each run's final validation SI-SDRi and the training steps it
+  needed to first reach the baseline's final validation SI-SDRi;
+* figures: the SI-SDRi density (smoothed, and both tails as cumulative
+  shares, on log axes: the tails are where robust weighting acts; the
+  paper's Figure 1), mean against 5th percentile with error bars (std across
+  epochs under ``epochs``, else bootstrap std), validation SI-SDRi against
+  training steps.
 
-and the figures under ``EXP_ROOT/figures/``: the SI-SDRi density per
-experiment on a log y axis (the paper's Figure 1), validation SI-SDRi against
-epoch (convergence, the curriculum claim), and mean against 5th percentile
-(the robustness trade-off).
+With one test list the figures are ``figures/<figure>.png``; with several,
+``figures/<figure>_<fingerprint>.png``. report.md names them all.
 """
 from __future__ import annotations
 
@@ -19,8 +35,9 @@ import argparse
 import csv
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import matplotlib
 
@@ -31,10 +48,58 @@ import yaml  # noqa: E402
 
 from ugr.atomic import atomic_write, atomic_write_text  # noqa: E402
 from ugr.cli import one_line_errors  # noqa: E402
-from ugr.score import PERCENTILES, STATS_FILE  # noqa: E402
+from ugr.score import MAIN_METRIC, PERCENTILES, SPEECH, STATS_FILE  # noqa: E402
 
 STAT_COLUMNS = ("n", "mean", "std") + tuple(f"p{q}" for q in PERCENTILES)
 FIGURES = {"density": "si_sdri_density.png", "convergence": "valid_si_sdri.png", "tradeoff": "mean_vs_p5.png"}
+METRIC_TITLES = {"si_sdri": "SI-SDRi (dB)", "sdri": "SDRi, bss_eval (dB)", "stoi": "STOI, speech sources only",
+                 "pesq": "PESQ (MOS-LQO), speech sources only"}
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+
+
+class Point(NamedTuple):
+    """One validation: the epoch (from 1), the optimizer steps done, the mean validation SI-SDRi (dB)."""
+
+    epoch: int
+    steps: int
+    value: float
+
+
+@dataclass(frozen=True)
+class Paired:
+    """An experiment against its baseline over the same (mixture, source) pairs."""
+
+    sources: int
+    mixtures: int
+    mean_difference: float
+    low: float
+    high: float
+    improved: float  # share of sources with a higher value than the baseline's
+
+
+@dataclass
+class Scored:
+    """One scored experiment as stage 4 reads it."""
+
+    name: str
+    stats: Dict
+    rows: List[Dict[str, str]]
+    weighting: str
+    is_uniform: bool
+    curve: List[Point]
+
+    @property
+    def by_epochs(self) -> bool:
+        return "across_epochs_std" in self.stats
+
+    @property
+    def test_list(self) -> str:
+        """The identity of the test list scored: the fingerprint of its contents (the path for older scores)."""
+        return self.stats.get("test_list_fingerprint") or self.stats.get("test_list", "?")
+
+
+# ----------------------------------------------------------------------------- reading
 
 
 def scored_experiments(exp_root: Path) -> List[str]:
@@ -49,93 +114,201 @@ def load_stats(exp_dir: Path) -> Dict:
     return json.loads(path.read_text())
 
 
-def load_si_sdri(exp_dir: Path) -> np.ndarray:
+def load_rows(exp_dir: Path) -> List[Dict[str, str]]:
     with open(exp_dir / "scores" / "test.csv", newline="") as handle:
-        return np.array([float(row["si_sdri"]) for row in csv.DictReader(handle)])
+        return list(csv.DictReader(handle))
 
 
-def validation_curve(exp_dir: Path) -> List[tuple[int, float]]:
-    """(epoch from 1, mean validation SI-SDRi) from every launch's CSV log; a resumed launch wins ties."""
-    by_epoch: Dict[int, float] = {}
+def validation_curve(exp_dir: Path) -> List[Point]:
+    """Every epoch's validation from every launch's CSV log, by epoch; a resumed launch wins ties.
+
+    Lightning logs a validation at the step index of the batch it follows
+    (0-based), so the optimizer steps done are that index + 1.
+    """
+    by_epoch: Dict[int, Point] = {}
     versions = sorted((exp_dir / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
     for path in versions:
         with open(path, newline="") as handle:
             for row in csv.DictReader(handle):
                 if row.get("val/si_sdri"):
-                    by_epoch[int(row["epoch"]) + 1] = float(row["val/si_sdri"])
-    return sorted(by_epoch.items())
+                    epoch = int(row["epoch"]) + 1
+                    by_epoch[epoch] = Point(epoch, int(row["step"]) + 1, float(row["val/si_sdri"]))
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
+def _weighting_section(exp_dir: Path) -> Optional[Dict]:
+    cfg_path = exp_dir / "config.yaml"
+    return yaml.safe_load(cfg_path.read_text())["weighting"] if cfg_path.is_file() else None
 
 
 def describe_weighting(exp_dir: Path) -> str:
     """A short label of the experiment's weighting, from its saved config."""
-    cfg_path = exp_dir / "config.yaml"
-    if not cfg_path.is_file():
+    weighting = _weighting_section(exp_dir)
+    if weighting is None:
         return "?"
-    weighting = yaml.safe_load(cfg_path.read_text())["weighting"]
     details = ", ".join(f"{k}={v}" for k, v in weighting.items() if k not in ("type", "granularity"))
     return f"{weighting['type']}" + (f" ({details})" if details else "")
 
 
-def distribution_table(stats: Dict[str, Dict], weightings: Dict[str, str]) -> str:
-    header = "| experiment | weighting | " + " | ".join(STAT_COLUMNS) + " |"
-    lines = [header, "|" + "---|" * (len(STAT_COLUMNS) + 2)]
+def load_experiment(exp_dir: Path) -> Scored:
+    weighting = _weighting_section(exp_dir)
+    return Scored(exp_dir.name, load_stats(exp_dir), load_rows(exp_dir), describe_weighting(exp_dir),
+                  weighting is not None and weighting["type"] == "uniform", validation_curve(exp_dir))
+
+
+def per_source(rows: List[Dict[str, str]], metric: str = MAIN_METRIC) -> Dict[tuple[str, str], float]:
+    """Each (mixture_id, source)'s value: its mean over the epochs scored (one row each), where it applies."""
+    values: Dict[tuple[str, str], List[float]] = {}
+    for row in rows:
+        if row.get(metric):
+            values.setdefault((row["mixture_id"], row["source"]), []).append(float(row[metric]))
+    return {key: float(np.mean(v)) for key, v in values.items()}
+
+
+def pooled(rows: List[Dict[str, str]], metric: str = MAIN_METRIC) -> np.ndarray:
+    """Every row's value (all epochs pooled), where the metric applies."""
+    return np.array([float(row[metric]) for row in rows if row.get(metric)])
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def _by_mixture(values: Dict[tuple[str, str], float]) -> tuple[np.ndarray, np.ndarray]:
+    """Per mixture: the sum of its sources' values and their count (the bootstrap resamples mixtures)."""
+    sums: Dict[str, float] = {}
+    counts: Dict[str, int] = {}
+    for (mixture, _), value in values.items():
+        sums[mixture] = sums.get(mixture, 0.0) + value
+        counts[mixture] = counts.get(mixture, 0) + 1
+    order = sorted(sums)
+    return np.array([sums[m] for m in order]), np.array([counts[m] for m in order])
+
+
+def paired_comparison(values: Dict[tuple[str, str], float], baseline: Dict[tuple[str, str], float],
+                      resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Optional[Paired]:
+    """Mean per-source difference ``values - baseline`` over their common (mixture, source) pairs, its 95 %
+    bootstrap interval and the share of sources improved; None without a common pair.
+
+    Sources of one mixture are not independent (they share the mixture), so
+    the bootstrap resamples whole mixtures; the interval is the 2.5th and
+    97.5th percentiles of the resampled means.
+    """
+    common = sorted(set(values) & set(baseline))
+    if not common:
+        return None
+    differences = {key: values[key] - baseline[key] for key in common}
+    sums, counts = _by_mixture(differences)
+    picks = np.random.default_rng(seed).integers(0, sums.size, size=(resamples, sums.size))
+    means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    d = np.array(list(differences.values()))
+    return Paired(len(common), sums.size, float(d.mean()), float(low), float(high), float((d > 0).mean()))
+
+
+def bootstrap_std(values: Dict[tuple[str, str], float], resamples: int = 1000,
+                  seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """Bootstrap std of the mean and of the 5th percentile over the sources, resampling mixtures."""
+    by_mixture: Dict[str, List[float]] = {}
+    for (mixture, _), value in values.items():
+        by_mixture.setdefault(mixture, []).append(value)
+    groups = [np.array(by_mixture[m]) for m in sorted(by_mixture)]
+    rng = np.random.default_rng(seed)
+    means, p5s = [], []
+    for _ in range(resamples):
+        sample = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
+        means.append(sample.mean())
+        p5s.append(np.percentile(sample, 5))
+    return float(np.std(means)), float(np.std(p5s))
+
+
+def steps_to_reach(curve: Sequence[Point], target: float) -> Optional[int]:
+    """The optimizer steps after which the validation SI-SDRi first reached ``target``; None if it never did."""
+    return next((point.steps for point in curve if point.value >= target), None)
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _cell(stats: Dict, spread: Optional[Dict], key: str) -> str:
+    if key == "n":
+        return str(stats["n"])
+    return f"{stats[key]:.2f}" + (f" ± {spread[key]:.2f}" if spread is not None else "")
+
+
+def distribution_table(stats: Dict[str, Dict], weightings: Dict[str, str], metric: str = MAIN_METRIC) -> str:
+    """One row per experiment: n, mean, std, p1 ... p99 of ``metric``; mean ± std across epochs where scored so."""
+    lines = ["| experiment | weighting | " + " | ".join(STAT_COLUMNS) + " |", "|" + "---|" * (len(STAT_COLUMNS) + 2)]
     for name, s in stats.items():
-        values = [str(s["n"])] + [f"{s[c]:.2f}" for c in STAT_COLUMNS[1:]]
-        lines.append(f"| {name} | {weightings[name]} | " + " | ".join(values) + " |")
+        if metric == MAIN_METRIC:
+            values, spread = s, s.get("across_epochs_std")
+        else:
+            values = s.get("metrics", {}).get(metric)
+            spread = s["across_epochs_std"]["metrics"][metric] if values and "across_epochs_std" in s else None
+        if not values or not values["n"]:
+            reason = "not scored" if not values else "no source it applies to"
+            lines.append(f"| {name} | {weightings[name]} | 0 | " + " | ".join([reason] + ["-"] * 10) + " |")
+            continue
+        lines.append(f"| {name} | {weightings[name]} | " + " | ".join(_cell(values, spread, c) for c in STAT_COLUMNS)
+                     + " |")
     return "\n".join(lines)
 
 
-def _mean_se(s: Optional[Dict]) -> str:
-    if s is None:
+def _mean_pm(stats: Optional[Dict], spread: Optional[Dict]) -> str:
+    """``mean ± x``: x the std across epochs when ``spread`` is given, else the standard error of the mean."""
+    if stats is None:
         return "-"
-    se = s["std"] / math.sqrt(s["n"]) if s["n"] > 1 else float("nan")
-    return f"{s['mean']:.2f} ± {se:.2f}"
+    if spread is not None:
+        return f"{stats['mean']:.2f} ± {spread['mean']:.2f}"
+    se = stats["std"] / math.sqrt(stats["n"]) if stats["n"] > 1 else float("nan")
+    return f"{stats['mean']:.2f} ± {se:.2f}"
 
 
 def class_table(stats: Dict[str, Dict]) -> str:
-    """Mean ± standard error per coarse class (the classes of every experiment, in name order) and combined."""
+    """Mean SI-SDRi per coarse class (those of every experiment, in name order) and combined, ± the std across
+    epochs (protocol epochs) or the standard error of the mean (protocol weights); the last column says which."""
     classes = sorted({c for s in stats.values() for c in s["per_coarse"]})
-    lines = ["| experiment | " + " | ".join(classes) + " | combined |", "|---|" + "---|" * (len(classes) + 1)]
+    lines = ["| experiment | " + " | ".join(classes) + " | combined | ± |", "|---|" + "---|" * (len(classes) + 2)]
     for name, s in stats.items():
-        cells = [_mean_se(s["per_coarse"].get(c)) for c in classes] + [_mean_se(s)]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        spread = s.get("across_epochs_std")
+        kind = (f"std across {len(s.get('checkpoints', []))} epochs" if spread is not None
+                else "standard error of the mean")
+        cells = [_mean_pm(s["per_coarse"].get(c), spread and spread["per_coarse"].get(c)) for c in classes]
+        lines.append(f"| {name} | " + " | ".join(cells + [_mean_pm(s, spread), kind]) + " |")
     return "\n".join(lines)
 
 
-def plot_density(values: Dict[str, np.ndarray], path: Path) -> None:
-    everything = np.concatenate(list(values.values()))
-    bins = np.linspace(everything.min(), everything.max(), 41)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, v in values.items():
-        density, edges = np.histogram(v, bins=bins, density=True)
-        ax.step(edges[:-1], np.where(density > 0, density, np.nan), where="post", label=name)
-    ax.set_yscale("log")
-    ax.set_xlabel("test SI-SDRi per estimated source (dB)")
-    ax.set_ylabel("density (log)")
-    ax.legend()
-    _save(fig, path)
+def paired_table(group: List[Scored], baseline: Scored) -> str:
+    base = per_source(baseline.rows)
+    lines = ["| experiment | sources (mixtures) | mean difference (dB) | 95 % bootstrap interval | improved |",
+             "|---|---|---|---|---|"]
+    for exp in group:
+        if exp is baseline:
+            continue
+        paired = paired_comparison(per_source(exp.rows), base)
+        if paired is None:
+            lines.append(f"| {exp.name} | 0 | no (mixture, source) in common with {baseline.name} | - | - |")
+            continue
+        lines.append(f"| {exp.name} | {paired.sources} ({paired.mixtures}) | {paired.mean_difference:+.2f} | "
+                     f"[{paired.low:+.2f}, {paired.high:+.2f}] | {100 * paired.improved:.1f} % |")
+    return "\n".join(lines)
 
 
-def plot_convergence(curves: Dict[str, List[tuple[int, float]]], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, curve in curves.items():
-        if curve:
-            epochs, values = zip(*curve)
-            ax.plot(epochs, values, marker="o", label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation mean SI-SDRi (dB)")
-    ax.legend()
-    _save(fig, path)
+def convergence_table(group: List[Scored], baseline: Optional[Scored]) -> str:
+    target = baseline.curve[-1].value if baseline is not None and baseline.curve else None
+    reach = f"steps to reach {baseline.name}'s final {target:.2f} dB" if target is not None else "steps to reach -"
+    lines = [f"| experiment | epochs | steps | final validation SI-SDRi (dB) | {reach} |", "|---|---|---|---|---|"]
+    for exp in group:
+        if not exp.curve:
+            lines.append(f"| {exp.name} | - | - | no validation in the logs | - |")
+            continue
+        steps = steps_to_reach(exp.curve, target) if target is not None else None
+        reached = "-" if target is None else ("not reached" if steps is None else str(steps))
+        last = exp.curve[-1]
+        lines.append(f"| {exp.name} | {last.epoch} | {last.steps} | {last.value:.2f} | {reached} |")
+    return "\n".join(lines)
 
 
-def plot_tradeoff(stats: Dict[str, Dict], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for name, s in stats.items():
-        ax.scatter(s["p5"], s["mean"])
-        ax.annotate(name, (s["p5"], s["mean"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel("5th percentile of test SI-SDRi (dB)")
-    ax.set_ylabel("mean test SI-SDRi (dB)")
-    _save(fig, path)
+# ----------------------------------------------------------------------------- figures
 
 
 def _save(fig, path: Path) -> None:
@@ -147,37 +320,158 @@ def _save(fig, path: Path) -> None:
         plt.close(fig)
 
 
+def smoothed_density(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Gaussian kernel density of ``values`` on ``grid`` (Silverman's bandwidth)."""
+    spread = min(values.std(), np.subtract(*np.percentile(values, [75, 25])) / 1.34) or values.std() or 1.0
+    width = 0.9 * spread * values.size ** -0.2
+    z = (grid[:, None] - values[None, :]) / width
+    return np.exp(-0.5 * z ** 2).sum(axis=1) / (values.size * width * math.sqrt(2 * math.pi))
+
+
+def plot_density(values: Dict[str, np.ndarray], path: Path) -> None:
+    """Smoothed density on a log axis, and both tails as cumulative shares on log axes (down to 1/n)."""
+    everything = np.concatenate(list(values.values()))
+    grid = np.linspace(everything.min() - 3, everything.max() + 3, 400)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    peak = 0.0
+    for name, v in values.items():
+        ordered = np.sort(v)
+        share = np.arange(1, v.size + 1) / v.size
+        density = smoothed_density(v, grid)
+        peak = max(peak, density.max())
+        axes[0].plot(grid, density, label=name)
+        axes[1].step(ordered, share, where="post", label=name)
+        axes[2].step(ordered, share[::-1], where="pre", label=name)
+    floor = 0.5 / max(v.size for v in values.values())
+    for ax, title, ylabel in zip(axes, ("smoothed density", "lower tail (failures)", "upper tail"),
+                                 ("density", "share of sources <= x", "share of sources >= x")):
+        ax.set_yscale("log")
+        ax.set_xlabel("test SI-SDRi per estimated source (dB)")
+        ax.set_ylabel(ylabel + " (log)")
+        ax.set_title(title)
+    axes[0].set_ylim(max(floor / 10, 1e-5), 2 * peak)
+    axes[1].set_ylim(floor, 1.05)
+    axes[2].set_ylim(floor, 1.05)
+    axes[0].legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_convergence(curves: Dict[str, List[Point]], target: Optional[tuple[str, float]], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, curve in curves.items():
+        if curve:
+            ax.plot([p.steps for p in curve], [p.value for p in curve], marker="o", label=name)
+    if target is not None:
+        ax.axhline(target[1], color="grey", linestyle="--", linewidth=1, label=f"{target[0]} final")
+    ax.set_xlabel("training steps")
+    ax.set_ylabel("validation mean SI-SDRi (dB)")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def tradeoff_points(exp: Scored) -> tuple[float, float, float, float]:
+    """(p5, mean, p5 error, mean error): errors the std across epochs, else bootstrap std over mixtures."""
+    s = exp.stats
+    if exp.by_epochs:
+        spread = s["across_epochs_std"]
+        return s["p5"], s["mean"], spread["p5"], spread["mean"]
+    mean_err, p5_err = bootstrap_std(per_source(exp.rows))
+    return s["p5"], s["mean"], p5_err, mean_err
+
+
+def plot_tradeoff(group: List[Scored], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for exp in group:
+        p5, mean, p5_err, mean_err = tradeoff_points(exp)
+        ax.errorbar(p5, mean, xerr=p5_err, yerr=mean_err, marker="o", capsize=3, linestyle="none")
+        ax.annotate(exp.name, (p5, mean), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("5th percentile of test SI-SDRi (dB)")
+    ax.set_ylabel("mean test SI-SDRi (dB)")
+    _save(fig, path)
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def _group_section(group: List[Scored], exp_root: Path, suffix: str) -> str:
+    stats = {exp.name: exp.stats for exp in group}
+    weightings = {exp.name: exp.weighting for exp in group}
+    baseline = next((exp for exp in group if exp.is_uniform), None)
+    first = group[0].stats
+    list_path = Path(first.get("test_list", "?"))
+    try:
+        shown = list_path.relative_to(exp_root.resolve().parent)
+    except ValueError:
+        shown = list_path
+    figures = {key: f"figures/{Path(name).stem}{suffix}.png" for key, name in FIGURES.items()}
+    plot_density({exp.name: pooled(exp.rows) for exp in group}, exp_root / figures["density"])
+    target = (baseline.name, baseline.curve[-1].value) if baseline is not None and baseline.curve else None
+    plot_convergence({exp.name: exp.curve for exp in group}, target, exp_root / figures["convergence"])
+    plot_tradeoff(group, exp_root / figures["tradeoff"])
+
+    protocols = sorted({"epochs" if exp.by_epochs else "weights" for exp in group})
+    notes = []
+    if "epochs" in protocols:
+        notes.append("Experiments scored with `protocol: epochs`: every statistic is the mean across the scored "
+                     "epochs ± its std across them.")
+    if "weights" in protocols:
+        notes.append("Experiments scored with `protocol: weights`: the statistics of one model, the average of "
+                     "the weights of the last epochs.")
+    parts = [f"## Test list `{shown}` (contents {group[0].test_list[:16]})", " ".join(notes)]
+    parts += [f"### {METRIC_TITLES[MAIN_METRIC]} per estimated source", distribution_table(stats, weightings)]
+    for metric in METRIC_TITLES:
+        found = [s["metrics"][metric]["n"] for s in stats.values() if metric in s.get("metrics", {})]
+        if metric == MAIN_METRIC or not found:
+            continue
+        parts += [f"### {METRIC_TITLES[metric]}",
+                  distribution_table(stats, weightings, metric) if any(found) else
+                  f"Scored, but no test source is one it applies to (coarse class `{SPEECH}`)."]
+    if baseline is None:
+        parts += ["### Against the baseline", "No experiment with uniform weighting was scored on this test list: "
+                                              "no paired comparison, no steps to a baseline."]
+    elif len(group) == 1:
+        parts += [f"### Paired comparison against {baseline.name} (SI-SDRi)",
+                  "No other experiment was scored on this test list."]
+    else:
+        parts += [f"### Paired comparison against {baseline.name} (SI-SDRi)",
+                  f"Difference = experiment - {baseline.name} per (mixture, source); under `protocol: epochs` a "
+                  f"source's value is its mean over the epochs. Interval: {BOOTSTRAP_RESAMPLES} bootstrap "
+                  f"resamples of the mixtures (seed {BOOTSTRAP_SEED}). Improved: the share of sources whose "
+                  f"SI-SDRi is higher than the baseline's.",
+                  paired_table(group, baseline)]
+    parts += ["### Per coarse class (mean SI-SDRi, dB)", class_table(stats)]
+    parts += ["### Convergence (validation SI-SDRi against training steps)",
+              "Steps: optimizer steps done at the validation. Steps to reach: the first validation at or above "
+              "the baseline's final one.", convergence_table(group, baseline)]
+    listed = [f"- `{figures['density']}`: test SI-SDRi, smoothed density and both tails (share of sources below / "
+              f"above x) on log axes, all scored epochs pooled",
+              f"- `{figures['tradeoff']}`: mean against 5th percentile; error bars: ± std across epochs "
+              f"(`protocol: epochs`) or ± bootstrap std over resampled mixtures (`protocol: weights`)",
+              f"- `{figures['convergence']}`: validation SI-SDRi against training steps"
+              + (f", the dashed line {baseline.name}'s final value" if target else "")]
+    shown_figures = [f"![SI-SDRi density and tails (log scale)]({figures['density']})",
+                     f"![mean against 5th percentile]({figures['tradeoff']})",
+                     f"![validation SI-SDRi against training steps]({figures['convergence']})"]
+    parts += ["### Figures", "\n".join(listed), "\n".join(shown_figures)]
+    return "\n\n".join(part for part in parts if part)
+
+
 def report(exp_root: Path, experiments: Optional[Sequence[str]] = None) -> Path:
     """Writes report.md and the figures for ``experiments`` (default: every scored one); returns report.md."""
     names = list(experiments) if experiments else scored_experiments(exp_root)
     if not names:
         raise FileNotFoundError(f"{exp_root}: no scored experiment (*/scores/{STATS_FILE}); run stages 2-3 first")
-    stats = {name: load_stats(exp_root / name) for name in names}
-    weightings = {name: describe_weighting(exp_root / name) for name in names}
-    figures = exp_root / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
-    plot_density({name: load_si_sdri(exp_root / name) for name in names}, figures / FIGURES["density"])
-    plot_convergence({name: validation_curve(exp_root / name) for name in names}, figures / FIGURES["convergence"])
-    plot_tradeoff(stats, figures / FIGURES["tradeoff"])
-    weights = "\n".join(f"- {name}: {s.get('weights', '?')}" for name, s in stats.items())
-    text = f"""# Test SI-SDRi per estimated source (dB)
-
-{distribution_table(stats, weightings)}
-
-## Per class (mean ± standard error of the mean)
-
-{class_table(stats)}
-
-## Figures
-
-![SI-SDRi density (log scale)](figures/{FIGURES['density']})
-![validation SI-SDRi per epoch](figures/{FIGURES['convergence']})
-![mean against 5th percentile](figures/{FIGURES['tradeoff']})
-
-## Weights scored
-
-{weights}
-"""
+    scored = [load_experiment(exp_root / name) for name in names]
+    groups: Dict[str, List[Scored]] = {}
+    for exp in scored:
+        groups.setdefault(exp.test_list, []).append(exp)
+    (exp_root / "figures").mkdir(parents=True, exist_ok=True)
+    sections = [_group_section(group, exp_root, "" if len(groups) == 1 else f"_{key[:8]}")
+                for key, group in groups.items()]
+    weights = "\n".join(f"- {exp.name}: {exp.stats.get('weights', '?')}" for exp in scored)
+    text = ("# Test scores per estimated source\n\n"
+            "Experiments are grouped by the test list they were scored on; the first one with uniform weighting "
+            "on a list is its baseline.\n\n" + "\n\n".join(sections) + f"\n\n## Weights scored\n\n{weights}\n")
     path = exp_root / "report.md"
     atomic_write_text(path, text)
     return path

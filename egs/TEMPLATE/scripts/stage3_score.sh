@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Stage 3: score one experiment (number $UGR_TASK_ID of --experiments) on its test
-# list: EXP/<experiment>/scores/{test.csv,test_stats.json}. Scores made with the
-# current scoring settings and checkpoints are kept; others are redone. Only a
-# finished training on this data folder is scored, by one run at a time.
+# list: EXP/<experiment>/scores/{test.csv,test_stats.json}, and test_epochs.json
+# under scoring.protocol epochs. Scores made with the current scoring settings,
+# checkpoints and test list are kept; others are redone. Only a finished training
+# on this data folder is scored, by one run at a time.
 set -euo pipefail
 . scripts/setup.sh
 . scripts/task.sh
