@@ -1,0 +1,71 @@
+"""The paper presets (egs/wsj0_esc50/conf/paper_*.yaml) hold the paper's values, or the authors' code's where the
+paper is silent, and differ from one another only where the paper's experiments do; the CPU presets of the three
+effects differ from their reference only in the weighting."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ugr import config
+from ugr.weighting import build
+
+CONF = Path(__file__).resolve().parents[1] / "egs" / "wsj0_esc50" / "conf"
+PAPER = sorted(p.stem for p in CONF.glob("paper_*.yaml") if p.stem != "paper_base")
+AUTHORS_PRIORS = {"speech+speech": 0.25, "env+env": 0.25, "speech+env": 0.5}
+
+
+def _load(name: str) -> dict:
+    return config.load(CONF / f"{name}.yaml")
+
+
+def _without(cfg: dict, *sections: str) -> dict:
+    return {k: v for k, v in cfg.items() if k not in sections}
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_every_paper_preset_has_the_papers_setup(name):
+    cfg = _load(name)
+    data, model, training, scoring = cfg["data"], cfg["model"], cfg["training"], cfg["scoring"]
+    assert (data["sample_rate"], data["segment"], data["snr_range"]) == (8000, 4.0, [-5, 5])
+    assert (model["arch"], model["num_blocks"], model["bn_chan"], model["n_filters"], model["kernel_size"],
+            model["upsampling_depth"], model["mask_act"]) == ("sudormrf", 16, 128, 512, 21, 5, "softmax")
+    assert (training["batch_size"], training["lr"], training["clip"], training["micro_batches"]) == (28, 1e-3, None, 1)
+    assert (scoring["protocol"], scoring["average_last_k"]) == ("epochs", 10)
+    assert cfg["weighting"]["granularity"] == "source"
+    if cfg["weighting"]["type"] in ("robust", "curriculum"):
+        assert cfg["weighting"]["signal"] == "neg_sisdri"
+    build(cfg["weighting"])
+
+
+def test_paper_table1_presets_differ_only_in_alpha():
+    baseline = _load("paper_baseline")
+    assert baseline["data"]["priors"] == {"env+env": 1.0} and baseline["weighting"]["type"] == "uniform"
+    for name, alpha in (("paper_robust_a15", 1 / 15), ("paper_robust_a10", 1 / 10), ("paper_robust_a5", 1 / 5)):
+        cfg = _load(name)
+        assert _without(cfg, "weighting") == _without(baseline, "weighting")
+        assert cfg["weighting"]["alpha"] == pytest.approx(alpha, abs=1e-6)
+
+
+def test_paper_class_bias_presets_use_the_authors_priors_and_differ_only_in_gamma():
+    none = _load("paper_class_none")
+    assert none["data"]["priors"] == AUTHORS_PRIORS and none["weighting"]["type"] == "uniform"
+    for name, gamma in (("paper_class_speech3", {"speech": 3.0}), ("paper_class_env3", {"env": 3.0})):
+        cfg = _load(name)
+        assert _without(cfg, "weighting") == _without(none, "weighting")
+        assert cfg["weighting"]["gamma"] == gamma
+
+
+@pytest.mark.parametrize("name, reference", [("robust_a5_cpu", "baseline_cpu"), ("curriculum_cpu", "baseline_cpu"),
+                                             ("class_speech3_cpu", "class_none_cpu")])
+def test_each_cpu_effect_preset_differs_from_its_reference_only_in_the_weighting(name, reference):
+    cfg, ref = _load(name), _load(reference)
+    assert _without(cfg, "weighting") == _without(ref, "weighting")
+    assert ref["weighting"]["type"] == "uniform" and cfg["weighting"]["type"] != "uniform"
+
+
+def test_the_curriculum_cpu_preset_reaches_uniform_weights_within_the_run():
+    cfg = _load("curriculum_cpu")
+    weighting = build(cfg["weighting"])
+    assert weighting.beta(0) < 0
+    assert weighting.beta(cfg["training"]["epochs"] - 1) == 0.0
