@@ -201,7 +201,7 @@ def _scores_section(exp_dir: Path, stats: Optional[Dict[str, Any]], weights: str
     caveat = "" if scored == weights else f" (not the exported weights, {weights}: these scores are not theirs)"
     return (f"SI-SDR improvement (dB) per estimated source on the recipe's fixed test list, weights: "
             f"{scored}{caveat}.\n\n{distribution_table({name: stats}, {name: describe_weighting(exp_dir)})}"
-            f"\n\nPer class of the reference (mean ± standard error):\n\n{class_table({name: stats})}")
+            f"\n\nPer class of the reference (mean ±, the last column says what the ± is):\n\n{class_table({name: stats})}")
 
 
 def _data_section(report_path: Optional[Path], report: Optional[Dict[str, Any]], data: Dict[str, Any],
