@@ -1,4 +1,5 @@
-"""The benchmark scripts are documented from the command line: every one answers --help with its description."""
+"""The benchmark scripts are documented from the command line (every one answers --help), and the variants of
+bench/model_speed.py compute the step they name."""
 from __future__ import annotations
 
 import subprocess
@@ -6,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -15,3 +17,27 @@ def test_every_benchmark_script_answers_help(script):
     done = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, cwd=BENCH)
     assert done.returncode == 0 and done.stdout.startswith("usage:") and len(done.stdout.splitlines()) > 3, \
         (script, done.stdout, done.stderr[-2000:])
+
+
+def test_model_speed_variants_do_the_same_step():
+    """The memory-capped variants of bench/model_speed.py (the GPU table's rows) run the step they name: the
+    same gradient as ours (checkpointing, micro-batches), a close one in bf16; checked here on CPU."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import model_speed
+    finally:
+        sys.path.remove(str(BENCH))
+    args = model_speed.parse_args(["--configs", "cpu_preset", "--batch", "2", "--seconds", "0.1", "--no-optimizer-step",
+                                   "--variants", "stock", "ours", "ours+ckpt", "ours+micro2", "ours+bf16"])
+    mixture, sources = model_speed.make_batch("cpu_preset", args)
+    grads = {}
+    for variant in args.variants[1:]:
+        model = model_speed.make_model("cpu_preset", variant, "cpu")
+        model_speed.make_step(model, mixture, sources, args, variant)()
+        grads[variant] = torch.cat([p.grad.reshape(-1) for _, p in sorted(model.named_parameters())])
+    for variant in ("ours+ckpt", "ours+micro2"):
+        torch.testing.assert_close(grads[variant], grads["ours"], rtol=1e-4, atol=1e-6 * grads["ours"].abs().max())
+    assert torch.nn.functional.cosine_similarity(grads["ours+bf16"], grads["ours"], dim=0) > 0.9
+    assert not torch.equal(grads["ours+bf16"], grads["ours"])
+    with pytest.raises(SystemExit):
+        model_speed.parse_args(["--variants", "stock", "ours", "ours+fp8"])

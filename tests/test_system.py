@@ -1,6 +1,8 @@
-"""The LightningModule's update: UGR gradients, micro-batches, clipping after backward, logging, resume files."""
+"""The LightningModule's update: UGR gradients, micro-batches, clipping after backward and after unscaling in every
+precision, fp32 losses under autocast, logging."""
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Dict, List
 
@@ -8,6 +10,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.plugins.precision import MixedPrecision
 from torch.utils.data import DataLoader, Dataset
 
 from ugr import losses, reweight
@@ -51,24 +54,49 @@ def collate(items: List[Dict]) -> Dict:
 
 
 class GradientRecorder(Callback):
-    """Keeps a copy of every gradient at the moment the optimizer steps (after clipping)."""
+    """Keeps a copy of the gradients Adam stepped with (after clipping and unscaling; Adam leaves them as they
+    are): a hook at the end of ``step``, as Lightning's 32-true plugin clips inside ``step`` (in its closure)."""
 
     def __init__(self) -> None:
         self.grads: List[Dict[str, torch.Tensor]] = []
 
-    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        self.grads.append({n: p.grad.detach().clone() for n, p in pl_module.named_parameters() if p.grad is not None})
+    def on_train_start(self, trainer, pl_module) -> None:
+        def record(*_) -> None:
+            self.grads.append({n: p.grad.detach().clone() for n, p in pl_module.named_parameters()
+                               if p.grad is not None})
+        for optimizer in trainer.optimizers:
+            optimizer.register_step_post_hook(record)
 
 
-def one_step(cfg: Dict, tmp_path) -> tuple[Dict[str, torch.Tensor], SeparationSystem, pl.Trainer]:
-    """Fits one batch; returns the gradients seen by the optimizer, the initial system and the trainer."""
+class FP16ScalerWithoutAutocast(MixedPrecision):
+    """Lightning's 16-mixed plugin with a GradScaler on CPU, autocast off.
+
+    Lightning turns 16-mixed on CPU into bf16-mixed, so the plugin is built
+    here: the same scale-backward, ``unscale_``, ``on_before_optimizer_step``,
+    ``scaler.step`` sequence as on a GPU, with fp32 arithmetic, so the
+    gradients must equal the 32-true ones exactly (the scale is a power of 2).
+    """
+
+    def __init__(self, scale: float) -> None:
+        super().__init__("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=scale))
+
+    def forward_context(self):
+        return contextlib.nullcontext()
+
+
+def norm(grads: Dict[str, torch.Tensor]) -> float:
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()])).item()
+
+
+def one_step(cfg: Dict, tmp_path, **trainer_args) -> tuple[Dict[str, torch.Tensor], SeparationSystem, pl.Trainer]:
+    """Fits one batch; returns the gradients Adam received, the initial system and the trainer."""
     pl.seed_everything(0, verbose=False)
     system = SeparationSystem(cfg)
     initial = copy.deepcopy(system)
     recorder = GradientRecorder()
     trainer = pl.Trainer(max_epochs=1, limit_train_batches=1, accelerator="cpu", devices=1, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[recorder], default_root_dir=tmp_path)
+                         callbacks=[recorder], default_root_dir=tmp_path, **trainer_args)
     trainer.fit(system, train_dataloaders=DataLoader(FixedBatches(BATCH), batch_size=BATCH, collate_fn=collate))
     assert len(recorder.grads) == 1
     return recorder.grads[0], initial, trainer
@@ -116,8 +144,52 @@ def test_class_weighting_uses_the_labels(tmp_path):
 
 def test_gradients_are_clipped_after_backward(tmp_path):
     grads, _, _ = one_step(tiny_cfg({"type": "uniform"}, clip=1e-3), tmp_path)
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()]))
-    assert norm.item() == pytest.approx(1e-3, rel=1e-3)
+    assert norm(grads) == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_clip_null_leaves_the_gradient_alone(tmp_path):
+    unclipped, initial, _ = one_step(tiny_cfg({"type": "uniform"}, clip=None), tmp_path)
+    expected = reference_gradients(initial, 0.0, "source")
+    for name in expected:
+        torch.testing.assert_close(unclipped[name], expected[name], rtol=1e-4, atol=1e-6)
+    assert norm(unclipped) > 1e-2  # so that the clip of the other tests acts
+
+
+def test_16_mixed_clips_the_unscaled_gradient(tmp_path):
+    """Under a GradScaler, Adam must get the same clipped gradient as in fp32, not clip / scale."""
+    fp32, _, _ = one_step(tiny_cfg({"type": "robust", "alpha": 0.5}, clip=1e-3), tmp_path)
+    scaled, _, trainer = one_step(tiny_cfg({"type": "robust", "alpha": 0.5}, clip=1e-3), tmp_path,
+                                  plugins=[FP16ScalerWithoutAutocast(2.0 ** 16)])
+    assert trainer.precision_plugin.scaler.get_scale() == 2.0 ** 16  # the step was taken, not skipped
+    assert norm(scaled) == pytest.approx(1e-3, rel=1e-3)
+    for name in fp32:
+        torch.testing.assert_close(scaled[name], fp32[name], rtol=1e-5, atol=1e-9)
+
+
+def test_bf16_mixed_trains_one_step_with_fp32_losses(tmp_path):
+    """bf16 autocast end to end on CPU: the model runs in bf16, the loss in fp32, Adam gets an fp32 gradient
+    close in direction to the fp32 step's."""
+    dtypes = []
+    cfg = tiny_cfg({"type": "robust", "alpha": 0.5}, clip=None)
+    fp32, _, _ = one_step(cfg, tmp_path)
+    pl.seed_everything(0, verbose=False)
+    original = losses.pit_neg_sisdr
+
+    def spy(est, src):
+        dtypes.append((est.dtype, torch.is_autocast_enabled("cpu")))
+        return original(est, src)
+
+    losses.pit_neg_sisdr = spy
+    try:
+        bf16, _, trainer = one_step(cfg, tmp_path, precision="bf16-mixed")
+    finally:
+        losses.pit_neg_sisdr = original
+    assert dtypes == [(torch.float32, False)]
+    assert all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in bf16.values())
+    flat = lambda grads: torch.cat([grads[n].reshape(-1) for n in sorted(grads)])  # noqa: E731
+    assert torch.nn.functional.cosine_similarity(flat(bf16), flat(fp32), dim=0) > 0.9
+    assert not torch.equal(flat(bf16), flat(fp32)), "autocast did not act"
+    assert torch.isfinite(trainer.callback_metrics["train/loss_step"])
 
 
 def test_weight_diagnostics_are_logged(tmp_path):

@@ -2,7 +2,8 @@
 
 tests/test_distributed.py checks ``ugr.step`` under plain torch DDP; this checks
 the wiring of the LightningModule itself: ``manual_backward``, DDP's
-``no_sync`` with micro-batches, and the world-size factor.
+``no_sync`` with micro-batches, the world-size factor, and the logged
+training figures (global over the ranks, not rank 0's share).
 """
 from __future__ import annotations
 
@@ -23,15 +24,23 @@ WEIGHTINGS = {
 }
 
 
+LOGGED = ("train/loss_step", "train/uniform_loss_step", "train/ess_step", "train/max_p_step")
+
+
 class SaveGradients(Callback):
-    """Rank 0 writes the gradients the optimizer is about to apply (all-reduced under DDP)."""
+    """Rank 0 writes the gradients the optimizer is about to apply (all-reduced under DDP) and the logged
+    training figures."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.saved: dict = {}
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.saved = {n: p.grad.detach().clone() for n, p in pl_module.named_parameters()}
+
+    def on_train_batch_end(self, trainer, *args) -> None:
         if trainer.global_rank == 0:
-            torch.save({n: p.grad.detach().clone() for n, p in pl_module.named_parameters()}, self.path)
+            torch.save({**self.saved, **{k: trainer.callback_metrics[k].clone() for k in LOGGED}}, self.path)
 
 
 def fit_one_step(cfg, devices: int, out: Path) -> dict:
@@ -55,6 +64,6 @@ def test_two_process_ddp_step_equals_the_one_process_step(tmp_path, name, micro_
     ddp = fit_one_step(tiny_cfg(WEIGHTINGS[name], micro_batches=micro_batches),
                        devices=2, out=tmp_path / "ddp.pt")
     assert single.keys() == ddp.keys()
-    for key in single:
+    for key in single:  # the gradients, and the logged loss, uniform loss, ESS and max p of the global batch
         assert torch.allclose(ddp[key], single[key], rtol=1e-9, atol=1e-12), key
     assert max(g.abs().max() for g in single.values()) > 1e-6, "the step must have gradients"

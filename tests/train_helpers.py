@@ -17,8 +17,8 @@ STEPS_PER_EPOCH = MIXTURES // BATCH
 
 
 def tiny_config(path: Path, **training) -> Path:
-    """A tiny experiment over the recipe's CPU preset, with one data worker (as every shipped config):
-    EPOCHS epochs of STEPS_PER_EPOCH steps."""
+    """A tiny experiment over the recipe's CPU preset, with one data worker (as the GPU
+    configs have; resume once diverged only with workers): EPOCHS epochs of STEPS_PER_EPOCH steps."""
     sizes = {section: dict(values) for section, values in TINY_SIZES.items()}
     sizes["data"]["train_mixtures_per_epoch"] = MIXTURES
     sizes["training"].update({"batch_size": BATCH, "epochs": EPOCHS, "num_workers": 1, **training})

@@ -161,8 +161,13 @@ TRAINING_SCHEMA: Dict[str, Check] = {
     "epochs": _positive_int,
     "num_workers": _non_negative_int,
     "seed": _non_negative_int,
-    "precision": _one_of("32-true", "16-mixed", "bf16-mixed"),
+    "precision": _one_of("32-true", "16-mixed", "bf16-mixed"),  # 16-mixed needs a GPU
     "valid_batch_size": _positive_int,
+    # Speed and memory (ugr.efficiency; figures in the README's "Speed and memory"):
+    "compile": _boolean,                       # torch.compile of the model
+    "tf32": _boolean,                          # TF32 fp32 matrix products and convolutions on NVIDIA GPUs
+    "activation_checkpointing": _boolean,      # recompute Sudo rm -rf's U-blocks in the backward (less memory)
+    "log_every_n_steps": _positive_int,        # training figures to the logs every N steps (each is a host sync)
 }
 
 SCORING_PROTOCOLS = ("weights", "epochs")
@@ -366,6 +371,7 @@ def validate(cfg: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
     _check_with_builders(cfg, where)
     _check_curriculum_horizon(cfg, where)
     _check_metric_rates(cfg, where)
+    _check_activation_checkpointing(cfg, where)
     return cfg
 
 
@@ -377,6 +383,17 @@ def _check_metric_rates(cfg: Dict[str, Any], where: str) -> None:
         metrics.check(cfg["scoring"]["metrics"], cfg["data"]["sample_rate"])
     except ValueError as err:
         raise ConfigError(f"{where}: scoring.metrics: {err}") from err
+
+
+def _check_activation_checkpointing(cfg: Dict[str, Any], where: str) -> None:
+    """Checkpointing acts on Sudo rm -rf's U-blocks: another arch would silently use the full memory."""
+    from ugr.models import U_BLOCK_ARCHS
+
+    arch = cfg["model"].get("arch", U_BLOCK_ARCHS[0])
+    if cfg["training"]["activation_checkpointing"] and arch not in U_BLOCK_ARCHS:
+        raise ConfigError(f"{where}: training.activation_checkpointing checkpoints the U-blocks of "
+                          f"{' and '.join(U_BLOCK_ARCHS)}; model.arch {arch} has none: set it to false "
+                          f"(or use micro_batches to save memory)")
 
 
 def _weighting_terms(weighting_cfg: Dict[str, Any]) -> List[Dict[str, Any]]:

@@ -32,6 +32,12 @@ Conv2d's parameters, initialisation and ``state_dict`` keys, so checkpoints
 move between the fast and the stock layer in either direction. The other
 archs have no such layer (``SuDORMRFImprovedNet`` masks with a 1x1
 ``Conv1d``, which is already cheap), so ``mask_layer`` is a ``sudormrf`` key only.
+
+Activation checkpointing (``checkpoint_blocks``, the config's
+``training.activation_checkpointing``) keeps only the input of each of Sudo rm
+-rf's U-blocks during the forward pass and recomputes the block in the
+backward: the activations of the U-blocks are most of a step's memory, so
+the paper's batch fits a smaller GPU for one more forward pass of the blocks.
 """
 from __future__ import annotations
 
@@ -40,12 +46,14 @@ from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from asteroid.models import ConvTasNet, DPRNNTasNet, SuDORMRFImprovedNet, SuDORMRFNet
 from torch import Tensor, nn
 
 ARCHS = {"sudormrf": SuDORMRFNet, "sudormrf_improved": SuDORMRFImprovedNet, "convtasnet": ConvTasNet,
          "dprnntasnet": DPRNNTasNet}
 MASK_LAYERS = ("fast", "stock")
+U_BLOCK_ARCHS = ("sudormrf", "sudormrf_improved")  # the archs whose masker is a chain of U-blocks
 FILTERBANKS = ("free", "analytic_free", "param_sinc", "stft")
 MASK_ACTIVATIONS = ("softmax", "relu", "sigmoid", "linear", "prelu", "leaky_relu", "tanh", "gelu", "swish")
 NORM_TYPES = ("gLN", "cLN", "cgLN", "fgLN", "bN")  # asteroid.masknn.norms
@@ -213,4 +221,36 @@ def build_model(cfg: Mapping[str, Any] | None = None) -> nn.Module:
                              f"use an even n_filters")
         if mask_layer == "fast":
             model.masker.m = ToeplitzMaskConv2d.replacing(model.masker.m)
+    return model
+
+
+class CheckpointedBlocks(nn.Sequential):
+    """asteroid's chain of U-blocks (``masker.sm``) with each block under activation checkpointing.
+
+    A subclass of the ``nn.Sequential`` it replaces, holding the same blocks
+    under the same names, so parameters and ``state_dict`` keys are
+    unchanged. Checkpointing acts only while gradients are recorded; the
+    non-reentrant variant works with ``torch.compile`` and DDP. The blocks
+    hold no randomness (no dropout), so the recomputation is exact.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        for block in self:
+            if torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return x
+
+
+def checkpoint_blocks(model: nn.Module) -> nn.Module:
+    """Puts every U-block of a Sudo rm -rf model (``U_BLOCK_ARCHS``) under activation checkpointing, in place."""
+    blocks = getattr(getattr(model, "masker", None), "sm", None)
+    if not isinstance(blocks, nn.Sequential):
+        raise ValueError(f"activation checkpointing needs a model with U-blocks (arch one of {list(U_BLOCK_ARCHS)}), "
+                         f"got {type(model).__name__}; set training.activation_checkpointing: false")
+    checkpointed = CheckpointedBlocks()
+    for name, block in blocks.named_children():
+        checkpointed.add_module(name, block)
+    model.masker.sm = checkpointed
     return model

@@ -43,12 +43,13 @@ from typing import Any, Dict, Iterator, Optional
 
 import pytorch_lightning as pl
 import yaml
+from pytorch_lightning.accelerators import CUDAAccelerator
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from ugr import config as config_lib
-from ugr import provenance
+from ugr import efficiency, provenance
 from ugr.atomic import atomic_write_text
 from ugr.checkpoints import AtomicCheckpointIO
 from ugr.cli import gpu_problem, one_line_errors
@@ -93,8 +94,7 @@ class MixtureData(pl.LightningDataModule):
         sampler = EpochSampler(len(dataset), rank=self.trainer.global_rank, world_size=self.trainer.world_size,
                                batch_size=self.per_device_batch, batches_done=self.trainer.global_step)
         return DataLoader(dataset, batch_size=self.per_device_batch, sampler=sampler, drop_last=True,
-                          num_workers=training["num_workers"], collate_fn=collate_mixtures,
-                          persistent_workers=training["num_workers"] > 0)
+                          **self._loading())
 
     def val_dataloader(self) -> DataLoader:
         list_path = self.lists_dir / VALID_LIST
@@ -103,8 +103,14 @@ class MixtureData(pl.LightningDataModule):
         dataset = ListedMixtures(self.data_dir, list_path, sample_rate=self.cfg["data"]["sample_rate"])
         # Published mixtures keep their own lengths: one at a time.
         batch_size = self.cfg["training"]["valid_batch_size"] if dataset.fixed_length else 1
-        return DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                          num_workers=self.cfg["training"]["num_workers"], collate_fn=collate_mixtures)
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, **self._loading())
+
+    def _loading(self) -> Dict[str, Any]:
+        """How both loaders load: workers kept across epochs (no new processes per epoch, for validation
+        too), batches in pinned memory on a GPU so that Lightning's non-blocking copy overlaps the step."""
+        workers = self.cfg["training"]["num_workers"]
+        return {"num_workers": workers, "persistent_workers": workers > 0, "collate_fn": collate_mixtures,
+                "pin_memory": isinstance(self.trainer.accelerator, CUDAAccelerator)}
 
 
 TRAINING_SECTIONS = ("data", "model", "weighting", "training")  # scoring settings do not change the model
@@ -260,14 +266,14 @@ def build_trainer(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, ngpu: int,
         strategy="ddp" if ngpu * num_nodes > 1 else "auto",
         precision=cfg["training"]["precision"],
         callbacks=callbacks,
-        # Flushed every step: a killed launch keeps the log of every epoch it finished.
+        # Flushed at every logging step: a killed launch keeps the log of every epoch it finished.
         logger=[CSVLogger(exp_dir, name="csv", flush_logs_every_n_steps=1),
                 TensorBoardLogger(exp_dir, name="tensorboard", default_hp_metric=False)],
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,
         deterministic="warn",
         num_sanity_val_steps=0,
-        log_every_n_steps=1,
+        log_every_n_steps=cfg["training"]["log_every_n_steps"],
         enable_progress_bar=progress,
         enable_model_summary=False,
         default_root_dir=exp_dir,  # where Lightning's SLURM requeue writes its hpc_ckpt_N.ckpt
@@ -294,6 +300,7 @@ def train(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, ngpu: int = 0,
             return json.loads(done.read_text())
         config_lib.check_corpus(cfg, data_dir, str(exp_dir / "config.yaml"))
         pl.seed_everything(cfg["training"]["seed"], workers=True, verbose=False)
+        efficiency.set_tf32(cfg["training"]["tf32"])
         system = SeparationSystem(cfg)
         data = MixtureData(cfg, data_dir, ngpu, num_nodes)
         resume = resume_checkpoint(exp_dir)
@@ -345,6 +352,9 @@ def main(argv=None) -> None:
         problem = gpu_problem(args.ngpu, f"--ngpu {args.ngpu}") if args.ngpu > 0 else None
         if problem:
             raise ValueError(problem)
+        if args.ngpu == 0 and cfg["training"]["precision"] == "16-mixed":  # Lightning would switch to bf16 silently
+            raise ValueError(f"{args.config}: training.precision 16-mixed needs a GPU (--ngpu >= 1); on CPU use "
+                             f"bf16-mixed or 32-true")
         train(cfg, args.exp_dir, args.data, args.ngpu, progress=sys.stderr.isatty() and not args.no_progress,
               num_nodes=args.num_nodes)
 

@@ -1,0 +1,135 @@
+#!/usr/bin/env python
+"""Training steps/s inside the recipe (Lightning, data workers, logging) against the bare step, same config.
+
+The recipe part runs stage 2's own trainer (``ugr.train.build_trainer``, the
+``MixtureData`` loaders, ``SeparationSystem``) on a prepared data folder for
+``--warmup`` + ``--steps`` steps of one epoch (validation cut to one batch),
+in a temporary experiment folder, and times the steps after the warm-up,
+from the start of the first timed batch to the end of the last: data waits,
+host syncs, logging and checkpoint bookkeeping included. The bare part is
+``bench/model_speed.py``'s training step (forward, PIT SI-SDR, backward,
+clip, Adam) of the same model, batch size, mixture length, device, threads
+and speed settings (activation checkpointing, compile) on a fixed random
+batch, without Lightning. The two parts alternate ``--rounds`` times, so
+that drift of the machine hits both alike. Printed: steps/s of each, and
+their ratio (target: the recipe at least 0.9 of the bare step).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Dict
+
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from model_speed import make_step
+from ugr import config as config_lib
+from ugr import efficiency, models
+from ugr.system import SeparationSystem
+from ugr.train import MixtureData, build_trainer
+
+TARGET_RATIO = 0.9
+
+
+class StepClock(Callback):
+    """Wall time from the start of training batch ``warmup`` to the end of the last batch."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.end, self.steps = warmup, 0.0, 0.0, 0
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if batch_idx == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if batch_idx >= self.warmup:
+            self.end, self.steps = time.perf_counter(), self.steps + 1
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=Path("egs/wsj0_esc50/conf/baseline_cpu.yaml"),
+                        help="experiment config (default: %(default)s)")
+    parser.add_argument("--override", action="append", default=[], help="SECTION.KEY=VALUE ..., as ugr.train")
+    parser.add_argument("--data", type=Path, default=Path("egs/wsj0_esc50/data"),
+                        help="prepared data folder with the config's lists (stages 0-1; default: %(default)s)")
+    parser.add_argument("--ngpu", type=int, default=0, choices=[0, 1], help="0: CPU, 1: one GPU (default: 0)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per round (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed first steps (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations recipe/bare (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch CPU threads, for both (default: torch's, %(default)s, as the recipe)")
+    args = parser.parse_args(argv)
+    if min(args.steps, args.rounds) < 1 or args.warmup < 0:
+        parser.error("--steps and --rounds must be >= 1, --warmup >= 0")
+    return args
+
+
+def recipe_steps_per_second(cfg: Dict[str, Any], args: argparse.Namespace) -> float:
+    clock = StepClock(args.warmup)
+    with tempfile.TemporaryDirectory(prefix="recipe_speed_") as exp_dir:
+        trainer = build_trainer(cfg, Path(exp_dir), args.data, args.ngpu, progress=False)
+        trainer.callbacks.append(clock)
+        trainer.limit_val_batches = 1
+        efficiency.set_tf32(cfg["training"]["tf32"])
+        trainer.fit(SeparationSystem(cfg), datamodule=MixtureData(cfg, args.data, args.ngpu))
+    return clock.steps / (clock.end - clock.start)
+
+
+def bare_steps_per_second(cfg: Dict[str, Any], args: argparse.Namespace) -> float:
+    device = "cuda" if args.ngpu else "cpu"
+    torch.manual_seed(0)
+    model = efficiency.apply_memory_settings(models.build_model(cfg["model"]), cfg["training"]).to(device)
+    efficiency.compile_model(model, cfg["training"])
+    efficiency.set_tf32(cfg["training"]["tf32"])
+    frames = int(cfg["data"]["segment"] * cfg["data"]["sample_rate"])
+    sources = torch.randn(cfg["training"]["batch_size"], cfg["model"]["n_src"], frames, device=device)
+    variant = "ours" + ("+bf16" if cfg["training"]["precision"] == "bf16-mixed" else "")
+    step = make_step(model, sources.sum(1), sources, SimpleNamespace(optimizer_step=True, device=device), variant)
+    for _ in range(args.warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    return args.steps / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = config_lib.load(args.config, config_lib.parse_overrides(args.override))
+    cfg["data"]["train_mixtures_per_epoch"] = (args.warmup + args.steps) * cfg["training"]["batch_size"]
+    cfg["training"]["epochs"] = 1
+    config_lib.validate(cfg, where=str(args.config))
+    if cfg["training"]["precision"] == "16-mixed":
+        sys.exit("recipe_speed: the bare step has no fp16 scaler; use 32-true or bf16-mixed")
+    load_before, cpu_before = os.getloadavg()[0], time.process_time()
+    recipe, bare = [], []
+    for _ in range(args.rounds):
+        recipe.append(recipe_steps_per_second(cfg, args))
+        bare.append(bare_steps_per_second(cfg, args))
+    load_after = os.getloadavg()[0]
+    recipe_rate, bare_rate = statistics.median(recipe), statistics.median(bare)
+    training = cfg["training"]
+    print(f"setup: {args.config} (batch {training['batch_size']} x {cfg['data']['segment']} s, "
+          f"{training['num_workers']} data workers, precision {training['precision']}, compile {training['compile']}, "
+          f"activation checkpointing {training['activation_checkpointing']}), {'cuda' if args.ngpu else 'cpu'}, "
+          f"{args.threads} threads, {args.steps} timed steps after {args.warmup}, median of {args.rounds} rounds")
+    print(f"machine: {torch.cuda.get_device_name() if args.ngpu else f'{os.cpu_count()} CPUs'}, "
+          f"torch {torch.__version__}, 1-min load average {load_before:.1f} before, {load_after:.1f} after; "
+          f"CPU time of this process {time.process_time() - cpu_before:.0f} s")
+    print(f"  rounds, recipe steps/s: {', '.join(f'{r:.3f}' for r in recipe)}; bare: {', '.join(f'{b:.3f}' for b in bare)}")
+    ratio = recipe_rate / bare_rate
+    print(f"recipe {recipe_rate:.3f} steps/s, bare step {bare_rate:.3f} steps/s: ratio {ratio:.3f} "
+          f"(target >= {TARGET_RATIO:g}: {'met' if ratio >= TARGET_RATIO else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
