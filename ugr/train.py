@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import logging
 import os
 import signal
 import socket
@@ -242,6 +243,20 @@ class EpochLine(Callback):
               f"{', '.join(parts)} ({time.monotonic() - self.start:.0f} s)", flush=True)
 
 
+def quiet_lightning_notices() -> None:
+    """Drops three Lightning notices that say nothing about this run from the stage logs: the srun hint (Slurm's
+    client is installed but the local backend runs; Slurm jobs go through srun, tools/launch.sh), a deprecation
+    inside Lightning's own code, and the advertisement for a cloud logger."""
+    warnings.filterwarnings("ignore", message=".*The `srun` command is available on your system but is not used")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated")
+
+    class NoAdvert(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "litlogger" not in record.getMessage()
+
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(NoAdvert())
+
+
 def build_trainer(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, ngpu: int, progress: bool = True,
                   num_nodes: int = 1) -> pl.Trainer:
     """The Lightning trainer: per-epoch + best checkpoints (atomic), CSV + TensorBoard logs, the config and
@@ -250,6 +265,7 @@ def build_trainer(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, ngpu: int,
     Several nodes only under Slurm: Lightning's SLURMEnvironment takes the ranks
     from srun's tasks (one per GPU) and checks them against ``num_nodes``.
     """
+    quiet_lightning_notices()
     ckpt_dir = exp_dir / "checkpoints"
     keep_epochs = ModelCheckpoint(  # "the top k by epoch number" = the last k epochs
         dirpath=ckpt_dir, filename="epoch={epoch}", auto_insert_metric_name=False, monitor="epoch", mode="max",
