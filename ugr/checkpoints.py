@@ -13,6 +13,7 @@ ensemble) and score that one model.
 """
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -77,6 +78,19 @@ def average_last_epochs(ckpt_dir: Path, k: int) -> tuple[Dict[str, torch.Tensor]
                 total[name] = value  # integer buffers (counters) are not averaged: keep the latest
     averaged = {name: (v / k).to(dtypes[name]) if v.is_floating_point() else v for name, v in total.items()}
     return averaged, chosen
+
+
+def add_weights_options(parser: argparse.ArgumentParser, checkpoint_help: str) -> None:
+    """The choice of weights that ``load_experiment`` takes: ``--average-last K`` or ``--checkpoint FILE``.
+
+    One definition for every entry point that loads a trained experiment
+    (``ugr-export``, ``ugr-separate``), so the two options mean the same and
+    exclude each other everywhere.
+    """
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--average-last", type=int, metavar="K",
+                       help="average the last K epoch checkpoints (default: the config's scoring.average_last_k)")
+    which.add_argument("--checkpoint", type=Path, help=checkpoint_help)
 
 
 def experiment_config(exp_dir: Path) -> Dict[str, Any]:

@@ -42,7 +42,7 @@ from asteroid.models import BaseModel
 
 import ugr
 from ugr.atomic import atomic_write, atomic_write_text
-from ugr.checkpoints import epoch_checkpoints, load_experiment
+from ugr.checkpoints import add_weights_options, epoch_checkpoints, load_experiment
 from ugr.data.corpora import LICENCES
 from ugr.data.prepare import REPORT_NAME
 from ugr.report import class_table, describe_weighting, distribution_table
@@ -352,10 +352,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="ugr-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exp-dir", required=True, type=Path, help="trained experiment folder (stage 2 output)")
     parser.add_argument("--out", required=True, type=Path, help="model file to write, e.g. publish/model.pth")
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--average-last", type=int, metavar="K",
-                       help="average the last K epoch checkpoints (default: the config's scoring.average_last_k)")
-    which.add_argument("--checkpoint", type=Path, help="export this one checkpoint (e.g. checkpoints/best.ckpt)")
+    add_weights_options(parser, "export this one checkpoint (e.g. checkpoints/best.ckpt)")
     parser.add_argument("--data", type=Path, help="the prepared data folder, for its preparation report "
                                                   "(default: <recipe>/data beside <recipe>/exp, when there)")
     return parser.parse_args(argv)

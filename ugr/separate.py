@@ -57,7 +57,7 @@ from asteroid.losses import PITLossWrapper
 from tqdm import tqdm
 
 from ugr.atomic import OutputError, atomic_write
-from ugr.checkpoints import load_experiment
+from ugr.checkpoints import add_weights_options, load_experiment
 from ugr.cli import one_line_errors
 from ugr.models import resolve_config
 
@@ -368,10 +368,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("inputs", nargs="+", type=Path, help="audio files and folders of them (any sample rate)")
     parser.add_argument("--exp-dir", required=True, type=Path, help="trained experiment folder (has config.yaml)")
     parser.add_argument("--out", required=True, type=Path, help="folder for the separated wav files")
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--average-last", type=int, metavar="K",
-                       help="average the last K epoch checkpoints (default: the config's scoring.average_last_k)")
-    which.add_argument("--checkpoint", type=Path, help="use this one checkpoint (e.g. checkpoints/best.ckpt)")
+    add_weights_options(parser, "use this one checkpoint (e.g. checkpoints/best.ckpt)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS,
                         help="longest stretch the model sees at once (default: %(default)s)")
