@@ -1,9 +1,13 @@
 """The speed and memory settings change how a step is computed, never what it computes: torch.compile and
-activation checkpointing give the eager step's gradients, checkpoints keep their keys, and the config
-refuses what a setting cannot do."""
+activation checkpointing give the eager step's gradients, checkpoints keep their keys, keeping freed memory
+stops the page faults of a step's allocations, and the config refuses what a setting cannot do."""
 from __future__ import annotations
 
 import copy
+import json
+import platform
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -81,7 +85,37 @@ def test_activation_checkpointing_needs_u_blocks():
     assert isinstance(SeparationSystem(config.validate(cfg)).model.masker.sm, models.CheckpointedBlocks)
 
 
-@pytest.mark.parametrize("key", ["compile", "tf32", "activation_checkpointing"])
+# Allocates and frees a 48 MB tensor (above glibc's largest mmap threshold) 20 times, after 3 warm-up
+# rounds (the heap settles in 2), and prints the minor page faults of those 20 rounds.
+_FAULTS_OF_REPEATED_ALLOCATIONS = """
+import json, resource, sys, torch
+from ugr import efficiency
+took = efficiency.keep_freed_memory(sys.argv[1] == "on")
+def rounds(n):
+    for _ in range(n):
+        torch.ones(12 * 2**20).sum()
+rounds(3)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+rounds(20)
+print(json.dumps({"took": took, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting acts on glibc's malloc")
+def test_keeping_freed_memory_stops_the_page_faults_of_repeated_allocations():
+    """training.keep_freed_memory: freed tensors' pages are reused, not unmapped and faulted in again."""
+    def run(setting):
+        out = subprocess.run([sys.executable, "-c", _FAULTS_OF_REPEATED_ALLOCATIONS, setting],
+                             capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+    off, on = run("off"), run("on")
+    pages = 12 * 2**20 * 4 // 4096
+    assert not off["took"] and on["took"]
+    assert off["faults"] >= 20 * pages / 2, off  # glibc's default: each round faults its pages in anew
+    assert on["faults"] < pages / 10, on         # kept: the heap already holds them
+
+
+@pytest.mark.parametrize("key", ["compile", "tf32", "activation_checkpointing", "keep_freed_memory"])
 def test_speed_settings_are_validated(key):
     with pytest.raises(ConfigError, match=f"training.{key} must be true or false"):
         load(CONF_DIR / "baseline_cpu.yaml", parse_overrides([f"training.{key}=yes please"]))
@@ -101,4 +135,5 @@ def test_tf32_is_set_both_ways():
 def test_shipped_cpu_and_gpu_bases_choose_every_setting():
     for base in sorted(CONF_DIR.parents[1].glob("*/conf/base_*.yaml")):
         training = load(base)["training"]
-        assert {"compile", "tf32", "activation_checkpointing", "log_every_n_steps"} <= set(training), base
+        assert {"compile", "tf32", "activation_checkpointing", "log_every_n_steps",
+                "keep_freed_memory"} <= set(training), base

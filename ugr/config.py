@@ -168,6 +168,7 @@ TRAINING_SCHEMA: Dict[str, Check] = {
     "tf32": _boolean,                          # TF32 fp32 matrix products and convolutions on NVIDIA GPUs
     "activation_checkpointing": _boolean,      # recompute Sudo rm -rf's U-blocks in the backward (less memory)
     "log_every_n_steps": _positive_int,        # training figures to the logs every N steps (each is a host sync)
+    "keep_freed_memory": _boolean,             # glibc malloc reuses freed host memory (no page faults each step)
 }
 
 SCORING_PROTOCOLS = ("weights", "epochs")

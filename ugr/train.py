@@ -317,6 +317,7 @@ def train(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, ngpu: int = 0,
         config_lib.check_corpus(cfg, data_dir, str(exp_dir / "config.yaml"))
         pl.seed_everything(cfg["training"]["seed"], workers=True, verbose=False)
         efficiency.set_tf32(cfg["training"]["tf32"])
+        efficiency.keep_freed_memory(cfg["training"]["keep_freed_memory"])
         system = SeparationSystem(cfg)
         data = MixtureData(cfg, data_dir, ngpu, num_nodes)
         resume = resume_checkpoint(exp_dir)
