@@ -6,7 +6,8 @@ import torch
 from asteroid.models import ConvTasNet, DPRNNTasNet, SuDORMRFImprovedNet, SuDORMRFNet
 from torch import nn
 
-from ugr.models import ARCH_DEFAULTS, ARCHS, CPU_PRESET, MODEL_DEFAULTS, ToeplitzMaskConv2d, build_model
+from ugr.models import (ARCH_DEFAULTS, ARCHS, CPU_PRESET, MODEL_DEFAULTS, ToeplitzMaskConv2d, TwoSourceSoftmaxMask,
+                        build_model)
 from test_system import one_step, tiny_cfg
 
 TINY = {"n_src": 2, "bn_chan": 16, "num_blocks": 2, "n_filters": 32, "kernel_size": 16}
@@ -35,12 +36,14 @@ def assert_close_relative(actual: torch.Tensor, expected: torch.Tensor, what: st
     assert error <= rtol * scale, f"{what}: max error {error:.3g} > {rtol} * {scale:.3g}"
 
 
-def forward_backward(layer: nn.Conv2d, x: torch.Tensor, grad_out: torch.Tensor):
+def forward_backward(layer: nn.Module, x: torch.Tensor, grad_out: torch.Tensor, conv: nn.Conv2d | None = None):
+    """Output, input gradient and the gradients of ``conv``'s weight and bias (``conv``: ``layer`` itself by default)."""
+    conv = conv or layer
     x = x.clone().requires_grad_(True)
     layer.zero_grad(set_to_none=True)
     out = layer(x)
     out.backward(grad_out)
-    return out.detach(), x.grad, layer.weight.grad.clone(), layer.bias.grad.clone()
+    return out.detach(), x.grad, conv.weight.grad.clone(), conv.bias.grad.clone()
 
 
 @pytest.mark.parametrize("n_bases", [1, 2, 7, 8, 33, 64, 512])
@@ -70,6 +73,34 @@ def test_fast_layer_matches_other_kernel_and_padding_sizes(taps: int, pad: int, 
     fast = ToeplitzMaskConv2d.replacing(stock)
     x = torch.randn(2, 1, n_rows, 4, dtype=torch.double)
     torch.testing.assert_close(fast(x), stock(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_bases", [2, 8, 64, 512])
+def test_two_source_layer_gives_the_stock_layers_softmax_and_its_gradients(n_bases: int) -> None:
+    torch.manual_seed(n_bases)
+    stock = stock_mask_layer(n_bases, 2).double()  # in float64: the identity itself, not fp32 rounding of logits
+    with torch.no_grad():
+        stock.weight.normal_()
+        stock.bias.normal_()
+    fused = TwoSourceSoftmaxMask.replacing(stock)
+    frames = 9 if n_bases < 512 else 50
+    x = torch.randn(3, 1, n_bases, frames, dtype=torch.double)
+    grad_out = torch.randn(3, 2, n_bases, frames, dtype=torch.double)
+    expected = forward_backward(nn.Sequential(stock, nn.Softmax(dim=1)), x, grad_out, stock)
+    actual = forward_backward(fused, x, grad_out)
+    for name, a, e in zip(("masks", "input grad", "weight grad", "bias grad"), actual, expected):
+        assert_close_relative(a, e, name, rtol=1e-10)
+
+
+def test_fused_softmax_only_for_two_sources_with_softmax_masks() -> None:
+    default = build_model(TINY)
+    assert type(default.masker.m) is TwoSourceSoftmaxMask and isinstance(default.masker.output_act, nn.Identity)
+    for changed in ({"n_src": 3}, {"mask_act": "relu"}):
+        model = build_model({**TINY, **changed})
+        assert type(model.masker.m) is ToeplitzMaskConv2d, changed
+        assert not isinstance(model.masker.output_act, nn.Identity), changed
+    with pytest.raises(ValueError, match="two sources"):
+        TwoSourceSoftmaxMask(1, 3, kernel_size=(5, 1), padding=(2, 0))
 
 
 def test_fast_layer_refuses_what_it_does_not_reproduce() -> None:

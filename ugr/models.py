@@ -178,8 +178,45 @@ class ToeplitzMaskConv2d(nn.Conv2d):
         batch, _, n_rows_in, frames = x.shape
         matrix = self.toeplitz(n_rows_in)
         n_src, n_rows_out, _ = matrix.shape
-        out = torch.matmul(matrix.reshape(n_src * n_rows_out, n_rows_in), x.reshape(batch, n_rows_in, frames))
+        out = batched_product(matrix.reshape(n_src * n_rows_out, n_rows_in), x.reshape(batch, n_rows_in, frames))
         return out.view(batch, n_src, n_rows_out, frames) + self.bias.view(1, n_src, 1, 1)
+
+
+def batched_product(matrix: Tensor, x: Tensor) -> Tensor:
+    """``matrix @ x[b]`` for every b of a (B, N, T) ``x``, as one batched product on a broadcast view.
+
+    ``torch.matmul`` of a matrix with a batch folds the batch into one matrix
+    product by transposing ``x`` and the result, two copies of the largest
+    tensors of the step; ``bmm`` on the stride-0 view reads ``x`` as it lies.
+    """
+    return torch.bmm(matrix.expand(x.shape[0], -1, -1), x)
+
+
+class TwoSourceSoftmaxMask(ToeplitzMaskConv2d):
+    """The fast mask layer and its softmax over two sources, in one: the masks from one N x N product.
+
+    A softmax over two logits a and b is ``(sigmoid(a - b), 1 - sigmoid(a - b))``,
+    and ``a - b = (M_0 - M_1) x + (bias_0 - bias_1)``: one product with the
+    difference of the two Toeplitz matrices instead of two products, and no
+    softmax over a (B, 2, N, T) tensor (a fifth of the CPU preset's step went
+    to the mask layer and its softmax before). The gradients reach both
+    kernels and biases through the difference, with opposite signs, as
+    through the softmax. It returns masks, not logits: the masker's
+    ``output_act`` must be the identity (``build_model`` sets it).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int],
+                 padding: tuple[int, int], **kwargs: Any) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, padding, **kwargs)
+        if self.out_channels != 2:
+            raise ValueError(f"TwoSourceSoftmaxMask computes the softmax of two sources; got {self.out_channels}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, _, n_rows_in, frames = x.shape
+        first, second = self.toeplitz(n_rows_in)
+        difference = batched_product(first - second, x.reshape(batch, n_rows_in, frames))
+        mask = torch.sigmoid(difference + (self.bias[0] - self.bias[1]))
+        return torch.stack([mask, 1 - mask], dim=1)
 
 
 def resolve_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -205,8 +242,9 @@ def build_model(cfg: Mapping[str, Any] | None = None) -> nn.Module:
 
     Keys: ``arch`` and those of ``ARCH_DEFAULTS[arch]`` (missing keys take its
     values). For ``sudormrf``, ``mask_layer`` ("fast" or "stock") picks the
-    implementation of the mask layer; every other key goes to asteroid's
-    constructor. The model maps (B, T) to (B, n_src, T), and its
+    implementation of the mask layer (for two sources and softmax masks the
+    fast layer computes the softmax too, ``TwoSourceSoftmaxMask``); every other
+    key goes to asteroid's constructor. The model maps (B, T) to (B, n_src, T), and its
     ``state_dict`` is interchangeable with stock asteroid's.
     """
     full = resolve_config(cfg or {})
@@ -219,7 +257,10 @@ def build_model(cfg: Mapping[str, Any] | None = None) -> nn.Module:
             raise ValueError(f"model config n_filters={full['n_filters']} gives {n_bases} encoder bases; asteroid's "
                              f"SuDORMRF mask layer outputs N + 1 masks for odd N, which the decoder cannot apply: "
                              f"use an even n_filters")
-        if mask_layer == "fast":
+        if mask_layer == "fast" and full["n_src"] == 2 and full["mask_act"] == "softmax":
+            model.masker.m = TwoSourceSoftmaxMask.replacing(model.masker.m)
+            model.masker.output_act = nn.Identity()  # the layer returns the softmax's masks
+        elif mask_layer == "fast":
             model.masker.m = ToeplitzMaskConv2d.replacing(model.masker.m)
     return model
 
