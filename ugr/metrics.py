@@ -29,7 +29,6 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from torch import Tensor
-from torchmetrics.functional.audio import signal_distortion_ratio
 
 from ugr import losses
 
@@ -58,6 +57,8 @@ def sdri(est: Tensor, src: Tensor, mix: Tensor) -> Tensor:
     bss_eval definition), so it does not punish a model for a colouration; the
     two together tell filtering errors from interference.
     """
+    from torchmetrics.functional.audio import signal_distortion_ratio  # imported here: 2 s, for this metric only
+
     _check_shapes(est, src, mix)
     mixture = mix.unsqueeze(-2).expand_as(src)
     return signal_distortion_ratio(est, src) - signal_distortion_ratio(mixture, src)

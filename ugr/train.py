@@ -46,13 +46,14 @@ import pytorch_lightning as pl
 import yaml
 from pytorch_lightning.accelerators import CUDAAccelerator
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from ugr import config as config_lib
 from ugr import efficiency, provenance
 from ugr.atomic import atomic_write_text
-from ugr.checkpoints import AtomicCheckpointIO
+from ugr.checkpoints import atomic_torch_save
 from ugr.cli import gpu_problem, one_line_errors
 from ugr.data.dataset import EpochSampler, ListedMixtures, OnTheFlyMixtures, PublishedCrops, collate_mixtures
 from ugr.data.mixing import MixingSettings
@@ -184,6 +185,13 @@ def experiment_lock(exp_dir: Path, is_global_zero: bool) -> Iterator[None]:
     finally:
         _held_lock = None
         os.close(fd)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO whose saves are atomic on local disks (``ugr.checkpoints`` says why)."""
+
+    def save_checkpoint(self, checkpoint: Dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
+        atomic_torch_save(checkpoint, Path(path))
 
 
 class RecordExperiment(Callback):
