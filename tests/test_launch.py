@@ -85,6 +85,47 @@ def test_local_array_runs_every_task_with_its_index_and_reports_the_failed_one(t
     assert (tmp_path / "ids/stage").read_text() == "local\n"
 
 
+def test_local_max_jobs_runs_tasks_side_by_side_sharing_the_cores(tmp_path: Path) -> None:
+    """--max-jobs 2: tasks 0 and 1 overlap in time (each waits until both have started), task 2 starts after
+    one of them ended; each gets OMP_NUM_THREADS = cores / 2, its own log, and a failure is still reported."""
+    script = ('echo "threads=$OMP_NUM_THREADS"; date +%s.%N >"start.$UGR_TASK_ID"; printf "bar 1\\rbar 2\\n"; '
+              'if [ "$UGR_TASK_ID" != 2 ]; then for i in $(seq 100); do [ -e start.0 ] && [ -e start.1 ] && break; '
+              'sleep 0.05; done; [ -e start.0 ] && [ -e start.1 ]; fi; status=$?; date +%s.%N >"end.$UGR_TASK_ID"; '
+              '[ $status = 0 ] && [ "$UGR_TASK_ID" != 2 ]')
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    result = launch("--array", "3", "--max-jobs", "2", "--log", "log/t.%a.log", "--", "bash", "-c", script,
+                    cwd=tmp_path, env=env)
+    assert [footer_code(tmp_path / f"log/t.{task}.log") for task in range(3)] == [0, 0, 1], result.stderr
+    start, end = ({task: float((tmp_path / f"{what}.{task}").read_text()) for task in range(3)} for what in ("start", "end"))
+    assert start[2] >= min(end[0], end[1]), "a third task ran while two were running"
+    threads = max(1, os.cpu_count() // 2)
+    for task in range(3):
+        assert f"threads={threads}" in (tmp_path / f"log/t.{task}.log").read_text().splitlines()
+    assert result.returncode != 0 and "1 of 3 task(s) failed; see log/t.2.log" in result.stderr
+    # On stderr each line is tagged with its task's log; a progress bar shows its last state.
+    assert f"[t.1] threads={threads}" in result.stderr.splitlines() and "[t.0] bar 2" in result.stderr.splitlines()
+    assert launch("--array", "2", "--max-jobs", "2", "--log", "log/u.%a.log", "--", "bash", "-c",
+                  'echo "threads=$OMP_NUM_THREADS"', cwd=tmp_path, env={**env, "OMP_NUM_THREADS": "3"}).returncode == 0
+    assert "threads=3" in (tmp_path / "log/u.1.log").read_text().splitlines()  # a user's setting stands
+
+
+def test_local_interrupt_stops_every_running_task(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the launcher) reaches tasks running side by side, which background jobs of a script
+    would otherwise ignore."""
+    proc = subprocess.Popen([str(LAUNCH), "--array", "2", "--max-jobs", "2", "--log", "log/s.%a.log", "--",
+                             sys.executable, "-c", "import time, os; open(f'up.{os.getpid()}', 'w'); time.sleep(60)"],
+                            cwd=tmp_path, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while len(list(tmp_path.glob("up.*"))) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    pids = [int(p.name.split(".")[1]) for p in tmp_path.glob("up.*")]
+    assert len(pids) == 2
+    proc.send_signal(2)
+    assert proc.wait(timeout=30) == 130
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists(), f"task process {pid} still runs"
+
+
 def test_local_task_id_is_zero_without_array(tmp_path: Path) -> None:
     result = launch("--log", "a.log", "--", "bash", "-c", 'echo "index=$UGR_TASK_ID"', cwd=tmp_path)
     assert result.returncode == 0
@@ -147,6 +188,7 @@ def test_wait_for_with_an_unreachable_controller_passes_on_what_scontrol_says(tm
     (["--backend", "slurm", "--conf", "sets_output.conf", "--log", "x.log", "--", "touch", "ran"],
      "sets_output.conf:2: '--output=elsewhere.log' is set by launch.sh itself"),
     (["--array", "0", "--log", "x.log", "--", "touch", "ran"], "--array '0' must be a positive integer"),
+    (["--max-jobs", "0", "--log", "x.log", "--", "touch", "ran"], "--max-jobs '0' must be a positive integer"),
     (["--log", "x.%j.log", "--", "touch", "ran"], "'%' may only appear as '%a'"),
     (["--after", "12:abc", "--log", "x.log", "--", "touch", "ran"], "'abc' is not a job id"),
     (["--bogus", "1", "--log", "x.log", "--", "touch", "ran"], "unknown option '--bogus'"),

@@ -15,10 +15,11 @@ log=
 array=
 after=
 jobid_file=
+max_jobs=1
 wait_for=none  # not waiting; --wait-for '' waits for nothing and succeeds
 help_message="Usage:
   $0 [--backend local|slurm] [--conf FILE] [--kind KIND] [--ngpu N] [--nodes N] [--name NAME]
-     --log FILE [--array N] [--after ID[:ID...]] [--jobid-file FILE] -- COMMAND [ARGS...]
+     --log FILE [--array N] [--max-jobs N] [--after ID[:ID...]] [--jobid-file FILE] -- COMMAND [ARGS...]
   $0 --wait-for ID[:ID...]
 
 Runs COMMAND (an argument list, not a shell string) and keeps its output in
@@ -27,11 +28,17 @@ exit code and elapsed time; Python output is unbuffered (PYTHONUNBUFFERED=1).
 With --array N it runs N tasks: '%a' in --log becomes the task index 0..N-1,
 and every task sees it as UGR_TASK_ID (0 without --array).
 
-  --backend local  run now, tasks one after another; output goes to the log and
-                   to stderr (so progress bars show). Exit status non-zero if any
-                   task failed. --conf/--kind/--ngpu/--nodes/--name/--after are ignored
-                   (sequential runs are already ordered). --jobid-file gets 'local'.
-  --backend slurm  submit with sbatch and return at once; prints the job id (also
+  --backend local  run now, up to --max-jobs tasks at once (default 1: one after
+                   another); output goes to the log and to stderr (so progress bars
+                   show; with several tasks at once, each finished line prefixed with
+                   its log's name, progress bars as their last state). Tasks at once
+                   share the CPU cores: each gets OMP_NUM_THREADS = cores / tasks
+                   running (at least 1) unless OMP_NUM_THREADS is set. Exit status
+                   non-zero if any task failed. --conf/--kind/--ngpu/--nodes/--name/
+                   --after are ignored (local runs are already ordered). --jobid-file
+                   gets 'local'.
+  --backend slurm  submit with sbatch and return at once (--max-jobs is for local
+                   runs only); prints the job id (also
                    written to --jobid-file). --conf FILE gives the sbatch options of
                    each --kind (see tools/slurm/slurm.conf.example; '{ngpu}' and
                    '{nodes}' are replaced by --ngpu and --nodes). When the job has
@@ -158,18 +165,61 @@ run_task() {  # run_task INDEX: header, COMMAND's output, footer on stdout; retu
   return "$status"
 }
 
-run_local() {
-  local task task_log failed=()
-  for ((task = 0; task < ${array:-1}; task++)); do
-    task_log=${log//%a/$task}
-    mkdir -p "$(dirname "$task_log")"
-    if ! run_task "$task" | tee "$task_log" >&2; then
-      failed+=("$task_log")
-    fi
+prefix_lines() {  # prefix_lines TAG: each finished line of stdin as 'TAG text', a progress bar as its last state
+  local line
+  while IFS= read -r line || [ -n "$line" ]; do
+    while [[ $line == *$'\r' ]]; do line=${line%$'\r'}; done
+    line=${line##*$'\r'}
+    [ -z "$line" ] || printf '%s %s\n' "$1" "$line"
   done
+}
+
+run_local() {
+  local task task_log tasks=${array:-1} at_once failed=() status_dir threads
+  at_once=$((max_jobs < tasks ? max_jobs : tasks))
+  if [ "$at_once" -eq 1 ]; then
+    for ((task = 0; task < tasks; task++)); do
+      task_log=${log//%a/$task}
+      mkdir -p "$(dirname "$task_log")"
+      if ! run_task "$task" | tee "$task_log" >&2; then
+        failed+=("$task_log")
+      fi
+    done
+  else
+    # Concurrent tasks: each a background job in its own process group (set -m), so that it keeps Ctrl-C's
+    # default action, which a script's background jobs otherwise ignore; an interrupt of this script is passed
+    # on to every group. Each job records its status; their output is interleaved line by line.
+    threads=${OMP_NUM_THREADS:-$(( $(nproc) / at_once ))}
+    [ "$threads" -ge 1 ] 2>/dev/null || threads=1
+    status_dir=$(mktemp -d)
+    echo "$0: running $tasks tasks, $at_once at once, OMP_NUM_THREADS=$threads each; logs $log" >&2
+    local pids=()
+    trap 'for pid in "${pids[@]}"; do kill -INT -- "-$pid" 2>/dev/null || true; done; wait; rm -rf "$status_dir"; exit 130' INT TERM
+    set -m
+    for ((task = 0; task < tasks; task++)); do
+      while [ "$(jobs -rp | wc -l)" -ge "$at_once" ]; do wait -n || true; done
+      task_log=${log//%a/$task}
+      mkdir -p "$(dirname "$task_log")"
+      (
+        set -o pipefail
+        export OMP_NUM_THREADS=$threads
+        status=0
+        run_task "$task" | tee "$task_log" | prefix_lines "[$(basename "$task_log" .log)]" >&2 || status=$?
+        echo "$status" >"$status_dir/$task"
+      ) &
+      pids+=($!)
+    done
+    wait
+    set +m
+    trap - INT TERM
+    for ((task = 0; task < tasks; task++)); do
+      [ "$(cat "$status_dir/$task" 2>/dev/null)" = 0 ] || failed+=("${log//%a/$task}")
+    done
+    rm -rf "$status_dir"
+  fi
   [ -z "$jobid_file" ] || write_atomically "$jobid_file" local
   if [ ${#failed[@]} -gt 0 ]; then
-    die "${#failed[@]} of ${array:-1} task(s) failed; see ${failed[*]}"
+    die "${#failed[@]} of $tasks task(s) failed; see ${failed[*]}"
   fi
 }
 
@@ -302,6 +352,7 @@ fi
 [ -z "$array" ] || [[ $array =~ ^[1-9][0-9]*$ ]] || die "--array '$array' must be a positive integer (the number of tasks)"
 [[ $ngpu =~ ^[0-9]+$ ]] || die "--ngpu '$ngpu' must be a non-negative integer"
 [[ $nodes =~ ^[1-9][0-9]*$ ]] || die "--nodes '$nodes' must be a positive integer"
+[[ $max_jobs =~ ^[1-9][0-9]*$ ]] || die "--max-jobs '$max_jobs' must be a positive integer (local tasks at once)"
 if [ -z "$name" ]; then
   name=$(basename "$log" .log)
   name=${name//%a/}

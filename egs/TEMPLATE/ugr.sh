@@ -59,6 +59,12 @@ fi
 [ "$num_nodes" -eq 1 ] || [ "$ngpu" -gt 0 ] || die "--num_nodes $num_nodes needs --ngpu >= 1 (several nodes only for GPU training)"
 [ -z "$fs" ] || [[ $fs =~ ^[1-9][0-9]*$ ]] || die "--fs '$fs' must be a sample rate in Hz, e.g. 16000"
 case $cmd_backend in local|slurm) ;; *) die "--cmd_backend '$cmd_backend': use local or slurm" ;; esac
+[ "$local_jobs" -ge 0 ] || die "--local_jobs $local_jobs must be >= 0 (0: one per CPU core)"
+if [ "$local_jobs" -eq 0 ]; then
+  # On the CPU, two 1-thread trainings side by side beat one 2-thread training after another (README
+  # "Speed and memory"); GPU trainings share no device by default.
+  if [ "$ngpu" -eq 0 ]; then local_jobs=$(nproc); else local_jobs=1; fi
+fi
 . ./cmd.sh   # cpu_cmd, gpu_cmd, wait_cmd for $cmd_backend
 . ./path.sh
 
@@ -92,7 +98,7 @@ model_kind=cpu
 launch() {
   local name=$1 kind=$2 array=$3 job_ngpu=$4 job_nodes=$5; shift 6
   local jobid_file="$exp/log/$name.jobid" log_file="$exp/log/$name.log" extra=() cmd
-  if [ "$array" -gt 0 ]; then extra+=(--array "$array"); log_file="$exp/log/$name.%a.log"; fi
+  if [ "$array" -gt 0 ]; then extra+=(--array "$array" --max-jobs "$local_jobs"); log_file="$exp/log/$name.%a.log"; fi
   [ -z "$after" ] || extra+=(--after "$after")
   if [ "$kind" = gpu ]; then cmd=$gpu_cmd; extra+=(--ngpu "$job_ngpu" --nodes "$job_nodes"); else cmd=$cpu_cmd; fi
   rm -f "$jobid_file"

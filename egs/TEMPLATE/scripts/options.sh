@@ -11,6 +11,7 @@ tag=""                   # experiment folders exp/<experiment>_<tag> (a variant,
 ngpu=0                   # GPUs per training job (0: CPU; >1: DDP)
 num_nodes=1              # nodes per training job, --ngpu GPUs each (slurm)
 cmd_backend=local        # local (here, one stage after another) or slurm (sbatch jobs; see cmd.sh)
+local_jobs=0             # local: experiments of a stage run at once (0: one per CPU core with --ngpu 0, else 1)
 wait=true                # slurm: wait for the jobs and exit with their status
 force=false              # redo the selected stages even when their outputs are current
 data=data                # prepared corpus, manifests and lists
@@ -29,7 +30,9 @@ options_help() {  # the help of the generic options, with their current values a
   --tag T               experiment folders exp/<experiment>_T (name a variant) [none]
   --ngpu N              GPUs per training job, 0 for CPU [$ngpu]
   --num_nodes N         slurm: nodes per training job, --ngpu GPUs each (Lightning DDP) [$num_nodes]
-  --cmd_backend B       local (here, in sequence) or slurm (sbatch jobs, see cmd.sh) [$cmd_backend]
+  --cmd_backend B       local (here, stage after stage) or slurm (sbatch jobs, see cmd.sh) [$cmd_backend]
+  --local_jobs N        local: experiments of a stage at once, sharing the CPU cores (OMP_NUM_THREADS =
+                        cores / N each); 0: as many as there are cores with --ngpu 0, else 1 [$local_jobs]
   --wait true|false     slurm: wait for the jobs, or print the job ids and return at once [$wait]
   --force true|false    redo complete stages [$force]
   --data DIR --downloads DIR --exp DIR   output folders [$data, $downloads, $exp]"
