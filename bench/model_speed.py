@@ -41,7 +41,7 @@ from asteroid.models import SuDORMRFNet
 from tqdm import tqdm
 
 from peak_memory import run_probe, step_peak_bytes
-from ugr import models, weighting
+from ugr import efficiency, models, weighting
 from ugr.losses import pit_neg_sisdr
 from ugr.models import CPU_PRESET, MODEL_DEFAULTS, build_model
 from ugr.step import Terms, reweighted_backward
@@ -89,6 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     parser.add_argument("--no-optimizer-step", dest="optimizer_step", action="store_false",
                         help="time forward + backward only, without gradient clipping and Adam step")
+    parser.add_argument("--malloc-defaults", action="store_true",
+                        help="time with glibc's malloc at its defaults (as training.keep_freed_memory: false); "
+                             "by default the timings keep freed memory, as the recipe's training does")
     parser.add_argument("--memory-probe", nargs=2, metavar=("CONFIG", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.batch < 1 or args.seconds <= 0 or args.repeats < 1 or args.threads < 1:
@@ -217,9 +220,10 @@ def step_times(args: argparse.Namespace, name: str) -> tuple[dict[str, float], d
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.memory_probe:
+    if args.memory_probe:  # a fresh process at glibc's defaults (peak_memory.py): its resident peak is the step's
         memory_probe(args)
         return
+    kept = efficiency.keep_freed_memory(not args.malloc_defaults)
     load_before = os.getloadavg()[0]
     rows = []
     for name in args.configs:
@@ -231,7 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     what = "forward + PIT loss + backward" + (" + clip + Adam step" if args.optimizer_step else "")
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{os.cpu_count()} CPUs"
     print(f"setup: batch {args.batch} x {args.seconds} s at {MODEL_DEFAULTS['sample_rate']} Hz, {args.device}, "
-          f"{args.threads} threads, {what}, median of {args.repeats} interleaved steps")
+          f"{args.threads} threads, {what}, median of {args.repeats} interleaved steps, "
+          f"freed host memory {'kept' if kept else 'returned (glibc defaults)'}")
     print(f"machine: {device}, torch {torch.__version__}, "
           f"1-min load average {load_before:.1f} before, {load_after:.1f} after")
     for name, params, times, first, memory, difference in rows:

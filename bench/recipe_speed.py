@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg["data"]["train_mixtures_per_epoch"] = (args.warmup + args.steps) * cfg["training"]["batch_size"]
     cfg["training"]["epochs"] = 1
     config_lib.validate(cfg, where=str(args.config))
+    efficiency.keep_freed_memory(cfg["training"]["keep_freed_memory"])  # as ugr.train does, for both
     if cfg["training"]["precision"] == "16-mixed":
         sys.exit("recipe_speed: the bare step has no fp16 scaler; use 32-true or bf16-mixed")
     load_before, cpu_before = os.getloadavg()[0], time.process_time()
