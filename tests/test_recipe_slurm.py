@@ -4,6 +4,7 @@ and a failed stage cancelling the stages after it."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -66,11 +67,14 @@ def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
 def test_slurm_backend_submits_job_arrays_and_matches_the_local_backend(tree, slurm_cluster):
     root, corpora, local = tree
     stages = [*corpora, "--experiments", EXPERIMENTS]
-    run_recipe(local, *stages, "--stage", "2")
+    # The same CPU threads on both backends (the local one runs its experiments side by side, a thread each;
+    # sums over threads round differently): the results must then be equal to the last bit.
+    run_recipe(local, *stages, "--stage", "2", env={**os.environ, "OMP_NUM_THREADS": "1"})
 
     slurm = slurm_copy(root, "slurm")
     start = time.monotonic()
-    submitted = run_recipe(slurm, *stages, "--cmd_backend", "slurm", "--wait", "false", env=slurm_cluster)
+    submitted = run_recipe(slurm, *stages, "--cmd_backend", "slurm", "--wait", "false",
+                           env={**slurm_cluster, "OMP_NUM_THREADS": "1"})
     took = time.monotonic() - start
     match = WAIT_LINE.match(submitted.stdout.strip().splitlines()[-1])
     assert match, f"no wait command on the last line:\n{submitted.stdout}"
