@@ -21,6 +21,7 @@ import time
 import torch
 
 from peak_memory import run_probe, step_peak_bytes
+from ugr import efficiency
 from ugr import losses as L
 from ugr.reweight import reweighted_loss
 from ugr.weighting import build
@@ -90,9 +91,10 @@ def peak_memory(args: argparse.Namespace, variant: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.memory_probe:
+    if args.memory_probe:  # a fresh process at glibc's defaults (peak_memory.py): its resident peak is the step's
         memory_probe(args)
         return
+    efficiency.keep_freed_memory(True)  # timed as the training runs (training.keep_freed_memory)
     steps = {variant: make_step(args, variant) for variant in ("uniform", "ugr")}
     times: dict[str, list[float]] = {"uniform": [], "ugr": []}
     for variant in ("uniform", "ugr"):
