@@ -13,7 +13,7 @@ each costs and saves is measured by ``bench/model_speed.py``; the README's
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import platform
 from typing import Any, Mapping
 
 import torch
@@ -54,18 +54,10 @@ def keep_freed_memory(enabled: bool) -> bool:
     forked later inherit it); a no-op returning False when ``enabled`` is
     false or the C library is not glibc.
     """
-    if not enabled:
+    if not enabled or platform.libc_ver()[0] != "glibc":  # other C libraries' allocators have other knobs
         return False
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = getattr(libc, "mallopt", None)
-        gnu_version = getattr(libc, "gnu_get_libc_version", None)
-    except OSError:
-        return False
-    if mallopt is None or gnu_version is None:  # not glibc: its allocator has other knobs
-        return False
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    libc = ctypes.CDLL(None)  # the process's own C library
+    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def apply_memory_settings(model: nn.Module, training: Mapping[str, Any]) -> nn.Module:

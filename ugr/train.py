@@ -44,9 +44,9 @@ from typing import Any, Dict, Iterator, Optional
 
 import pytorch_lightning as pl
 import yaml
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.accelerators import CUDAAccelerator
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
-from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
