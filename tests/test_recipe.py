@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from recipe_helpers import EXPERIMENTS, TINY, copy_recipe, make_corpora, run_recipe as run
 from ugr.lists import write_lists
@@ -169,4 +170,40 @@ def test_bad_options_fail_with_a_message(recipe):
                           (["--fs", "8k"], "--fs '8k' must be a sample rate in Hz"),
                           (["--override", "nope:training.lr=1"], "names experiment 'nope'")):
         done = run(recipe, *args, check=False)
+        assert done.returncode != 0 and message in done.stderr, (args, done.stderr[-500:])
+
+
+def test_seeds_and_a_sweep_train_one_folder_each_on_the_same_lists_and_report_across_seeds(recipe):
+    sweep = "tiny_robust:weighting.alpha=0.1,0.3"
+    done = run(recipe, "--stage", "1", "--experiments", "tiny_robust", "--seeds", "2", "--sweep", sweep,
+               "--exp", "exp_seeds")
+    names = [f"tiny_robust_alpha{alpha}_seed{seed}" for alpha in ("0.1", "0.3") for seed in (0, 1)]
+    assert f"4 experiment folders in exp_seeds: {' '.join(names)}" in done.stdout
+    for name in names:
+        config = yaml.safe_load((recipe / "exp_seeds" / name / "config.yaml").read_text())
+        assert config["training"]["seed"] == int(name[-1])
+        assert config["weighting"]["alpha"] == float(name.split("alpha")[1].split("_")[0])
+    provenance = [json.loads((recipe / "exp_seeds" / name / "provenance.json").read_text()) for name in names]
+    assert len({json.dumps(p["data"]["lists_sha256"], sort_keys=True) for p in provenance}) == 1, \
+        "every seed and sweep point must be trained and scored on the same lists"
+    weights = [torch.load(recipe / "exp_seeds" / name / "checkpoints" / "last.ckpt", map_location="cpu",
+                          weights_only=False)["state_dict"] for name in names[:2]]
+    assert any(not torch.equal(weights[0][key], weights[1][key]) for key in weights[0]), \
+        "two training seeds must train different models"
+    report = (recipe / "exp_seeds" / "report.md").read_text()
+    assert "### Across training seeds" in report
+    rows = [line for line in report.splitlines() if line.startswith("| tiny_robust_alpha0.1 | robust")]
+    assert rows and " ± " in rows[0] and "| 2 |" in rows[0], rows  # two seeds, mean ± std across them
+    assert (recipe / "exp_seeds" / "figures" / "operating_point.png").stat().st_size > 5000
+    assert "`figures/operating_point.png`" in report
+
+
+def test_bad_seeds_and_sweeps_fail_like_bad_overrides(recipe):
+    for args, message in ((["--seeds", "two"], "--seeds 'two': give a count"),
+                          (["--sweep", "tiny_robust:weighting.alphx=0.1,0.2"], "unknown key(s) ['alphx']"),
+                          (["--sweep", "tiny_robust:weighting.alpha=0.1,abc"], "'alpha' must be a finite number"),
+                          (["--sweep", "nope:training.lr=1,2"], "names experiment 'nope'"),
+                          (["--sweep", "training.seed=1,2"], "training.seed cannot be swept (use --seeds"),
+                          (["--seeds", "2", "--override", "training.seed=3"], "sets training.seed, which --seeds")):
+        done = run(recipe, "--stage", "2", "--experiments", EXPERIMENTS, *args, check=False)
         assert done.returncode != 0 and message in done.stderr, (args, done.stderr[-500:])

@@ -269,7 +269,7 @@ class Override:
 _OVERRIDE_START = re.compile(r"^(?:[\w.-]+:)?(?:" + "|".join(SECTIONS) + r")\.[\w.]+=")
 
 
-def _split_overrides(item: str) -> List[str]:
+def split_overrides(item: str) -> List[str]:
     """Space-separated overrides; a word that does not start one continues the previous value.
 
     So ``weighting.gamma={dog: 3} training.lr=1e-3`` is two overrides, without quoting ``{dog: 3}``.
@@ -287,7 +287,7 @@ def parse_overrides(items: Iterable[str]) -> List[Override]:
     """Overrides from command-line strings; each string may hold several, space-separated."""
     parsed = []
     for item in items:
-        for text in _split_overrides(item):
+        for text in split_overrides(item):
             target, sep, raw = text.partition("=")
             experiment, _, dotted = target.rpartition(":")
             keys = tuple(dotted.split("."))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ugr import config as config_lib
+from ugr import variants
 from ugr.cli import one_line_errors
 from ugr.data.eval_list import read_eval_list, write_drawn_list, write_published_list
 from ugr.data.mixing import MixingSettings
@@ -24,14 +25,17 @@ from ugr.data.mixing import MixingSettings
 EVAL_SPLITS = ("valid", "test")
 
 
-def write_lists(data_dir: Path, configs: Sequence[Path], overrides: Sequence[config_lib.Override] = (),
-                force: bool = False) -> list[Path]:
-    """Writes (or finds current) the lists of every config; returns the list files, in order."""
-    config_lib.check_override_targets(overrides, [p.stem for p in configs])
+def write_lists(data_dir: Path, configs: Sequence[Path], overrides: str = "", force: bool = False,
+                sweep: str = "") -> list[Path]:
+    """Writes (or finds current) the lists of every config at every sweep point; returns the list files, in order.
+
+    Training seeds change no data setting, so they share their variant's lists.
+    """
     written: list[Path] = []
-    for path in configs:
-        cfg = config_lib.load(path, overrides)
-        config_lib.check_corpus(cfg, data_dir, str(path))
+    for variant in variants.expand(configs, sweep=sweep, overrides=config_lib.parse_overrides([overrides])):
+        path = variant.config
+        cfg = variants.load(variant, overrides)
+        config_lib.check_corpus(cfg, data_dir, f"{path} ({variant.name})")
         data = cfg["data"]
         folder = config_lib.lists_dir(cfg, data_dir)
         for split in EVAL_SPLITS:
@@ -61,11 +65,12 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("configs", nargs="+", type=Path, help="experiment configs (conf/*.yaml)")
     parser.add_argument("--data", required=True, type=Path, help="prepared data folder (stage 0 output)")
-    parser.add_argument("--override", action="append", default=[], help="[EXPERIMENT:]SECTION.KEY=VALUE ...")
+    parser.add_argument("--override", default="", help="[EXPERIMENT:]SECTION.KEY=VALUE ...")
+    parser.add_argument("--sweep", default="", help="'[EXPERIMENT:]SECTION.KEY=V1,V2 ...' (python -m ugr.variants)")
     parser.add_argument("--force", action="store_true", help="write the lists again even when they are current")
     args = parser.parse_args(argv)
     with one_line_errors("lists", args.data / "lists", ValueError):
-        write_lists(args.data, args.configs, config_lib.parse_overrides(args.override), args.force)
+        write_lists(args.data, args.configs, args.override, args.force, args.sweep)
 
 
 if __name__ == "__main__":

@@ -46,16 +46,18 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+from ugr import across_seeds, stats  # noqa: E402
+from ugr import variants as variants_lib  # noqa: E402
 from ugr.atomic import atomic_write, atomic_write_text  # noqa: E402
 from ugr.cli import one_line_errors  # noqa: E402
 from ugr.score import MAIN_METRIC, PERCENTILES, SPEECH, STATS_FILE  # noqa: E402
 
 STAT_COLUMNS = ("n", "mean", "std") + tuple(f"p{q}" for q in PERCENTILES)
 FIGURES = {"density": "si_sdri_density.png", "convergence": "valid_si_sdri.png", "tradeoff": "mean_vs_p5.png"}
+# Drawn only for runs at several seeds (--seeds) and for a sweep (--sweep):
+SEED_FIGURES = {"seeds_convergence": "valid_si_sdri_seeds.png", "operating_point": across_seeds.OPERATING_POINT}
 METRIC_TITLES = {"si_sdri": "SI-SDRi (dB)", "sdri": "SDRi, bss_eval (dB)", "stoi": "STOI, speech sources only",
                  "pesq": "PESQ (MOS-LQO), speech sources only"}
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 0
 
 
 class Point(NamedTuple):
@@ -88,6 +90,7 @@ class Scored:
     weighting: str
     is_uniform: bool
     curve: List[Point]
+    config: Optional[Dict] = None  # the resolved config.yaml (None for a folder without one)
 
     @property
     def by_epochs(self) -> bool:
@@ -136,14 +139,19 @@ def validation_curve(exp_dir: Path) -> List[Point]:
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
-def _weighting_section(exp_dir: Path) -> Optional[Dict]:
+def _saved_config(exp_dir: Path) -> Optional[Dict]:
     cfg_path = exp_dir / "config.yaml"
-    return yaml.safe_load(cfg_path.read_text())["weighting"] if cfg_path.is_file() else None
+    return yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else None
 
 
 def describe_weighting(exp_dir: Path) -> str:
     """A short label of the experiment's weighting, from its saved config."""
-    weighting = _weighting_section(exp_dir)
+    config = _saved_config(exp_dir)
+    return weighting_label(config["weighting"] if config is not None else None)
+
+
+def weighting_label(weighting: Optional[Dict]) -> str:
+    """A short label of a weighting section: ``robust (alpha=0.2)``."""
     if weighting is None:
         return "?"
     details = ", ".join(f"{k}={v}" for k, v in weighting.items() if k not in ("type", "granularity"))
@@ -151,9 +159,10 @@ def describe_weighting(exp_dir: Path) -> str:
 
 
 def load_experiment(exp_dir: Path) -> Scored:
-    weighting = _weighting_section(exp_dir)
-    return Scored(exp_dir.name, load_stats(exp_dir), load_rows(exp_dir), describe_weighting(exp_dir),
-                  weighting is not None and weighting["type"] == "uniform", validation_curve(exp_dir))
+    config = _saved_config(exp_dir)
+    weighting = config["weighting"] if config is not None else None
+    return Scored(exp_dir.name, load_stats(exp_dir), load_rows(exp_dir), weighting_label(weighting),
+                  weighting is not None and weighting["type"] == "uniform", validation_curve(exp_dir), config)
 
 
 def per_source(rows: List[Dict[str, str]], metric: str = MAIN_METRIC) -> Dict[tuple[str, str], float]:
@@ -173,40 +182,27 @@ def pooled(rows: List[Dict[str, str]], metric: str = MAIN_METRIC) -> np.ndarray:
 # ----------------------------------------------------------------------------- numbers
 
 
-def _by_mixture(values: Dict[tuple[str, str], float]) -> tuple[np.ndarray, np.ndarray]:
-    """Per mixture: the sum of its sources' values and their count (the bootstrap resamples mixtures)."""
-    sums: Dict[str, float] = {}
-    counts: Dict[str, int] = {}
-    for (mixture, _), value in values.items():
-        sums[mixture] = sums.get(mixture, 0.0) + value
-        counts[mixture] = counts.get(mixture, 0) + 1
-    order = sorted(sums)
-    return np.array([sums[m] for m in order]), np.array([counts[m] for m in order])
-
-
 def paired_comparison(values: Dict[tuple[str, str], float], baseline: Dict[tuple[str, str], float],
-                      resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Optional[Paired]:
+                      resamples: int = stats.RESAMPLES, seed: int = stats.SEED) -> Optional[Paired]:
     """Mean per-source difference ``values - baseline`` over their common (mixture, source) pairs, its 95 %
     bootstrap interval and the share of sources improved; None without a common pair.
 
     Sources of one mixture are not independent (they share the mixture), so
-    the bootstrap resamples whole mixtures; the interval is the 2.5th and
-    97.5th percentiles of the resampled means.
+    the bootstrap resamples whole mixtures (``ugr.stats``).
     """
     common = sorted(set(values) & set(baseline))
     if not common:
         return None
     differences = {key: values[key] - baseline[key] for key in common}
-    sums, counts = _by_mixture(differences)
-    picks = np.random.default_rng(seed).integers(0, sums.size, size=(resamples, sums.size))
-    means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
+    _, sums, counts = stats.by_mixture(differences)
+    low, high = stats.interval(stats.bootstrap_means(sums, counts, resample_seeds=False, resamples=resamples,
+                                                     seed=seed))
     d = np.array(list(differences.values()))
-    return Paired(len(common), sums.size, float(d.mean()), float(low), float(high), float((d > 0).mean()))
+    return Paired(len(common), sums.size, float(d.mean()), low, high, float((d > 0).mean()))
 
 
 def bootstrap_std(values: Dict[tuple[str, str], float], resamples: int = 1000,
-                  seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+                  seed: int = stats.SEED) -> tuple[float, float]:
     """Bootstrap std of the mean and of the 5th percentile over the sources, resampling mixtures."""
     by_mixture: Dict[str, List[float]] = {}
     for (mixture, _), value in values.items():
@@ -393,8 +389,39 @@ def plot_tradeoff(group: List[Scored], path: Path) -> None:
 # ----------------------------------------------------------------------------- the report
 
 
-def _group_section(group: List[Scored], exp_root: Path, suffix: str) -> str:
-    stats = {exp.name: exp.stats for exp in group}
+def _seeds_parts(variants: List[across_seeds.SeedRuns], exp_root: Path, figures: Dict[str, str]) -> List[str]:
+    """The section across training seeds (``ugr.across_seeds``)."""
+    baseline = next((variant for variant in variants if variant.is_uniform), None)
+    final = across_seeds.baseline_final(baseline)
+    across_seeds.plot_validation(variants, (baseline.name, final) if final is not None else None,
+                                 exp_root / figures["seeds_convergence"], _save)
+    parts = ["### Across training seeds",
+             "Each variant's runs at its training seeds (`--seeds`; folders `<variant>_seed<k>`). A cell is the "
+             "mean of the statistic over the seeds ± its std across them (ddof 1); under `protocol: epochs` each "
+             "seed's value is its mean over the scored epochs.",
+             f"#### {METRIC_TITLES[MAIN_METRIC]} per estimated source, across seeds",
+             across_seeds.distribution_table(variants)]
+    if baseline is not None and len(variants) > 1:
+        parts += [f"#### Paired comparison against {baseline.name}, across seeds (SI-SDRi)",
+                  f"Difference = variant - {baseline.name} per (mixture, source), seed k against seed k (a baseline "
+                  f"of one run against every seed). Interval: {stats.RESAMPLES} bootstrap resamples drawing seeds "
+                  f"and mixtures with replacement (the same mixtures for every drawn seed: all seeds are scored on "
+                  f"one test list; seed {stats.SEED}); mixtures only: every seed kept, mixtures resampled, the "
+                  f"interval that ignores how the seeds disagree. Seeds agreeing: those whose own mean difference "
+                  f"has the sign of the overall one.",
+                  across_seeds.paired_table(variants, baseline, per_source)]
+    parts += ["#### Per coarse class (mean SI-SDRi, dB), across seeds", across_seeds.class_table(variants),
+              "#### Convergence across seeds",
+              f"Final validation SI-SDRi (mean ± std over seeds) and, per seed, the training steps to the first "
+              f"validation at or above {100 * across_seeds.REACH_SHARE:.0f} % of the baseline's final value "
+              f"(its mean over seeds) and at or above that value: mean ± std over the seeds that reached it.",
+              across_seeds.convergence_table(variants, baseline)]
+    return parts
+
+
+def _group_section(group: List[Scored], exp_root: Path, suffix: str,
+                   axes: Sequence[variants_lib.SweepAxis] = ()) -> str:
+    by_name = {exp.name: exp.stats for exp in group}
     weightings = {exp.name: exp.weighting for exp in group}
     baseline = next((exp for exp in group if exp.is_uniform), None)
     first = group[0].stats
@@ -403,8 +430,15 @@ def _group_section(group: List[Scored], exp_root: Path, suffix: str) -> str:
         shown = list_path.relative_to(exp_root.resolve().parent)
     except ValueError:
         shown = list_path
-    figures = {key: f"figures/{Path(name).stem}{suffix}.png" for key, name in FIGURES.items()}
-    plot_density({exp.name: pooled(exp.rows) for exp in group}, exp_root / figures["density"])
+    figures = {key: f"figures/{Path(name).stem}{suffix}.png" for key, name in {**FIGURES, **SEED_FIGURES}.items()}
+    variants = across_seeds.seed_groups(group)
+    seeded = across_seeds.has_seeds(variants)
+    if seeded:  # one density per variant, its seeds pooled: Figure 1 over every swept value
+        plot_density({v.name: np.concatenate([pooled(run.rows) for run in v.runs]) for v in variants},
+                     exp_root / figures["density"])
+    else:
+        plot_density({exp.name: pooled(exp.rows) for exp in group}, exp_root / figures["density"])
+    swept = across_seeds.plot_operating_point(variants, axes, exp_root / figures["operating_point"], _save)
     target = (baseline.name, baseline.curve[-1].value) if baseline is not None and baseline.curve else None
     plot_convergence({exp.name: exp.curve for exp in group}, target, exp_root / figures["convergence"])
     plot_tradeoff(group, exp_root / figures["tradeoff"])
@@ -418,13 +452,13 @@ def _group_section(group: List[Scored], exp_root: Path, suffix: str) -> str:
         notes.append("Experiments scored with `protocol: weights`: the statistics of one model, the average of "
                      "the weights of the last epochs.")
     parts = [f"## Test list `{shown}` (contents {group[0].test_list[:16]})", " ".join(notes)]
-    parts += [f"### {METRIC_TITLES[MAIN_METRIC]} per estimated source", distribution_table(stats, weightings)]
+    parts += [f"### {METRIC_TITLES[MAIN_METRIC]} per estimated source", distribution_table(by_name, weightings)]
     for metric in METRIC_TITLES:
-        found = [s["metrics"][metric]["n"] for s in stats.values() if metric in s.get("metrics", {})]
+        found = [s["metrics"][metric]["n"] for s in by_name.values() if metric in s.get("metrics", {})]
         if metric == MAIN_METRIC or not found:
             continue
         parts += [f"### {METRIC_TITLES[metric]}",
-                  distribution_table(stats, weightings, metric) if any(found) else
+                  distribution_table(by_name, weightings, metric) if any(found) else
                   f"Scored, but no test source is one it applies to (coarse class `{SPEECH}`)."]
     if baseline is None:
         parts += ["### Against the baseline", "No experiment with uniform weighting was scored on this test list: "
@@ -435,16 +469,19 @@ def _group_section(group: List[Scored], exp_root: Path, suffix: str) -> str:
     else:
         parts += [f"### Paired comparison against {baseline.name} (SI-SDRi)",
                   f"Difference = experiment - {baseline.name} per (mixture, source); under `protocol: epochs` a "
-                  f"source's value is its mean over the epochs. Interval: {BOOTSTRAP_RESAMPLES} bootstrap "
-                  f"resamples of the mixtures (seed {BOOTSTRAP_SEED}). Improved: the share of sources whose "
+                  f"source's value is its mean over the epochs. Interval: {stats.RESAMPLES} bootstrap "
+                  f"resamples of the mixtures (seed {stats.SEED}). Improved: the share of sources whose "
                   f"SI-SDRi is higher than the baseline's.",
                   paired_table(group, baseline)]
-    parts += ["### Per coarse class (mean SI-SDRi, dB)", class_table(stats)]
+    parts += ["### Per coarse class (mean SI-SDRi, dB)", class_table(by_name)]
     parts += ["### Convergence (validation SI-SDRi against training steps)",
               "Steps: optimizer steps done at the validation. Steps to reach: the first validation at or above "
               "the baseline's final one.", convergence_table(group, baseline)]
+    if seeded:
+        parts += _seeds_parts(variants, exp_root, figures)
     listed = [f"- `{figures['density']}`: test SI-SDRi, smoothed density and both tails (share of sources below / "
-              f"above x) on log axes, all scored epochs pooled",
+              f"above x) on log axes, all scored epochs pooled" + (", one curve per variant, its seeds pooled"
+                                                                  if seeded else ""),
               f"- `{figures['tradeoff']}`: mean against 5th percentile; error bars: ± std across epochs "
               f"(`protocol: epochs`) or ± bootstrap std over resampled mixtures (`protocol: weights`)",
               f"- `{figures['convergence']}`: validation SI-SDRi against training steps"
@@ -452,12 +489,25 @@ def _group_section(group: List[Scored], exp_root: Path, suffix: str) -> str:
     shown_figures = [f"![SI-SDRi density and tails (log scale)]({figures['density']})",
                      f"![mean against 5th percentile]({figures['tradeoff']})",
                      f"![validation SI-SDRi against training steps]({figures['convergence']})"]
+    if seeded:
+        listed.append(f"- `{figures['seeds_convergence']}`: validation SI-SDRi against training steps per variant, "
+                      f"the mean over its seeds and a band of ± one std")
+        shown_figures.append(f"![validation SI-SDRi across seeds]({figures['seeds_convergence']})")
+    if swept:
+        listed.append(f"- `{figures['operating_point']}`: the operating points of the sweep "
+                      f"({', '.join(axis.dotted for axis in axes)}): mean against p5, p1 and std per swept value, "
+                      f"error bars ± std across seeds; squares: the variants without the swept keys")
+        shown_figures.append(f"![operating points of the sweep]({figures['operating_point']})")
     parts += ["### Figures", "\n".join(listed), "\n".join(shown_figures)]
     return "\n\n".join(part for part in parts if part)
 
 
-def report(exp_root: Path, experiments: Optional[Sequence[str]] = None) -> Path:
-    """Writes report.md and the figures for ``experiments`` (default: every scored one); returns report.md."""
+def report(exp_root: Path, experiments: Optional[Sequence[str]] = None, sweep: str = "") -> Path:
+    """Writes report.md and the figures for ``experiments`` (default: every scored one); returns report.md.
+
+    ``sweep`` (run.sh's ``--sweep``; only its keys are used) names the swept keys of the operating-point figure.
+    """
+    axes = variants_lib.parse_sweep(sweep)
     names = list(experiments) if experiments else scored_experiments(exp_root)
     if not names:
         raise FileNotFoundError(f"{exp_root}: no scored experiment (*/scores/{STATS_FILE}); run stages 2-3 first")
@@ -466,7 +516,7 @@ def report(exp_root: Path, experiments: Optional[Sequence[str]] = None) -> Path:
     for exp in scored:
         groups.setdefault(exp.test_list, []).append(exp)
     (exp_root / "figures").mkdir(parents=True, exist_ok=True)
-    sections = [_group_section(group, exp_root, "" if len(groups) == 1 else f"_{key[:8]}")
+    sections = [_group_section(group, exp_root, "" if len(groups) == 1 else f"_{key[:8]}", axes)
                 for key, group in groups.items()]
     weights = "\n".join(f"- {exp.name}: {exp.stats.get('weights', '?')}" for exp in scored)
     text = ("# Test scores per estimated source\n\n"
@@ -481,14 +531,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m ugr.report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exp-root", required=True, type=Path, help="folder holding one folder per experiment")
-    parser.add_argument("--experiments", nargs="*", help="experiment names in table order (default: all scored)")
+    parser.add_argument("--experiments", nargs="*", help="experiment names in table order (default: all scored); "
+                                                          "folders <variant>_seed<k> are seeds of one variant")
+    parser.add_argument("--sweep", default="", help="the swept keys, as run.sh --sweep writes them "
+                                                    "('robust:weighting.alpha=0.1,0.2'): the operating-point figure")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    with one_line_errors("report", args.exp_root):
-        path = report(args.exp_root, args.experiments)
+    with one_line_errors("report", args.exp_root, ValueError):
+        path = report(args.exp_root, args.experiments, args.sweep)
     print(f"report: wrote {path} and figures in {path.parent / 'figures'}")
 
 

@@ -78,19 +78,24 @@ done
 if [ -n "$fs" ]; then
   override="data.sample_rate=$fs model.sample_rate=$fs${override:+ $override}"
 fi
-python -m ugr.config check --override "$override" "${configs[@]}"   # a typo stops the run now, not after hours
+variant_options=(--experiments "$experiments" --seeds "$seeds" --sweep "$sweep" --tag "$tag" --override "$override")
+python -m ugr.variants "${variant_options[@]}" check   # a typo stops the run now, not after hours
+names=$(python -m ugr.variants "${variant_options[@]}" names)
+mapfile -t variants <<< "$names"
+if [ ${#variants[@]} -gt ${#exps[@]} ]; then log "${#variants[@]} experiment folders in $exp: ${variants[*]}"; fi
 fs=$(python -m ugr.config get data.sample_rate --override "$override" "${configs[@]}") \
   || die "the experiments must share one sample rate: run them separately, or pass --fs HZ"
 corpus_args=()
 for name in $corpus_options; do corpus_args+=("--$name" "${!name}"); done
 
 mkdir -p "$exp/log"
-common=(--experiments "$experiments" --override "$override" --data "$data" --exp "$exp" --tag "$tag" --force "$force")
+common=(--experiments "$experiments" --override "$override" --data "$data" --exp "$exp" --tag "$tag" --seeds "$seeds"
+        --sweep "$sweep" --force "$force")
 after=""    # the previous stage's job id(s): slurm chains the stages with afterok dependencies
 job_ids=()  # every submitted stage's job id, for --wait
 
 # launch NAME cpu|gpu ARRAY NGPU NODES -- COMMAND...: one stage as one job (an
-# array job, task i = experiment i, when ARRAY > 0), after the previous stage's
+# array job, task i = variant i of python -m ugr.variants, when ARRAY > 0), after the previous stage's
 # job. Kind gpu asks NGPU GPUs per node on NODES nodes, one task (process) per
 # GPU; with --ngpu 0 the per-experiment stages are CPU jobs.
 model_kind=cpu
@@ -115,12 +120,12 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   launch lists cpu 0 0 1 -- scripts/stage1_lists.sh "${common[@]}"
 fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  launch train $model_kind ${#exps[@]} "$ngpu" "$num_nodes" -- scripts/stage2_train.sh "${common[@]}" \
+  launch train $model_kind ${#variants[@]} "$ngpu" "$num_nodes" -- scripts/stage2_train.sh "${common[@]}" \
     --ngpu "$ngpu" --num_nodes "$num_nodes"
 fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   # Scoring uses one GPU: one process on one node.
-  launch score $model_kind ${#exps[@]} "$((ngpu > 0 ? 1 : 0))" 1 -- scripts/stage3_score.sh "${common[@]}" \
+  launch score $model_kind ${#variants[@]} "$((ngpu > 0 ? 1 : 0))" 1 -- scripts/stage3_score.sh "${common[@]}" \
     --ngpu "$((ngpu > 0 ? 1 : 0))"
 fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then

@@ -8,6 +8,8 @@ experiments=""           # experiment configs conf/NAME.yaml, in report order
 fs=""                    # sample rate (Hz) from stage 0 on; empty: the configs' data.sample_rate
 override=""              # config overrides '[EXPERIMENT:]SECTION.KEY=VALUE ...' (see ugr/config.py)
 tag=""                   # experiment folders exp/<experiment>_<tag> (a variant, e.g. with overrides)
+seeds=""                 # training seeds: a count N (0..N-1) or a list 0,1,2; folders exp/<...>_seed<k> (ugr/variants.py)
+sweep=""                 # '[EXPERIMENT:]SECTION.KEY=V1,V2 ...': one variant per grid point (ugr/variants.py)
 ngpu=0                   # GPUs per training job (0: CPU; >1: DDP)
 num_nodes=1              # nodes per training job, --ngpu GPUs each (slurm)
 cmd_backend=local        # local (here, one stage after another) or slurm (sbatch jobs; see cmd.sh)
@@ -28,6 +30,11 @@ options_help() {  # the help of the generic options, with their current values a
   --override 'K=V ...'  change config values: SECTION.KEY=VALUE, or EXPERIMENT:SECTION.KEY=VALUE for
                         one experiment; values are YAML, e.g. 'training.lr=5e-4 weighting.alpha=0.1'
   --tag T               experiment folders exp/<experiment>_T (name a variant) [none]
+  --seeds N|LIST        train every variant once per training seed: N (seeds 0..N-1) or 0,1,2; folders
+                        exp/<variant>_seed<k>, the same data lists for every seed [${seeds:-none}]
+  --sweep 'K=V1,V2 ...' one variant per combination of the values, for every experiment or, as
+                        EXPERIMENT:K=V1,V2, for one; e.g. 'robust_a5_cpu:weighting.alpha=0.05,0.1,0.2'
+                        (folders exp/<experiment>_alpha0.05...; checked like --override) [${sweep:-none}]
   --ngpu N              GPUs per training job, 0 for CPU [$ngpu]
   --num_nodes N         slurm: nodes per training job, --ngpu GPUs each (Lightning DDP) [$num_nodes]
   --cmd_backend B       local (here, stage after stage) or slurm (sbatch jobs, see cmd.sh) [$cmd_backend]

@@ -10,3 +10,5 @@ if $force; then force_flag=(--force); fi
 read -r -a exps <<< "$experiments"
 config_files=()
 for name in "${exps[@]}"; do config_files+=("conf/$name.yaml"); done
+# The variants of the run (experiments x sweep points x seeds; python -m ugr.variants --help).
+variant_options=(--experiments "$experiments" --seeds "$seeds" --sweep "$sweep" --tag "$tag" --override "$override")

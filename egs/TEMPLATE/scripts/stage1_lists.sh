@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Stage 1: the fixed validation and test lists of every experiment, in
-# DATA/lists/<key>/ (experiments with the same data settings share one; see
-# python -m ugr.lists --help). Current lists are kept.
+# Stage 1: the fixed validation and test lists of every experiment (and sweep
+# point), in DATA/lists/<key>/ (experiments with the same data settings share
+# one, and so do the seeds of one; see python -m ugr.lists --help). Current
+# lists are kept.
 set -euo pipefail
 . scripts/setup.sh
-python -m ugr.lists --data "$data" --override "$override" "${force_flag[@]}" "${config_files[@]}"
+python -m ugr.lists --data "$data" --override "$override" --sweep "$sweep" "${force_flag[@]}" "${config_files[@]}"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage 2: train one experiment (number $UGR_TASK_ID of --experiments). Complete
+# Stage 2: train one variant (number $UGR_TASK_ID of python -m ugr.variants). Complete
 # when EXP/<experiment>/train.done exists and it was trained on this data folder;
 # an interrupted training resumes from its last checkpoint; --force true trains
 # from scratch. One run at a time per experiment folder (a second one stops).
@@ -18,6 +18,6 @@ if $force && [ -d "$exp_dir" ] && [ "${SLURM_PROCID:-0}" -eq 0 ]; then
   log "stage 2: --force true: removing $exp_dir to train from scratch"
   rm -rf "$exp_dir"
 fi
-python -m ugr.train --config "$config" --override "$override" --exp-dir "$exp_dir" --data "$data" \
+python -m ugr.train --config "$config" --override "$task_override" --exp-dir "$exp_dir" --data "$data" \
   --ngpu "$ngpu" --num-nodes "$num_nodes"
 log "stage 2: trained $exp_dir"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage 3: score one experiment (number $UGR_TASK_ID of --experiments) on its test
+# Stage 3: score one variant (number $UGR_TASK_ID of python -m ugr.variants) on its test
 # list: EXP/<experiment>/scores/{test.csv,test_stats.json}, and test_epochs.json
 # under scoring.protocol epochs. Scores made with the current scoring settings,
 # checkpoints and test list are kept; others are redone. Only a finished training
@@ -11,5 +11,5 @@ set -euo pipefail
 python -m ugr.provenance check --exp-dir "$exp_dir" --data "$data"   # its model and scores are this data's
 device=(--device cpu)
 [ "$ngpu" -eq 0 ] || device=(--device cuda)
-python -m ugr.score --exp-dir "$exp_dir" --data "$data" --config "$config" --override "$override" \
+python -m ugr.score --exp-dir "$exp_dir" --data "$data" --config "$config" --override "$task_override" \
   "${device[@]}" "${force_flag[@]}" --no-progress

@@ -1,17 +1,22 @@
-# Sourced by the per-experiment stages (2, 3): picks this task's experiment from
-# --experiments by $UGR_TASK_ID (tools/launch.sh --array sets it), names its
-# config and folder, and takes the folder's lock: one run at a time works on an
-# experiment (a second one stops here, naming the first).
+# Sourced by the per-variant stages (2, 3): picks this task's variant (an
+# experiment at one sweep point and seed; python -m ugr.variants) by
+# $UGR_TASK_ID (tools/launch.sh --array sets it), names its config, folder and
+# overrides, and takes the folder's lock: one run at a time works on an
+# experiment folder (a second one stops here, naming the first).
+names=$(python -m ugr.variants "${variant_options[@]}" names)
+mapfile -t variants <<< "$names"
 task_id=${UGR_TASK_ID:-}
 if [ -z "$task_id" ]; then
-  [ ${#exps[@]} -eq 1 ] || die "UGR_TASK_ID is not set; it picks one of the ${#exps[@]} experiments (tools/launch.sh --array sets it)"
+  [ ${#variants[@]} -eq 1 ] || die "UGR_TASK_ID is not set; it picks one of the ${#variants[@]} variants (tools/launch.sh --array sets it)"
   task_id=0
 fi
-[ "$task_id" -ge 0 ] && [ "$task_id" -lt ${#exps[@]} ] || die "UGR_TASK_ID=$task_id is out of range for ${#exps[@]} experiments"
-experiment=${exps[$task_id]}
-config=conf/$experiment.yaml
-exp_dir=$exp/$experiment${tag:+_$tag}
-log "task $task_id: $config -> $exp_dir"
+[ "$task_id" -ge 0 ] && [ "$task_id" -lt ${#variants[@]} ] || die "UGR_TASK_ID=$task_id is out of range for ${#variants[@]} variants"
+task=$(python -m ugr.variants "${variant_options[@]}" task "$task_id")
+mapfile -t task <<< "$task"
+config=${task[0]}
+exp_dir=$exp/${task[1]}
+task_override=${task[2]:-}
+log "task $task_id: $config -> $exp_dir${task_override:+ (overrides: $task_override)}"
 
 # The lock file .NAME.lock beside the folder (so --force's removal keeps it) is the one python -m ugr.train
 # takes by itself; UGR_EXPERIMENT_LOCK tells it that this script holds it. Held for the rest of the stage
