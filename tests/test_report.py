@@ -256,3 +256,70 @@ def test_missing_scores_are_an_error(tmp_path):
         report.report(tmp_path)
     with pytest.raises(SystemExit, match="not scored yet"):
         report.main(["--exp-root", str(tmp_path), "--experiments", "ghost"])
+
+
+def _seeded(root: Path, name: str, seed: int, values: np.ndarray, weighting: dict, curve: dict[int, float],
+            swept: Optional[dict] = None) -> dict:
+    """An experiment folder of one training seed, its config recording the seed (and a swept value)."""
+    stats = fake_experiment(root, name, values, ["speech", "dog"] * (values.size // 2), weighting, [curve])
+    config = {"weighting": {**weighting, **(swept or {})}, "training": {"seed": seed}}
+    (root / name / "config.yaml").write_text(yaml.safe_dump(config))
+    return stats
+
+
+@pytest.fixture
+def seeds_root(tmp_path):
+    """Three seeds of a baseline and of robust at two alphas, robust better by about 1 dB at every seed."""
+    rng = np.random.default_rng(11)
+    for seed in range(3):
+        base = rng.normal(4 + seed, 4, 60)
+        _seeded(tmp_path, f"baseline_seed{seed}", seed, base, UNIFORM, {0: 1.0 + seed, 1: 4.0 + seed})
+        for alpha, gain in ((0.1, 1.0), (0.3, 0.5)):
+            _seeded(tmp_path, f"robust_alpha{alpha}_seed{seed}", seed, base + gain + rng.normal(0, 0.5, 60),
+                    ROBUST, {0: 3.7 + seed, 1: 5.0 + seed}, {"alpha": alpha})
+    return tmp_path
+
+
+def test_across_seeds_every_statistic_is_the_mean_and_std_over_the_seeds(seeds_root):
+    names = [f"{v}_seed{s}" for v in ("baseline", "robust_alpha0.1", "robust_alpha0.3") for s in range(3)]
+    text = report.report(seeds_root, names, sweep="robust:weighting.alpha=0.1,0.3").read_text()
+    table = _table_rows(text, "#### SI-SDRi (dB) per estimated source, across seeds")
+    assert list(table) == ["baseline", "robust_alpha0.1", "robust_alpha0.3"]
+    for variant, cells in table.items():
+        assert cells[1] == "3"
+        runs = [_stats(seeds_root, f"{variant}_seed{s}") for s in range(3)]
+        for cell, key in zip(cells[2:], ("mean", "std", "p1", "p5")):
+            mean, std = (float(x) for x in cell.split(" ± "))
+            values = [run[key] for run in runs]
+            assert (mean, std) == (pytest.approx(np.mean(values), abs=0.006),
+                                   pytest.approx(np.std(values, ddof=1), abs=0.006))
+    paired = _table_rows(text, "#### Paired comparison against baseline, across seeds")
+    seeds, mixtures, mean, interval, mixtures_only, agree, per_seed = paired["robust_alpha0.1"]
+    assert (seeds, mixtures, agree) == ("3", "30", "3 of 3")
+    assert float(mean) == pytest.approx(1.0, abs=0.2)
+    low, high = (float(x) for x in interval.strip("[]").split(", "))
+    assert low < float(mean) < high and low > 0
+    assert [float(x) for x in per_seed.split(", ")] == pytest.approx(
+        [_stats(seeds_root, f"robust_alpha0.1_seed{s}")["mean"] - _stats(seeds_root, f"baseline_seed{s}")["mean"]
+         for s in range(3)], abs=0.006)
+    classes = _table_rows(text, "#### Per coarse class (mean SI-SDRi, dB), across seeds")
+    assert float(classes["baseline"][1].split(" ± ")[0]) == pytest.approx(
+        np.mean([_stats(seeds_root, f"baseline_seed{s}")["per_coarse"]["env"]["mean"] for s in range(3)]), abs=0.006)
+    convergence = _table_rows(text, "#### Convergence across seeds")
+    # The baseline ends at 5.0 dB on average (4, 5, 6): 90 % is 4.5. Robust reaches 4.5 at its first
+    # validation for seeds 1 and 2 (4.7, 5.7) and at its second for seed 0 (3.7, then 5.0).
+    assert convergence["robust_alpha0.1"][2] == f"{np.mean([20, 10, 10]):.0f} ± {np.std([20, 10, 10], ddof=1):.0f} (3 of 3)"
+    assert convergence["baseline"][3] == "20 ± 0 (2 of 3)"  # seed 0 ends at 4.0, below the mean of the finals
+    assert (seeds_root / "figures" / "operating_point.png").stat().st_size > 5000
+    assert (seeds_root / "figures" / "valid_si_sdri_seeds.png").stat().st_size > 5000
+    assert report.report(seeds_root, names, sweep="robust:weighting.alpha=0.1,0.3").read_text() == text, \
+        "a rerun must be identical"
+
+
+def test_a_seed_folder_trained_at_another_seed_is_refused(seeds_root):
+    config = yaml.safe_load((seeds_root / "baseline_seed1" / "config.yaml").read_text())
+    config["training"]["seed"] = 7
+    (seeds_root / "baseline_seed1" / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit, match="baseline_seed1: named as training seed 1, but its config.yaml has "
+                                         "training.seed 7"):
+        report.main(["--exp-root", str(seeds_root), "--experiments", "baseline_seed0", "baseline_seed1"])

@@ -274,6 +274,6 @@ def plot_validation(variants: Sequence[SeedRuns], final: Optional[Tuple[str, flo
         ax.axhline(REACH_SHARE * final[1], color="grey", linestyle=":", linewidth=1,
                    label=f"{100 * REACH_SHARE:.0f} % of it")
     ax.set_xlabel("training steps")
-    ax.set_ylabel("validation mean SI-SDRi (dB), mean ± std over seeds")
+    ax.set_ylabel("validation SI-SDRi (dB), mean ± std")
     ax.legend(fontsize=7)
     save(fig, path)

@@ -505,7 +505,8 @@ def _group_section(group: List[Scored], exp_root: Path, suffix: str,
 def report(exp_root: Path, experiments: Optional[Sequence[str]] = None, sweep: str = "") -> Path:
     """Writes report.md and the figures for ``experiments`` (default: every scored one); returns report.md.
 
-    ``sweep`` (run.sh's ``--sweep``; only its keys are used) names the swept keys of the operating-point figure.
+    ``sweep`` (run.sh's ``--sweep``) names the swept keys of the operating-point figure (its values are read
+    from each folder's config.yaml).
     """
     axes = variants_lib.parse_sweep(sweep)
     names = list(experiments) if experiments else scored_experiments(exp_root)

@@ -1,0 +1,113 @@
+"""Variants: experiments x sweep points x training seeds, their folder names and overrides, and the same clear
+errors as --override for mistyped keys and values."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ugr import config as config_lib
+from ugr import variants
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "egs" / "wsj0_esc50" / "conf"
+
+
+def _expand(experiments: str, **kwargs) -> list[variants.Variant]:
+    overrides = config_lib.parse_overrides([kwargs.pop("override", "")])
+    return variants.expand([CONF / f"{name}.yaml" for name in experiments.split()], overrides=overrides, **kwargs)
+
+
+@pytest.mark.parametrize("text, seeds", [("", None), ("3", [0, 1, 2]), ("1", [0]), ("0,4, 7", [0, 4, 7])])
+def test_seeds_are_a_count_or_a_list(text, seeds):
+    assert variants.parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["0", "two", "1,1", "1,-2", "1,,2"])
+def test_bad_seeds_are_refused_naming_the_value(text):
+    with pytest.raises(config_lib.ConfigError, match=r"--seeds"):
+        variants.parse_seeds(text)
+
+
+def test_without_seeds_or_sweep_each_experiment_is_one_folder_named_as_before():
+    found = _expand("baseline_cpu robust_a5_cpu", tag="lr5e-4")
+    assert [(v.name, v.seed, v.overrides) for v in found] == [("baseline_cpu_lr5e-4", None, ()),
+                                                              ("robust_a5_cpu_lr5e-4", None, ())]
+
+
+def test_a_sweep_on_one_experiment_with_seeds_makes_its_grid_times_the_seeds():
+    found = _expand("baseline_cpu robust_a5_cpu", seeds="2",
+                    sweep="robust_a5_cpu:weighting.alpha=0.05,0.1 training.lr=1e-3,5e-4")
+    names = [v.name for v in found]
+    assert names[:2] == ["baseline_cpu_lr0.001_seed0", "baseline_cpu_lr0.001_seed1"]
+    assert len(names) == 2 * 2 + 2 * 2 * 2 and len(set(names)) == len(names)
+    robust = [v for v in found if v.experiment == "robust_a5_cpu"]
+    assert robust[0].name == "robust_a5_cpu_alpha0.05_lr0.001_seed0"
+    assert robust[0].point == (("weighting.alpha", 0.05), ("training.lr", 1e-3))
+    assert robust[-1].group == "robust_a5_cpu_alpha0.1_lr0.0005" and robust[-1].seed == 1
+    cfg = variants.load(robust[-1], "training.epochs=2")
+    assert (cfg["weighting"]["alpha"], cfg["training"]["lr"], cfg["training"]["seed"], cfg["training"]["epochs"]) \
+        == (0.1, 5e-4, 1, 2)
+
+
+def test_seeds_change_only_the_training_seed():
+    first, second = (variants.load(v, "") for v in _expand("baseline_cpu", seeds="0,5"))
+    assert (first["training"]["seed"], second["training"]["seed"]) == (0, 5)
+    second["training"]["seed"] = 0
+    assert first == second
+    assert config_lib.lists_key(first) == config_lib.lists_key(second)
+
+
+def test_mapping_values_split_at_top_level_commas_and_name_their_folder():
+    found = _expand("class_none_cpu", sweep="weighting.type=class weighting.gamma={speech: 3},{env: 3, speech: 0}")
+    assert [v.name for v in found] == ["class_none_cpu_type-class_gamma-speech-3",
+                                       "class_none_cpu_type-class_gamma-env-3-speech-0"]
+    assert variants.load(found[1], "")["weighting"]["gamma"] == {"env": 3, "speech": 0}
+
+
+@pytest.mark.parametrize("sweep, override, message", [
+    ("weighting.alphx=0.1,0.2", "", r"unknown key\(s\) \['alphx'\]"),
+    ("weighting.alpha=0.1,abc", "", r"'alpha' must be a finite number, got 'abc'"),
+    ("training.lr=", "", r"no empty value"),
+    ("lr=1,2", "", r"write \[EXPERIMENT:\]SECTION.KEY=VALUE"),
+    ("nope:training.lr=1,2", "", r"names experiment 'nope'"),
+    ("training.seed=1,2", "", r"training.seed cannot be swept \(use --seeds"),
+    ("data.sample_rate=8000,16000", "", r"cannot be swept"),
+    ("training.lr=1e-3,0.001", "", r"lists a value twice"),
+    ("training.lr=1e-3 robust_a5_cpu:training.lr=5e-4", "", r"sweeps training.lr twice"),
+    ("training.lr=1e-3,5e-4", "training.lr=1e-2", r"sets training.lr, which --sweep 'training.lr=1e-3,5e-4' sweeps"),
+])
+def test_mistyped_sweeps_get_the_errors_of_overrides(sweep, override, message):
+    with pytest.raises(config_lib.ConfigError, match=message):
+        for variant in _expand("robust_a5_cpu", sweep=sweep, override=override):
+            variants.load(variant, override)
+
+
+def test_an_override_of_the_seed_beside_seeds_is_refused():
+    with pytest.raises(config_lib.ConfigError, match="sets training.seed, which --seeds sets"):
+        _expand("baseline_cpu", seeds="2", override="training.seed=3")
+
+
+def test_values_that_print_alike_would_share_a_folder_and_are_refused():
+    with pytest.raises(config_lib.ConfigError, match="share the folder"):
+        _expand("robust_a5_cpu", sweep="weighting.alpha=0.1000001,0.1")
+
+
+def test_the_command_line_gives_the_stages_names_and_tasks(tmp_path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "a.yaml").write_text(yaml.safe_dump({"inherit": str(CONF / "base_cpu.yaml")}))
+    (conf / "b.yaml").write_text(yaml.safe_dump({"inherit": "a.yaml", "weighting": {"type": "robust", "alpha": 0.2}}))
+    base = [sys.executable, "-m", "ugr.variants", "--conf", str(conf), "--experiments", "a b", "--seeds", "2",
+            "--sweep", "b:weighting.alpha=0.1,0.3", "--override", "training.epochs=2 b:training.lr=5e-4"]
+    names = subprocess.run(base + ["names"], capture_output=True, text=True, check=True).stdout.split()
+    assert names == ["a_seed0", "a_seed1", "b_alpha0.1_seed0", "b_alpha0.1_seed1", "b_alpha0.3_seed0",
+                     "b_alpha0.3_seed1"]
+    task = subprocess.run(base + ["task", "5"], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert task == [str(conf / "b.yaml"), "b_alpha0.3_seed1",
+                    "training.epochs=2 b:training.lr=5e-4 weighting.alpha=0.3 training.seed=1"]
+    bad = subprocess.run(base[:-2] + ["--override", "c:training.lr=1", "check"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "names experiment 'c'" in bad.stderr and "Traceback" not in bad.stderr
