@@ -1,6 +1,6 @@
 """The paper presets (egs/wsj0_esc50/conf/paper_*.yaml) hold the paper's values, or the authors' code's where the
 paper is silent, and differ from one another only where the paper's experiments do; the CPU presets of the three
-effects differ from their reference only in the weighting."""
+effects (and of the three-effects study) differ from their reference only in the weighting."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -57,7 +57,9 @@ def test_paper_class_bias_presets_use_the_authors_priors_and_differ_only_in_gamm
 
 
 @pytest.mark.parametrize("name, reference", [("robust_a5_cpu", "baseline_cpu"), ("curriculum_cpu", "baseline_cpu"),
-                                             ("class_speech3_cpu", "class_none_cpu")])
+                                             ("class_speech3_cpu", "class_none_cpu"),
+                                             ("study_robust", "study_baseline"), ("study_curriculum", "study_baseline"),
+                                             ("study_class", "study_class_none")])
 def test_each_cpu_effect_preset_differs_from_its_reference_only_in_the_weighting(name, reference):
     cfg, ref = _load(name), _load(reference)
     assert _without(cfg, "weighting") == _without(ref, "weighting")

@@ -107,6 +107,24 @@ def test_slurm_backend_submits_job_arrays_and_matches_the_local_backend(tree, sl
     assert (slurm / "exp/report.md").read_text() == (local / "exp/report.md").read_text()
 
 
+def test_seeds_go_out_as_one_array_task_each_and_are_reported_across_seeds(tree, slurm_cluster):
+    root, corpora, _ = tree
+    copy = slurm_copy(root, "seeds")
+    (copy / "data").symlink_to(root / "egs" / "local" / "data")  # prepared by the local backend (fixture)
+    done = run_recipe(copy, "--stage", "2", "--experiments", "tiny", "--seeds", "2", "--cmd_backend", "slurm",
+                      env=slurm_cluster)
+    train_job = (copy / "exp/log/train.jobid").read_text().strip()
+    for task in (0, 1):
+        log = (copy / f"exp/log/train.{task}.log").read_text()
+        assert f", task {task}, slurm job {train_job}_{task}," in log.splitlines()[1]
+        assert f"task {task}: conf/tiny.yaml -> exp/tiny_seed{task} (overrides: training.seed={task})" in log
+        assert yaml.safe_load((copy / f"exp/tiny_seed{task}/config.yaml").read_text())["training"]["seed"] == task
+    first, second = (weights(copy / f"exp/tiny_seed{s}/checkpoints/last.ckpt") for s in (0, 1))
+    assert any(not torch.equal(first[key], second[key]) for key in first)
+    report = (copy / "exp/report.md").read_text()
+    assert "| tiny | uniform | 2 |" in report, done.stdout[-2000:]
+
+
 def test_a_failed_stage_cancels_the_stages_after_it_and_run_fails(tree, slurm_cluster):
     copy = slurm_copy(tree[0], "failing")
     # Training has no prepared corpus to read: stage 2 fails, 3 and 4 must never run.
