@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import signal
 import subprocess
 import sys
 import time
@@ -111,10 +112,15 @@ def test_local_max_jobs_runs_tasks_side_by_side_sharing_the_cores(tmp_path: Path
 
 def test_local_interrupt_stops_every_running_task(tmp_path: Path) -> None:
     """Ctrl-C (SIGINT to the launcher) reaches tasks running side by side, which background jobs of a script
-    would otherwise ignore."""
+    would otherwise ignore.
+
+    The launcher starts as from a terminal, SIGINT at its default: a suite started in the background
+    (``nohup tools/test.sh &``) hands its children SIGINT ignored, which bash can then not trap.
+    """
     proc = subprocess.Popen([str(LAUNCH), "--array", "2", "--max-jobs", "2", "--log", "log/s.%a.log", "--",
                              sys.executable, "-c", "import time, os; open(f'up.{os.getpid()}', 'w'); time.sleep(60)"],
-                            cwd=tmp_path, stderr=subprocess.DEVNULL)
+                            cwd=tmp_path, stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 30
     while len(list(tmp_path.glob("up.*"))) < 2 and time.time() < deadline:
         time.sleep(0.1)
