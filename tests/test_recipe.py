@@ -161,7 +161,8 @@ def test_bad_options_fail_with_a_message(recipe):
     done = run(recipe, "--stage", "2", "--bogus", "1", check=False)
     assert done.returncode != 0 and "unknown option '--bogus'" in done.stderr
     help_text = run(recipe, "--help").stdout
-    for option in ("--wsj0", "--esc50", "--download", "--experiments", "--cmd_backend", "--fs", "--override", "--tag"):
+    for option in ("--wsj0", "--esc50", "--download", "--experiments", "--cmd_backend", "--fs", "--override", "--tag",
+                   "--seeds", "--sweep"):
         assert option in help_text
     assert "[baseline_cpu robust_a5_cpu]" in help_text  # the recipe's own defaults
     for args, message in ((["--stage", "two"], "option '--stage' takes an integer, not 'two'"),
