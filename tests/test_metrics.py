@@ -89,6 +89,20 @@ def test_sdr_forgives_a_short_filter_and_si_sdr_does_not():
     assert sdr_gain > 60 and si_sdr_gain < 5
 
 
+def test_sdr_of_a_perfect_estimate_is_the_ceiling_not_nan_and_nan_input_stays_nan():
+    """torchmetrics returns NaN when the estimate is the reference to float64 precision; the score is capped."""
+    rng = np.random.default_rng(3)
+    ref, noise = rng.standard_normal(4000), rng.standard_normal(4000)
+    src, mixture = t(ref)[None], t(ref + noise)
+    perfect = metrics.sdri(src.clone(), src, mixture).item()
+    from torchmetrics.functional.audio import signal_distortion_ratio
+    expected = metrics.SDR_CEILING_DB - signal_distortion_ratio(mixture[None], src).item()
+    assert math.isfinite(perfect) and perfect == pytest.approx(expected, abs=1e-6)
+    broken = src.clone()
+    broken[..., 10] = float("nan")
+    assert math.isnan(metrics.sdri(broken, src, mixture).item())
+
+
 # --- STOI --------------------------------------------------------------------------------------------
 
 

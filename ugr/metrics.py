@@ -8,7 +8,9 @@ one value per estimated source, shape (..., n_src):
   the recipe's main score.
 * ``sdri``: SDR improvement in dB in the bss_eval sense: the estimate may
   differ from the reference by a 512-tap filter at no cost (torchmetrics'
-  ``signal_distortion_ratio``, the bss_eval v4 / fast_bss_eval algorithm).
+  ``signal_distortion_ratio``, the bss_eval v4 / fast_bss_eval algorithm),
+  at most ``SDR_CEILING_DB``: where the estimate is the filtered reference to
+  within float64 precision, torchmetrics divides by zero and returns NaN.
 * ``stoi``: short-time objective intelligibility in [0, 1] of speech
   estimates (pystoi, which resamples to its 10 kHz internally: any rate).
 * ``pesq``: perceptual speech quality, MOS-LQO of ITU-T P.862 (pesq): narrow
@@ -33,6 +35,9 @@ from torch import Tensor
 from ugr import losses
 
 PESQ_MODES = {8000: "nb", 16000: "wb"}  # P.862 is defined at these rates only
+# bss_eval SDR of an estimate equal to the filtered reference to within float64 precision: 10 log10 of a
+# signal-to-distortion ratio beyond 1e10, where torchmetrics' coh / (1 - coh) meets 1 - coh <= 0 (NaN).
+SDR_CEILING_DB = 100.0
 
 
 def _check_shapes(est: Tensor, src: Tensor, mix: Optional[Tensor] = None) -> None:
@@ -61,7 +66,15 @@ def sdri(est: Tensor, src: Tensor, mix: Tensor) -> Tensor:
 
     _check_shapes(est, src, mix)
     mixture = mix.unsqueeze(-2).expand_as(src)
-    return signal_distortion_ratio(est, src) - signal_distortion_ratio(mixture, src)
+
+    def sdr(estimate: Tensor) -> Tensor:
+        value = signal_distortion_ratio(estimate, src)
+        # NaN from finite signals is the perfect-estimate case (SDR_CEILING_DB); NaN inputs stay NaN
+        finite = torch.isfinite(estimate).all(-1) & torch.isfinite(src).all(-1)
+        value = torch.where(torch.isnan(value) & finite, torch.full_like(value, SDR_CEILING_DB), value)
+        return value.clamp(max=SDR_CEILING_DB)
+
+    return sdr(est) - sdr(mixture)
 
 
 def _per_pair(est: Tensor, src: Tensor, score: Callable[[np.ndarray, np.ndarray], float]) -> Tensor:
