@@ -82,8 +82,17 @@ def test_class_labels_fall_back_to_their_coarse_class():
     logits = weighting(losses=torch.zeros(4), classes=["speech", "rain", "dog", "hum"],
                        coarse=["speech", "env", "env", "noise"])
     assert logits.tolist() == [0.0, 3.0, 1.0, 5.0]
-    with pytest.raises(ValueError, match="'classes' and 'coarse'"):
-        weighting(losses=torch.zeros(1), classes=["dog"])
+    assert weighting(losses=torch.zeros(2), classes=["dog", "env"]).tolist() == [1.0, 3.0]  # no coarse: fine alone
+    with pytest.raises(ValueError, match="needs the context key 'classes'"):
+        weighting(losses=torch.zeros(1))
+
+
+def test_class_bias_is_keyed_by_any_label_through_its_str():
+    """Integer labels of a classifier, as a tensor or a list, meet gamma's keys (strings in YAML or not)."""
+    weighting = build({"type": "class", "gamma": {0: -1.0, "2": 4.0}})
+    expected = [-1.0, 0.0, 4.0, -1.0]
+    assert weighting(losses=torch.zeros(4), classes=torch.tensor([0, 1, 2, 0])).tolist() == expected
+    assert weighting(losses=torch.zeros(4), classes=[0, 1, 2, 0]).tolist() == expected
 
 
 def test_class_logits_per_mixture_average_their_sources():
@@ -132,7 +141,8 @@ def test_granularity_is_carried_and_extra_context_is_ignored():
         ({"type": "curriculum", "beta0": -1}, "exactly one of 'horizon_steps' or 'horizon_epochs'"),
         ({"type": "curriculum", "beta0": -1, "horizon_steps": 5, "horizon_epochs": 2}, "exactly one of"),
         ({"type": "curriculum", "beta0": -1, "horizon_steps": 0}, "'horizon_steps' must be > 0"),
-        ({"type": "curriculum", "beta0": -1, "horizon_steps": 5, "schedule": "cosine"}, r"'schedule' must be one of \['linear', 'exponential', 'step'\]"),
+        ({"type": "curriculum", "beta0": -1, "horizon_steps": 5, "schedule": "cosine"}, r"'schedule' must be one of \['linear', 'exponential', 'step', 'constant'\]"),
+        ({"type": "curriculum", "beta0": -1, "horizon_steps": 5, "schedule": "constant"}, "schedule 'constant' keeps beta0 for good, so it takes no 'horizon_steps'"),
         ({"type": "class", "gamma": {"speech": "high"}}, r"gamma\['speech'\] must be a finite number"),
         ({"type": "class", "gamma": {}}, "'gamma' must be a non-empty mapping"),
         ({"type": "class"}, "'gamma' must be a non-empty mapping"),

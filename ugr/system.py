@@ -79,8 +79,8 @@ class SeparationSystem(pl.LightningModule):
         per_source, _ = self._losses(batch)
         # neg_sisdri costs one SI-SDR of the mixture per source: cheap enough to always provide.
         neg_sisdri = losses.neg_sisdri(per_source.detach(), batch["mixture"], batch["sources"])
-        return Terms(losses.at_granularity(per_source, self.granularity),
-                     losses.at_granularity(neg_sisdri, self.granularity), batch["classes"], batch["coarse"])
+        return Terms(losses.at_granularity(per_source, self.granularity), classes=batch["classes"],
+                     coarse=batch["coarse"], neg_sisdri=losses.at_granularity(neg_sisdri, self.granularity))
 
     def _skip_gradient_sync(self) -> ContextManager:
         """DDP's ``no_sync`` (gradients all-reduced once per step), a no-op in one process."""
