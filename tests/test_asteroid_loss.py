@@ -1,5 +1,5 @@
 """UGRLoss in a stock asteroid System: the update is sum_i p_i g_i, step/epoch from UGRProgress, labels with the
-targets, the mean in validation, and clear errors for losses it cannot weigh."""
+targets, the mean in validation, clear errors for losses it cannot weigh, and the global pmf under 2-process DDP."""
 from __future__ import annotations
 
 import itertools
@@ -7,6 +7,8 @@ import itertools
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from asteroid.engine import System
 from asteroid.losses import PITLossWrapper, pairwise_neg_sisdr, singlesrc_neg_sisdr
 from pytorch_lightning.callbacks import Callback
@@ -143,3 +145,34 @@ def test_a_per_example_loss_is_weighed_as_it_is():
     loss = loss_func(estimates, sources[:, 0])
     terms = singlesrc_neg_sisdr(estimates, sources[:, 0])
     torch.testing.assert_close(loss, (torch.softmax(terms.detach(), 0) * terms).sum())
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    try:
+        model = TinySeparator()
+        mixture, sources = mixtures()
+        share = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
+        net = torch.nn.parallel.DistributedDataParallel(model)
+        UGRLoss(PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx"), DDP_WEIGHTING)(
+            net(mixture[share]), sources[share]).backward()
+        if rank == 0:
+            torch.save({n: p.grad for n, p in model.named_parameters()}, out)
+        dist.barrier()  # leave together: a rank exiting while gloo still talks to it aborts the other
+    finally:
+        dist.destroy_process_group()
+
+
+DDP_WEIGHTING = {"type": "robust", "alpha": 0.5}
+
+
+def test_under_two_process_ddp_the_gradient_is_the_full_batch_one(tmp_path):
+    """Each rank weighs its half with the global pmf; DDP's average of the scaled shares is the full-batch step."""
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "pg"), str(tmp_path / "ddp.pt")), nprocs=2, join=True)
+    model = TinySeparator()
+    mixture, sources = mixtures()
+    UGRLoss(PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx"), DDP_WEIGHTING)(model(mixture), sources).backward()
+    ddp = torch.load(tmp_path / "ddp.pt")
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(ddp[name], param.grad, rtol=1e-9, atol=1e-12)

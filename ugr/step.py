@@ -75,7 +75,11 @@ def reweigh(losses: Tensor, weighting: Callable[..., Tensor], **context: Any) ->
     micro-batches needs ``reweighted_backward`` instead: one pmf over all of
     them.
     """
-    weights = global_pmf(weighting(losses=losses.detach(), **context))
+    logits = weighting(losses=losses.detach(), **context)
+    if logits.shape != losses.shape:
+        raise ValueError(f"reweigh: the weighting gave logits {tuple(logits.shape)} for losses "
+                         f"{tuple(losses.shape)}; it must give one logit per per-example loss")
+    weights = global_pmf(logits)
     return Reweighted(world_size() * (weights * losses).sum(), weights)
 
 
