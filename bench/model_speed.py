@@ -155,7 +155,7 @@ def make_step(model: torch.nn.Module, mixture: torch.Tensor, sources: torch.Tens
         with torch.autocast(device_type, dtype=torch.bfloat16) if chosen["bf16"] else contextlib.nullcontext():
             estimates = model(piece[0])
         per_source, _ = pit_neg_sisdr(estimates.float(), piece[1])  # the loss in fp32, as ugr.system
-        return Terms(per_source, None, piece[2], piece[2])
+        return Terms(per_source, classes=piece[2], coarse=piece[2])
 
     def step() -> None:
         if chosen["tf32"]:  # process-wide: set for this variant's step; the others run in strict fp32 (ieee)

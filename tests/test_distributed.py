@@ -46,8 +46,8 @@ def _one_step(model, indices, weighting, micro_batches, wrap=lambda m: m):
 
     def compute(chunk):
         per_source, _ = L.pit_neg_sisdr(net(mix[chunk]), src[chunk])
-        return Terms(L.at_granularity(per_source, weighting.granularity), None, [CLASSES[i] for i in chunk],
-                     [COARSE[i] for i in chunk])
+        return Terms(L.at_granularity(per_source, weighting.granularity), classes=[CLASSES[i] for i in chunk],
+                     coarse=[COARSE[i] for i in chunk])
 
     chunks = [c.tolist() for c in torch.tensor(indices).chunk(micro_batches)]
     no_sync = net.no_sync if isinstance(net, torch.nn.parallel.DistributedDataParallel) else contextlib.nullcontext

@@ -28,7 +28,7 @@ def test_an_environment_of_another_checkout_is_refused_not_re_pointed(tmp_path):
     """This checkout's venv, asked for by a copy of the checkout: using it would run this checkout's code."""
     other = tmp_path / "checkout"
     (other / "tools").mkdir(parents=True)
-    shutil.copy(ROOT / "setup.py", other)
+    shutil.copy(ROOT / "pyproject.toml", other)
     shutil.copy(INSTALL, other / "tools")
     venv = Path(sys.prefix)
     stamp = (venv / ".ugr-install-stamp").stat().st_mtime_ns

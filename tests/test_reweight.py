@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from ugr import losses as L
 from ugr.reweight import effective_sample_size, max_weight, pmf, reweighted_loss
+from ugr.step import reweigh
 from ugr.weighting import build
 
 shapes = st.lists(st.integers(1, 6), min_size=1, max_size=3)
@@ -54,6 +55,11 @@ def test_uniform_logits_give_the_mean():
 def test_reweighted_loss_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="same shape"):
         reweighted_loss(torch.zeros(4, 2), torch.zeros(4))
+
+
+def test_reweigh_refuses_a_weighting_that_gives_one_logit_per_batch():
+    with pytest.raises(ValueError, match=r"logits \(\) for losses \(3,\); it must give one logit per per-example"):
+        reweigh(torch.zeros(3), lambda **context: torch.zeros(()))
 
 
 def test_weights_are_constants_for_backward():

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ugr.reweight import pmf
+from ugr.step import reweigh
 from ugr.weighting import build
 
 loss_vectors = st.lists(st.floats(-30, 30, allow_nan=False), min_size=2, max_size=40).map(torch.tensor)
@@ -82,8 +83,17 @@ def test_class_labels_fall_back_to_their_coarse_class():
     logits = weighting(losses=torch.zeros(4), classes=["speech", "rain", "dog", "hum"],
                        coarse=["speech", "env", "env", "noise"])
     assert logits.tolist() == [0.0, 3.0, 1.0, 5.0]
-    with pytest.raises(ValueError, match="'classes' and 'coarse'"):
-        weighting(losses=torch.zeros(1), classes=["dog"])
+    assert weighting(losses=torch.zeros(2), classes=["dog", "env"]).tolist() == [1.0, 3.0]  # no coarse: fine alone
+    with pytest.raises(ValueError, match="needs the context key 'classes'"):
+        weighting(losses=torch.zeros(1))
+
+
+def test_class_bias_is_keyed_by_any_label_through_its_str():
+    """Integer labels of a classifier, as a tensor or a list, meet gamma's keys (strings in YAML or not)."""
+    weighting = build({"type": "class", "gamma": {0: -1.0, "2": 4.0}})
+    expected = [-1.0, 0.0, 4.0, -1.0]
+    assert weighting(losses=torch.zeros(4), classes=torch.tensor([0, 1, 2, 0])).tolist() == expected
+    assert weighting(losses=torch.zeros(4), classes=[0, 1, 2, 0]).tolist() == expected
 
 
 def test_class_logits_per_mixture_average_their_sources():
@@ -132,7 +142,8 @@ def test_granularity_is_carried_and_extra_context_is_ignored():
         ({"type": "curriculum", "beta0": -1}, "exactly one of 'horizon_steps' or 'horizon_epochs'"),
         ({"type": "curriculum", "beta0": -1, "horizon_steps": 5, "horizon_epochs": 2}, "exactly one of"),
         ({"type": "curriculum", "beta0": -1, "horizon_steps": 0}, "'horizon_steps' must be > 0"),
-        ({"type": "curriculum", "beta0": -1, "horizon_steps": 5, "schedule": "cosine"}, r"'schedule' must be one of \['linear', 'exponential', 'step'\]"),
+        ({"type": "curriculum", "beta0": -1, "horizon_steps": 5, "schedule": "cosine"}, r"'schedule' must be one of \['linear', 'exponential', 'step', 'constant'\]"),
+        ({"type": "curriculum", "beta0": -1, "horizon_steps": 5, "schedule": "constant"}, "schedule 'constant' keeps beta0 for good, so it takes no 'horizon_steps'"),
         ({"type": "class", "gamma": {"speech": "high"}}, r"gamma\['speech'\] must be a finite number"),
         ({"type": "class", "gamma": {}}, "'gamma' must be a non-empty mapping"),
         ({"type": "class"}, "'gamma' must be a non-empty mapping"),
@@ -144,3 +155,26 @@ def test_granularity_is_carried_and_extra_context_is_ignored():
 def test_config_errors_name_the_key_and_the_allowed_values(cfg, message):
     with pytest.raises(ValueError, match=message):
         build(cfg)
+
+
+@pytest.mark.parametrize("t, cfg", [
+    (0.8, {"type": "robust", "alpha": 0.8}),
+    (-0.6, {"type": "curriculum", "beta0": -0.6, "schedule": "constant"}),
+])
+def test_term_tilt_t_is_robust_alpha_t_or_constant_curriculum_beta0_t(t, cfg):
+    """TERM (Li et al., ICLR 2021): weights exp(t L_i) / sum_j exp(t L_j), and the gradient of its objective
+    (1/t) log mean_i exp(t L_i) is the UGR update; the constant schedule needs no step."""
+    losses = [0.5, 1.0, 2.5, 4.0]
+    tilted = [math.exp(t * loss) for loss in losses]
+    by_hand = [w / sum(tilted) for w in tilted]
+    weighting = build(cfg)
+    assert pmf(weighting(losses=torch.tensor(losses, dtype=torch.float64))).tolist() == pytest.approx(by_hand, rel=1e-12)
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(6, generator=g, dtype=torch.float64)
+    w = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+    per_example = (x @ w - y) ** 2
+    term_objective = torch.logsumexp(t * per_example, 0) / t - math.log(len(y)) / t
+    (term_grad,) = torch.autograd.grad(term_objective, w, retain_graph=True)
+    (ugr_grad,) = torch.autograd.grad(reweigh(per_example, weighting).loss, w)
+    torch.testing.assert_close(ugr_grad, term_grad, rtol=1e-12, atol=1e-12)

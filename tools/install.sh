@@ -12,7 +12,7 @@ Creates tools/venv (override with UGR_VENV=DIR) and installs, with every pip
 call pinned by one constraints file:
   torch        2.13.0 CPU wheel, or the CUDA torch the base python already has
   asteroid     0.7.0 with --no-deps (its declared deps pull a broken torchaudio)
-  ugr          editable, with its dependencies and test extras (setup.py)
+  ugr          editable, with its dependencies and test extras (pyproject.toml)
 Environment: PYTHON (base interpreter, default python3; one with a CUDA torch
 gives the venv that torch), UGR_VENV.
   --force      reinstall even when the environment is up to date
@@ -45,7 +45,7 @@ cpu_torch=2.13.0
 # system site-packages and the constraints pin that exact version.
 cuda_torch=$("$base_python" -c 'import torch; print(torch.__version__ if torch.version.cuda else "")' 2>/dev/null || true)
 
-stamp_input=$(cat "$root/setup.py" "${BASH_SOURCE[0]}"; "$base_python" --version; echo "cuda_torch=$cuda_torch")
+stamp_input=$(cat "$root/pyproject.toml" "${BASH_SOURCE[0]}"; "$base_python" --version; echo "cuda_torch=$cuda_torch")
 stamp=$(printf '%s' "$stamp_input" | sha256sum | cut -d' ' -f1)
 stamp_file=$venv/.ugr-install-stamp
 
@@ -73,7 +73,7 @@ fi
 if $force; then
   reason="--force"
 elif [ -f "$stamp_file" ]; then
-  reason="setup.py, tools/install.sh, the base python or its torch changed"
+  reason="pyproject.toml, tools/install.sh, the base python or its torch changed"
 else
   reason="it is not built, or not completely"
 fi

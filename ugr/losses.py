@@ -17,7 +17,7 @@ import torch
 from asteroid.losses import PITLossWrapper, pairwise_neg_sisdr, singlesrc_neg_sisdr
 from torch import Tensor
 
-GRANULARITIES = ("source", "mixture")
+from ugr.weighting import GRANULARITIES
 
 
 def pit_neg_sisdr(est: Tensor, src: Tensor) -> tuple[Tensor, Tensor]:
@@ -30,10 +30,21 @@ def pit_neg_sisdr(est: Tensor, src: Tensor) -> tuple[Tensor, Tensor]:
         per-source losses (B, n_src) in dB (reference order, with gradients),
         and the estimates reordered to match the references.
     """
-    pairwise = pairwise_neg_sisdr(est, src)  # [b, estimate, reference]
-    _, perm = PITLossWrapper.find_best_perm(pairwise)  # perm[b, reference] = estimate
-    per_source = torch.gather(pairwise.transpose(-1, -2), 2, perm.unsqueeze(-1)).squeeze(-1)
+    per_source, perm = pit_per_source(pairwise_neg_sisdr(est, src))
     return per_source, PITLossWrapper.reorder_source(est, perm)
+
+
+def pit_per_source(pairwise: Tensor) -> tuple[Tensor, Tensor]:
+    """Each reference's loss under its mixture's best permutation, from any pairwise loss matrix.
+
+    Args:
+        pairwise: ``[b, estimate, reference]`` losses, as asteroid's ``pairwise_*`` losses give them.
+    Returns:
+        per-source losses (B, n_src) in reference order (with gradients), and
+        the permutation ``perm[b, reference] = estimate``.
+    """
+    _, perm = PITLossWrapper.find_best_perm(pairwise)
+    return torch.gather(pairwise.transpose(-1, -2), 2, perm.unsqueeze(-1)).squeeze(-1), perm
 
 
 def per_mixture(per_source: Tensor) -> Tensor:

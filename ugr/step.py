@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Sequence
+from typing import Any, Callable, ContextManager, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -29,15 +29,22 @@ class Terms:
     """What the weighting needs from one micro-batch's forward pass.
 
     ``losses`` are the per-example training losses at the weighting's
-    granularity (with a graph in the second pass); ``neg_sisdri`` the
-    negative SI-SDR improvement of the same shape, or None when the weighting
-    does not use it; ``classes`` and ``coarse`` the per-source fine and coarse labels.
+    granularity (with a graph in the second pass); ``classes`` and ``coarse``
+    labels per loss (or per source with per-mixture losses) for class bias,
+    any hashable labels (strings, integers, an integer tensor); ``neg_sisdri``
+    the negative SI-SDR improvement of the losses' shape. Each is None where
+    no weighting of the run uses it.
     """
 
     losses: Tensor
-    neg_sisdri: Tensor | None
-    classes: Sequence[Sequence[str]]
-    coarse: Sequence[Sequence[str]]
+    classes: Sequence[Any] | Tensor | None = None
+    coarse: Sequence[Any] | Tensor | None = None
+    neg_sisdri: Tensor | None = None
+
+    def context(self) -> dict[str, Any]:
+        """The weighting's context keys this forward pass provides (labels and signals that are not None)."""
+        given = {"classes": self.classes, "coarse": self.coarse, "neg_sisdri": self.neg_sisdri}
+        return {key: value for key, value in given.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -49,12 +56,35 @@ class StepOutcome:
     losses: Tensor
 
 
+class Reweighted(NamedTuple):
+    """``loss``: the scalar to back-propagate; ``weights``: this process's slice of the pmf (detached)."""
+
+    loss: Tensor
+    weights: Tensor
+
+
+def reweigh(losses: Tensor, weighting: Callable[..., Tensor], **context: Any) -> Reweighted:
+    """The UGR loss of one forward pass: per-example losses in, the loss to back-propagate and the weights out.
+
+    ``weighting`` is a built weighting (``ugr.weighting.build``); ``context``
+    its other keys (``step``, ``epoch``, ``classes``, ...). The pmf spans the
+    global batch under DDP (``ugr.distributed.global_pmf``), and the loss is
+    this rank's ``sum_i p_i L_i`` times the world size because DDP averages
+    gradients over ranks: the update is ``sum_i p_i g_i`` over every rank's
+    examples. In one process it is just ``sum_i p_i L_i``. A batch split into
+    micro-batches needs ``reweighted_backward`` instead: one pmf over all of
+    them.
+    """
+    logits = weighting(losses=losses.detach(), **context)
+    if logits.shape != losses.shape:
+        raise ValueError(f"reweigh: the weighting gave logits {tuple(logits.shape)} for losses "
+                         f"{tuple(losses.shape)}; it must give one logit per per-example loss")
+    weights = global_pmf(logits)
+    return Reweighted(world_size() * (weights * losses).sum(), weights)
+
+
 def _logits(weighting: Callable[..., Tensor], terms: Terms, step: int, epoch: int) -> Tensor:
-    context: dict[str, Any] = {"losses": terms.losses.detach(), "classes": terms.classes, "coarse": terms.coarse,
-                               "step": step, "epoch": epoch}
-    if terms.neg_sisdri is not None:
-        context["neg_sisdri"] = terms.neg_sisdri.detach()
-    return weighting(**context)
+    return weighting(losses=terms.losses.detach(), step=step, epoch=epoch, **terms.context())
 
 
 def reweighted_backward(
@@ -76,14 +106,13 @@ def reweighted_backward(
     ``skip_gradient_sync()`` (DDP's ``no_sync``) wraps every second-pass
     micro-batch but the last, so gradients are all-reduced once per step.
     """
-    scale = world_size()
     if len(micro_batches) == 1:
         terms = compute(micro_batches[0])
-        weights = global_pmf(_logits(weighting, terms, step, epoch))
-        weighted = (weights * terms.losses).sum()
-        backward(weighted * scale)
-        return StepOutcome(weighted.detach(), weights, terms.losses.detach())
+        outcome = reweigh(terms.losses, weighting, step=step, epoch=epoch, **terms.context())
+        backward(outcome.loss)
+        return StepOutcome((outcome.weights * terms.losses.detach()).sum(), outcome.weights, terms.losses.detach())
 
+    scale = world_size()
     with torch.no_grad():
         first_pass = [compute(micro_batch) for micro_batch in micro_batches]
     logits = torch.cat([_logits(weighting, terms, step, epoch).reshape(-1) for terms in first_pass])

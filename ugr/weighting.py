@@ -8,10 +8,12 @@ context it returns logits shaped like ``losses``:
 
 Context keys: ``losses`` (per-example training losses, (B, n_src) or (B,)),
 ``neg_sisdri`` (negative SI-SDR improvement, same shape; only needed by
-``signal: neg_sisdri``), ``classes`` and ``coarse`` (fine and coarse class
-labels per source, (B, n_src) nested lists), ``step`` and ``epoch``
+``signal: neg_sisdri``), ``classes`` and ``coarse`` (fine and coarse labels
+per loss, or per source with per-mixture losses: nested lists or an integer
+tensor; any hashable labels, looked up by their ``str``), ``step`` and ``epoch``
 (optimisation step and epoch, from 0). Other keys are ignored, so the trainer
-can pass one context to every type.
+can pass one context to every type. Nothing here imports the audio stack or
+Lightning: the weightings serve any per-example loss.
 
 Types (F of the paper):
 
@@ -25,10 +27,11 @@ Types (F of the paper):
   ``exponential`` beta0 * (exp(-rate r) - exp(-rate)) / (1 - exp(-rate)),
   fast early relaxation (``rate``, default 5);
   ``step`` beta0 * (1 - floor(r * levels) / levels), ``levels`` plateaus
-  (default 4).
+  (default 4); ``constant`` beta0 throughout, with no horizon (never
+  uniform: TERM's negative tilt, below).
 * ``class``: F = gamma[label]. A source is looked up by its fine class
   first, then by its coarse class (any labels of the corpus, e.g. ``dog``
-  then ``env``); sources not named get 0. With per-mixture losses a
+  then ``env``; ``coarse`` may be left out); sources not named get 0. With per-mixture losses a
   mixture's logit is the mean over its sources, so a speech-vs-env bias needs
   ``granularity: source`` when every mixture holds one source of each.
 * ``sum``: the sum of ``terms`` (e.g. robust + class).
@@ -39,6 +42,22 @@ formula) or ``neg_sisdri`` (negative SI-SDR improvement, the authors' code).
 ``granularity`` (top level only; default ``source``) is carried as an
 attribute for the trainer, which picks per-source or per-mixture losses
 accordingly (see ``ugr.losses``).
+
+Tilted empirical risk minimisation (TERM, Li, Beirami, Sanjabi, Smith, ICLR
+2021) is this softmax weighting of ``t * L``: the gradient of its objective
+``(1/t) log mean_i exp(t L_i)`` is ``sum_i softmax(t L)_i g_i``. So tilt
+``t > 0`` is ``robust`` with ``alpha = t``, ``t < 0`` is ``curriculum`` with
+``beta0 = t, schedule: constant``, and ``t -> 0`` is ``uniform``; TERM's
+per-sample loss is a mixture's (``granularity: mixture``) or, with
+``granularity: source``, each source is a sample. Over a batch this is TERM's
+mini-batch estimate (the paper's stochastic TERM with no running
+normaliser). ``t -> +inf`` tends to the hardest example alone (the max-loss,
+top-1 limit), ``t -> -inf`` to the easiest. TERM's hierarchical tilt (one
+tilt across groups, another within) and top-k/CVaR (uniform over the hardest
+fraction) do not fit: their weight of an example depends on the other losses
+of its group, or on the batch's k-th loss, not on the example alone, so they
+are no per-example F whose softmax over every rank and micro-batch stays
+exact.
 """
 from __future__ import annotations
 
@@ -51,10 +70,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ugr.losses import GRANULARITIES
-
+GRANULARITIES = ("source", "mixture")
 SIGNALS = ("loss", "neg_sisdri")
-SCHEDULES = ("linear", "exponential", "step")
+SCHEDULES = ("linear", "exponential", "step", "constant")
 TYPES = ("uniform", "robust", "curriculum", "class", "sum")
 
 
@@ -86,8 +104,8 @@ class Robust:
 @dataclass(frozen=True)
 class Curriculum:
     beta0: float
-    horizon: float
-    unit: str  # "step" or "epoch": the context key that measures progress
+    horizon: float | None  # None: schedule constant
+    unit: str | None  # "step" or "epoch": the context key that measures progress; None: schedule constant
     schedule: str = "linear"
     rate: float = 5.0
     levels: int = 4
@@ -95,7 +113,9 @@ class Curriculum:
     granularity: str = "source"
 
     def beta(self, progress: float) -> float:
-        """beta at step/epoch ``progress``: beta0 at 0, exactly 0 from the horizon on."""
+        """beta at step/epoch ``progress``: beta0 at 0, exactly 0 from the horizon on (beta0 throughout: constant)."""
+        if self.horizon is None:
+            return self.beta0
         r = progress / self.horizon
         if r >= 1.0:
             return 0.0
@@ -110,8 +130,10 @@ class Curriculum:
         return self.beta0 * factor
 
     def __call__(self, **context: Any) -> Tensor:
-        if self.unit not in context:
-            raise ValueError(f"curriculum weighting needs the context key {self.unit!r}")
+        if self.unit is None:
+            return self.beta0 * _signal(context, self.signal)
+        if context.get(self.unit) is None:
+            raise ValueError(f"curriculum weighting needs the context key {self.unit!r} (the {self.unit} from 0)")
         return self.beta(float(context[self.unit])) * _signal(context, self.signal)
 
 
@@ -122,10 +144,10 @@ class ClassBias:
 
     def __call__(self, **context: Any) -> Tensor:
         losses = context["losses"].detach()
-        if "classes" not in context or "coarse" not in context:
-            raise ValueError("class weighting needs the context keys 'classes' and 'coarse' (labels per source)")
-        fine = np.asarray(context["classes"], dtype=object)
-        coarse = np.asarray(context["coarse"], dtype=object)
+        if context.get("classes") is None:
+            raise ValueError("class weighting needs the context key 'classes' (a label per loss, or per source)")
+        fine = _labels(context["classes"])
+        coarse = fine if context.get("coarse") is None else _labels(context["coarse"])
         if fine.shape != coarse.shape:
             raise ValueError(f"class weighting: fine labels {fine.shape} and coarse labels {coarse.shape} differ")
         values = (np.vectorize(self._lookup, otypes=[float])(fine, coarse) if fine.size
@@ -140,8 +162,15 @@ class ClassBias:
             f"{tuple(losses.shape)}; pass one label per loss, or (B, n_src) labels for (B,) losses"
         )
 
-    def _lookup(self, fine: str, coarse: str) -> float:
-        return self.gamma.get(fine, self.gamma.get(coarse, 0.0))
+    def _lookup(self, fine: Any, coarse: Any) -> float:
+        return self.gamma.get(str(fine), self.gamma.get(str(coarse), 0.0))
+
+
+def _labels(labels: Any) -> np.ndarray:
+    """Labels as an object array: nested lists as they are, a tensor (on any device) by its values."""
+    if isinstance(labels, Tensor):
+        labels = labels.tolist()
+    return np.asarray(labels, dtype=object)
 
 
 @dataclass(frozen=True)
@@ -212,20 +241,25 @@ def _build(cfg: Mapping[str, Any], where: str, top_level: bool) -> Callable[...,
         beta0 = _number(cfg, "beta0", where)
         if beta0 >= 0:
             raise ValueError(f"{where}: 'beta0' must be < 0 (beta rises from beta0 to 0), got {beta0}")
+        schedule = _check_choice(cfg.get("schedule", "linear"), SCHEDULES, "schedule", where)
+        signal = _check_choice(cfg.get("signal", "loss"), SIGNALS, "signal", where)
         horizons = [k for k in ("horizon_steps", "horizon_epochs") if k in cfg]
+        if schedule == "constant":
+            if horizons:
+                raise ValueError(f"{where}: schedule 'constant' keeps beta0 for good, so it takes no {horizons[0]!r}; "
+                                 "drop it, or pick a schedule that rises to 0")
+            return Curriculum(beta0=beta0, horizon=None, unit=None, schedule=schedule, signal=signal, **extra)
         if len(horizons) != 1:
             raise ValueError(f"{where}: give exactly one of 'horizon_steps' or 'horizon_epochs' (got {horizons or 'none'})")
         horizon = _number(cfg, horizons[0], where)
         if horizon <= 0:
             raise ValueError(f"{where}: {horizons[0]!r} must be > 0, got {horizon}")
-        schedule = _check_choice(cfg.get("schedule", "linear"), SCHEDULES, "schedule", where)
         rate = _number(cfg, "rate", where) if "rate" in cfg else 5.0
         if rate <= 0:
             raise ValueError(f"{where}: 'rate' must be > 0, got {rate}")
         levels = cfg.get("levels", 4)
         if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
             raise ValueError(f"{where}: 'levels' must be an integer >= 1, got {levels!r}")
-        signal = _check_choice(cfg.get("signal", "loss"), SIGNALS, "signal", where)
         unit = "step" if horizons[0] == "horizon_steps" else "epoch"
         return Curriculum(beta0=beta0, horizon=horizon, unit=unit, schedule=schedule,
                           rate=rate, levels=levels, signal=signal, **extra)
