@@ -291,8 +291,15 @@ def test_class_folders_split_folders_layout(tmp_path):
     (lambda root: None, {"seed": "3"}, r"has split folders, which fix the split; drop the option\(s\) seed"),
     (lambda root: None, {"valid": "0.2", "test": "0.2"}, r"drop the option\(s\) test, valid"),
     (lambda root: make_classes(root, {"owl": 1}), {},
-     r"holds split folders \(test, train, valid\) and class folders \(owl\); .*no class may be named train"),
-    (lambda root: shutil.rmtree(root / "valid"), {}, r"no valid folder; with split folders all of"),
+     r"ambiguous layout: test, train, valid hold\(s\) only folders, as split folders do, but owl read\(s\) as "
+     r"class folder\(s\); pass --layout classes .* or --layout splits"),
+    (lambda root: make_classes(root, {"owl": 1}), {"layout": "splits"},
+     r"layout=splits, but owl is not a split folder; with split folders the top level holds only train, valid, test"),
+    (lambda root: write_audio(root / "train" / "stray.wav"), {},
+     r"ambiguous layout: test, valid hold\(s\) only folders, as split folders do, but train read\(s\) as class"),
+    (lambda root: shutil.rmtree(root / "valid"), {},
+     r"no valid folder; with split folders all of .* if the folders are classes, pass --layout classes"),
+    (lambda root: None, {"layout": "flat"}, r"layout='flat'; give layout=classes .* or layout=splits"),
 ])
 def test_class_folders_split_folder_errors(tmp_path, change, options, message):
     root = tmp_path / "sounds"
@@ -301,6 +308,34 @@ def test_class_folders_split_folder_errors(tmp_path, change, options, message):
     change(root)
     with pytest.raises(CorpusLayoutError, match=message):
         index_corpus("class_folders", root, fs=8000, options=options)
+
+
+def test_class_folders_classes_named_train_valid_test_are_classes_when_they_hold_audio(tmp_path):
+    root = make_classes(tmp_path / "sounds", {"train": 10, "test": 10, "dog": 10})
+    index = index_corpus("class_folders", root, fs=8000)
+    sizes = {name: {split: len(ids) for split, ids in per.items()} for name, per in splits_of(index).items()}
+    assert sizes == {name: {"train": 8, "valid": 1, "test": 1} for name in ("train", "test", "dog")}
+    only_splits = make_classes(tmp_path / "only", {"train": 3, "valid": 3, "test": 3})
+    assert {s.fine for s in index_corpus("class_folders", only_splits, fs=8000).sources} == {"train", "valid", "test"}
+
+
+def test_class_folders_layout_option_settles_an_ambiguous_corpus(tmp_path):
+    root = tmp_path / "sounds"
+    make_classes(root / "train", {"steam": 3, "diesel": 3})  # the class train, recordings in subfolders
+    make_classes(root, {"dog": 3})
+    with pytest.raises(CorpusLayoutError, match=r"ambiguous layout: train hold\(s\) only folders.* but dog read"):
+        index_corpus("class_folders", root, fs=8000)
+    index = index_corpus("class_folders", root, fs=8000, options={"layout": "classes"})
+    assert {s.fine for s in index.sources} == {"train", "dog"}
+    assert "train__steam__00" in {s.id for s in index.sources}
+    for split in ("valid", "test"):
+        make_classes(root / split, {"steam": 1})
+    shutil.rmtree(root / "dog")
+    as_splits = index_corpus("class_folders", root, fs=8000)  # now exactly split folders of class folders
+    assert {(s.split, s.fine) for s in as_splits.sources} == {
+        ("train", "steam"), ("train", "diesel"), ("valid", "steam"), ("test", "steam")}
+    as_classes = index_corpus("class_folders", root, fs=8000, options={"layout": "classes"})
+    assert {s.fine for s in as_classes.sources} == {"train", "valid", "test"}
 
 
 def test_class_folders_coarse_mapping(tmp_path):

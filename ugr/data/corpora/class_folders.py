@@ -7,8 +7,15 @@ resamples and downmixes):
     DIR/<class>/...                          split here, by file (below)
     DIR/{train,valid,test}/<class>/...       split as given (all three needed)
 
-A top level mixing split folders and class folders is an error (which one was
-meant cannot be guessed).
+The layout is decided by what the folders hold, so a class may be named
+``train``, ``valid`` or ``test`` (ESC-50 has a class ``train``): the top level
+is split folders only when it holds nothing but folders named ``train``,
+``valid``, ``test``, each holding only folders (its class folders). A top
+folder that holds audio files itself is a class folder. When the two readings
+both fit (a folder ``train`` holding only subfolders, beside other class
+folders or beside a split-named folder of audio), the folder is ambiguous and
+indexing stops until option ``layout=classes`` or ``layout=splits`` (the
+recipes' ``--layout``) says which was meant.
 
 Labels: fine class = the class folder's name; group = the class, so the two
 sources of a mixture are of different classes (as the paper's env+env
@@ -50,10 +57,13 @@ from . import SPLITS, CorpusLayoutError, Index, SourceFile, register, require_fo
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 SPLIT_OPTIONS = {"seed": "0", "valid": "0.1", "test": "0.1"}
+LAYOUTS = ("classes", "splits")
 DEFAULT_COARSE = "*:sound"
 MIN_SPLIT_FILES = 3  # fewer cannot give one file to each of train, valid and test
 UNSAFE_ID = re.compile(r"[\s+]")
-LAYOUT = "DIR/<class>/<audio files> or DIR/{train,valid,test}/<class>/<audio files>"
+LAYOUT_CLASSES = "DIR/<class>/<audio files>"
+LAYOUT_SPLITS = "DIR/{train,valid,test}/<class>/<audio files>"
+LAYOUT = f"{LAYOUT_CLASSES} or {LAYOUT_SPLITS}"
 
 
 # Your own recordings: their terms are yours to state (ugr-export's model card says so).
@@ -65,14 +75,17 @@ LICENCE = {"title": "own recordings (class folders)", "title_link": "", "author"
 def index_class_folders(root: Path, *, fs: int, **options: str) -> Index:
     require_folder(root, "class_folders")
     index = Index()
+    layout = options.get("layout")
+    if layout is not None and layout not in LAYOUTS:
+        raise CorpusLayoutError(f"corpus class_folders: layout={layout!r}; give layout=classes ({LAYOUT_CLASSES}) "
+                                f"or layout=splits ({LAYOUT_SPLITS})")
     top = _folders(root, index.skips)
-    split_folders = [p for p in top if p.name in SPLITS]
-    if split_folders and len(split_folders) < len(top):
-        others = [p.name for p in top if p.name not in SPLITS]
-        raise CorpusLayoutError(
-            f"{root}: holds split folders ({', '.join(p.name for p in split_folders)}) and class folders "
-            f"({', '.join(others)}); use one layout: {LAYOUT} (so no class may be named {', '.join(SPLITS)})")
+    split_folders = _layout(root, top, layout) == "splits"
     if split_folders:
+        strays = [p.name for p in top if p.name not in SPLITS]
+        if strays:
+            raise CorpusLayoutError(f"{root}: layout=splits, but {', '.join(strays)} is not a split folder; with "
+                                    f"split folders the top level holds only {', '.join(SPLITS)} ({LAYOUT_SPLITS})")
         given = sorted(set(options) & set(SPLIT_OPTIONS))
         if given:
             raise CorpusLayoutError(f"{root}: has split folders, which fix the split; drop the option(s) "
@@ -81,11 +94,13 @@ def index_class_folders(root: Path, *, fs: int, **options: str) -> Index:
         missing = [s for s in SPLITS if not (root / s).is_dir()]
         if missing:
             raise CorpusLayoutError(f"{root}: no {', '.join(missing)} folder; with split folders all of "
-                                    f"{', '.join(SPLITS)} are needed ({LAYOUT})")
-        settings = take_options(options, {"coarse": DEFAULT_COARSE}, "class_folders")
+                                    f"{', '.join(SPLITS)} are needed ({LAYOUT_SPLITS}); if the folders are "
+                                    f"classes, pass --layout classes")
+        settings = take_options(options, {"coarse": DEFAULT_COARSE, "layout": "splits"}, "class_folders")
         files = {split: _class_files(_folders(root / split, index.skips), index.skips) for split in SPLITS}
     else:
-        settings = take_options(options, {"coarse": DEFAULT_COARSE, **SPLIT_OPTIONS}, "class_folders")
+        settings = take_options(options, {"coarse": DEFAULT_COARSE, "layout": "classes", **SPLIT_OPTIONS},
+                                "class_folders")
         seed, valid, test = _split_settings(settings)
         found = _class_files(top, index.skips)
         files = {split: {} for split in SPLITS}
@@ -113,6 +128,55 @@ def index_class_folders(root: Path, *, fs: int, **options: str) -> Index:
         index.notes.append(f"{root}: one class only ({classes[0]}); its sources can be mixed only with another "
                            f"corpus's, as the two sources of a mixture must differ in class")
     return index
+
+
+def _layout(root: Path, top: list[Path], layout: str | None) -> str:
+    """``classes`` or ``splits``: the one given, else the one that what the top folders hold fits.
+
+    A split-named folder holding only folders reads as a split folder; one
+    holding audio files reads as a class folder (empty or unreadable: either).
+    Split folders need a top level of split folders only, so both readings can
+    fit only then; when they disagree the corpus is ambiguous and the error
+    names the folders of each reading.
+    """
+    if layout is not None:
+        return layout
+    named = [p for p in top if p.name in SPLITS]
+    if not named:
+        return "classes"
+    like_splits = [p for p in named if _holds_only_folders(p)]
+    if not like_splits:
+        return "classes"
+    like_classes = [p.name for p in top if p not in like_splits and (p.name not in SPLITS or _holds_audio(p))]
+    if not like_classes:
+        return "splits"
+    raise CorpusLayoutError(
+        f"{root}: ambiguous layout: {', '.join(p.name for p in like_splits)} hold(s) only folders, as split "
+        f"folders do, but {', '.join(like_classes)} read(s) as class folder(s); pass --layout classes (every top "
+        f"folder is a class, {like_splits[0].name} included: {LAYOUT_CLASSES}) or --layout splits "
+        f"({LAYOUT_SPLITS}); python -m ugr.data.prepare takes layout=classes|splits")
+
+
+def _holds_only_folders(folder: Path) -> bool:
+    """Visible subfolders and no visible audio file: how a split folder looks."""
+    visible = [p for p in _entries(folder) if not p.name.startswith(".")]
+    return any(p.is_dir() for p in visible) and not any(_is_audio(p) for p in visible)
+
+
+def _holds_audio(folder: Path) -> bool:
+    """A visible audio file directly in ``folder``: how a class folder (and no split folder) looks."""
+    return any(_is_audio(p) and not p.name.startswith(".") for p in _entries(folder))
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError:  # unreadable: it fits either reading; indexing it reports why
+        return []
+
+
+def _is_audio(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_SUFFIXES and not path.is_dir()
 
 
 def _folders(folder: Path, skips: list[dict]) -> list[Path]:
