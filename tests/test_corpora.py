@@ -428,6 +428,27 @@ def test_class_folders_every_skip_has_a_reason(tmp_path):
     assert {s.fine for s in index.sources} == {"dog", "cat"} and len(index.sources) == 6
 
 
+def test_class_folders_follow_each_linked_folder_once_and_name_a_loop(tmp_path):
+    root = make_classes(tmp_path / "sounds", {"dog": 3, "cat": 3})
+    write_audio(root / "dog" / "park" / "bark.wav")
+    (root / "dog" / "park" / "loop").symlink_to("..")  # dog/park/loop -> dog: endless dog/park/loop/park/...
+    (root / "dog" / "again").symlink_to("park")  # a second way to the same folder
+    make_classes(tmp_path / "elsewhere", {"purr": 2})
+    (root / "cat" / "linked").symlink_to(tmp_path / "elsewhere" / "purr")  # a link out of the tree is followed
+    index = index_corpus("class_folders", root, fs=8000)
+    root = root.resolve()
+    assert sorted(s.id for s in index.sources) == [
+        "cat__00", "cat__01", "cat__02", "cat__linked__00", "cat__linked__01", "dog__00", "dog__01", "dog__02",
+        "dog__park__bark"]
+    once = "a folder already indexed (each folder is read once); skipped, remove the link"
+    loop = str(root / "dog" / "park" / "loop")
+    again = str(root / "dog" / "again")
+    assert sorted((s["path"], s["reason"]) for s in index.skips) == sorted([
+        (loop, f"symlink loop: points to {root / 'dog'}, {once}"),
+        (again, f"symlink: points to {root / 'dog' / 'park'}, {once}")])
+    assert f"{loop}: symlink loop: points to {root / 'dog'}, {once}" in index.notes
+
+
 def test_class_folders_no_class_and_one_class(tmp_path):
     root = tmp_path / "sounds"
     root.mkdir()

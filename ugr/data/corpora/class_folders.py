@@ -97,12 +97,12 @@ def index_class_folders(root: Path, *, fs: int, **options: str) -> Index:
                                     f"{', '.join(SPLITS)} are needed ({LAYOUT_SPLITS}); if the folders are "
                                     f"classes, pass --layout classes")
         settings = take_options(options, {"coarse": DEFAULT_COARSE, "layout": "splits"}, "class_folders")
-        files = {split: _class_files(_folders(root / split, index.skips), index.skips) for split in SPLITS}
+        files = {split: _class_files(_folders(root / split, index.skips), index) for split in SPLITS}
     else:
         settings = take_options(options, {"coarse": DEFAULT_COARSE, "layout": "classes", **SPLIT_OPTIONS},
                                 "class_folders")
         seed, valid, test = _split_settings(settings)
-        found = _class_files(top, index.skips)
+        found = _class_files(top, index)
         files = {split: {} for split in SPLITS}
         for name, paths in found.items():
             for split, chosen in _split_class(name, paths, seed, valid, test).items():
@@ -192,13 +192,14 @@ def _folders(folder: Path, skips: list[dict]) -> list[Path]:
     return folders
 
 
-def _class_files(class_dirs: list[Path], skips: list[dict]) -> dict[str, list[tuple[str, Path]]]:
+def _class_files(class_dirs: list[Path], index: Index) -> dict[str, list[tuple[str, Path]]]:
     """``{class: [(id, audio file), ...]}`` for the class folders holding audio, files sorted by path.
 
     ids are unique among ``class_dirs`` (one split folder, or the whole corpus before it is split, so that two
     versions of one recording never land in different splits): a repeated id is a skip, the first file kept.
     """
     found = {}
+    skips = index.skips
     seen: dict[str, Path] = {}
     for class_dir in class_dirs:
         try:
@@ -209,7 +210,7 @@ def _class_files(class_dirs: list[Path], skips: list[dict]) -> dict[str, list[tu
                 f"cannot (lists are TSV, priors are written A+B); rename the folder, e.g. to "
                 f"{UNSAFE_ID.sub('_', class_dir.name)!r}") from None
         files = []
-        for relative, path in _audio_files(class_dir, skips):
+        for relative, path in _audio_files(class_dir, index):
             uid = UNSAFE_ID.sub("_", f"{class_dir.name}__{relative.replace('/', '__')}")
             if uid in seen:
                 skips.append({"path": str(path), "reason": f"duplicate id {uid} (kept {seen[uid]})"})
@@ -223,13 +224,42 @@ def _class_files(class_dirs: list[Path], skips: list[dict]) -> dict[str, list[tu
     return found
 
 
-def _audio_files(class_dir: Path, skips: list[dict]) -> list[tuple[str, Path]]:
-    """``(path under class_dir without suffix, file)`` for its audio files at any depth, sorted by that path."""
-    files = []
-    for parent, subdirs, names in os.walk(class_dir, followlinks=True):
+def _audio_files(class_dir: Path, index: Index) -> list[tuple[str, Path]]:
+    """``(path under class_dir without suffix, file)`` for its audio files at any depth, sorted by that path.
+
+    Symbolic links to folders are followed (a corpus assembled from links is common), each folder once, by
+    device and inode: a link to a folder of the class folder's own tree (read by its real path) or to one
+    already walked is a skip naming the link and what it points to, so a link back up the tree cannot be
+    followed round until the paths grow too long to write, and a second link to one folder cannot index
+    its recordings twice. Such a link, and a folder that cannot be read, is also a note: one line of the
+    stage 0 log names it.
+    """
+    files, skips = [], index.skips
+    visited = {_folder_key(Path(parent)) for parent, _, _ in os.walk(class_dir)}  # the real folders, links not
+
+    def unreadable(err: OSError) -> None:
+        skip(str(err.filename), f"cannot read folder: {err.strerror}")
+
+    def skip(path: str, reason: str) -> None:
+        skips.append({"path": path, "reason": reason})
+        index.notes.append(f"{path}: {reason}")
+
+    for parent, subdirs, names in os.walk(class_dir, followlinks=True, onerror=unreadable):
         for hidden in sorted(d for d in subdirs if d.startswith(".")):
             skips.append({"path": os.path.join(parent, hidden), "reason": "hidden (name starts with '.')"})
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        kept = []
+        for name in sorted(d for d in subdirs if not d.startswith(".")):
+            folder = Path(parent) / name
+            key = _folder_key(folder)
+            if folder.is_symlink() and key in visited:
+                target = folder.resolve()
+                kind = "symlink loop" if Path(parent).resolve().is_relative_to(target) else "symlink"
+                skip(str(folder), f"{kind}: points to {target}, a folder already indexed (each folder is read "
+                                  f"once); skipped, remove the link")
+            else:
+                visited.add(key)
+                kept.append(name)
+        subdirs[:] = kept
         for name in sorted(names):
             path = Path(parent) / name
             if name.startswith("."):
@@ -240,6 +270,12 @@ def _audio_files(class_dir: Path, skips: list[dict]) -> list[tuple[str, Path]]:
             else:
                 files.append((path.relative_to(class_dir).with_suffix("").as_posix(), path))
     return sorted(files, key=lambda item: item[1].relative_to(class_dir).as_posix())
+
+
+def _folder_key(folder: Path) -> tuple[int, int]:
+    """What identifies a folder however it is reached (through links): its device and inode."""
+    info = folder.stat()
+    return info.st_dev, info.st_ino
 
 
 def _split_settings(settings: dict[str, str]) -> tuple[int, float, float]:
