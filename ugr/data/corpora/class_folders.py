@@ -202,6 +202,9 @@ def _class_files(class_dirs: list[Path], index: Index) -> dict[str, list[tuple[s
     skips = index.skips
     seen: dict[str, Path] = {}
     for class_dir in class_dirs:
+        if not _utf8(class_dir.name):
+            raise CorpusLayoutError(f"{class_dir}: class folder name {class_dir.name!r} is not UTF-8 (labels and "
+                                    f"lists are UTF-8 text); rename the folder")
         try:
             check_label(class_dir.name, "class")
         except ManifestError:
@@ -212,6 +215,9 @@ def _class_files(class_dirs: list[Path], index: Index) -> dict[str, list[tuple[s
         files = []
         for relative, path in _audio_files(class_dir, index):
             uid = UNSAFE_ID.sub("_", f"{class_dir.name}__{relative.replace('/', '__')}")
+            if not _utf8(uid):
+                skips.append({"path": str(path), "reason": "name not UTF-8 (ids and lists are UTF-8 text); rename it"})
+                continue
             if uid in seen:
                 skips.append({"path": str(path), "reason": f"duplicate id {uid} (kept {seen[uid]})"})
                 continue
@@ -270,6 +276,16 @@ def _audio_files(class_dir: Path, index: Index) -> list[tuple[str, Path]]:
             else:
                 files.append((path.relative_to(class_dir).with_suffix("").as_posix(), path))
     return sorted(files, key=lambda item: item[1].relative_to(class_dir).as_posix())
+
+
+def _utf8(name: str) -> bool:
+    """Whether a file name decoded as valid UTF-8 (Python keeps other bytes as surrogates, which no text
+    file can hold)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _folder_key(folder: Path) -> tuple[int, int]:
