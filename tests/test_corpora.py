@@ -435,6 +435,8 @@ def test_class_folders_follow_each_linked_folder_once_and_name_a_loop(tmp_path):
     (root / "dog" / "again").symlink_to("park")  # a second way to the same folder
     make_classes(tmp_path / "elsewhere", {"purr": 2})
     (root / "cat" / "linked").symlink_to(tmp_path / "elsewhere" / "purr")  # a link out of the tree is followed
+    (root / "cat" / "dogs").symlink_to("../dog")  # another class's folder: its barks are not cats too
+    (root / "cat" / "all").symlink_to("..")  # the corpus itself, walked before any class's own folder
     index = index_corpus("class_folders", root, fs=8000)
     root = root.resolve()
     assert sorted(s.id for s in index.sources) == [
@@ -445,7 +447,9 @@ def test_class_folders_follow_each_linked_folder_once_and_name_a_loop(tmp_path):
     again = str(root / "dog" / "again")
     assert sorted((s["path"], s["reason"]) for s in index.skips) == sorted([
         (loop, f"symlink loop: points to {root / 'dog'}, {once}"),
-        (again, f"symlink: points to {root / 'dog' / 'park'}, {once}")])
+        (again, f"symlink: points to {root / 'dog' / 'park'}, {once}"),
+        (str(root / "cat" / "dogs"), f"symlink: points to {root / 'dog'}, {once}"),
+        (str(root / "cat" / "all"), f"symlink loop: points to {root}, {once}")])
     assert f"{loop}: symlink loop: points to {root / 'dog'}, {once}" in index.notes
 
 

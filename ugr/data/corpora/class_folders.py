@@ -80,6 +80,7 @@ def index_class_folders(root: Path, *, fs: int, **options: str) -> Index:
         raise CorpusLayoutError(f"corpus class_folders: layout={layout!r}; give layout=classes ({LAYOUT_CLASSES}) "
                                 f"or layout=splits ({LAYOUT_SPLITS})")
     top = _folders(root, index.skips)
+    real = _real_folders(root)
     split_folders = _layout(root, top, layout) == "splits"
     if split_folders:
         strays = [p.name for p in top if p.name not in SPLITS]
@@ -97,12 +98,12 @@ def index_class_folders(root: Path, *, fs: int, **options: str) -> Index:
                                     f"{', '.join(SPLITS)} are needed ({LAYOUT_SPLITS}); if the folders are "
                                     f"classes, pass --layout classes")
         settings = take_options(options, {"coarse": DEFAULT_COARSE, "layout": "splits"}, "class_folders")
-        files = {split: _class_files(_folders(root / split, index.skips), index) for split in SPLITS}
+        files = {split: _class_files(_folders(root / split, index.skips), index, real) for split in SPLITS}
     else:
         settings = take_options(options, {"coarse": DEFAULT_COARSE, "layout": "classes", **SPLIT_OPTIONS},
                                 "class_folders")
         seed, valid, test = _split_settings(settings)
-        found = _class_files(top, index)
+        found = _class_files(top, index, real)
         files = {split: {} for split in SPLITS}
         for name, paths in found.items():
             for split, chosen in _split_class(name, paths, seed, valid, test).items():
@@ -192,7 +193,7 @@ def _folders(folder: Path, skips: list[dict]) -> list[Path]:
     return folders
 
 
-def _class_files(class_dirs: list[Path], index: Index) -> dict[str, list[tuple[str, Path]]]:
+def _class_files(class_dirs: list[Path], index: Index, real: set[tuple[int, int]]) -> dict[str, list[tuple[str, Path]]]:
     """``{class: [(id, audio file), ...]}`` for the class folders holding audio, files sorted by path.
 
     ids are unique among ``class_dirs`` (one split folder, or the whole corpus before it is split, so that two
@@ -213,7 +214,7 @@ def _class_files(class_dirs: list[Path], index: Index) -> dict[str, list[tuple[s
                 f"cannot (lists are TSV, priors are written A+B); rename the folder, e.g. to "
                 f"{UNSAFE_ID.sub('_', class_dir.name)!r}") from None
         files = []
-        for relative, path in _audio_files(class_dir, index):
+        for relative, path in _audio_files(class_dir, index, real):
             uid = UNSAFE_ID.sub("_", f"{class_dir.name}__{relative.replace('/', '__')}")
             if not _utf8(uid):
                 skips.append({"path": str(path), "reason": "name not UTF-8 (ids and lists are UTF-8 text); rename it"})
@@ -230,18 +231,19 @@ def _class_files(class_dirs: list[Path], index: Index) -> dict[str, list[tuple[s
     return found
 
 
-def _audio_files(class_dir: Path, index: Index) -> list[tuple[str, Path]]:
+def _audio_files(class_dir: Path, index: Index, real: set[tuple[int, int]]) -> list[tuple[str, Path]]:
     """``(path under class_dir without suffix, file)`` for its audio files at any depth, sorted by that path.
 
     Symbolic links to folders are followed (a corpus assembled from links is common), each folder once, by
-    device and inode: a link to a folder of the class folder's own tree (read by its real path) or to one
-    already walked is a skip naming the link and what it points to, so a link back up the tree cannot be
-    followed round until the paths grow too long to write, and a second link to one folder cannot index
-    its recordings twice. Such a link, and a folder that cannot be read, is also a note: one line of the
-    stage 0 log names it.
+    device and inode: a folder reached through a link that is one of the corpus's own (``real``: read by
+    its real path, or the corpus itself) or one already walked is a skip naming the link and what it
+    points to. So a link back up the tree cannot be followed round until the paths grow too long to write,
+    and no recording is indexed twice or under another class. Such a link, and a folder that cannot be
+    read, is also a note: one line of the stage 0 log names it.
     """
     files, skips = [], index.skips
-    visited = {_folder_key(Path(parent)) for parent, _, _ in os.walk(class_dir)}  # the real folders, links not
+    walked = {str(class_dir): _folder_key(class_dir)}  # path as walked -> its folder's key
+    through_link: set[str] = set()
 
     def unreadable(err: OSError) -> None:
         skip(str(err.filename), f"cannot read folder: {err.strerror}")
@@ -255,15 +257,18 @@ def _audio_files(class_dir: Path, index: Index) -> list[tuple[str, Path]]:
             skips.append({"path": os.path.join(parent, hidden), "reason": "hidden (name starts with '.')"})
         kept = []
         for name in sorted(d for d in subdirs if not d.startswith(".")):
-            folder = Path(parent) / name
-            key = _folder_key(folder)
-            if folder.is_symlink() and key in visited:
-                target = folder.resolve()
-                kind = "symlink loop" if Path(parent).resolve().is_relative_to(target) else "symlink"
-                skip(str(folder), f"{kind}: points to {target}, a folder already indexed (each folder is read "
-                                  f"once); skipped, remove the link")
+            folder = os.path.join(parent, name)
+            key = _folder_key(Path(folder))
+            linked = parent in through_link or os.path.islink(folder)
+            if key in walked.values() or (linked and key in real):
+                ancestors = {k for path, k in walked.items() if folder.startswith(path + os.sep)}
+                kind = "symlink loop" if key in ancestors or key == _folder_key(class_dir.parent) else "symlink"
+                skip(folder, f"{kind}: points to {Path(folder).resolve()}, a folder already indexed (each folder "
+                             f"is read once); skipped, remove the link")
             else:
-                visited.add(key)
+                walked[folder] = key
+                if linked:
+                    through_link.add(folder)
                 kept.append(name)
         subdirs[:] = kept
         for name in sorted(names):
@@ -286,6 +291,16 @@ def _utf8(name: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _real_folders(root: Path) -> set[tuple[int, int]]:
+    """The keys of the corpus folder and of its visible folders as they are, links not followed: each is
+    read by its real path, so a link to one is a second way to it."""
+    keys = set()
+    for parent, subdirs, _ in os.walk(root):
+        subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+        keys.add(_folder_key(Path(parent)))
+    return keys
 
 
 def _folder_key(folder: Path) -> tuple[int, int]:
