@@ -291,8 +291,15 @@ def test_class_folders_split_folders_layout(tmp_path):
     (lambda root: None, {"seed": "3"}, r"has split folders, which fix the split; drop the option\(s\) seed"),
     (lambda root: None, {"valid": "0.2", "test": "0.2"}, r"drop the option\(s\) test, valid"),
     (lambda root: make_classes(root, {"owl": 1}), {},
-     r"holds split folders \(test, train, valid\) and class folders \(owl\); .*no class may be named train"),
-    (lambda root: shutil.rmtree(root / "valid"), {}, r"no valid folder; with split folders all of"),
+     r"ambiguous layout: test, train, valid hold\(s\) only folders, as split folders do, but owl read\(s\) as "
+     r"class folder\(s\); pass --layout classes .* or --layout splits"),
+    (lambda root: make_classes(root, {"owl": 1}), {"layout": "splits"},
+     r"layout=splits, but owl is not a split folder; with split folders the top level holds only train, valid, test"),
+    (lambda root: write_audio(root / "train" / "stray.wav"), {},
+     r"ambiguous layout: test, valid hold\(s\) only folders, as split folders do, but train read\(s\) as class"),
+    (lambda root: shutil.rmtree(root / "valid"), {},
+     r"no valid folder; with split folders all of .* if the folders are classes, pass --layout classes"),
+    (lambda root: None, {"layout": "flat"}, r"layout='flat'; give layout=classes .* or layout=splits"),
 ])
 def test_class_folders_split_folder_errors(tmp_path, change, options, message):
     root = tmp_path / "sounds"
@@ -301,6 +308,34 @@ def test_class_folders_split_folder_errors(tmp_path, change, options, message):
     change(root)
     with pytest.raises(CorpusLayoutError, match=message):
         index_corpus("class_folders", root, fs=8000, options=options)
+
+
+def test_class_folders_classes_named_train_valid_test_are_classes_when_they_hold_audio(tmp_path):
+    root = make_classes(tmp_path / "sounds", {"train": 10, "test": 10, "dog": 10})
+    index = index_corpus("class_folders", root, fs=8000)
+    sizes = {name: {split: len(ids) for split, ids in per.items()} for name, per in splits_of(index).items()}
+    assert sizes == {name: {"train": 8, "valid": 1, "test": 1} for name in ("train", "test", "dog")}
+    only_splits = make_classes(tmp_path / "only", {"train": 3, "valid": 3, "test": 3})
+    assert {s.fine for s in index_corpus("class_folders", only_splits, fs=8000).sources} == {"train", "valid", "test"}
+
+
+def test_class_folders_layout_option_settles_an_ambiguous_corpus(tmp_path):
+    root = tmp_path / "sounds"
+    make_classes(root / "train", {"steam": 3, "diesel": 3})  # the class train, recordings in subfolders
+    make_classes(root, {"dog": 3})
+    with pytest.raises(CorpusLayoutError, match=r"ambiguous layout: train hold\(s\) only folders.* but dog read"):
+        index_corpus("class_folders", root, fs=8000)
+    index = index_corpus("class_folders", root, fs=8000, options={"layout": "classes"})
+    assert {s.fine for s in index.sources} == {"train", "dog"}
+    assert "train__steam__00" in {s.id for s in index.sources}
+    for split in ("valid", "test"):
+        make_classes(root / split, {"steam": 1})
+    shutil.rmtree(root / "dog")
+    as_splits = index_corpus("class_folders", root, fs=8000)  # now exactly split folders of class folders
+    assert {(s.split, s.fine) for s in as_splits.sources} == {
+        ("train", "steam"), ("train", "diesel"), ("valid", "steam"), ("test", "steam")}
+    as_classes = index_corpus("class_folders", root, fs=8000, options={"layout": "classes"})
+    assert {s.fine for s in as_classes.sources} == {"train", "valid", "test"}
 
 
 def test_class_folders_coarse_mapping(tmp_path):
@@ -391,6 +426,31 @@ def test_class_folders_every_skip_has_a_reason(tmp_path):
         (str(root / "empty"), "class folder without audio files"),
     ])
     assert {s.fine for s in index.sources} == {"dog", "cat"} and len(index.sources) == 6
+
+
+def test_class_folders_follow_each_linked_folder_once_and_name_a_loop(tmp_path):
+    root = make_classes(tmp_path / "sounds", {"dog": 3, "cat": 3})
+    write_audio(root / "dog" / "park" / "bark.wav")
+    (root / "dog" / "park" / "loop").symlink_to("..")  # dog/park/loop -> dog: endless dog/park/loop/park/...
+    (root / "dog" / "again").symlink_to("park")  # a second way to the same folder
+    make_classes(tmp_path / "elsewhere", {"purr": 2})
+    (root / "cat" / "linked").symlink_to(tmp_path / "elsewhere" / "purr")  # a link out of the tree is followed
+    (root / "cat" / "dogs").symlink_to("../dog")  # another class's folder: its barks are not cats too
+    (root / "cat" / "all").symlink_to("..")  # the corpus itself, walked before any class's own folder
+    index = index_corpus("class_folders", root, fs=8000)
+    root = root.resolve()
+    assert sorted(s.id for s in index.sources) == [
+        "cat__00", "cat__01", "cat__02", "cat__linked__00", "cat__linked__01", "dog__00", "dog__01", "dog__02",
+        "dog__park__bark"]
+    once = "a folder already indexed (each folder is read once); skipped, remove the link"
+    loop = str(root / "dog" / "park" / "loop")
+    again = str(root / "dog" / "again")
+    assert sorted((s["path"], s["reason"]) for s in index.skips) == sorted([
+        (loop, f"symlink loop: points to {root / 'dog'}, {once}"),
+        (again, f"symlink: points to {root / 'dog' / 'park'}, {once}"),
+        (str(root / "cat" / "dogs"), f"symlink: points to {root / 'dog'}, {once}"),
+        (str(root / "cat" / "all"), f"symlink loop: points to {root}, {once}")])
+    assert f"{loop}: symlink loop: points to {root / 'dog'}, {once}" in index.notes
 
 
 def test_class_folders_no_class_and_one_class(tmp_path):

@@ -9,6 +9,17 @@ save goes through fsspec, whose temporary file lives in /tmp and is moved
 does not import Lightning: scoring, export and separation start seconds
 sooner without it.)
 
+Loading: unpickling calls whatever callables a pickle names, and experiment
+folders and checkpoints are shared, so ``torch.load(weights_only=False)`` on
+someone else's file would run their code. Every load here and in resume
+(``ugr.train``'s ``AtomicCheckpointIO`` loads through ``load_checkpoint`` in
+place of Lightning's own ``torch.load``; Lightning restores the state as
+before) uses torch's weights-only unpickler and allows nothing beyond its
+defaults: our checkpoints hold only dicts, lists, strings, numbers, None,
+OrderedDicts and tensors (Lightning's state: the model, optimizer, loops and
+callbacks, and the config as ``hyper_parameters``), all of which it allows.
+A file that names anything else is refused with the names, unloaded.
+
 Averaging: the paper reports test scores "averaged over ten epochs"; we
 average the *weights* of the last K epoch checkpoints (a standard, cheap
 ensemble) and score that one model.
@@ -16,6 +27,7 @@ ensemble) and score that one model.
 from __future__ import annotations
 
 import argparse
+import pickle
 import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -26,6 +38,10 @@ import yaml
 from ugr.atomic import atomic_write
 
 EPOCH_CKPT = re.compile(r"^epoch=(\d+)\.ckpt$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint ugr will not load (unsafe, damaged, not a training checkpoint); the message names the file."""
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -39,10 +55,43 @@ def epoch_checkpoints(ckpt_dir: Path) -> List[Path]:
     return [p for _, p in sorted(found)]
 
 
+def load_checkpoint(path: Path, map_location: Any = "cpu") -> Dict[str, Any]:
+    """A checkpoint's contents, unpickled by torch's weights-only unpickler (the module docstring says why).
+
+    Raises ``CheckpointError`` naming the file: for one whose unpickling would call anything beyond plain
+    data (with what it names: nothing of it has run), for a damaged file, and for one without a
+    ``state_dict`` (not written by ugr's training).
+    """
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(_unloadable(Path(path), err)) from None
+    except (RuntimeError, EOFError) as err:  # torch's reading of a truncated or foreign file
+        reason = str(err).splitlines()[0] if str(err) else "the file ends early"
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason}); it is damaged "
+                              f"or not a file torch.save wrote: use another, or train again (stage 2)") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: no state_dict, so not a checkpoint of ugr's training (an exported model "
+                              f"file is loaded by asteroid's BaseModel.from_pretrained); pass a checkpoints/*.ckpt")
+    return ckpt
+
+
+def _unloadable(path: Path, err: pickle.UnpicklingError) -> str:
+    try:
+        names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except (ValueError, RuntimeError):  # not torch's zip format: no list of names to give
+        names = []
+    if not names:
+        return (f"{path}: refused: not plain data (torch's weights-only unpickler: {str(err).splitlines()[-1][:200]}); "
+                f"ugr loads only checkpoints of tensors and plain values, as its training writes")
+    return (f"{path}: refused: unpickling it would call {', '.join(names)}, which no checkpoint of ugr's training "
+            f"holds (loading it could run code, so nothing of it was loaded); use a checkpoint that stage 2 "
+            f"wrote, not this file")
+
+
 def model_state(ckpt_path: Path) -> Dict[str, torch.Tensor]:
     """The separation model's weights from a Lightning checkpoint (keys without the ``model.`` prefix)."""
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    state = ckpt["state_dict"]
+    state = load_checkpoint(ckpt_path)["state_dict"]
     return {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
 
 

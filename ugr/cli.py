@@ -25,15 +25,25 @@ def describe_os_error(err: OSError, output: str | Path) -> str:
     return f"{where}: {err.strerror}"
 
 
+# What str.splitlines() breaks at: a file or folder name may hold any of them.
+_LINE_BREAKS = {ord(c): c.encode("unicode_escape").decode() for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(message: str) -> str:
+    """``message`` with its line breaks escaped (``\\n``): a name holding one (file names may) must not split
+    the error over lines, or hide its cause on the next."""
+    return message.translate(_LINE_BREAKS)
+
+
 @contextmanager
 def one_line_errors(prog: str, output: str | Path, *expected: Type[Exception]) -> Iterator[None]:
     """Turns the errors an entry point expects into ``PROG: error: MESSAGE`` and exit status 1."""
     try:
         yield
     except OSError as err:
-        sys.exit(f"{prog}: error: {describe_os_error(err, output)}")
+        sys.exit(f"{prog}: error: {one_line(describe_os_error(err, output))}")
     except expected as err:
-        sys.exit(f"{prog}: error: {err}")
+        sys.exit(f"{prog}: error: {one_line(str(err))}")
 
 
 def gpu_problem(count: int, option: str) -> Optional[str]:

@@ -17,7 +17,9 @@ with the same config and data resumes from the newest of ``last.ckpt`` and
 ``hpc_ckpt_N.ckpt`` (on Slurm, Lightning's SLURMEnvironment saves the latter
 and requeues the job by itself when the job is signalled before its end), and
 continues the same stream of training mixtures, at the batch the checkpoint
-ends at: the result is bit-identical to an uninterrupted run's.
+ends at: the result is bit-identical to an uninterrupted run's. The resume
+point is unpickled as plain data only (``ugr.checkpoints.load_checkpoint``):
+a shared folder whose checkpoint would run code when loaded is refused.
 
 A folder trained with another config or on other data is refused, not
 resumed or reported as done; config.yaml and provenance.json are written once
@@ -53,7 +55,7 @@ from torch.utils.data import DataLoader
 from ugr import config as config_lib
 from ugr import efficiency, provenance
 from ugr.atomic import atomic_write_text
-from ugr.checkpoints import atomic_torch_save
+from ugr.checkpoints import atomic_torch_save, load_checkpoint
 from ugr.cli import gpu_problem, one_line_errors
 from ugr.data.dataset import EpochSampler, ListedMixtures, OnTheFlyMixtures, PublishedCrops, collate_mixtures
 from ugr.data.mixing import MixingSettings
@@ -188,10 +190,15 @@ def experiment_lock(exp_dir: Path, is_global_zero: bool) -> Iterator[None]:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint IO whose saves are atomic on local disks (``ugr.checkpoints`` says why)."""
+    """Lightning checkpoint IO whose saves are atomic on local disks and whose loads (resume) unpickle plain
+    data only, through ``ugr.checkpoints.load_checkpoint`` (its module docstring says why for both)."""
 
     def save_checkpoint(self, checkpoint: Dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
         atomic_torch_save(checkpoint, Path(path))
+
+    def load_checkpoint(self, path, map_location: Any = "cpu", weights_only: Optional[bool] = None) -> Dict[str, Any]:
+        """Every resume, whatever Lightning asks for: ``weights_only=False`` would run a shared file's code."""
+        return load_checkpoint(Path(path), map_location="cpu" if map_location is None else map_location)
 
 
 class RecordExperiment(Callback):

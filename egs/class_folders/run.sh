@@ -6,9 +6,12 @@
 # of your own: cp -r egs/class_folders egs/mine && egs/mine/run.sh --corpus /my/sounds
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
-exec ./ugr.sh --corpus_options "corpus coarse split_seed valid_fraction test_fraction" --corpus_help "\
+exec ./ugr.sh --corpus_options "corpus layout coarse split_seed valid_fraction test_fraction" --corpus_help "\
   --corpus DIR           DIR/<class>/*.{wav,flac,ogg,mp3}, or DIR/{train,valid,test}/<class>/...;
                          any sample rate and channel count [the mini corpus]
+  --layout classes|splits
+                         settles a corpus that reads both ways (a class folder named train, valid or
+                         test holding only subfolders); else decided by what the folders hold [auto]
   --coarse MAP           coarse class of each class, e.g. 'speech:speech,*:env' (then set data.priors
                          to match, e.g. --override 'data.priors={speech+env: 1}') [*:sound]
   --split_seed N --valid_fraction F --test_fraction F

@@ -128,15 +128,33 @@ def write_mixtures(path: str | os.PathLike, rows: list[MixtureRow]) -> None:
 
 
 def _records(path: Path, required: Iterable[str], fix: str) -> list[tuple[int, dict]]:
+    """The rows as ``(line, {column: cell})``; a file that is not UTF-8 TSV, or a row with fewer cells than
+    the header (a cell would be missing, not empty), is an error naming the line."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no manifest; {fix}")
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ManifestError(f"{path}:{line}: not UTF-8 text ({err.reason} at byte {err.start}); write the manifest "
+                            f"in UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t")
+    try:
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
             raise ManifestError(f"{path}: missing column(s) {missing} (has {reader.fieldnames}); "
                                 f"the data contract needs {list(required)} ({fix})")
-        return [(number, record) for number, record in enumerate(reader, start=2)]
+        records = []
+        for record in reader:
+            if None in record.values():
+                raise ManifestError(f"{path}:{reader.line_num}: {sum(v is not None for v in record.values())} "
+                                    f"cell(s), the header has {len(reader.fieldnames)}; write every cell, tab "
+                                    f"separated")
+            records.append((reader.line_num, record))
+    except csv.Error as err:
+        raise ManifestError(f"{path}:{reader.line_num}: not tab-separated text as csv reads it ({err})") from None
+    return records
 
 
 def _number(record: dict, key: str, kind: type, path: Path, line: int, optional: bool = False):
@@ -162,6 +180,9 @@ def read_manifest(path: str | os.PathLike) -> list[SourceRow]:
                 check_label(record[key] or "", key)
         except ManifestError as err:
             raise ManifestError(f"{path}:{line}: {err}") from None
+        if not record["path"]:
+            raise ManifestError(f"{path}:{line}: empty path; give the audio file, relative to the data folder or "
+                                f"absolute")
         if record["id"] in seen:
             raise ManifestError(f"{path}:{line}: id {record['id']} appears twice; ids must be unique")
         seen.add(record["id"])

@@ -123,7 +123,10 @@ class SourcePool:
         if row.frames is not None:
             return row.frames
         if row.id not in self._frames:
-            self._frames[row.id] = sf.info(str(self.path(row))).frames
+            try:
+                self._frames[row.id] = sf.info(str(self.path(row))).frames
+            except (RuntimeError, sf.SoundFileError) as err:
+                raise self._unreadable(row, err) from None
         return self._frames[row.id]
 
     def rms(self, row: SourceRow) -> float:
@@ -136,7 +139,21 @@ class SourcePool:
         return self._rms[row.id]
 
     def read(self, row: SourceRow, offset: int, frames: int) -> np.ndarray:
-        return read_segment(self.path(row), offset, frames, self.frames(row))
+        try:
+            return read_segment(self.path(row), offset, frames, self.frames(row))
+        except (RuntimeError, sf.SoundFileError) as err:
+            raise self._unreadable(row, err) from None
+
+    def _unreadable(self, row: SourceRow, err: Exception) -> ValueError:
+        """A row whose audio soundfile cannot open: named by manifest and id, as a manifest error is (the data
+        contract lets recipes write manifests, so their paths are input too)."""
+        path = self.path(row)
+        if path.is_file():
+            cause = f"unreadable audio ({getattr(err, 'error_string', err)})"
+        else:
+            cause = "a folder, not an audio file" if path.is_dir() else "no such file"
+        return ValueError(f"{self.manifest}: row {row.id}: {path}: {cause}; correct the row's path, or prepare the "
+                          f"data folder again (stage 0)")
 
     def problem(self, pair: tuple[str, str]) -> Optional[str]:
         """Why this split cannot form mixtures of ``pair``, or None when it can."""

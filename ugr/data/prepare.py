@@ -44,6 +44,9 @@ from .manifest import (ManifestError, MixtureRow, SourceRow, check_label, manife
 REPORT_NAME = "prepare_report.json"
 REPORT_FORMAT = 2
 MIN_SECONDS = 0.1  # shorter recordings carry too little to separate: a counted skip, not a 5-frame source
+# Longest id (UTF-8 bytes): the cache file <id>.wav and atomic_write's temporary .<id>.wav.XXXXXXXX.tmp beside it
+# must fit the 255-byte file names of common file systems.
+MAX_ID_BYTES = 200
 
 
 class PrepareError(ValueError):
@@ -116,7 +119,7 @@ def prepare(out: str | os.PathLike, corpora: Sequence[CorpusInput], *, fs: int, 
         if not found.sources and not found.mixtures:
             raise PrepareError(f"{corpus.root}: corpus {corpus.name} has no usable file")
         index.extend(found)
-    index.sources = _unique(index.sources, lambda s: (s.split, s.id), index.skips)
+    index.sources = _unique(_short_ids(index.sources, index.skips), lambda s: (s.split, s.id), index.skips)
     index.mixtures = _unique(index.mixtures, lambda m: (m.split, m.id), index.skips)
     (out / REPORT_NAME).unlink(missing_ok=True)  # written last: its absence marks an unfinished folder
     min_frames = max(1, int(round(min_seconds * fs)))
@@ -220,6 +223,19 @@ def _cache_is_fresh(cached: Path, original: Path, sample_rate: int) -> bool:
         return sf.info(str(cached)).samplerate == sample_rate
     except (RuntimeError, sf.LibsndfileError):
         return False
+
+
+def _short_ids(sources: list[SourceFile], skips: list[dict]) -> list[SourceFile]:
+    """The sources whose id can name a cache file; the others are counted skips naming the fix."""
+    kept = []
+    for source in sources:
+        size = len(source.id.encode("utf-8"))
+        if size > MAX_ID_BYTES:
+            skips.append({"path": source.path, "reason": f"id too long ({size} bytes, at most {MAX_ID_BYTES}: "
+                                                         f"it names the cache file); shorten the file or folder names"})
+        else:
+            kept.append(source)
+    return kept
 
 
 def _unique(items: list, key, skips: list[dict]) -> list:

@@ -5,6 +5,7 @@
 # ugr/data/corpora/class_folders.py). Without --corpus, the mini corpus's class folders.
 set -euo pipefail
 corpus=""
+layout=""
 coarse=""
 split_seed=""
 valid_fraction=""
@@ -15,6 +16,7 @@ if [ -z "$corpus" ]; then
   corpus=$downloads/minicorpus/class_folders
 fi
 options=()
+[ -z "$layout" ] || options+=("layout=$layout")
 [ -z "$coarse" ] || options+=("coarse=$coarse")
 [ -z "$split_seed" ] || options+=("seed=$split_seed")
 [ -z "$valid_fraction" ] || options+=("valid=$valid_fraction")

@@ -7,8 +7,15 @@ resamples and downmixes):
     DIR/<class>/...                          split here, by file (below)
     DIR/{train,valid,test}/<class>/...       split as given (all three needed)
 
-A top level mixing split folders and class folders is an error (which one was
-meant cannot be guessed).
+The layout is decided by what the folders hold, so a class may be named
+``train``, ``valid`` or ``test`` (ESC-50 has a class ``train``): the top level
+is split folders only when it holds nothing but folders named ``train``,
+``valid``, ``test``, each holding only folders (its class folders). A top
+folder that holds audio files itself is a class folder. When the two readings
+both fit (a folder ``train`` holding only subfolders, beside other class
+folders or beside a split-named folder of audio), the folder is ambiguous and
+indexing stops until option ``layout=classes`` or ``layout=splits`` (the
+recipes' ``--layout``) says which was meant.
 
 Labels: fine class = the class folder's name; group = the class, so the two
 sources of a mixture are of different classes (as the paper's env+env
@@ -50,10 +57,13 @@ from . import SPLITS, CorpusLayoutError, Index, SourceFile, register, require_fo
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 SPLIT_OPTIONS = {"seed": "0", "valid": "0.1", "test": "0.1"}
+LAYOUTS = ("classes", "splits")
 DEFAULT_COARSE = "*:sound"
 MIN_SPLIT_FILES = 3  # fewer cannot give one file to each of train, valid and test
 UNSAFE_ID = re.compile(r"[\s+]")
-LAYOUT = "DIR/<class>/<audio files> or DIR/{train,valid,test}/<class>/<audio files>"
+LAYOUT_CLASSES = "DIR/<class>/<audio files>"
+LAYOUT_SPLITS = "DIR/{train,valid,test}/<class>/<audio files>"
+LAYOUT = f"{LAYOUT_CLASSES} or {LAYOUT_SPLITS}"
 
 
 # Your own recordings: their terms are yours to state (ugr-export's model card says so).
@@ -65,14 +75,18 @@ LICENCE = {"title": "own recordings (class folders)", "title_link": "", "author"
 def index_class_folders(root: Path, *, fs: int, **options: str) -> Index:
     require_folder(root, "class_folders")
     index = Index()
+    layout = options.get("layout")
+    if layout is not None and layout not in LAYOUTS:
+        raise CorpusLayoutError(f"corpus class_folders: layout={layout!r}; give layout=classes ({LAYOUT_CLASSES}) "
+                                f"or layout=splits ({LAYOUT_SPLITS})")
     top = _folders(root, index.skips)
-    split_folders = [p for p in top if p.name in SPLITS]
-    if split_folders and len(split_folders) < len(top):
-        others = [p.name for p in top if p.name not in SPLITS]
-        raise CorpusLayoutError(
-            f"{root}: holds split folders ({', '.join(p.name for p in split_folders)}) and class folders "
-            f"({', '.join(others)}); use one layout: {LAYOUT} (so no class may be named {', '.join(SPLITS)})")
+    real = _real_folders(root)
+    split_folders = _layout(root, top, layout) == "splits"
     if split_folders:
+        strays = [p.name for p in top if p.name not in SPLITS]
+        if strays:
+            raise CorpusLayoutError(f"{root}: layout=splits, but {', '.join(strays)} is not a split folder; with "
+                                    f"split folders the top level holds only {', '.join(SPLITS)} ({LAYOUT_SPLITS})")
         given = sorted(set(options) & set(SPLIT_OPTIONS))
         if given:
             raise CorpusLayoutError(f"{root}: has split folders, which fix the split; drop the option(s) "
@@ -81,13 +95,15 @@ def index_class_folders(root: Path, *, fs: int, **options: str) -> Index:
         missing = [s for s in SPLITS if not (root / s).is_dir()]
         if missing:
             raise CorpusLayoutError(f"{root}: no {', '.join(missing)} folder; with split folders all of "
-                                    f"{', '.join(SPLITS)} are needed ({LAYOUT})")
-        settings = take_options(options, {"coarse": DEFAULT_COARSE}, "class_folders")
-        files = {split: _class_files(_folders(root / split, index.skips), index.skips) for split in SPLITS}
+                                    f"{', '.join(SPLITS)} are needed ({LAYOUT_SPLITS}); if the folders are "
+                                    f"classes, pass --layout classes")
+        settings = take_options(options, {"coarse": DEFAULT_COARSE, "layout": "splits"}, "class_folders")
+        files = {split: _class_files(_folders(root / split, index.skips), index, real) for split in SPLITS}
     else:
-        settings = take_options(options, {"coarse": DEFAULT_COARSE, **SPLIT_OPTIONS}, "class_folders")
+        settings = take_options(options, {"coarse": DEFAULT_COARSE, "layout": "classes", **SPLIT_OPTIONS},
+                                "class_folders")
         seed, valid, test = _split_settings(settings)
-        found = _class_files(top, index.skips)
+        found = _class_files(top, index, real)
         files = {split: {} for split in SPLITS}
         for name, paths in found.items():
             for split, chosen in _split_class(name, paths, seed, valid, test).items():
@@ -115,6 +131,55 @@ def index_class_folders(root: Path, *, fs: int, **options: str) -> Index:
     return index
 
 
+def _layout(root: Path, top: list[Path], layout: str | None) -> str:
+    """``classes`` or ``splits``: the one given, else the one that what the top folders hold fits.
+
+    A split-named folder holding only folders reads as a split folder; one
+    holding audio files reads as a class folder (empty or unreadable: either).
+    Split folders need a top level of split folders only, so both readings can
+    fit only then; when they disagree the corpus is ambiguous and the error
+    names the folders of each reading.
+    """
+    if layout is not None:
+        return layout
+    named = [p for p in top if p.name in SPLITS]
+    if not named:
+        return "classes"
+    like_splits = [p for p in named if _holds_only_folders(p)]
+    if not like_splits:
+        return "classes"
+    like_classes = [p.name for p in top if p not in like_splits and (p.name not in SPLITS or _holds_audio(p))]
+    if not like_classes:
+        return "splits"
+    raise CorpusLayoutError(
+        f"{root}: ambiguous layout: {', '.join(p.name for p in like_splits)} hold(s) only folders, as split "
+        f"folders do, but {', '.join(like_classes)} read(s) as class folder(s); pass --layout classes (every top "
+        f"folder is a class, {like_splits[0].name} included: {LAYOUT_CLASSES}) or --layout splits "
+        f"({LAYOUT_SPLITS}); python -m ugr.data.prepare takes layout=classes|splits")
+
+
+def _holds_only_folders(folder: Path) -> bool:
+    """Visible subfolders and no visible audio file: how a split folder looks."""
+    visible = [p for p in _entries(folder) if not p.name.startswith(".")]
+    return any(p.is_dir() for p in visible) and not any(_is_audio(p) for p in visible)
+
+
+def _holds_audio(folder: Path) -> bool:
+    """A visible audio file directly in ``folder``: how a class folder (and no split folder) looks."""
+    return any(_is_audio(p) and not p.name.startswith(".") for p in _entries(folder))
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError:  # unreadable: it fits either reading; indexing it reports why
+        return []
+
+
+def _is_audio(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_SUFFIXES and not path.is_dir()
+
+
 def _folders(folder: Path, skips: list[dict]) -> list[Path]:
     """The visible subfolders of ``folder``, sorted; its files and hidden entries are skips."""
     folders = []
@@ -128,15 +193,19 @@ def _folders(folder: Path, skips: list[dict]) -> list[Path]:
     return folders
 
 
-def _class_files(class_dirs: list[Path], skips: list[dict]) -> dict[str, list[tuple[str, Path]]]:
+def _class_files(class_dirs: list[Path], index: Index, real: set[tuple[int, int]]) -> dict[str, list[tuple[str, Path]]]:
     """``{class: [(id, audio file), ...]}`` for the class folders holding audio, files sorted by path.
 
     ids are unique among ``class_dirs`` (one split folder, or the whole corpus before it is split, so that two
     versions of one recording never land in different splits): a repeated id is a skip, the first file kept.
     """
     found = {}
+    skips = index.skips
     seen: dict[str, Path] = {}
     for class_dir in class_dirs:
+        if not _utf8(class_dir.name):
+            raise CorpusLayoutError(f"{class_dir}: class folder name {class_dir.name!r} is not UTF-8 (labels and "
+                                    f"lists are UTF-8 text); rename the folder")
         try:
             check_label(class_dir.name, "class")
         except ManifestError:
@@ -145,8 +214,11 @@ def _class_files(class_dirs: list[Path], skips: list[dict]) -> dict[str, list[tu
                 f"cannot (lists are TSV, priors are written A+B); rename the folder, e.g. to "
                 f"{UNSAFE_ID.sub('_', class_dir.name)!r}") from None
         files = []
-        for relative, path in _audio_files(class_dir, skips):
+        for relative, path in _audio_files(class_dir, index, real):
             uid = UNSAFE_ID.sub("_", f"{class_dir.name}__{relative.replace('/', '__')}")
+            if not _utf8(uid):
+                skips.append({"path": str(path), "reason": "name not UTF-8 (ids and lists are UTF-8 text); rename it"})
+                continue
             if uid in seen:
                 skips.append({"path": str(path), "reason": f"duplicate id {uid} (kept {seen[uid]})"})
                 continue
@@ -159,13 +231,46 @@ def _class_files(class_dirs: list[Path], skips: list[dict]) -> dict[str, list[tu
     return found
 
 
-def _audio_files(class_dir: Path, skips: list[dict]) -> list[tuple[str, Path]]:
-    """``(path under class_dir without suffix, file)`` for its audio files at any depth, sorted by that path."""
-    files = []
-    for parent, subdirs, names in os.walk(class_dir, followlinks=True):
+def _audio_files(class_dir: Path, index: Index, real: set[tuple[int, int]]) -> list[tuple[str, Path]]:
+    """``(path under class_dir without suffix, file)`` for its audio files at any depth, sorted by that path.
+
+    Symbolic links to folders are followed (a corpus assembled from links is common), each folder once, by
+    device and inode: a folder reached through a link that is one of the corpus's own (``real``: read by
+    its real path, or the corpus itself) or one already walked is a skip naming the link and what it
+    points to. So a link back up the tree cannot be followed round until the paths grow too long to write,
+    and no recording is indexed twice or under another class. Such a link, and a folder that cannot be
+    read, is also a note: one line of the stage 0 log names it.
+    """
+    files, skips = [], index.skips
+    walked = {str(class_dir): _folder_key(class_dir)}  # path as walked -> its folder's key
+    through_link: set[str] = set()
+
+    def unreadable(err: OSError) -> None:
+        skip(str(err.filename), f"cannot read folder: {err.strerror}")
+
+    def skip(path: str, reason: str) -> None:
+        skips.append({"path": path, "reason": reason})
+        index.notes.append(f"{path}: {reason}")
+
+    for parent, subdirs, names in os.walk(class_dir, followlinks=True, onerror=unreadable):
         for hidden in sorted(d for d in subdirs if d.startswith(".")):
             skips.append({"path": os.path.join(parent, hidden), "reason": "hidden (name starts with '.')"})
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        kept = []
+        for name in sorted(d for d in subdirs if not d.startswith(".")):
+            folder = os.path.join(parent, name)
+            key = _folder_key(Path(folder))
+            linked = parent in through_link or os.path.islink(folder)
+            if key in walked.values() or (linked and key in real):
+                ancestors = {k for path, k in walked.items() if folder.startswith(path + os.sep)}
+                kind = "symlink loop" if key in ancestors or key == _folder_key(class_dir.parent) else "symlink"
+                skip(folder, f"{kind}: points to {Path(folder).resolve()}, a folder already indexed (each folder "
+                             f"is read once); skipped, remove the link")
+            else:
+                walked[folder] = key
+                if linked:
+                    through_link.add(folder)
+                kept.append(name)
+        subdirs[:] = kept
         for name in sorted(names):
             path = Path(parent) / name
             if name.startswith("."):
@@ -176,6 +281,32 @@ def _audio_files(class_dir: Path, skips: list[dict]) -> list[tuple[str, Path]]:
             else:
                 files.append((path.relative_to(class_dir).with_suffix("").as_posix(), path))
     return sorted(files, key=lambda item: item[1].relative_to(class_dir).as_posix())
+
+
+def _utf8(name: str) -> bool:
+    """Whether a file name decoded as valid UTF-8 (Python keeps other bytes as surrogates, which no text
+    file can hold)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _real_folders(root: Path) -> set[tuple[int, int]]:
+    """The keys of the corpus folder and of its visible folders as they are, links not followed: each is
+    read by its real path, so a link to one is a second way to it."""
+    keys = set()
+    for parent, subdirs, _ in os.walk(root):
+        subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+        keys.add(_folder_key(Path(parent)))
+    return keys
+
+
+def _folder_key(folder: Path) -> tuple[int, int]:
+    """What identifies a folder however it is reached (through links): its device and inode."""
+    info = folder.stat()
+    return info.st_dev, info.st_ino
 
 
 def _split_settings(settings: dict[str, str]) -> tuple[int, float, float]:
