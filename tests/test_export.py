@@ -16,7 +16,7 @@ from torch import nn
 
 from test_models import TINY_ARCHS
 from test_score import corpus, save_epoch_checkpoints, tiny_experiment_cfg  # noqa: F401 (corpus: a fixture)
-from ugr import checkpoints, export, score, separate
+from ugr import checkpoints, export, score, separate, weighting
 from ugr.models import ARCHS, ToeplitzMaskConv2d
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,9 +144,12 @@ def test_licences_come_from_the_corpus_plug_ins_and_per_package_for_the_mini_cor
 
 
 def test_weighting_in_words_covers_every_type():
-    words = export.weighting_in_words
+    def words(cfg):
+        return weighting.in_words(weighting.build(cfg))
+
     assert "easy examples weigh more at first" in words(
         {"type": "curriculum", "beta0": -0.2, "horizon_epochs": 10, "schedule": "linear"})
+    assert "for the whole training" in words({"type": "curriculum", "beta0": -1, "schedule": "constant"})
     assert "gamma speech 3" in words({"type": "class", "gamma": {"speech": 3.0}, "granularity": "mixture"})
     assert "per mixture" in words({"type": "uniform", "granularity": "mixture"})
     both = words({"type": "sum", "terms": [{"type": "robust", "alpha": 0.1, "signal": "neg_sisdri"},

@@ -178,3 +178,30 @@ def test_term_tilt_t_is_robust_alpha_t_or_constant_curriculum_beta0_t(t, cfg):
     (term_grad,) = torch.autograd.grad(term_objective, w, retain_graph=True)
     (ugr_grad,) = torch.autograd.grad(reweigh(per_example, weighting).loss, w)
     torch.testing.assert_close(ugr_grad, term_grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cfg, label", [
+    ({"type": "uniform", "granularity": "mixture"}, "uniform"),
+    ({"type": "robust", "alpha": 0.2}, "robust (alpha=0.2)"),
+    ({"type": "robust", "alpha": 5, "signal": "loss"}, "robust (alpha=5)"),
+    ({"type": "robust", "alpha": 0.066667, "signal": "neg_sisdri"}, "robust (alpha=0.066667, signal=neg_sisdri)"),
+    ({"type": "curriculum", "beta0": -0.2, "horizon_epochs": 10}, "curriculum (beta0=-0.2, horizon_epochs=10, schedule=linear)"),
+    ({"type": "curriculum", "beta0": -1, "horizon_steps": 50, "schedule": "step", "levels": 2},
+     "curriculum (beta0=-1, horizon_steps=50, schedule=step, levels=2)"),
+    ({"type": "curriculum", "beta0": -1, "schedule": "constant"}, "curriculum (beta0=-1, schedule=constant)"),
+    ({"type": "class", "gamma": {"speech": 3.0, "env": -0.5}}, "class (gamma speech=3, env=-0.5)"),
+    ({"type": "sum", "terms": [{"type": "robust", "alpha": 0.1}, {"type": "class", "gamma": {"dog": 1}}]},
+     "robust (alpha=0.1) + class (gamma dog=1)"),
+])
+def test_each_type_labels_itself_for_the_report_tables(cfg, label):
+    assert build(cfg).label() == label
+
+
+def test_parts_list_the_terms_inside_sums_and_a_built_weighting_passes_through():
+    nested = build({"type": "sum", "terms": [
+        {"type": "class", "gamma": {"dog": 1}},
+        {"type": "sum", "terms": [{"type": "curriculum", "beta0": -1, "horizon_steps": 5}]}]})
+    kinds = [type(part).__name__ for part in nested.parts()]
+    assert kinds == ["Sum", "ClassBias", "Sum", "Curriculum"]
+    assert nested.parts()[3].horizon_key == "horizon_steps"
+    assert build(nested) is nested

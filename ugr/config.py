@@ -369,8 +369,8 @@ def validate(cfg: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
     if cfg["model"].get("sample_rate", cfg["data"]["sample_rate"]) != cfg["data"]["sample_rate"]:
         raise ConfigError(f"{where}: model.sample_rate ({cfg['model']['sample_rate']}) differs from data.sample_rate "
                           f"({cfg['data']['sample_rate']}); set both (run.sh --fs sets both)")
-    _check_with_builders(cfg, where)
-    _check_curriculum_horizon(cfg, where)
+    built_weighting = _check_with_builders(cfg, where)
+    _check_curriculum_horizon(cfg, built_weighting, where)
     _check_metric_rates(cfg, where)
     _check_activation_checkpointing(cfg, where)
     return cfg
@@ -397,43 +397,39 @@ def _check_activation_checkpointing(cfg: Dict[str, Any], where: str) -> None:
                           f"(or use micro_batches to save memory)")
 
 
-def _weighting_terms(weighting_cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """The weighting config and every term inside its sums."""
-    terms = [weighting_cfg]
-    for term in weighting_cfg.get("terms", []) or []:
-        terms += _weighting_terms(term)
-    return terms
-
-
-def _check_curriculum_horizon(cfg: Dict[str, Any], where: str) -> None:
+def _check_curriculum_horizon(cfg: Dict[str, Any], weighting: Any, where: str) -> None:
     """A horizon beyond the training would leave beta < 0 to the end: the run would never become uniform."""
+    from ugr.weighting import Curriculum, number_text
+
     training = cfg["training"]
     steps = training["epochs"] * (cfg["data"]["train_mixtures_per_epoch"] // training["batch_size"])
-    for term in _weighting_terms(cfg["weighting"]):
-        if term.get("type") != "curriculum":
+    for term in weighting.parts():
+        if not isinstance(term, Curriculum) or term.horizon is None:
             continue
-        if term.get("horizon_epochs", 0) > training["epochs"]:
-            raise ConfigError(f"{where}: weighting horizon_epochs ({term['horizon_epochs']}) is longer than the "
-                              f"training (training.epochs {training['epochs']}), so beta would never reach 0; "
-                              f"shorten the horizon or train longer")
-        if term.get("horizon_steps", 0) > steps:
-            raise ConfigError(f"{where}: weighting horizon_steps ({term['horizon_steps']}) is longer than the "
-                              f"training ({steps} steps: training.epochs x data.train_mixtures_per_epoch // "
-                              f"training.batch_size), so beta would never reach 0; shorten the horizon")
+        horizon = f"weighting {term.horizon_key} ({number_text(term.horizon)}) is longer than the training"
+        if term.unit == "epoch" and term.horizon > training["epochs"]:
+            raise ConfigError(f"{where}: {horizon} (training.epochs {training['epochs']}), so beta would never "
+                              f"reach 0; shorten the horizon or train longer")
+        if term.unit == "step" and term.horizon > steps:
+            raise ConfigError(f"{where}: {horizon} ({steps} steps: training.epochs x data.train_mixtures_per_epoch "
+                              f"// training.batch_size), so beta would never reach 0; shorten the horizon")
 
 
-def _check_with_builders(cfg: Dict[str, Any], where: str) -> None:
-    """The model and weighting sections are owned by their builders: let them judge, and name the file."""
+def _check_with_builders(cfg: Dict[str, Any], where: str) -> Any:
+    """The model and weighting sections are owned by their builders: let them judge, and name the file.
+
+    Returns the built weighting, for the checks of the whole config."""
     from ugr import models, weighting  # imported here: they pull in torch and asteroid
 
     try:
-        weighting.build(cfg["weighting"])
+        built = weighting.build(cfg["weighting"])
     except (ValueError, TypeError, KeyError) as err:
         raise ConfigError(f"{where}: bad 'weighting' section: {err}") from err
     try:
         models.build_model(cfg["model"])
     except (ValueError, TypeError, KeyError) as err:
         raise ConfigError(f"{where}: bad 'model' section: {err}") from err
+    return built
 
 
 def load(path: str | Path, overrides: Sequence[Override] = (), experiment: Optional[str] = None) -> Dict[str, Any]:
@@ -478,8 +474,9 @@ def lists_dir(cfg: Dict[str, Any], data_dir: str | Path) -> Path:
 
 def _gamma_labels(weighting_cfg: Dict[str, Any]) -> List[str]:
     """Every class label a weighting config names (class terms, also inside sums)."""
-    return [str(label) for term in _weighting_terms(weighting_cfg) if term.get("type") == "class"
-            for label in term["gamma"]]
+    from ugr.weighting import ClassBias, build
+
+    return [label for term in build(weighting_cfg).parts() if isinstance(term, ClassBias) for label in term.gamma]
 
 
 def check_corpus(cfg: Dict[str, Any], data_dir: str | Path, where: str) -> None:

@@ -41,6 +41,7 @@ import yaml
 from asteroid.models import BaseModel
 
 import ugr
+from ugr import weighting
 from ugr.atomic import atomic_write, atomic_write_text
 from ugr.checkpoints import add_weights_options, epoch_checkpoints, load_experiment
 from ugr.data.corpora import LICENCES
@@ -127,34 +128,6 @@ def training_data(report: Optional[Dict[str, Any]]) -> Dict[str, Any]:
                 "title": corpus["name"], "title_link": "", "author": "", "author_link": "",
                 "license": "unknown: the corpus plug-in states none", "license_link": "", "non_commercial": False}))
     return {"dataset": " + ".join(names), "licenses": licences, "known": True}
-
-
-def weighting_in_words(weighting: Dict[str, Any]) -> str:
-    """What the UGR weighting of a config does, in a sentence or two."""
-    unit = {"source": "(mixture, source) pair", "mixture": "mixture"}[weighting.get("granularity", "source")]
-
-    def describe(term: Dict[str, Any]) -> str:
-        signal = "its negative SI-SDR improvement" if term.get("signal") == "neg_sisdri" else "its loss L"
-        kind = term["type"]
-        if kind == "uniform":
-            return "uniform: every example weighs the same (the ordinary mean of the losses; the baseline)"
-        if kind == "robust":
-            return (f"robust, alpha = {term['alpha']:g}: an example's weight grows as exp(alpha x {signal}), so the "
-                    f"hard examples weigh more (fewer catastrophic failures, the paper's robust setting)")
-        if kind == "curriculum":
-            horizon = (f"{term['horizon_epochs']:g} epochs" if "horizon_epochs" in term
-                       else f"{term['horizon_steps']:g} steps")
-            return (f"curriculum: weights exp(beta x {signal}) with beta rising from {term['beta0']:g} to 0 over "
-                    f"{horizon} ({term.get('schedule', 'linear')} schedule), so the easy examples weigh more at first, "
-                    f"and the update is uniform after that")
-        if kind == "class":
-            biases = ", ".join(f"{name} {value:g}" for name, value in term["gamma"].items())
-            return (f"class bias: weights exp(gamma[class]) with gamma {biases} (other classes 0), so an example "
-                    f"of a class with gamma g weighs e^g times more")
-        return "the sum of: " + "; ".join(describe(t) for t in term["terms"])
-
-    return (f"Unified gradient reweighting (Tzinis et al., ICASSP 2021): each training step takes sum_i p_i grad L_i "
-            f"with p the softmax over the batch of a logit per {unit}. Here {describe(weighting)}.")
 
 
 def _plain(value: Any) -> Any:
@@ -289,7 +262,7 @@ gives the same estimates.
 
 ## Training: the weighting
 
-{weighting_in_words(cfg['weighting'])}
+{weighting.in_words(weighting.build(cfg['weighting']))}
 
 ## Test scores
 

@@ -51,6 +51,7 @@ from ugr import variants as variants_lib  # noqa: E402
 from ugr.atomic import atomic_write, atomic_write_text  # noqa: E402
 from ugr.cli import one_line_errors  # noqa: E402
 from ugr.score import MAIN_METRIC, PERCENTILES, SPEECH, STATS_FILE  # noqa: E402
+from ugr.weighting import build as build_weighting  # noqa: E402
 
 STAT_COLUMNS = ("n", "mean", "std") + tuple(f"p{q}" for q in PERCENTILES)
 FIGURES = {"density": "si_sdri_density.png", "convergence": "valid_si_sdri.png", "tradeoff": "mean_vs_p5.png"}
@@ -151,11 +152,8 @@ def describe_weighting(exp_dir: Path) -> str:
 
 
 def weighting_label(weighting: Optional[Dict]) -> str:
-    """A short label of a weighting section: ``robust (alpha=0.2)``."""
-    if weighting is None:
-        return "?"
-    details = ", ".join(f"{k}={v}" for k, v in weighting.items() if k not in ("type", "granularity"))
-    return f"{weighting['type']}" + (f" ({details})" if details else "")
+    """A short label of a weighting section, by its type (``robust (alpha=0.2)``); ``?`` when unknown."""
+    return "?" if weighting is None else build_weighting(weighting).label()
 
 
 def load_experiment(exp_dir: Path) -> Scored:
