@@ -23,6 +23,7 @@ import torch
 
 from peak_memory import run_probe, step_peak_bytes
 from ugr import checkpoints, config, separate
+from ugr.experiment_dir import ExperimentDir
 from ugr.models import CPU_PRESET, build_model
 
 CONF = Path(__file__).resolve().parents[1] / "egs" / "wsj0_esc50" / "conf" / "base_gpu.yaml"
@@ -50,7 +51,7 @@ def make_experiment(folder: Path, model: str) -> Path:
     cfg = config.load(CONF)
     cfg["model"].update(MODELS[model])
     cfg["scoring"]["average_last_k"] = 1
-    config.dump(cfg, folder / "config.yaml")
+    ExperimentDir(folder).save_config(cfg)
     torch.manual_seed(0)
     state = build_model(cfg["model"]).state_dict()
     checkpoints.atomic_torch_save({"state_dict": {f"model.{k}": v for k, v in state.items()}},

@@ -17,6 +17,7 @@ import yaml
 
 from train_helpers import start_training, tiny_config, train
 from ugr import provenance, score
+from ugr.experiment_dir import ExperimentBusy, ExperimentDir
 from ugr import train as train_module
 from ugr.lists import write_lists
 
@@ -116,3 +117,26 @@ def test_gpus_asked_of_a_cpu_torch_are_refused_with_the_way_to_a_cuda_torch(tiny
     assert not exp_dir.exists()
     with pytest.raises(SystemExit, match="score: error: --device cuda needs 1 GPU"):
         score.main(["--exp-dir", str(tiny_trained), "--data", str(tiny["data"]), "--device", "cuda"])
+
+
+def test_the_shell_and_python_share_one_lock_name_and_one_lock(tmp_path):
+    folder = ExperimentDir(tmp_path / "exp" / "robust")
+    printed = subprocess.run([sys.executable, "-m", "ugr.experiment_dir", "lock", str(folder.path)],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(printed) == folder.lock_file == tmp_path / "exp" / ".robust.lock"
+    folder.lock_file.parent.mkdir(parents=True)
+    folder.lock_file.write_text("pid 1 on elsewhere\n")
+    holder = subprocess.Popen(["flock", "--close", str(folder.lock_file), "sleep", "60"])  # as the recipe's stage
+    try:
+        deadline = time.time() + 30
+        while subprocess.run(["flock", "--nonblock", str(folder.lock_file), "true"]).returncode == 0:
+            assert time.time() < deadline, "flock did not take the lock"
+            time.sleep(0.05)
+        with pytest.raises(ExperimentBusy, match=r"robust is being trained by another run \(pid 1 on elsewhere\)"):
+            with folder.lock():
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with folder.lock():  # free once the holder is gone
+        assert "pid" in folder.lock_file.read_text()

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
-import yaml
 
 from ugr.atomic import atomic_write
+from ugr.experiment_dir import ExperimentDir
 
 EPOCH_CKPT = re.compile(r"^epoch=(\d+)\.ckpt$")
 
@@ -136,14 +136,6 @@ def add_weights_options(parser: argparse.ArgumentParser, checkpoint_help: str) -
     which.add_argument("--checkpoint", type=Path, help=checkpoint_help)
 
 
-def experiment_config(exp_dir: Path) -> Dict[str, Any]:
-    """The resolved config an experiment folder was trained with (its ``config.yaml``)."""
-    cfg_path = Path(exp_dir) / "config.yaml"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path}: no config; is {exp_dir} a trained experiment (stage 2 output)?")
-    return yaml.safe_load(cfg_path.read_text())
-
-
 def load_experiment(exp_dir: Path, *, checkpoint: Optional[Path] = None,
                     average_last: Optional[int] = None) -> tuple[Dict[str, Any], torch.nn.Module, str]:
     """A trained experiment's config, its model in eval mode, and which weights it holds.
@@ -153,7 +145,7 @@ def load_experiment(exp_dir: Path, *, checkpoint: Optional[Path] = None,
     """
     from ugr.models import build_model  # imported here: it pulls in asteroid
 
-    cfg = experiment_config(exp_dir)
+    cfg = ExperimentDir(exp_dir).config()
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise FileNotFoundError(f"{checkpoint}: checkpoint not found; pass an existing .ckpt file")

@@ -446,13 +446,6 @@ def load(path: str | Path, overrides: Sequence[Override] = (), experiment: Optio
     return validate(cfg, where=where)
 
 
-def dump(cfg: Dict[str, Any], path: str | Path) -> None:
-    """Writes the resolved config atomically, so an experiment folder records what it ran."""
-    from ugr.atomic import atomic_write_text
-
-    atomic_write_text(Path(path), yaml.safe_dump(cfg, sort_keys=False))
-
-
 def lists_key(cfg: Dict[str, Any]) -> str:
     """Name of the folder of validation/test lists for this config's data settings.
 

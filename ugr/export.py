@@ -46,9 +46,9 @@ from ugr.atomic import atomic_write, atomic_write_text
 from ugr.checkpoints import add_weights_options, epoch_checkpoints, load_experiment
 from ugr.data.corpora import LICENCES
 from ugr.data.prepare import REPORT_NAME
+from ugr.experiment_dir import DONE_FILE, ExperimentDir
 from ugr.report import class_table, describe_weighting, distribution_table
 from ugr.score import STATS_FILE
-from ugr.train import DONE_FILE
 
 TOLERANCE = 1e-5  # largest difference allowed between the exported model's estimates and the experiment's
 
@@ -67,14 +67,15 @@ class ExportError(ValueError):
 
 def _check_trained(exp_dir: Path, checkpoint: Optional[Path]) -> None:
     """Clear errors for what load_experiment would report less directly: nothing trained, training unfinished."""
-    if not (exp_dir / "config.yaml").is_file():
-        raise ExportError(f"{exp_dir}: not an experiment folder (no config.yaml); pass the --exp-dir that stage 2 "
+    folder = ExperimentDir(exp_dir)
+    if not folder.config_file.is_file():
+        raise ExportError(f"{exp_dir}: not an experiment folder (no {folder.config_file.name}); pass the --exp-dir that stage 2 "
                           f"trained (e.g. egs/wsj0_esc50/exp/baseline_cpu)")
     if checkpoint is not None:
         return
-    if not epoch_checkpoints(exp_dir / "checkpoints"):
+    if not epoch_checkpoints(folder.checkpoints):
         raise ExportError(f"{exp_dir}: not trained yet (no checkpoints/epoch=N.ckpt); train it (stage 2) first")
-    if not (exp_dir / DONE_FILE).is_file():
+    if not folder.is_done():
         raise ExportError(f"{exp_dir}: training has not finished (no {DONE_FILE}), so its last epochs are not the "
                           f"config's; let stage 2 finish, or pass --checkpoint FILE to export one checkpoint anyway")
 

@@ -30,28 +30,19 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-import yaml
 
 import ugr
 from ugr import config as config_lib
 from ugr.atomic import atomic_write_text
 from ugr.cli import one_line_errors
+from ugr.experiment_dir import ExperimentDir
 
 FILE = "provenance.json"
-DONE_FILE = "train.done"
 LISTS = ("valid", "test")
 
 
 class ProvenanceError(ValueError):
     """An experiment folder that was trained on other data than the one given; the message says which."""
-
-
-def trained(exp_dir: Path) -> bool:
-    """Whether the folder holds training results (a checkpoint, or the finished mark) that a config or
-    data mismatch would misattribute; a folder with none holds nothing to protect."""
-    exp_dir = Path(exp_dir)
-    return ((exp_dir / DONE_FILE).is_file() or any((exp_dir / "checkpoints").glob("*.ckpt"))
-            or any(exp_dir.glob("hpc_ckpt_*.ckpt")))
 
 
 def _sha256(paths: list[Path]) -> str:
@@ -115,7 +106,7 @@ def check(exp_dir: Path, data_dir: Path, cfg: Optional[Dict[str, Any]] = None) -
     ``cfg`` (default: the folder's ``config.yaml``) gives the list key.
     """
     exp_dir = Path(exp_dir)
-    if not trained(exp_dir):
+    if not ExperimentDir(exp_dir).trained():
         return
     record = read(exp_dir)
     fix = f"use another experiment folder (run.sh --tag or --exp), or --force true to retrain {exp_dir} on it"
@@ -123,7 +114,7 @@ def check(exp_dir: Path, data_dir: Path, cfg: Optional[Dict[str, Any]] = None) -
         raise ProvenanceError(f"{exp_dir} holds a training without a record of its data ({FILE}; made by an older "
                               f"ugr), so it cannot be vouched for as a run on {data_dir}: {fix}")
     if cfg is None:
-        cfg = yaml.safe_load((exp_dir / "config.yaml").read_text())
+        cfg = ExperimentDir(exp_dir).config()
     then, now = record["data"], describe_data(cfg, data_dir)
     different = ["its manifests"] if then["manifests_sha256"] != now["manifests_sha256"] else []
     different += [f"its {name} list ({then['lists_key']}/{name}.csv)" for name, digest in now["lists_sha256"].items()
@@ -136,7 +127,7 @@ def check(exp_dir: Path, data_dir: Path, cfg: Optional[Dict[str, Any]] = None) -
 def record_launch(exp_dir: Path, cfg: Dict[str, Any], data_dir: Path) -> Dict[str, Any]:
     """Writes (first launch) or extends (a resume) the record; returns it. A resume under other code is said."""
     exp_dir = Path(exp_dir)
-    record = read(exp_dir) if trained(exp_dir) else None
+    record = read(exp_dir) if ExperimentDir(exp_dir).trained() else None
     launch = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(), "code": code_version()}
     if record is None:
         record = {"data": describe_data(cfg, data_dir), "launches": []}

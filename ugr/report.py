@@ -44,12 +44,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 
 from ugr import across_seeds, stats  # noqa: E402
 from ugr import variants as variants_lib  # noqa: E402
 from ugr.atomic import atomic_write, atomic_write_text  # noqa: E402
 from ugr.cli import one_line_errors  # noqa: E402
+from ugr.experiment_dir import ExperimentDir  # noqa: E402
 from ugr.score import MAIN_METRIC, PERCENTILES, SPEECH, STATS_FILE  # noqa: E402
 from ugr.weighting import build as build_weighting  # noqa: E402
 
@@ -140,14 +140,9 @@ def validation_curve(exp_dir: Path) -> List[Point]:
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
-def _saved_config(exp_dir: Path) -> Optional[Dict]:
-    cfg_path = exp_dir / "config.yaml"
-    return yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else None
-
-
 def describe_weighting(exp_dir: Path) -> str:
     """A short label of the experiment's weighting, from its saved config."""
-    config = _saved_config(exp_dir)
+    config = ExperimentDir(exp_dir).saved_config()
     return weighting_label(config["weighting"] if config is not None else None)
 
 
@@ -157,7 +152,7 @@ def weighting_label(weighting: Optional[Dict]) -> str:
 
 
 def load_experiment(exp_dir: Path) -> Scored:
-    config = _saved_config(exp_dir)
+    config = ExperimentDir(exp_dir).saved_config()
     weighting = config["weighting"] if config is not None else None
     return Scored(exp_dir.name, load_stats(exp_dir), load_rows(exp_dir), weighting_label(weighting),
                   weighting is not None and weighting["type"] == "uniform", validation_curve(exp_dir), config)

@@ -60,6 +60,7 @@ from ugr.cli import gpu_problem, one_line_errors
 from ugr.data.corpora.wsj0 import SPEECH
 from ugr.data.dataset import ListedMixtures, collate_mixtures
 from ugr.data.eval_list import fingerprint, read_eval_list
+from ugr.experiment_dir import ExperimentDir
 
 LABEL_COLUMNS = ("mixture_id", "source", "class", "coarse")
 SI_SDR_COLUMNS = ("si_sdr", "si_sdr_mix", "si_sdri")
@@ -175,7 +176,7 @@ def score(exp_dir: Path, data_dir: Path, *, scoring: Optional[Dict[str, Any]] = 
     ``checkpoint`` scores that one file (``protocol`` is then moot).
     Current scores are returned as they are (with ``up_to_date``) unless ``force``.
     """
-    trained = checkpoints.experiment_config(exp_dir)
+    trained = ExperimentDir(exp_dir).config()
     rate = trained["data"]["sample_rate"]
     scoring = _check_scoring(dict(scoring or {**PRE_PROTOCOL_SCORING, **trained["scoring"]}), rate)
     if checkpoint:

@@ -31,21 +31,16 @@ released when the first ends or is killed).
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import logging
-import os
 import signal
-import socket
 import sys
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Optional
 
 import pytorch_lightning as pl
-import yaml
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.accelerators import CUDAAccelerator
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
@@ -59,11 +54,10 @@ from ugr.checkpoints import atomic_torch_save, load_checkpoint
 from ugr.cli import gpu_problem, one_line_errors
 from ugr.data.dataset import EpochSampler, ListedMixtures, OnTheFlyMixtures, PublishedCrops, collate_mixtures
 from ugr.data.mixing import MixingSettings
+from ugr.experiment_dir import ExperimentBusy, ExperimentDir
 from ugr.system import SeparationSystem
 
-DONE_FILE = provenance.DONE_FILE
 VALID_LIST = "valid.csv"
-LOCK_ENV = "UGR_EXPERIMENT_LOCK"  # set by the recipe's stages 2-3 (scripts/task.sh), which hold the lock already
 
 
 class MixtureData(pl.LightningDataModule):
@@ -122,9 +116,9 @@ TRAINING_SECTIONS = ("data", "model", "weighting", "training")  # scoring settin
 
 def _check_same_config(exp_dir: Path, cfg: Dict[str, Any]) -> None:
     """Refuses to resume an experiment folder with a different config: the result would be neither run."""
-    saved_path = exp_dir / "config.yaml"
-    if saved_path.is_file() and provenance.trained(exp_dir):
-        saved = yaml.safe_load(saved_path.read_text())
+    folder = ExperimentDir(exp_dir)
+    saved = folder.saved_config()
+    if saved is not None and folder.trained():
         changed = sorted(f"{section}.{key}" for section in TRAINING_SECTIONS
                          for key in set(saved.get(section, {})) | set(cfg.get(section, {}))
                          if saved.get(section, {}).get(key) != cfg.get(section, {}).get(key))
@@ -132,61 +126,6 @@ def _check_same_config(exp_dir: Path, cfg: Dict[str, Any]) -> None:
             raise config_lib.ConfigError(
                 f"{exp_dir}: was trained with a different config (changed: {', '.join(changed)}); use another "
                 f"--exp-dir (run.sh --tag) or delete {exp_dir} to start over")
-
-
-class ExperimentBusy(RuntimeError):
-    """The experiment folder is being trained by another run."""
-
-
-def lock_path(exp_dir: Path) -> Path:
-    """The lock file of an experiment folder: beside it, so that removing the folder (--force) keeps it."""
-    return exp_dir.parent / f".{exp_dir.name}.lock"
-
-
-_held_lock: Optional[int] = None  # the descriptor of the experiment lock this process holds, if any
-
-
-def _release_in_child() -> None:
-    """A forked child (a data worker) closes its copy of the lock: the lock ends with this process, not with
-    the last of its children."""
-    if _held_lock is not None:
-        os.close(_held_lock)
-
-
-os.register_at_fork(after_in_child=_release_in_child)
-
-
-@contextmanager
-def experiment_lock(exp_dir: Path, is_global_zero: bool) -> Iterator[None]:
-    """Holds the folder's lock (flock) for the block, or raises ExperimentBusy naming the run that holds it.
-
-    The kernel releases it when the process ends, killed or not. Taken by the
-    global rank 0 only (the other DDP ranks belong to its run), and not again
-    when the recipe's stage 2 holds it for this process (``UGR_EXPERIMENT_LOCK``).
-    """
-    global _held_lock
-    path = lock_path(exp_dir)
-    held = os.environ.get(LOCK_ENV)
-    if not is_global_zero or (held and path.exists() and os.path.samefile(held, path)):
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # not truncated until locked: it names the holder
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 1000).decode(errors="replace").strip() or "holder unknown"
-            raise ExperimentBusy(f"{exp_dir} is being trained by another run ({holder}); wait for it to end, "
-                                 f"or stop it (lock {path})") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n"
-                 .encode())
-        _held_lock = fd
-        yield
-    finally:
-        _held_lock = None
-        os.close(fd)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -210,8 +149,9 @@ class RecordExperiment(Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
-            if not provenance.trained(self.exp_dir):
-                config_lib.dump(self.cfg, self.exp_dir / "config.yaml")
+            folder = ExperimentDir(self.exp_dir)
+            if not folder.trained():
+                folder.save_config(self.cfg)
             provenance.record_launch(self.exp_dir, self.cfg, self.data_dir)
 
 
@@ -322,14 +262,15 @@ def train(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, ngpu: int = 0,
           progress: bool = True, num_nodes: int = 1) -> Dict[str, Any]:
     """Trains (or resumes, or finds finished) one experiment; returns the summary written to train.done."""
     trainer = build_trainer(cfg, exp_dir, data_dir, ngpu, progress, num_nodes)
-    with experiment_lock(exp_dir, trainer.is_global_zero):
-        done = exp_dir / DONE_FILE
+    folder = ExperimentDir(exp_dir)
+    with folder.lock(trainer.is_global_zero):
+        done = folder.done_file
         _check_same_config(exp_dir, cfg)
         provenance.check(exp_dir, data_dir, cfg)
         if done.is_file():
             print(f"train: {exp_dir} already trained ({done}); delete that file to train again")
             return json.loads(done.read_text())
-        config_lib.check_corpus(cfg, data_dir, str(exp_dir / "config.yaml"))
+        config_lib.check_corpus(cfg, data_dir, str(folder.config_file))
         pl.seed_everything(cfg["training"]["seed"], workers=True, verbose=False)
         efficiency.set_tf32(cfg["training"]["tf32"])
         efficiency.keep_freed_memory(cfg["training"]["keep_freed_memory"])

@@ -6,9 +6,9 @@
 set -euo pipefail
 . scripts/setup.sh
 . scripts/task.sh
-if [ -f "$exp_dir/train.done" ] && ! $force; then
+if [ -f "$done_file" ] && ! $force; then
   python -m ugr.provenance check --exp-dir "$exp_dir" --data "$data"   # trained on another data folder: stop
-  log "stage 2: $exp_dir is trained ($exp_dir/train.done) on $data; skipping (--force true retrains from scratch)"
+  log "stage 2: $exp_dir is trained ($done_file) on $data; skipping (--force true retrains from scratch)"
   exit 0
 fi
 # Under a Slurm job of several tasks (one per GPU) this script runs once per

@@ -7,7 +7,7 @@
 set -euo pipefail
 . scripts/setup.sh
 . scripts/task.sh
-[ -f "$exp_dir/train.done" ] || die "$exp_dir is not trained (no $exp_dir/train.done): run stage 2 first"
+[ -f "$done_file" ] || die "$exp_dir is not trained (no $done_file): run stage 2 first"
 python -m ugr.provenance check --exp-dir "$exp_dir" --data "$data"   # its model and scores are this data's
 device=(--device cpu)
 [ "$ngpu" -eq 0 ] || device=(--device cuda)

@@ -17,13 +17,14 @@ config=${task[0]}
 exp_dir=$exp/${task[1]}
 task_override=${task[2]:-}
 log "task $task_id: $config -> $exp_dir${task_override:+ (overrides: $task_override)}"
+done_file=$(python -m ugr.experiment_dir done "$exp_dir")   # the folder's file names: ugr/experiment_dir.py
 
-# The lock file .NAME.lock beside the folder (so --force's removal keeps it) is the one python -m ugr.train
+# The lock file beside the folder (.NAME.lock, so --force's removal keeps it) is the one python -m ugr.train
 # takes by itself; UGR_EXPERIMENT_LOCK tells it that this script holds it. Held for the rest of the stage
 # script; the kernel releases it when the script ends, killed or not. Under a Slurm job of several tasks
 # (one per GPU) task 0 holds it for all.
 if [ "${SLURM_PROCID:-0}" -eq 0 ]; then
-  lock=$(dirname "$exp_dir")/.$(basename "$exp_dir").lock
+  lock=$(python -m ugr.experiment_dir lock "$exp_dir")
   mkdir -p "$(dirname "$lock")"
   exec {lock_fd}>>"$lock"
   flock -n "$lock_fd" \
