@@ -55,7 +55,7 @@ def make_experiment(folder: Path, model: str) -> Path:
     torch.manual_seed(0)
     state = build_model(cfg["model"]).state_dict()
     checkpoints.atomic_torch_save({"state_dict": {f"model.{k}": v for k, v in state.items()}},
-                                  folder / "checkpoints" / "epoch=0.ckpt")
+                                  ExperimentDir(folder).checkpoints / "epoch=0.ckpt")
     return folder
 
 

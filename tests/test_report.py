@@ -236,15 +236,6 @@ def test_figures_are_written_as_png(exp_root):
     assert not list((exp_root / "figures").glob(".*"))
 
 
-def test_bootstrap_std_shrinks_with_more_mixtures():
-    rng = np.random.default_rng(5)
-    small = {(f"m{i}", "0"): v for i, v in enumerate(rng.normal(0, 5, 25))}
-    large = {(f"m{i}", "0"): v for i, v in enumerate(rng.normal(0, 5, 400))}
-    (small_mean, _), (large_mean, _) = report.bootstrap_std(small), report.bootstrap_std(large)
-    assert small_mean == pytest.approx(5 / np.sqrt(25), rel=0.3)
-    assert large_mean == pytest.approx(5 / np.sqrt(400), rel=0.3)
-
-
 def test_validation_curve_merges_the_launches_of_a_resumed_run(exp_root):
     curve = report.validation_curve(exp_root / "baseline")
     assert curve == [(1, 10, 1.0), (2, 20, 2.5), (3, 30, 3.0)]

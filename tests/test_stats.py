@@ -70,3 +70,24 @@ def test_the_spread_across_runs_is_the_sample_std():
     assert (spread.mean, spread.n) == (pytest.approx(7 / 3), 3)
     assert spread.std == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1))
     assert str(stats.spread([2.0])) == "2.00"
+
+
+def test_bootstrap_std_shrinks_with_more_mixtures():
+    rng = np.random.default_rng(5)
+    small = {(f"m{i}", "0"): v for i, v in enumerate(rng.normal(0, 5, 25))}
+    large = {(f"m{i}", "0"): v for i, v in enumerate(rng.normal(0, 5, 400))}
+    (small_mean, _), (large_mean, _) = stats.bootstrap_std(small), stats.bootstrap_std(large)
+    assert small_mean == pytest.approx(5 / np.sqrt(25), rel=0.3)
+    assert large_mean == pytest.approx(5 / np.sqrt(400), rel=0.3)
+
+
+def test_bootstrap_std_equals_resampling_the_mixtures_one_by_one():
+    """Mixtures of one to three sources; each resample materialised, its mean and numpy percentile taken."""
+    rng = np.random.default_rng(3)
+    values = {(f"m{i}", str(j)): float(v) for i in range(30) for j, v in enumerate(rng.normal(0, 4, 1 + i % 3))}
+    names = sorted({mixture for mixture, _ in values})
+    groups = [np.array([v for (m, _), v in sorted(values.items()) if m == name]) for name in names]
+    draws = np.random.default_rng(7).integers(0, len(names), size=(300, len(names)))
+    samples = [np.concatenate([groups[i] for i in row]) for row in draws]
+    by_hand = (np.std([s.mean() for s in samples]), np.std([np.percentile(s, 10) for s in samples]))
+    assert stats.bootstrap_std(values, percentile=10, resamples=300, seed=7) == pytest.approx(by_hand, rel=1e-12)

@@ -151,7 +151,8 @@ def load_experiment(exp_dir: Path, *, checkpoint: Optional[Path] = None,
             raise FileNotFoundError(f"{checkpoint}: checkpoint not found; pass an existing .ckpt file")
         state, used = model_state(Path(checkpoint)), str(checkpoint)
     else:
-        state, files = average_last_epochs(Path(exp_dir) / "checkpoints", average_last or cfg["scoring"]["average_last_k"])
+        state, files = average_last_epochs(ExperimentDir(exp_dir).checkpoints,
+                                           average_last or cfg["scoring"]["average_last_k"])
         used = "average of " + ", ".join(p.name for p in files)
     model = build_model(cfg["model"])
     model.load_state_dict(state)

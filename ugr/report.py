@@ -194,22 +194,6 @@ def paired_comparison(values: Dict[tuple[str, str], float], baseline: Dict[tuple
     return Paired(len(common), sums.size, float(d.mean()), low, high, float((d > 0).mean()))
 
 
-def bootstrap_std(values: Dict[tuple[str, str], float], resamples: int = 1000,
-                  seed: int = stats.SEED) -> tuple[float, float]:
-    """Bootstrap std of the mean and of the 5th percentile over the sources, resampling mixtures."""
-    by_mixture: Dict[str, List[float]] = {}
-    for (mixture, _), value in values.items():
-        by_mixture.setdefault(mixture, []).append(value)
-    groups = [np.array(by_mixture[m]) for m in sorted(by_mixture)]
-    rng = np.random.default_rng(seed)
-    means, p5s = [], []
-    for _ in range(resamples):
-        sample = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
-        means.append(sample.mean())
-        p5s.append(np.percentile(sample, 5))
-    return float(np.std(means)), float(np.std(p5s))
-
-
 def steps_to_reach(curve: Sequence[Point], target: float) -> Optional[int]:
     """The optimizer steps after which the validation SI-SDRi first reached ``target``; None if it never did."""
     return next((point.steps for point in curve if point.value >= target), None)
@@ -364,7 +348,7 @@ def tradeoff_points(exp: Scored) -> tuple[float, float, float, float]:
     if exp.by_epochs:
         spread = s["across_epochs_std"]
         return s["p5"], s["mean"], spread["p5"], spread["mean"]
-    mean_err, p5_err = bootstrap_std(per_source(exp.rows))
+    mean_err, p5_err = stats.bootstrap_std(per_source(exp.rows))
     return s["p5"], s["mean"], p5_err, mean_err
 
 

@@ -187,7 +187,7 @@ def score(exp_dir: Path, data_dir: Path, *, scoring: Optional[Dict[str, Any]] = 
     if not list_path.is_file():
         raise FileNotFoundError(f"{list_path}: test mixture list missing; run stage 1 (mixture lists) first")
     read_eval_list(list_path, data_dir)  # a list of older data is an error, not a reason to keep old scores
-    files = [Path(checkpoint)] if checkpoint else checkpoints.last_epochs(exp_dir / "checkpoints",
+    files = [Path(checkpoint)] if checkpoint else checkpoints.last_epochs(ExperimentDir(exp_dir).checkpoints,
                                                                            scoring["average_last_k"])
     what = {"scoring": scoring, "checkpoints": [p.name for p in files], "test_list_fingerprint": fingerprint(list_path)}
     out = exp_dir / "scores"

@@ -61,6 +61,11 @@ def by_mixture(values: Dict[Tuple[str, str], float]) -> Tuple[list, np.ndarray, 
     return order, np.array([sums[m] for m in order]), np.array([counts[m] for m in order])
 
 
+def _draw_mixtures(rng: np.random.Generator, n_mixtures: int, resamples: int) -> np.ndarray:
+    """(resamples, n_mixtures) mixture indices drawn with replacement: the mixture level of every bootstrap."""
+    return rng.integers(0, n_mixtures, size=(resamples, n_mixtures))
+
+
 def bootstrap_means(sums: np.ndarray, counts: np.ndarray, resample_seeds: bool = True,
                     resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
     """Resampled means of a per-source value over seeds x mixtures.
@@ -74,13 +79,39 @@ def bootstrap_means(sums: np.ndarray, counts: np.ndarray, resample_seeds: bool =
     sums = np.atleast_2d(np.asarray(sums, dtype=float))
     n_seeds, n_mixtures = sums.shape
     rng = np.random.default_rng(seed)
-    mixtures = rng.integers(0, n_mixtures, size=(resamples, n_mixtures))
+    mixtures = _draw_mixtures(rng, n_mixtures, resamples)
     if resample_seeds:
         per_mixture = sums[rng.integers(0, n_seeds, size=(resamples, n_seeds))].sum(axis=1)  # (resamples, mixtures)
         totals = np.take_along_axis(per_mixture, mixtures, axis=1).sum(axis=1)
     else:
         totals = sums.sum(axis=0)[mixtures].sum(axis=1)
     return totals / (n_seeds * counts[mixtures].sum(axis=1))
+
+
+def bootstrap_std(values: Dict[Tuple[str, str], float], percentile: float = 5.0, resamples: int = RESAMPLES,
+                  seed: int = SEED) -> Tuple[float, float]:
+    """Bootstrap std of the mean and of a percentile of per-source values over one test list, resampling
+    mixtures (the error bars of one run's point in the report's trade-off figure).
+
+    A resample holds each source of a drawn mixture once per draw; its
+    percentile is numpy's (linear) of that multiset, read from the sorted
+    values and their repeat counts, so no resample is materialised.
+    """
+    names, sums, counts = by_mixture(values)
+    index = {name: i for i, name in enumerate(names)}
+    order = sorted(values, key=values.get)
+    sorted_values = np.array([values[key] for key in order])
+    source_mixture = np.array([index[mixture] for mixture, _ in order])
+    draws = _draw_mixtures(np.random.default_rng(seed), len(names), resamples)
+    times = np.stack([np.bincount(row, minlength=len(names)) for row in draws])   # (resamples, mixtures)
+    means = (times @ sums) / (times @ counts)
+    cumulative = np.cumsum(times[:, source_mixture], axis=1)                      # (resamples, sources)
+    position = (cumulative[:, -1] - 1) * percentile / 100.0
+    below = np.floor(position)
+    lower = sorted_values[(cumulative > below[:, None]).argmax(axis=1)]
+    upper = sorted_values[(cumulative > below[:, None] + 1).argmax(axis=1)]
+    percentiles = lower + (position - below) * (upper - lower)
+    return float(np.std(means)), float(np.std(percentiles))
 
 
 def interval(means: np.ndarray, level: float = LEVEL) -> Tuple[float, float]:

@@ -221,7 +221,7 @@ def build_trainer(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, ngpu: int,
     from srun's tasks (one per GPU) and checks them against ``num_nodes``.
     """
     quiet_lightning_notices()
-    ckpt_dir = exp_dir / "checkpoints"
+    ckpt_dir = ExperimentDir(exp_dir).checkpoints
     keep_epochs = ModelCheckpoint(  # "the top k by epoch number" = the last k epochs
         dirpath=ckpt_dir, filename="epoch={epoch}", auto_insert_metric_name=False, monitor="epoch", mode="max",
         save_top_k=cfg["scoring"]["average_last_k"], every_n_epochs=1, save_last=True)
@@ -253,7 +253,7 @@ def build_trainer(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, ngpu: int,
 
 def resume_checkpoint(exp_dir: Path) -> Optional[Path]:
     """The newest of last.ckpt (end of an epoch) and a SLURM-requeue checkpoint (mid-epoch), if any."""
-    candidates = [exp_dir / "checkpoints" / "last.ckpt", *exp_dir.glob("hpc_ckpt_*.ckpt")]
+    candidates = [ExperimentDir(exp_dir).checkpoints / "last.ckpt", *exp_dir.glob("hpc_ckpt_*.ckpt")]
     existing = [p for p in candidates if p.is_file()]
     return max(existing, key=lambda p: p.stat().st_mtime) if existing else None
 
