@@ -7,7 +7,6 @@ import json
 import pathlib
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -25,3 +25,11 @@ def test_importing_the_core_loads_no_lightning_matplotlib_or_audio_stack():
 def test_the_check_sees_heavy_imports_where_there_are_some():
     """The control: the Lightning integration does load Lightning, so the check above can fail."""
     assert "pytorch_lightning" in imported_after(("ugr.lightning",))
+
+
+def test_the_tables_and_the_model_card_load_no_matplotlib_or_lightning():
+    """Layering: the report's tables and ugr.export need no plotting and no trainer; ugr.figures is the
+    control that loads matplotlib."""
+    loaded = imported_after(("ugr.report", "ugr.export", "ugr.score"))
+    assert loaded.isdisjoint({"matplotlib", "pytorch_lightning", "lightning"}), sorted(loaded)
+    assert "matplotlib" in imported_after(("ugr.figures",))

@@ -1,5 +1,5 @@
 """The report's part across training seeds: statistics as mean ± std over seeds, paired differences with
-intervals over seeds and mixtures, and the operating-point figure of a sweep.
+intervals over seeds and mixtures, and their tables (the figures are drawn by ``ugr.figures``).
 
 Stage 4 hands the report the folders of ``ugr.variants``; those named
 ``<variant>_seed<k>`` are the seeds of one variant (their configs agree but
@@ -17,24 +17,20 @@ at several seeds:
 * the per-class means across seeds;
 * convergence: the final validation SI-SDRi and the steps each seed needed to
   reach 90 % of the baseline's final value and the value itself;
-* figures: the test SI-SDRi densities per variant (seeds pooled, the paper's
+* figures (``ugr.figures``): the test SI-SDRi densities per variant (seeds pooled, the paper's
   Figure 1 over every swept value), validation curves per variant (mean and
   the band of ± one std across seeds), and for a sweep the operating point:
   mean against p5, p1 and std per swept value, with error bars across seeds.
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from ugr import stats
-from ugr.variants import SEED_KEY, SweepAxis, seed_group
+from ugr.variants import SEED_KEY, seed_group
 
 SPREAD_COLUMNS = ("mean", "std", "p1", "p5", "p10", "p25", "p50", "p75", "p90", "p95", "p99")
 OPERATING_POINT = "operating_point.png"
@@ -68,7 +64,7 @@ class SeedRuns:
         return stats.spread(values)
 
 
-def _nested(config: Optional[Dict], keys: Sequence[str]) -> Any:
+def nested(config: Optional[Dict], keys: Sequence[str]) -> Any:
     node: Any = config or {}
     for key in keys:
         if not isinstance(node, dict) or key not in node:
@@ -82,7 +78,7 @@ def seed_groups(group: Sequence[Any]) -> List[SeedRuns]:
     found: Dict[str, SeedRuns] = {}
     for run in group:
         name, seed = seed_group(run.name)
-        trained = _nested(run.config, SEED_KEY)
+        trained = nested(run.config, SEED_KEY)
         if seed is not None and trained is not None and trained != seed:
             raise ValueError(f"{run.name}: named as training seed {seed}, but its config.yaml has training.seed "
                              f"{trained}; rename the folder or leave it out of --experiments")
@@ -192,88 +188,3 @@ def convergence_table(variants: Sequence[SeedRuns], baseline: Optional[SeedRuns]
                      f"{_reach_cell([_steps_to(c, REACH_SHARE * final) for c in curves])} | "
                      f"{_reach_cell([_steps_to(c, final) for c in curves])} |")
     return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- figures
-
-
-def _point_label(variant: SeedRuns, axes: Sequence[SweepAxis]) -> Optional[str]:
-    """The swept values of a variant (``alpha=0.1``), None when its config has none of the swept keys."""
-    values = [(axis.keys[-1], _nested(variant.runs[0].config, axis.keys)) for axis in axes]
-    shown = [f"{key}={json.dumps(value) if isinstance(value, (dict, list)) else value}" for key, value in values
-             if value is not None]
-    return ", ".join(shown) if shown else None
-
-
-def _curve_key(variant: SeedRuns, axes: Sequence[SweepAxis]) -> str:
-    """What the points of one curve share: the config without the swept keys and the training seed."""
-    config = json.loads(json.dumps(variant.runs[0].config or {}))
-    for keys in [axis.keys for axis in axes] + [SEED_KEY]:
-        parent = _nested(config, keys[:-1])
-        if isinstance(parent, dict):
-            parent.pop(keys[-1], None)
-    return json.dumps(config, sort_keys=True)
-
-
-def _curve_label(names: Sequence[str]) -> str:
-    """The experiment of a curve's variants: their common name up to the last ``_`` (``robust_alpha0.1``, ...
-    -> ``robust``)."""
-    return os.path.commonprefix(list(names)).rsplit("_", 1)[0] or names[0]
-
-
-def plot_operating_point(variants: Sequence[SeedRuns], axes: Sequence[SweepAxis], path: Path, save) -> bool:
-    """Mean against p5, p1 and std, one point per swept value (error bars: std across seeds), one line per
-    swept experiment; variants without the swept keys (the baseline) as reference squares. False: no sweep."""
-    swept = [(variant, label) for variant in variants if (label := _point_label(variant, axes)) is not None]
-    if not axes or not swept:
-        return False
-    curves: Dict[str, List[Tuple[SeedRuns, str]]] = {}
-    for variant, label in swept:
-        curves.setdefault(_curve_key(variant, axes), []).append((variant, label))
-    references = [variant for variant in variants if _point_label(variant, axes) is None]
-    fig, panels = plt.subplots(1, 3, figsize=(14, 4.2))
-    for panel, key, title in zip(panels, ("p5", "p1", "std"), ("5th percentile", "1st percentile", "std")):
-        for points in curves.values():
-            xs = [v.spread(key) for v, _ in points]
-            ys = [v.spread("mean") for v, _ in points]
-            panel.errorbar([x.mean for x in xs], [y.mean for y in ys], xerr=[np.nan_to_num(x.std) for x in xs],
-                           yerr=[np.nan_to_num(y.std) for y in ys], marker="o", capsize=3,
-                           label=_curve_label([v.name for v, _ in points]))
-            for (variant, label), x, y in zip(points, xs, ys):
-                panel.annotate(label, (x.mean, y.mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        for variant in references:
-            x, y = variant.spread(key), variant.spread("mean")
-            panel.errorbar(x.mean, y.mean, xerr=np.nan_to_num(x.std), yerr=np.nan_to_num(y.std), marker="s",
-                           color="black", capsize=3, linestyle="none")
-            panel.annotate(variant.name, (x.mean, y.mean), textcoords="offset points", xytext=(4, -10), fontsize=7)
-        panel.set_xlabel(f"{title} of test SI-SDRi (dB)")
-        panel.set_ylabel("mean test SI-SDRi (dB)")
-    panels[0].legend(fontsize=8)
-    fig.suptitle("operating points: mean ± std across seeds")
-    save(fig, path)
-    return True
-
-
-def plot_validation(variants: Sequence[SeedRuns], final: Optional[Tuple[str, float]], path: Path, save) -> None:
-    """Validation SI-SDRi against steps per variant: the mean across seeds and a band of ± one std."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for variant in variants:
-        curves = [run.curve for run in variant.runs if run.curve]
-        if not curves:
-            continue
-        length = min(len(c) for c in curves)
-        steps = [p.steps for p in curves[0][:length]]
-        values = np.array([[p.value for p in c[:length]] for c in curves])
-        mean = values.mean(axis=0)
-        line, = ax.plot(steps, mean, marker="o", markersize=3, label=f"{variant.name} ({len(curves)})")
-        if len(curves) > 1:
-            std = values.std(axis=0, ddof=1)
-            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    if final is not None:
-        ax.axhline(final[1], color="grey", linestyle="--", linewidth=1, label=f"{final[0]} final")
-        ax.axhline(REACH_SHARE * final[1], color="grey", linestyle=":", linewidth=1,
-                   label=f"{100 * REACH_SHARE:.0f} % of it")
-    ax.set_xlabel("training steps")
-    ax.set_ylabel("validation SI-SDRi (dB), mean ± std")
-    ax.legend(fontsize=7)
-    save(fig, path)

@@ -39,19 +39,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-
-from ugr import across_seeds, stats  # noqa: E402
-from ugr import variants as variants_lib  # noqa: E402
-from ugr.atomic import atomic_write, atomic_write_text  # noqa: E402
-from ugr.cli import one_line_errors  # noqa: E402
-from ugr.experiment_dir import ExperimentDir  # noqa: E402
-from ugr.score import MAIN_METRIC, PERCENTILES, SPEECH, STATS_FILE  # noqa: E402
-from ugr.weighting import build as build_weighting  # noqa: E402
+from ugr import across_seeds, stats
+from ugr import variants as variants_lib
+from ugr.atomic import atomic_write_text
+from ugr.cli import one_line_errors
+from ugr.data.manifest import SPEECH
+from ugr.experiment_dir import ExperimentDir
+from ugr.score import MAIN_METRIC, PERCENTILES, STATS_FILE
+from ugr.weighting import build as build_weighting
 
 STAT_COLUMNS = ("n", "mean", "std") + tuple(f"p{q}" for q in PERCENTILES)
 FIGURES = {"density": "si_sdri_density.png", "convergence": "valid_si_sdri.png", "tradeoff": "mean_vs_p5.png"}
@@ -281,67 +278,6 @@ def convergence_table(group: List[Scored], baseline: Optional[Scored]) -> str:
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- figures
-
-
-def _save(fig, path: Path) -> None:
-    """PNG written atomically, like every other output."""
-    fig.tight_layout()
-    try:
-        atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
-    finally:
-        plt.close(fig)
-
-
-def smoothed_density(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Gaussian kernel density of ``values`` on ``grid`` (Silverman's bandwidth)."""
-    spread = min(values.std(), np.subtract(*np.percentile(values, [75, 25])) / 1.34) or values.std() or 1.0
-    width = 0.9 * spread * values.size ** -0.2
-    z = (grid[:, None] - values[None, :]) / width
-    return np.exp(-0.5 * z ** 2).sum(axis=1) / (values.size * width * math.sqrt(2 * math.pi))
-
-
-def plot_density(values: Dict[str, np.ndarray], path: Path) -> None:
-    """Smoothed density on a log axis, and both tails as cumulative shares on log axes (down to 1/n)."""
-    everything = np.concatenate(list(values.values()))
-    grid = np.linspace(everything.min() - 3, everything.max() + 3, 400)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    peak = 0.0
-    for name, v in values.items():
-        ordered = np.sort(v)
-        share = np.arange(1, v.size + 1) / v.size
-        density = smoothed_density(v, grid)
-        peak = max(peak, density.max())
-        axes[0].plot(grid, density, label=name)
-        axes[1].step(ordered, share, where="post", label=name)
-        axes[2].step(ordered, share[::-1], where="pre", label=name)
-    floor = 0.5 / max(v.size for v in values.values())
-    for ax, title, ylabel in zip(axes, ("smoothed density", "lower tail (failures)", "upper tail"),
-                                 ("density", "share of sources <= x", "share of sources >= x")):
-        ax.set_yscale("log")
-        ax.set_xlabel("test SI-SDRi per estimated source (dB)")
-        ax.set_ylabel(ylabel + " (log)")
-        ax.set_title(title)
-    axes[0].set_ylim(max(floor / 10, 1e-5), 2 * peak)
-    axes[1].set_ylim(floor, 1.05)
-    axes[2].set_ylim(floor, 1.05)
-    axes[0].legend(fontsize=8)
-    _save(fig, path)
-
-
-def plot_convergence(curves: Dict[str, List[Point]], target: Optional[tuple[str, float]], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, curve in curves.items():
-        if curve:
-            ax.plot([p.steps for p in curve], [p.value for p in curve], marker="o", label=name)
-    if target is not None:
-        ax.axhline(target[1], color="grey", linestyle="--", linewidth=1, label=f"{target[0]} final")
-    ax.set_xlabel("training steps")
-    ax.set_ylabel("validation mean SI-SDRi (dB)")
-    ax.legend(fontsize=8)
-    _save(fig, path)
-
-
 def tradeoff_points(exp: Scored) -> tuple[float, float, float, float]:
     """(p5, mean, p5 error, mean error): errors the std across epochs, else bootstrap std over mixtures."""
     s = exp.stats
@@ -352,26 +288,16 @@ def tradeoff_points(exp: Scored) -> tuple[float, float, float, float]:
     return s["p5"], s["mean"], p5_err, mean_err
 
 
-def plot_tradeoff(group: List[Scored], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for exp in group:
-        p5, mean, p5_err, mean_err = tradeoff_points(exp)
-        ax.errorbar(p5, mean, xerr=p5_err, yerr=mean_err, marker="o", capsize=3, linestyle="none")
-        ax.annotate(exp.name, (p5, mean), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel("5th percentile of test SI-SDRi (dB)")
-    ax.set_ylabel("mean test SI-SDRi (dB)")
-    _save(fig, path)
-
-
 # ----------------------------------------------------------------------------- the report
 
 
 def _seeds_parts(variants: List[across_seeds.SeedRuns], exp_root: Path, figures: Dict[str, str]) -> List[str]:
     """The section across training seeds (``ugr.across_seeds``)."""
+    from ugr import figures as figures_lib  # imported here: matplotlib, which the tables alone do not need
     baseline = next((variant for variant in variants if variant.is_uniform), None)
     final = across_seeds.baseline_final(baseline)
-    across_seeds.plot_validation(variants, (baseline.name, final) if final is not None else None,
-                                 exp_root / figures["seeds_convergence"], _save)
+    figures_lib.plot_validation(variants, (baseline.name, final) if final is not None else None,
+                                exp_root / figures["seeds_convergence"])
     parts = ["### Across training seeds",
              "Each variant's runs at its training seeds (`--seeds`; folders `<variant>_seed<k>`). A cell is the "
              "mean of the statistic over the seeds ± its std across them (ddof 1); under `protocol: epochs` each "
@@ -398,6 +324,8 @@ def _seeds_parts(variants: List[across_seeds.SeedRuns], exp_root: Path, figures:
 
 def _group_section(group: List[Scored], exp_root: Path, suffix: str,
                    axes: Sequence[variants_lib.SweepAxis] = ()) -> str:
+    from ugr import figures as figures_lib  # imported here: matplotlib, which the tables alone do not need
+
     by_name = {exp.name: exp.stats for exp in group}
     weightings = {exp.name: exp.weighting for exp in group}
     baseline = next((exp for exp in group if exp.is_uniform), None)
@@ -411,14 +339,14 @@ def _group_section(group: List[Scored], exp_root: Path, suffix: str,
     variants = across_seeds.seed_groups(group)
     seeded = across_seeds.has_seeds(variants)
     if seeded:  # one density per variant, its seeds pooled: Figure 1 over every swept value
-        plot_density({v.name: np.concatenate([pooled(run.rows) for run in v.runs]) for v in variants},
+        figures_lib.plot_density({v.name: np.concatenate([pooled(run.rows) for run in v.runs]) for v in variants},
                      exp_root / figures["density"])
     else:
-        plot_density({exp.name: pooled(exp.rows) for exp in group}, exp_root / figures["density"])
-    swept = across_seeds.plot_operating_point(variants, axes, exp_root / figures["operating_point"], _save)
+        figures_lib.plot_density({exp.name: pooled(exp.rows) for exp in group}, exp_root / figures["density"])
+    swept = figures_lib.plot_operating_point(variants, axes, exp_root / figures["operating_point"])
     target = (baseline.name, baseline.curve[-1].value) if baseline is not None and baseline.curve else None
-    plot_convergence({exp.name: exp.curve for exp in group}, target, exp_root / figures["convergence"])
-    plot_tradeoff(group, exp_root / figures["tradeoff"])
+    figures_lib.plot_convergence({exp.name: exp.curve for exp in group}, target, exp_root / figures["convergence"])
+    figures_lib.plot_tradeoff({exp.name: tradeoff_points(exp) for exp in group}, exp_root / figures["tradeoff"])
 
     protocols = sorted({"epochs" if exp.by_epochs else "weights" for exp in group})
     notes = []

@@ -57,9 +57,9 @@ from ugr import config as config_lib
 from ugr import metrics as metrics_lib
 from ugr.atomic import atomic_write_text
 from ugr.cli import gpu_problem, one_line_errors
-from ugr.data.corpora.wsj0 import SPEECH
 from ugr.data.dataset import ListedMixtures, collate_mixtures
 from ugr.data.eval_list import fingerprint, read_eval_list
+from ugr.data.manifest import SPEECH
 from ugr.experiment_dir import ExperimentDir
 
 LABEL_COLUMNS = ("mixture_id", "source", "class", "coarse")

@@ -86,7 +86,7 @@ class MixtureData(pl.LightningDataModule):
                              f"training.micro_batches ({cfg['training']['micro_batches']})")
 
     def train_dataloader(self) -> DataLoader:
-        data, training = self.cfg["data"], self.cfg["training"]
+        data = self.cfg["data"]
         kind = PublishedCrops if data["train_from"] == config_lib.PUBLISHED else OnTheFlyMixtures
         dataset = kind(self.data_dir, "train", MixingSettings.from_config(data), data["train_mixtures_per_epoch"])
         sampler = EpochSampler(len(dataset), rank=self.trainer.global_rank, world_size=self.trainer.world_size,

@@ -18,6 +18,10 @@ A prepared data folder holds, per split (``train``, ``valid``, ``test``):
   ``sample_rate`` and, for source k = 1, 2: ``source_k`` (path), ``group_k``,
   ``fine_k``, ``coarse_k``.
 
+The coarse label ``speech`` (``SPEECH``) marks speech sources: the
+speech-only metrics (STOI, PESQ) score those alone, whichever corpus they come
+from.
+
 Files are mono, at the folder's sample rate, readable by soundfile.
 ``ugr.data.prepare`` writes such a folder from any registered corpus; a
 recipe may also write it by other means.
@@ -38,6 +42,7 @@ from ..atomic import atomic_write_text
 SPLITS = ("train", "valid", "test")
 REQUIRED_COLUMNS = ("id", "path", "duration", "sample_rate", "group", "fine", "coarse")
 N_SOURCES = 2
+SPEECH = "speech"  # the coarse label of speech sources (the speech-only metrics apply to them)
 _BAD_LABEL = re.compile(r"[\s+]")
 
 

@@ -13,12 +13,12 @@ import os
 from pathlib import Path
 
 from ..audio import SPH2PIPE_HELP, SPHERE_SUFFIXES, sph2pipe_available
+from ..manifest import SPEECH
 from . import CorpusLayoutError, Index, SourceFile, register, require_folder, take_options
 
 STANDARD_SETS = {"si_tr_s": "train", "si_dt_05": "valid", "si_et_05": "test"}
 AUDIO_SUFFIXES = (".wav", ".flac") + SPHERE_SUFFIXES
 SECOND_MIC_SUFFIX = ".wv2"  # WSJ0 ships two microphones per utterance; the standard sets use the first
-SPEECH = "speech"
 LICENCE = {
     "title": "CSR-I (WSJ0) Complete", "title_link": "https://catalog.ldc.upenn.edu/LDC93S6A",
     "author": "LDC", "author_link": "https://www.ldc.upenn.edu/",

@@ -40,7 +40,8 @@ import soundfile as sf
 
 from . import CorpusLayoutError, Index, MixtureFile, SourceFile, register, require_folder, take_options
 from .wsj0 import LICENCE as WSJ0_LICENCE
-from .wsj0 import SPEECH, speaker_of
+from ..manifest import SPEECH
+from .wsj0 import speaker_of
 
 # wsj0-2mix is made from WSJ0's utterances (the scripts are public; the audio is the LDC's).
 LICENCE = {**WSJ0_LICENCE, "title": "wsj0-2mix (mixtures of CSR-I (WSJ0) Complete)",
