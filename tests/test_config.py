@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from ugr import config
+from ugr.data.corpus_check import check_corpus
 
 EGS = Path(__file__).resolve().parents[1] / "egs"
 CONF_DIR = EGS / "wsj0_esc50" / "conf"
@@ -183,24 +184,24 @@ def speech_and_env(tmp_path_factory):
 
 def test_a_config_is_checked_against_the_corpus_classes(tmp_path, base, speech_and_env):
     data = speech_and_env
-    config.check_corpus(config.load(base), data, "base")  # env+env: every split has 3 sound classes
+    check_corpus(config.load(base), data, "base")  # env+env: every split has 3 sound classes
     gamma = config.load(base, config.parse_overrides(["weighting.type=class weighting.gamma={speach: 3}"]))
     with pytest.raises(config.ConfigError, match="gamma names class\\(es\\) speach.*classes are: dog, env, rain, "
                                                  "siren, speech"):
-        config.check_corpus(gamma, data, "base")
+        check_corpus(gamma, data, "base")
     for label in ("dog", "env", "speech"):  # fine or coarse labels
         ok = config.load(base, config.parse_overrides([f"weighting.type=class weighting.gamma={{{label}: 3}}"]))
-        config.check_corpus(ok, data, "base")
+        check_corpus(ok, data, "base")
     noise = config.load(base, config.parse_overrides(["data.priors={speech+noise: 1}"]))
     with pytest.raises(config.ConfigError, match="speech\\+noise mixtures.*no coarse class 'noise' \\(it has: env, "
                                                  "speech\\)"):
-        config.check_corpus(noise, data, "base")
+        check_corpus(noise, data, "base")
     one_speaker = config.load(base, config.parse_overrides(["data.priors={speech+speech: 1}"]))
     with pytest.raises(config.ConfigError, match="split valid has one group \\(20c\\)"):
-        config.check_corpus(one_speaker, data, "base")
+        check_corpus(one_speaker, data, "base")
     published = config.load(base, config.parse_overrides(["data.eval_from=published"]))
     with pytest.raises(config.ConfigError, match="valid_mixtures.tsv: no manifest"):
-        config.check_corpus(published, data, "base")
+        check_corpus(published, data, "base")
     fast = config.load(base, config.parse_overrides(["data.sample_rate=16000 model.sample_rate=16000"]))
-    with pytest.raises(config.ConfigError, match="prepared at \\[8000\\] Hz but 16000 Hz was asked"):
-        config.check_corpus(fast, data, "base")
+    with pytest.raises(config.ConfigError, match=r"prepared at \[8000\] Hz but 16000 Hz was asked \(data.sample_rate\)"):
+        check_corpus(fast, data, "base")

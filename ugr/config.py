@@ -38,8 +38,8 @@ Sections:
   ``ugr.metrics.METRICS`` to compute beside ``si_sdri``, which is always
   computed (``[si_sdri]``: it alone).
 
-``check_corpus`` checks a config against a prepared data folder: every class
-the config names must exist there (the error lists the classes it has).
+Whether a prepared data folder can serve a config is ``ugr.data.corpus_check``'s
+question (``check --data`` here asks it).
 """
 from __future__ import annotations
 
@@ -462,65 +462,6 @@ def lists_dir(cfg: Dict[str, Any], data_dir: str | Path) -> Path:
     return Path(data_dir) / "lists" / lists_key(cfg)
 
 
-# ----------------------------------------------------------------------------- the config against a corpus
-
-
-def _gamma_labels(weighting_cfg: Dict[str, Any]) -> List[str]:
-    """Every class label a weighting config names (class terms, also inside sums)."""
-    from ugr.weighting import ClassBias, build
-
-    return [label for term in build(weighting_cfg).parts() if isinstance(term, ClassBias) for label in term.gamma]
-
-
-def check_corpus(cfg: Dict[str, Any], data_dir: str | Path, where: str) -> None:
-    """Stops before training when the prepared data folder cannot serve this config.
-
-    Its rate must be the config's; every mixture type of ``data.priors`` must
-    be formable in each split that draws from sources; the published mixtures
-    asked for must exist; every class named by the weighting must exist in the
-    training data. The errors list what the data folder has.
-    """
-    from ugr.data.manifest import manifest_path, mixtures_path, read_manifest, read_mixtures
-    from ugr.data.mixing import MixingSettings, SourcePool
-
-    data = cfg["data"]
-    settings = MixingSettings.from_config(data)
-    splits = {"train": data["train_from"], "valid": data["eval_from"], "test": data["eval_from"]}
-    try:
-        for split, origin in splits.items():
-            if origin == SOURCES:
-                pool = SourcePool(data_dir, split, settings.sample_rate)
-                for pair, _ in settings.priors:
-                    problem = pool.problem(pair)
-                    if problem:
-                        raise ConfigError(f"{where}: data.priors asks {'+'.join(pair)} mixtures, but in {data_dir} "
-                                          f"{problem}")
-            else:
-                rows = read_mixtures(mixtures_path(data_dir, split))
-                need = {"train": 1, "valid": data["valid_mixtures"], "test": data["test_mixtures"]}[split]
-                if len(rows) < need:
-                    raise ConfigError(f"{where}: data.{'train' if split == 'train' else 'eval'}_from is published, "
-                                      f"but {mixtures_path(data_dir, split)} has {len(rows)} mixtures, {need} needed")
-                if rows[0].sample_rate != settings.sample_rate:
-                    raise ConfigError(f"{where}: data.sample_rate is {settings.sample_rate} Hz, but {data_dir} was "
-                                      f"prepared at {rows[0].sample_rate} Hz; prepare it again (run.sh --fs)")
-        if data["train_from"] == SOURCES:
-            rows = read_manifest(manifest_path(data_dir, "train"))
-            labels = {r.fine for r in rows} | {r.coarse for r in rows}
-        else:
-            rows = read_mixtures(mixtures_path(data_dir, "train"))
-            labels = {label for r in rows for label in r.fines + r.coarses}
-    except (ValueError, FileNotFoundError) as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(f"{where}: {err}") from err
-    missing = sorted(set(_gamma_labels(cfg["weighting"])) - labels)
-    if missing:
-        raise ConfigError(f"{where}: weighting gamma names class(es) {', '.join(missing)}, which the training data "
-                          f"of {data_dir} does not have; its classes are: {', '.join(sorted(labels))} (name one, "
-                          f"e.g. --override \"EXPERIMENT:weighting.gamma={{{sorted(labels)[0]}: 3}}\")")
-
-
 # ----------------------------------------------------------------------------- CLI for the recipes
 
 
@@ -541,6 +482,8 @@ def main(argv=None) -> None:
         check_override_targets(overrides, [p.stem for p in args.configs])
         configs = {path: load(path, overrides) for path in args.configs}
         if args.command == "check" and args.data is not None:
+            from ugr.data.corpus_check import check_corpus  # imported here: it pulls in the audio stack
+
             for path, cfg in configs.items():
                 check_corpus(cfg, args.data, str(path))
         elif args.command == "get":

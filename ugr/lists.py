@@ -19,6 +19,7 @@ from typing import Sequence
 from ugr import config as config_lib
 from ugr import variants
 from ugr.cli import one_line_errors
+from ugr.data.corpus_check import check_corpus
 from ugr.data.eval_list import read_eval_list, write_drawn_list, write_published_list
 from ugr.data.mixing import MixingSettings
 
@@ -35,7 +36,7 @@ def write_lists(data_dir: Path, configs: Sequence[Path], overrides: str = "", fo
     for variant in variants.expand(configs, sweep=sweep, overrides=config_lib.parse_overrides([overrides])):
         path = variant.config
         cfg = variants.load(variant, overrides)
-        config_lib.check_corpus(cfg, data_dir, f"{path} ({variant.name})")
+        check_corpus(cfg, data_dir, f"{path} ({variant.name})")
         data = cfg["data"]
         folder = config_lib.lists_dir(cfg, data_dir)
         for split in EVAL_SPLITS:

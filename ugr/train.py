@@ -52,6 +52,7 @@ from ugr import efficiency, provenance
 from ugr.atomic import atomic_write_text
 from ugr.checkpoints import atomic_torch_save, load_checkpoint
 from ugr.cli import gpu_problem, one_line_errors
+from ugr.data.corpus_check import check_corpus
 from ugr.data.dataset import EpochSampler, ListedMixtures, OnTheFlyMixtures, PublishedCrops, collate_mixtures
 from ugr.data.mixing import MixingSettings
 from ugr.experiment_dir import ExperimentBusy, ExperimentDir
@@ -270,7 +271,7 @@ def train(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, ngpu: int = 0,
         if done.is_file():
             print(f"train: {exp_dir} already trained ({done}); delete that file to train again")
             return json.loads(done.read_text())
-        config_lib.check_corpus(cfg, data_dir, str(folder.config_file))
+        check_corpus(cfg, data_dir, str(folder.config_file))
         pl.seed_everything(cfg["training"]["seed"], workers=True, verbose=False)
         efficiency.set_tf32(cfg["training"]["tf32"])
         efficiency.keep_freed_memory(cfg["training"]["keep_freed_memory"])

@@ -264,6 +264,8 @@ def main(argv=None) -> None:
             variant = variants[args.index]
             print(f"{variant.config}\n{variant.name}\n{variant_overrides(args.override, variant)}")
         else:
+            from ugr.data.corpus_check import check_corpus  # imported here: names and task stay light
+
             checked = set()
             for variant in variants:
                 key = (variant.config, variant.group)  # seeds differ only in training.seed: one check per group
@@ -272,7 +274,7 @@ def main(argv=None) -> None:
                 checked.add(key)
                 cfg = load(variant, args.override)
                 if args.data is not None:
-                    config_lib.check_corpus(cfg, args.data, f"{variant.config} ({variant.name})")
+                    check_corpus(cfg, args.data, f"{variant.config} ({variant.name})")
     except config_lib.ConfigError as err:
         sys.exit(f"variants: {err}")
 

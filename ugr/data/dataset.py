@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, Sampler
 
 from .audio import read_segment
 from .eval_list import read_eval_list
-from .manifest import MixtureRow, mixtures_path, read_mixtures, resolve
+from .manifest import MixtureRow, mixtures_path, rate_problem, read_mixtures, resolve
 from .mixing import MixingSettings, SourcePool, draw_mixture, render, stream
 
 
@@ -71,10 +71,10 @@ class PublishedCrops(Dataset):
         self.rows = read_mixtures(mixtures_path(data_dir, split))
         if not self.rows:
             raise ValueError(f"{mixtures_path(data_dir, split)}: no published mixtures to train on")
-        rates = {r.sample_rate for r in self.rows}
-        if rates != {settings.sample_rate}:
-            raise ValueError(f"{mixtures_path(data_dir, split)}: prepared at {sorted(rates)} Hz, the config asks "
-                             f"{settings.sample_rate} Hz")
+        problem = rate_problem(mixtures_path(data_dir, split), (r.sample_rate for r in self.rows),
+                               settings.sample_rate)
+        if problem:
+            raise ValueError(problem)
         self.split, self.settings, self.num_mixtures = split, settings, num_mixtures
 
     def __len__(self) -> int:

@@ -29,7 +29,7 @@ from typing import Optional
 from tqdm import tqdm
 
 from ..atomic import atomic_write_text
-from .manifest import manifest_path, mixtures_path, read_mixtures
+from .manifest import manifest_path, mixtures_path, rate_problem, read_mixtures
 from .mixing import MixingSettings, MixtureSpec, SourceCrop, SourcePool, draw_mixture, stream
 
 FORMAT_TAG = "# ugr-eval-list v2"
@@ -90,8 +90,9 @@ def write_published_list(data_dir: str | os.PathLike, split: str, out: str | os.
     if num > len(rows):
         raise ValueError(f"{path}: {len(rows)} published {split} mixtures, but {num} asked "
                          f"(data.{'valid' if split == 'valid' else 'test'}_mixtures); ask at most {len(rows)}")
-    if rows and rows[0].sample_rate != sample_rate:
-        raise ValueError(f"{path}: prepared at {rows[0].sample_rate} Hz, the config asks {sample_rate} Hz")
+    problem = rate_problem(path, (row.sample_rate for row in rows), sample_rate)
+    if problem:
+        raise ValueError(problem)
     header = {"kind": "published", "split": split, "num": str(num), "manifest": fingerprint(path),
               "sample_rate": str(sample_rate)}
     text = io.StringIO()

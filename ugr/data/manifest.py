@@ -50,6 +50,15 @@ class ManifestError(ValueError):
     """A manifest that breaks the data contract; the message names the file, the line and the fix."""
 
 
+def rate_problem(path: str | os.PathLike, rates: Iterable[int], sample_rate: int) -> Optional[str]:
+    """The one message for a data file prepared at another rate than the config's; None when they agree."""
+    rates = sorted(set(rates))
+    if rates == [sample_rate] or not rates:
+        return None
+    return (f"{path}: prepared at {rates} Hz but {sample_rate} Hz was asked (data.sample_rate); prepare the data "
+            f"at {sample_rate} Hz (run.sh --fs {sample_rate}) or set data.sample_rate to the data's rate")
+
+
 def check_label(label: str, what: str) -> str:
     """A class label or id usable in lists and priors: non-empty, no whitespace, no ``+``."""
     if not label or _BAD_LABEL.search(label):

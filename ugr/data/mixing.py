@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from .audio import read_segment
-from .manifest import SPLITS, SourceRow, manifest_path, read_manifest, resolve
+from .manifest import SPLITS, SourceRow, manifest_path, rate_problem, read_manifest, resolve
 
 # A crop counts as silent when its power is this far below the whole file's power.
 SILENT_CROP_RATIO = 1e-2
@@ -103,10 +103,9 @@ class SourcePool:
         self.manifest = manifest_path(data_dir, split)
         self.split = split
         rows = read_manifest(self.manifest)
-        rates = {r.sample_rate for r in rows}
-        if rates - {sample_rate}:
-            raise ValueError(f"{self.manifest}: prepared at {sorted(rates)} Hz but {sample_rate} Hz was asked; "
-                             f"prepare the data at {sample_rate} Hz (run.sh --fs {sample_rate}) or use that rate")
+        problem = rate_problem(self.manifest, (r.sample_rate for r in rows), sample_rate)
+        if problem:
+            raise ValueError(problem)
         self.by_id: dict[str, SourceRow] = {r.id: r for r in rows}
         self.groups: dict[str, dict[str, list[SourceRow]]] = {}
         for row in sorted(rows, key=lambda r: (r.coarse, r.group, r.id)):
