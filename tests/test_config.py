@@ -9,6 +9,7 @@ import yaml
 
 from ugr import config
 from ugr.data.corpus_check import check_corpus
+from ugr.data.eval_list import lists_dir, lists_key
 
 EGS = Path(__file__).resolve().parents[1] / "egs"
 CONF_DIR = EGS / "wsj0_esc50" / "conf"
@@ -105,9 +106,9 @@ def test_lists_key_follows_the_data_settings(tmp_path, base):
     same = config.load(_write(tmp_path, "same.yaml", {"inherit": "base.yaml", "training": {"epochs": 1}}))
     other = config.load(_write(tmp_path, "other.yaml", {"inherit": "base.yaml", "data": {"test_mixtures": 7}}))
     published = config.load(_write(tmp_path, "pub.yaml", {"inherit": "base.yaml", "data": {"eval_from": "published"}}))
-    assert config.lists_key(same) == config.lists_key(config.load(base)) != config.lists_key(other)
-    assert config.lists_key(published) != config.lists_key(same)
-    assert config.lists_dir(same, tmp_path) == tmp_path / "lists" / config.lists_key(same)
+    assert lists_key(same) == lists_key(config.load(base)) != lists_key(other)
+    assert lists_key(published) != lists_key(same)
+    assert lists_dir(same, tmp_path) == tmp_path / "lists" / lists_key(same)
 
 
 def test_numbers_in_exponent_notation_are_numbers(tmp_path, base):

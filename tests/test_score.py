@@ -16,7 +16,7 @@ import yaml
 from test_data_helpers import make_esc50, make_wsj0
 from ugr import checkpoints, config, score
 from ugr.data.dataset import ListedMixtures
-from ugr.data.eval_list import write_drawn_list
+from ugr.data.eval_list import lists_dir, write_drawn_list
 from ugr.data.mixing import MixingSettings
 from ugr.data.prepare import CorpusInput, prepare
 from ugr.models import build_model
@@ -66,7 +66,7 @@ def corpus(tmp_path_factory):
     wsj0, esc50 = make_wsj0(root, sets), make_esc50(root / "esc50", clips_per_fold=2, seconds=1.0)
     prepare(root / "data", [CorpusInput("wsj0", str(wsj0)), CorpusInput("esc50", str(esc50))], fs=8000)
     cfg = tiny_experiment_cfg()
-    lists = config.lists_dir(cfg, root / "data")
+    lists = lists_dir(cfg, root / "data")
     write_drawn_list(root / "data", "test", lists / "test.csv", num=N_MIXTURES,
                      settings=MixingSettings.from_config(cfg["data"]))
     return root / "data", lists
@@ -274,11 +274,11 @@ def test_another_test_list_makes_the_scores_stale(corpus, tmp_path):
     assert score.score(exp, data, progress=False)["n"] == 2 * N_MIXTURES
     other = tmp_path / "data_b"
     shutil.copytree(data, other)
-    write_drawn_list(other, "test", config.lists_dir(cfg, other) / "test.csv", num=N_MIXTURES - 2,
+    write_drawn_list(other, "test", lists_dir(cfg, other) / "test.csv", num=N_MIXTURES - 2,
                      settings=MixingSettings.from_config(cfg["data"]))
     on_b = score.score(exp, other, progress=False)
     assert not on_b.get("up_to_date") and on_b["n"] == 2 * (N_MIXTURES - 2)
-    assert on_b["test_list"] == str(config.lists_dir(cfg, other) / "test.csv")
+    assert on_b["test_list"] == str(lists_dir(cfg, other) / "test.csv")
     back = score.score(exp, data, progress=False)
     assert not back.get("up_to_date") and back["n"] == 2 * N_MIXTURES
 

@@ -11,6 +11,7 @@ import yaml
 
 from ugr import config as config_lib
 from ugr import variants
+from ugr.data.eval_list import lists_key
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "egs" / "wsj0_esc50" / "conf"
@@ -58,7 +59,7 @@ def test_seeds_change_only_the_training_seed():
     assert (first["training"]["seed"], second["training"]["seed"]) == (0, 5)
     second["training"]["seed"] = 0
     assert first == second
-    assert config_lib.lists_key(first) == config_lib.lists_key(second)
+    assert lists_key(first) == lists_key(second)
 
 
 def test_mapping_values_split_at_top_level_commas_and_name_their_folder():

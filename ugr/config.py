@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import re
 import shlex
@@ -194,8 +193,6 @@ SCORING_SCHEMA: Dict[str, Check] = {
 }
 
 SECTIONS = ("data", "model", "weighting", "training", "scoring")
-LIST_KEYS = ("sample_rate", "segment", "snr_range", "priors", "normalize", "eval_from", "valid_mixtures",
-             "test_mixtures", "seed")
 
 
 # ----------------------------------------------------------------------------- files and merging
@@ -444,22 +441,6 @@ def load(path: str | Path, overrides: Sequence[Override] = (), experiment: Optio
     applied = [o.text for o in overrides if o.experiment in (None, name)]
     where = f"{path}" + (f" (with overrides {' '.join(applied)})" if applied else "")
     return validate(cfg, where=where)
-
-
-def lists_key(cfg: Dict[str, Any]) -> str:
-    """Name of the folder of validation/test lists for this config's data settings.
-
-    Experiments whose data settings agree share one test list, so their
-    scores compare the same mixtures; any other setting gets its own lists.
-    """
-    data = cfg["data"]
-    canonical = yaml.safe_dump({k: data[k] for k in LIST_KEYS}, sort_keys=True)
-    return f"{data['sample_rate'] // 1000}k_{data['segment']:g}s_" + hashlib.sha1(canonical.encode()).hexdigest()[:8]
-
-
-def lists_dir(cfg: Dict[str, Any], data_dir: str | Path) -> Path:
-    """Where stage 1 writes this config's lists (and stages 2-3 read them)."""
-    return Path(data_dir) / "lists" / lists_key(cfg)
 
 
 # ----------------------------------------------------------------------------- CLI for the recipes

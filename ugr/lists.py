@@ -5,7 +5,7 @@
 Each config is loaded (with its overrides) and checked against the prepared
 data folder first: a class or mixture type the corpus lacks stops here,
 listing what it has. Experiments whose data settings agree share one folder
-``DATA/lists/<key>/`` (``ugr.config.lists_key``), so their test scores compare
+``DATA/lists/<key>/`` (``ugr.data.eval_list.lists_key``), so their test scores compare
 the same mixtures. A list that exists, is of the current format and was made
 from the current manifests is kept ("exists; skipping"); one of an older
 format or from a re-prepared data folder is written again, with a message.
@@ -20,7 +20,7 @@ from ugr import config as config_lib
 from ugr import variants
 from ugr.cli import one_line_errors
 from ugr.data.corpus_check import check_corpus
-from ugr.data.eval_list import read_eval_list, write_drawn_list, write_published_list
+from ugr.data.eval_list import lists_dir, read_eval_list, write_drawn_list, write_published_list
 from ugr.data.mixing import MixingSettings
 
 EVAL_SPLITS = ("valid", "test")
@@ -38,7 +38,7 @@ def write_lists(data_dir: Path, configs: Sequence[Path], overrides: str = "", fo
         cfg = variants.load(variant, overrides)
         check_corpus(cfg, data_dir, f"{path} ({variant.name})")
         data = cfg["data"]
-        folder = config_lib.lists_dir(cfg, data_dir)
+        folder = lists_dir(cfg, data_dir)
         for split in EVAL_SPLITS:
             target = folder / f"{split}.csv"
             if target in written:

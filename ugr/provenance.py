@@ -32,9 +32,9 @@ from typing import Any, Dict, Optional
 
 
 import ugr
-from ugr import config as config_lib
 from ugr.atomic import atomic_write_text
 from ugr.cli import one_line_errors
+from ugr.data.eval_list import lists_dir
 from ugr.experiment_dir import ExperimentDir
 
 FILE = "provenance.json"
@@ -58,15 +58,15 @@ def describe_data(cfg: Dict[str, Any], data_dir: Path) -> Dict[str, Any]:
     manifests = sorted((data_dir / "manifests").glob("*.tsv"))
     if not manifests:
         raise ProvenanceError(f"{data_dir}: no manifests/*.tsv; is it a prepared data folder (stage 0)?")
-    lists_dir = config_lib.lists_dir(cfg, data_dir)
+    lists = lists_dir(cfg, data_dir)
     report = data_dir / "prepare_report.json"
     return {
         "data_dir": str(data_dir.resolve()),
         "prepared_from": json.loads(report.read_text()).get("settings") if report.is_file() else None,
         "manifests_sha256": _sha256(manifests),
-        "lists_key": lists_dir.name,
-        "lists_sha256": {name: _sha256([lists_dir / f"{name}.csv"]) for name in LISTS
-                         if (lists_dir / f"{name}.csv").is_file()},
+        "lists_key": lists.name,
+        "lists_sha256": {name: _sha256([lists / f"{name}.csv"]) for name in LISTS
+                         if (lists / f"{name}.csv").is_file()},
     }
 
 

@@ -58,7 +58,7 @@ from ugr import metrics as metrics_lib
 from ugr.atomic import atomic_write_text
 from ugr.cli import gpu_problem, one_line_errors
 from ugr.data.dataset import ListedMixtures, collate_mixtures
-from ugr.data.eval_list import fingerprint, read_eval_list
+from ugr.data.eval_list import fingerprint, lists_dir, read_eval_list
 from ugr.data.manifest import SPEECH
 from ugr.experiment_dir import ExperimentDir
 
@@ -183,7 +183,7 @@ def score(exp_dir: Path, data_dir: Path, *, scoring: Optional[Dict[str, Any]] = 
         scoring["protocol"] = "weights"  # one file: there are no epochs to score separately
     protocol = scoring["protocol"]
     names = [MAIN_METRIC] + other_metrics(scoring)
-    list_path = config_lib.lists_dir(trained, data_dir) / TEST_LIST
+    list_path = lists_dir(trained, data_dir) / TEST_LIST
     if not list_path.is_file():
         raise FileNotFoundError(f"{list_path}: test mixture list missing; run stage 1 (mixture lists) first")
     read_eval_list(list_path, data_dir)  # a list of older data is an error, not a reason to keep old scores

@@ -54,6 +54,7 @@ from ugr.checkpoints import atomic_torch_save, load_checkpoint
 from ugr.cli import gpu_problem, one_line_errors
 from ugr.data.corpus_check import check_corpus
 from ugr.data.dataset import EpochSampler, ListedMixtures, OnTheFlyMixtures, PublishedCrops, collate_mixtures
+from ugr.data.eval_list import lists_dir
 from ugr.data.mixing import MixingSettings
 from ugr.experiment_dir import ExperimentBusy, ExperimentDir
 from ugr.system import SeparationSystem
@@ -74,7 +75,7 @@ class MixtureData(pl.LightningDataModule):
     def __init__(self, cfg: Dict[str, Any], data_dir: Path, ngpu: int, num_nodes: int = 1) -> None:
         super().__init__()
         self.cfg, self.data_dir = cfg, data_dir
-        self.lists_dir = config_lib.lists_dir(cfg, data_dir)
+        self.lists_dir = lists_dir(cfg, data_dir)
         world = max(ngpu, 1) * num_nodes
         batch = cfg["training"]["batch_size"]
         if batch % world:

@@ -24,8 +24,9 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Mapping, Optional
 
+import yaml
 from tqdm import tqdm
 
 from ..atomic import atomic_write_text
@@ -36,6 +37,25 @@ FORMAT_TAG = "# ugr-eval-list v2"
 KINDS = ("drawn", "published")
 DRAWN_COLUMNS = ["id", "src1", "offset1", "fine1", "coarse1", "src2", "offset2", "fine2", "coarse2", "snr_db"]
 PUBLISHED_COLUMNS = ["id"]
+# The data settings that define the validation and test mixtures: configs that agree on them share lists.
+LIST_KEYS = ("sample_rate", "segment", "snr_range", "priors", "normalize", "eval_from", "valid_mixtures",
+             "test_mixtures", "seed")
+
+
+def lists_key(cfg: Mapping[str, Any]) -> str:
+    """Name of the folder of validation/test lists for this config's data settings.
+
+    Experiments whose data settings agree share one test list, so their
+    scores compare the same mixtures; any other setting gets its own lists.
+    """
+    data = cfg["data"]
+    canonical = yaml.safe_dump({k: data[k] for k in LIST_KEYS}, sort_keys=True)
+    return f"{data['sample_rate'] // 1000}k_{data['segment']:g}s_" + hashlib.sha1(canonical.encode()).hexdigest()[:8]
+
+
+def lists_dir(cfg: Mapping[str, Any], data_dir: str | os.PathLike) -> Path:
+    """Where stage 1 writes this config's lists (and stages 2-3 read them)."""
+    return Path(data_dir) / "lists" / lists_key(cfg)
 
 
 class StaleListError(ValueError):
