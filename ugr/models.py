@@ -33,6 +33,13 @@ move between the fast and the stock layer in either direction. The other
 archs have no such layer (``SuDORMRFImprovedNet`` masks with a 1x1
 ``Conv1d``, which is already cheap), so ``mask_layer`` is a ``sudormrf`` key only.
 
+Why depthwise layers of our own in the U-blocks (both Sudo rm -rf archs):
+oneDNN's weight gradient of a depthwise ``Conv1d`` is one small GEMM per
+channel, which with passive OpenMP threads (the test suite's
+``OMP_WAIT_POLICY=PASSIVE``) took 59 % of the CPU preset's step;
+``ugr.kernels.DepthwiseConv1d`` computes the same gradient from K strided
+products and keeps the ``Conv1d``'s parameters and ``state_dict`` keys.
+
 Activation checkpointing (``checkpoint_blocks``, the config's
 ``training.activation_checkpointing``) keeps only the input of each of Sudo rm
 -rf's U-blocks during the forward pass and recomputes the block in the
@@ -49,6 +56,8 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from asteroid.models import ConvTasNet, DPRNNTasNet, SuDORMRFImprovedNet, SuDORMRFNet
 from torch import Tensor, nn
+
+from ugr.kernels import DepthwiseConv1d
 
 ARCHS = {"sudormrf": SuDORMRFNet, "sudormrf_improved": SuDORMRFImprovedNet, "convtasnet": ConvTasNet,
          "dprnntasnet": DPRNNTasNet}
@@ -244,8 +253,9 @@ def build_model(cfg: Mapping[str, Any] | None = None) -> nn.Module:
     values). For ``sudormrf``, ``mask_layer`` ("fast" or "stock") picks the
     implementation of the mask layer (for two sources and softmax masks the
     fast layer computes the softmax too, ``TwoSourceSoftmaxMask``); every other
-    key goes to asteroid's constructor. The model maps (B, T) to (B, n_src, T), and its
-    ``state_dict`` is interchangeable with stock asteroid's.
+    key goes to asteroid's constructor. The U-blocks' depthwise convolutions
+    are ``DepthwiseConv1d`` (same function, faster CPU backward). The model maps
+    (B, T) to (B, n_src, T), and its ``state_dict`` is interchangeable with stock asteroid's.
     """
     full = resolve_config(cfg or {})
     arch = full.pop("arch")
@@ -262,6 +272,10 @@ def build_model(cfg: Mapping[str, Any] | None = None) -> nn.Module:
             model.masker.output_act = nn.Identity()  # the layer returns the softmax's masks
         elif mask_layer == "fast":
             model.masker.m = ToeplitzMaskConv2d.replacing(model.masker.m)
+    if arch in U_BLOCK_ARCHS:
+        for block in model.masker.sm:
+            for layer in block.spp_dw:  # asteroid's _DilatedConvNorm: the depthwise conv, then its norm
+                layer.conv = DepthwiseConv1d.replacing(layer.conv)
     return model
 
 
