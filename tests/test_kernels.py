@@ -7,7 +7,7 @@ import torch
 from asteroid.models import SuDORMRFImprovedNet, SuDORMRFNet
 from torch import nn
 
-from ugr.kernels import DepthwiseConv1d
+from ugr.kernels import Bf16PointwiseConv1d, DepthwiseConv1d
 from ugr.models import build_model
 
 TINY = {"n_src": 2, "bn_chan": 16, "num_blocks": 2, "n_filters": 32, "kernel_size": 16, "upsampling_depth": 3}
@@ -92,3 +92,47 @@ def test_model_gradients_equal_stock_asteroids() -> None:
     stock_grads = dict(stock.named_parameters())
     for name, p in ours.named_parameters():
         assert max_relative_error(p.grad, stock_grads[name].grad) <= 1e-10, name
+
+
+def test_bf16_pointwise_layer_rounds_to_bf16_and_keeps_fp32_parameters() -> None:
+    torch.manual_seed(2)
+    stock = nn.Conv1d(24, 12, 1)
+    fast = Bf16PointwiseConv1d.replacing(stock)
+    x = torch.randn(3, 24, 50)
+    grad_out = torch.randn(3, 12, 50)
+    expected = gradients(stock, x, grad_out)
+    stock.zero_grad(set_to_none=True)
+    actual = gradients(fast, x, grad_out)
+    for name in expected:
+        assert actual[name].dtype == torch.float32, name
+        error = max_relative_error(actual[name], expected[name])
+        assert 1e-6 < error < 3e-2, (name, error)  # bf16's rounding (8 bits of mantissa), not fp32's
+    with torch.no_grad():  # exactly the product of the bf16-rounded operands
+        rounded = nn.functional.conv1d(x.bfloat16(), stock.weight.bfloat16(), stock.bias.bfloat16())
+        assert torch.equal(fast(x), rounded.float())
+    with pytest.raises(ValueError, match="1x1"):
+        Bf16PointwiseConv1d(4, 4, 3)
+
+
+def test_bf16_pointwise_config_is_opt_in_and_changes_only_the_products() -> None:
+    torch.manual_seed(3)
+    fp32 = build_model(TINY)
+    bf16 = build_model({**TINY, "bf16_pointwise": True})
+    assert not any(isinstance(m, Bf16PointwiseConv1d) for m in fp32.modules())
+    assert fp32.masker.m.product_dtype is None and bf16.masker.m.product_dtype is torch.bfloat16
+    pointwise = [m for m in bf16.modules() if isinstance(m, Bf16PointwiseConv1d)]
+    # l1, reshape_before_masks, and per U-block the reduction and the expansion
+    assert len(pointwise) == 2 + 2 * TINY["num_blocks"]
+    assert not any(type(m) is nn.Conv1d and m.kernel_size == (1,) for m in bf16.masker.modules())
+    bf16.load_state_dict(fp32.state_dict())  # strict: the same keys and shapes
+    mixture = torch.randn(2, 1000)
+    target = torch.randn(2, 2, 1000)
+    outs, grads = [], []
+    for model in (fp32, bf16):
+        out = model(mixture)
+        ((out - target) ** 2).mean().backward()
+        outs.append(out.detach())
+        grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+    assert outs[1].dtype == torch.float32 and not torch.equal(outs[1], outs[0])
+    assert max_relative_error(outs[1], outs[0]) < 5e-2
+    assert torch.nn.functional.cosine_similarity(grads[1], grads[0], dim=0) > 0.99

@@ -102,3 +102,34 @@ class DepthwiseConv1d(nn.Conv1d):
     def forward(self, x: Tensor) -> Tensor:
         return _DepthwiseConv1dFunction.apply(x, self.weight, self.bias, self.stride[0], self.padding[0],
                                               self.dilation[0])
+
+
+class Bf16PointwiseConv1d(nn.Conv1d):
+    """A 1x1 ``nn.Conv1d`` computed in bf16 (inputs and weight rounded to bf16, oneDNN's bf16 convolution, the output
+    back in the input's dtype), for ``build_model``'s opt-in ``bf16_pointwise``.
+
+    Why only these layers: the 1x1 convolutions are the model's matrix
+    products, where bf16 hardware (AVX-512 BF16, AMX, GPU tensor cores) runs
+    several times the fp32 rate; whole-model autocast also casts the many
+    elementwise and normalisation ops, which costs more than it gains on CPU
+    and moves gradients by about 4e-3. Parameters and their gradients stay
+    fp32, so the optimizer and ``state_dict`` are those of the fp32 layer.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.kernel_size != (1,) or self.groups != 1:
+            raise ValueError(f"Bf16PointwiseConv1d computes 1x1 convolutions (kernel 1, groups 1); got {self}")
+
+    @classmethod
+    def replacing(cls, stock: nn.Conv1d) -> "Bf16PointwiseConv1d":
+        """A layer that takes over ``stock``'s own Parameter objects."""
+        fast = cls(stock.in_channels, stock.out_channels, stock.kernel_size, stride=stock.stride,
+                   padding=stock.padding, groups=stock.groups, bias=stock.bias is not None, device="meta")
+        fast.weight, fast.bias = stock.weight, stock.bias
+        return fast
+
+    def forward(self, x: Tensor) -> Tensor:
+        bias = None if self.bias is None else self.bias.to(torch.bfloat16)
+        out = F.conv1d(x.to(torch.bfloat16), self.weight.to(torch.bfloat16), bias, self.stride, self.padding)
+        return out.to(x.dtype)
