@@ -136,3 +136,34 @@ def test_bf16_pointwise_config_is_opt_in_and_changes_only_the_products() -> None
     assert outs[1].dtype == torch.float32 and not torch.equal(outs[1], outs[0])
     assert max_relative_error(outs[1], outs[0]) < 5e-2
     assert torch.nn.functional.cosine_similarity(grads[1], grads[0], dim=0) > 0.99
+
+
+def test_model_speed_counts_depthwise_backward_flops_once() -> None:
+    """bench/model_speed.py's FLOP count: a depthwise layer's backward costs twice its forward (input and weight
+    gradients), where torch's own formula counts the weight gradient ``groups`` times over; the count sees our
+    layer's multiply-adds though they run as elementwise ops, and leaves the layer as it was."""
+    import sys
+    from pathlib import Path
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    bench = str(Path(__file__).resolve().parents[1] / "bench")
+    sys.path.insert(0, bench)
+    try:
+        import model_speed
+    finally:
+        sys.path.remove(bench)
+    channels, frames, taps = 64, 100, 5
+    forward = 2 * 4 * frames * taps * channels  # multiply-adds x 2: batch x output frames x taps x channels
+    layer = DepthwiseConv1d(channels, channels, taps, padding=2, groups=channels)
+    x = torch.randn(4, channels, frames, requires_grad=True)
+
+    def step() -> None:
+        layer(x).sum().backward()
+
+    assert model_speed.step_flops(layer, step) == 3 * forward
+    assert type(layer) is DepthwiseConv1d
+    stock = nn.Conv1d(channels, channels, taps, padding=2, groups=channels)
+    with FlopCounterMode(display=False) as torch_counter:  # torch's formula, for contrast
+        stock(x).sum().backward()
+    assert torch_counter.get_total_flops() == 2 * forward + channels * forward
