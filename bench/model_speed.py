@@ -64,7 +64,6 @@ from tqdm import tqdm
 from peak_memory import run_probe, step_peak_bytes
 from ugr import efficiency, models, weighting
 from ugr.losses import pit_neg_sisdr
-from ugr.kernels import DepthwiseConv1d
 from ugr.models import CPU_PRESET, MODEL_DEFAULTS, build_model
 from ugr.step import Terms, reweighted_backward
 
@@ -227,24 +226,15 @@ def conv_backward_flop(grad_out_shape: list[int], x_shape: list[int], w_shape: l
     return forward * (int(output_mask[0]) + int(output_mask[1]))
 
 
-def step_flops(model: torch.nn.Module, step: Callable[[], None]) -> int:
-    """FLOPs that one call of ``step`` (a training step of ``model``) counts in FlopCounterMode.
+def step_flops(step: Callable[[], None]) -> int:
+    """FLOPs that one call of ``step`` counts in FlopCounterMode, with ``conv_backward_flop`` for the backward.
 
-    ``DepthwiseConv1d`` computes its weight gradient with elementwise ops,
-    which the counter does not see; for the count it runs as the stock
-    ``nn.Conv1d`` it subclasses (it adds no state), whose backward does the
-    same multiply-adds through ``convolution_backward``.
+    ``ugr.kernels.DepthwiseConv1d`` computes its gradients with convolutions
+    too, so its multiply-adds are counted as those of the stock layer.
     """
-    swapped = [m for m in model.modules() if type(m) is DepthwiseConv1d]
-    for layer in swapped:
-        layer.__class__ = torch.nn.Conv1d
-    try:
-        with FlopCounterMode(display=False,
-                             custom_mapping={torch.ops.aten.convolution_backward: conv_backward_flop}) as counter:
-            step()
-    finally:
-        for layer in swapped:
-            layer.__class__ = DepthwiseConv1d
+    corrected = {torch.ops.aten.convolution_backward: conv_backward_flop}
+    with FlopCounterMode(display=False, custom_mapping=corrected) as counter:
+        step()
     return counter.get_total_flops()
 
 
@@ -299,7 +289,7 @@ def step_times(args: argparse.Namespace, name: str) -> tuple[dict[str, float], d
             else:
                 first[variant] = time.perf_counter() - start
     params = sum(p.numel() for p in built["ours"].parameters())
-    flops = {variant: step_flops(built[variant], steps[variant]) for variant in args.variants}
+    flops = {variant: step_flops(steps[variant]) for variant in args.variants}
     medians = {variant: statistics.median(times[variant]) for variant in args.variants}
     return medians, first, difference, params, flops, statistics.median(rates)
 
