@@ -118,7 +118,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "by default the timings keep freed memory, as the recipe's training does")
     parser.add_argument("--policies", nargs="+", choices=POLICIES, default=["default", "PASSIVE"],
                         help="OpenMP wait policies, each in a subprocess (default: %(default)s; default = "
-                             "OMP_WAIT_POLICY unset, the recipe's unless the user exports it; PASSIVE: tools/test.sh's)")
+                             "OMP_WAIT_POLICY unset, the recipe's unless the user exports it; "
+                             "PASSIVE: tools/test.sh's)")
     parser.add_argument("--memory-probe", nargs=2, metavar=("CONFIG", "VARIANT"), help=argparse.SUPPRESS)
     parser.add_argument("--policy-child", choices=POLICIES, help=argparse.SUPPRESS)
     parser.add_argument("--json-out", help=argparse.SUPPRESS)
