@@ -10,7 +10,9 @@ out). A variant is ``stock``, ``ours`` or ``ours`` joined with settings by
 (torch.compile; the first step, which compiles, is reported apart), ``bf16``
 (bf16 autocast, loss in fp32, as ``training.precision: bf16-mixed``),
 ``ckpt`` (activation checkpointing of the U-blocks, as
-``training.activation_checkpointing``), ``microK`` (K micro-batches through
+``training.activation_checkpointing``), ``bf16pw`` (the model config's
+``bf16_pointwise``: only the 1x1 convolutions and the mask product in bf16),
+``microK`` (K micro-batches through
 ``ugr.step.reweighted_backward``, as ``training.micro_batches: K``: the same
 gradient for less activation memory). Timings alternate between the variants
 so that drift of the machine hits all alike; the figure is the median. Peak
@@ -19,9 +21,23 @@ memory over two steps: see ``peak_memory.py`` (the CUDA allocator's peak,
 process per variant). The machine's load average is printed too: other
 processes on the cores distort CPU timings.
 
+OpenMP wait policies (``--policies``): OMP_WAIT_POLICY is read once, when
+OpenMP starts, so each policy runs in a subprocess of its own; ``default`` is
+the variable unset (threads spin a while before sleeping: what the recipe
+runs with, as tools/env.sh leaves the variable to the user), ``PASSIVE`` is
+what tools/test.sh sets. A summary puts the policies side by side.
+
+Roofline: the FLOPs of one step of each variant (matrix products and
+convolutions, forward and backward, counted by torch's FlopCounterMode with
+its convolution-backward formula corrected for groups; elementwise ops, norms
+and Adam are not counted), the achieved GFLOP/s, the GFLOP/s of an fp32 GEMM
+(sgemm) measured in the same process and threads, and the compute-bound
+time FLOPs / sgemm rate (``bound``): a step cannot beat it by much.
+
 Configs: ``default`` (the paper's model, ugr.models.MODEL_DEFAULTS),
 ``cpu_preset`` (ugr.models.CPU_PRESET over the defaults).
-Targets: ours at least 4 times faster than stock for ``default`` on CPU; on
+Targets: ours at least 4 times faster than stock under every policy, and the
+CPU step of ours within 2 times its roofline bound under every policy; on
 GPU, the best variant at least 6 times faster than stock at the paper's
 config (``--batch 28 --seconds 4``), and a variant within 11 GB at no more
 than 1.2 times the time of ``ours``.
@@ -30,14 +46,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import math
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Callable
 
 import torch
 from asteroid.models import SuDORMRFNet
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 from tqdm import tqdm
 
 from peak_memory import run_probe, step_peak_bytes
@@ -47,11 +68,14 @@ from ugr.models import CPU_PRESET, MODEL_DEFAULTS, build_model
 from ugr.step import Terms, reweighted_backward
 
 CONFIGS = {"default": {}, "cpu_preset": CPU_PRESET}
-SETTINGS = ("tf32", "compile", "bf16", "ckpt")  # and microK
+SETTINGS = ("tf32", "compile", "bf16", "bf16pw", "ckpt")  # and microK
 CPU_VARIANTS = ("stock", "ours")
 GPU_VARIANTS = ("stock", "ours", "ours+tf32", "ours+compile+tf32", "ours+bf16", "ours+compile+tf32+bf16",
                 "ours+ckpt", "ours+micro2", "ours+micro4", "ours+bf16+ckpt", "ours+compile+tf32+ckpt")
 TARGET_SPEEDUP = 4.0
+TARGET_BOUND_RATIO = 2.0  # CPU step of ours / FLOPs at the sgemm rate
+POLICIES = ("default", "PASSIVE", "ACTIVE")  # OMP_WAIT_POLICY; default: unset
+SGEMM_SIZE = 2048
 GPU_TARGET_SPEEDUP = 6.0
 GPU_MEMORY_TARGET_GB, GPU_MEMORY_TIME_RATIO = 11.0, 1.2
 
@@ -92,7 +116,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--malloc-defaults", action="store_true",
                         help="time with glibc's malloc at its defaults (as training.keep_freed_memory: false); "
                              "by default the timings keep freed memory, as the recipe's training does")
+    parser.add_argument("--policies", nargs="+", choices=POLICIES, default=["default", "PASSIVE"],
+                        help="OpenMP wait policies, each in a subprocess (default: %(default)s; default = "
+                             "OMP_WAIT_POLICY unset, the recipe's unless the user exports it; "
+                             "PASSIVE: tools/test.sh's)")
     parser.add_argument("--memory-probe", nargs=2, metavar=("CONFIG", "VARIANT"), help=argparse.SUPPRESS)
+    parser.add_argument("--policy-child", choices=POLICIES, help=argparse.SUPPRESS)
+    parser.add_argument("--json-out", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.batch < 1 or args.seconds <= 0 or args.repeats < 1 or args.threads < 1:
         parser.error("--batch, --repeats and --threads must be >= 1 and --seconds > 0")
@@ -119,10 +150,10 @@ def make_model(name: str, variant: str, device: str) -> torch.nn.Module:
     cfg = model_config(name)
     chosen = settings_of(variant)
     torch.manual_seed(0)
-    stock = SuDORMRFNet(**{k: v for k, v in cfg.items() if k not in ("arch", "mask_layer")})
+    stock = SuDORMRFNet(**{k: v for k, v in cfg.items() if k not in ("arch", "mask_layer", "bf16_pointwise")})
     if chosen["stock"]:
         return stock.to(device)
-    ours = build_model({**cfg, "mask_layer": "fast"})
+    ours = build_model({**cfg, "mask_layer": "fast", "bf16_pointwise": chosen["bf16pw"]})
     ours.load_state_dict(stock.state_dict())
     if chosen["ckpt"]:
         models.checkpoint_blocks(ours)
@@ -181,6 +212,47 @@ def max_relative_difference(stock: torch.nn.Module, ours: torch.nn.Module, mixtu
     return ((out - reference).abs().max() / reference.abs().max()).item()
 
 
+def conv_backward_flop(grad_out_shape: list[int], x_shape: list[int], w_shape: list[int], _bias: Any,
+                       _stride: Any, _padding: Any, _dilation: Any, transposed: bool, _output_padding: Any,
+                       _groups: int, output_mask: list[bool], out_shape: Any = None, **kwargs: Any) -> int:
+    """FLOPs of ``aten.convolution_backward``: each requested gradient costs what the forward costs.
+
+    Every multiply-add of the forward (output position x tap x input channel
+    of the group) appears once in the input gradient and once in the weight
+    gradient. torch's own formula builds the weight-gradient term from the
+    full channel counts and drops ``groups``, so it counts a depthwise layer's
+    weight gradient ``groups`` times over (256x for the CPU preset's U-blocks).
+    """
+    forward = conv_flop_count(x_shape, w_shape, grad_out_shape, transposed)
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
+def step_flops(step: Callable[[], None]) -> int:
+    """FLOPs that one call of ``step`` counts in FlopCounterMode, with ``conv_backward_flop`` for the backward.
+
+    ``ugr.kernels.DepthwiseConv1d`` computes its gradients with convolutions
+    too, so its multiply-adds are counted as those of the stock layer.
+    """
+    corrected = {torch.ops.aten.convolution_backward: conv_backward_flop}
+    with FlopCounterMode(display=False, custom_mapping=corrected) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def sgemm_rate(device: str, size: int = SGEMM_SIZE, repeats: int = 5) -> float:
+    """GFLOP/s of a square fp32 matrix product, median of ``repeats``: the compute roof of this process."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 2 * size ** 3 / statistics.median(times[1:]) / 1e9
+
+
 def memory_probe(args: argparse.Namespace) -> None:
     """Run in a fresh process: print the peak memory that two steps of one variant add."""
     name, variant = args.memory_probe
@@ -197,15 +269,19 @@ def peak_memory(args: argparse.Namespace, name: str, variant: str) -> int:
     return run_probe(command)
 
 
-def step_times(args: argparse.Namespace, name: str) -> tuple[dict[str, float], dict[str, float], float, int]:
-    """Median step time and first-step time per variant, stock/ours output difference, parameter count."""
+def step_times(args: argparse.Namespace, name: str) -> tuple[dict[str, float], dict[str, float], float, int,
+                                                               dict[str, int], float]:
+    """Median step time and first-step time per variant, stock/ours output difference, parameter count, FLOPs of a
+    step per variant, and the sgemm GFLOP/s (median of measurements before, between and after the rounds)."""
     mixture, sources = make_batch(name, args)
     built = {variant: make_model(name, variant, args.device) for variant in args.variants}
     difference = max_relative_difference(built["stock"], built["ours"], mixture)
     steps = {variant: make_step(built[variant], mixture, sources, args, variant) for variant in args.variants}
     times: dict[str, list[float]] = {variant: [] for variant in args.variants}
     first: dict[str, float] = {}
+    rates = [sgemm_rate(args.device)]
     for round_ in tqdm(range(args.repeats + 1), desc=f"{name}: rounds of {len(steps)} variants", file=sys.stderr):
+        rates.append(sgemm_rate(args.device))
         for variant in args.variants:
             start = time.perf_counter()
             steps[variant]()
@@ -214,54 +290,114 @@ def step_times(args: argparse.Namespace, name: str) -> tuple[dict[str, float], d
             else:
                 first[variant] = time.perf_counter() - start
     params = sum(p.numel() for p in built["ours"].parameters())
-    return {variant: statistics.median(times[variant]) for variant in args.variants}, first, difference, params
+    flops = {variant: step_flops(steps[variant]) for variant in args.variants}
+    medians = {variant: statistics.median(times[variant]) for variant in args.variants}
+    return medians, first, difference, params, flops, statistics.median(rates)
+
+
+def child_command(argv: list[str], policy: str, json_out: str, skip_memory: bool) -> list[str]:
+    return [sys.executable, __file__, *argv, "--policy-child", policy, "--json-out", json_out,
+            *(["--skip-memory"] if skip_memory else [])]
+
+
+def run_policies(args: argparse.Namespace, argv: list[str]) -> None:
+    """Every policy of ``--policies`` in a subprocess of its own (OpenMP reads the variable once, at start), one
+    after the other; then their figures side by side and the targets."""
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        for index, policy in enumerate(args.policies):
+            env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+            if policy != "default":
+                env["OMP_WAIT_POLICY"] = policy
+            print(f"=== OMP_WAIT_POLICY={'(unset)' if policy == 'default' else policy}", flush=True)
+            json_out = os.path.join(folder, f"{policy}.json")
+            # Peak memory does not depend on the wait policy: probed under the first policy only.
+            subprocess.run(child_command(argv, policy, json_out, skip_memory=index > 0), env=env, check=True)
+            with open(json_out) as done:
+                results.append(json.load(done))
+    print()
+    print(f"side by side (sgemm: {SGEMM_SIZE}^3 fp32 matrix product in the same process; bound: FLOPs at the sgemm "
+          f"rate; the recipe's policy: tools/env.sh leaves OMP_WAIT_POLICY to the user, so it runs as 'default' "
+          f"unless exported; tools/test.sh sets PASSIVE; this shell has "
+          f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')})")
+    print(f"  {'policy':9}{'config':12}{'variant':22}{'step s':>8}{'vs stock':>10}{'GFLOP':>8}{'GFLOP/s':>9}"
+          f"{'sgemm':>7}{'of sgemm':>10}{'bound s':>9}{'step/bound':>12}{'load':>10}")
+    for result in results:
+        for name, row in result["configs"].items():
+            for variant in args.variants:
+                step, flops = row["times"][variant], row["flops"][variant]
+                achieved = flops / step / 1e9
+                bound = flops / (row["sgemm"] * 1e9)
+                print(f"  {result['policy']:9}{name:12}{variant:22}{step:8.3f}{row['times']['stock'] / step:9.2f}x"
+                      f"{flops / 1e9:8.1f}{achieved:9.1f}{row['sgemm']:7.0f}{achieved / row['sgemm']:10.3f}"
+                      f"{bound:9.3f}{step / bound:12.2f}{result['load'][0]:5.1f}-{result['load'][1]:.1f}")
+    for name in args.configs:
+        for result in results:
+            row = result["configs"][name]
+            speedup = row["times"]["stock"] / row["times"]["ours"]
+            print(f"{name}, {result['policy']}: ours {speedup:.2f}x stock (target >= {TARGET_SPEEDUP:g}x: "
+                  f"{'met' if speedup >= TARGET_SPEEDUP else 'NOT met'})")
+            if args.device == "cpu":
+                ratio = row["times"]["ours"] / (row["flops"]["ours"] / (row["sgemm"] * 1e9))
+                print(f"{name}, {result['policy']}: ours {ratio:.2f}x its roofline bound (target <= "
+                      f"{TARGET_BOUND_RATIO:g}x: {'met' if ratio <= TARGET_BOUND_RATIO else 'NOT met'})")
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.memory_probe:  # a fresh process at glibc's defaults (peak_memory.py): its resident peak is the step's
         memory_probe(args)
         return
+    if args.policy_child is None:
+        run_policies(args, argv)
+        return
     kept = efficiency.keep_freed_memory(not args.malloc_defaults)
     load_before = os.getloadavg()[0]
     rows = []
     for name in args.configs:
-        times, first, difference, params = step_times(args, name)
-        memory = {variant: peak_memory(args, name, variant) for variant in args.variants}
-        rows.append((name, params, times, first, memory, difference))
+        times, first, difference, params, flops, sgemm = step_times(args, name)
+        memory = {variant: math.nan if args.skip_memory else peak_memory(args, name, variant)
+                  for variant in args.variants}
+        rows.append((name, params, times, first, memory, difference, flops, sgemm))
     load_after = os.getloadavg()[0]
+    with open(args.json_out, "w") as out:
+        json.dump({"policy": args.policy_child, "load": [load_before, load_after],
+                   "configs": {row[0]: {"times": row[2], "flops": row[6], "sgemm": row[7]} for row in rows}}, out)
 
     what = "forward + PIT loss + backward" + (" + clip + Adam step" if args.optimizer_step else "")
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{os.cpu_count()} CPUs"
     print(f"setup: batch {args.batch} x {args.seconds} s at {MODEL_DEFAULTS['sample_rate']} Hz, {args.device}, "
           f"{args.threads} threads, {what}, median of {args.repeats} interleaved steps, "
-          f"freed host memory {'kept' if kept else 'returned (glibc defaults)'}")
+          f"freed host memory {'kept' if kept else 'returned (glibc defaults)'}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     print(f"machine: {device}, torch {torch.__version__}, "
           f"1-min load average {load_before:.1f} before, {load_after:.1f} after")
-    for name, params, times, first, memory, difference in rows:
-        print(f"config {name} ({params / 1e6:.2f}M parameters; ours vs stock output difference {difference:.1e})")
+    for name, params, times, first, memory, difference, flops, sgemm in rows:
+        print(f"config {name} ({params / 1e6:.2f}M parameters; ours vs stock output difference {difference:.1e}; "
+              f"sgemm {sgemm:.0f} GFLOP/s)")
         print(f"  {'variant':26}{'step s':>9}{'vs stock':>10}{'vs ours':>9}{'1st step s':>12}{'peak MB':>10}"
-              f"{'mem vs ours':>13}")
+              f"{'mem vs ours':>13}{'GFLOP':>8}{'GFLOP/s':>9}{'of sgemm':>10}")
         for variant in args.variants:
+            achieved = flops[variant] / times[variant] / 1e9
             print(f"  {variant:26}{times[variant]:9.3f}{times['stock'] / times[variant]:9.2f}x"
                   f"{times[variant] / times['ours']:9.3f}{first[variant]:12.1f}{memory[variant] / 2**20:10.0f}"
-                  f"{memory[variant] / memory['ours']:13.3f}")
+                  f"{memory[variant] / memory['ours']:13.3f}{flops[variant] / 1e9:8.1f}{achieved:9.1f}"
+                  f"{achieved / sgemm:10.3f}")
     if args.device == "cpu" and max(load_before, load_after) > args.threads:
         print(f"WARNING: load average above {args.threads} threads: other processes share the cores, and the "
               f"timings are inflated, unevenly between the models; rerun on a quiet machine")
-    for name, _, times, _, memory, _ in rows:
-        if name == "default" and args.device == "cpu":
-            speedup = times["stock"] / times["ours"]
-            verdict = "met" if speedup >= TARGET_SPEEDUP else "NOT met"
-            print(f"default config speed-up {speedup:.2f}x (target >= {TARGET_SPEEDUP:g}x: {verdict})")
-        elif args.device.startswith("cuda"):
+    for name, _, times, _, memory, _, _, _ in rows:
+        if args.device.startswith("cuda"):
             best = min(args.variants[1:], key=times.__getitem__)
             speedup = times["stock"] / times[best]
             print(f"{name}: best {best} {speedup:.2f}x stock (target >= {GPU_TARGET_SPEEDUP:g}x: "
                   f"{'met' if speedup >= GPU_TARGET_SPEEDUP else 'NOT met'})")
             fitting = [v for v in args.variants[1:] if memory[v] <= GPU_MEMORY_TARGET_GB * 2**30]
-            if fitting:
+            if args.skip_memory:
+                print(f"{name}: peak memory was probed under the first policy (see there)")
+            elif fitting:
                 fastest = min(fitting, key=times.__getitem__)
                 ratio = times[fastest] / times["ours"]
                 print(f"{name}: fastest within {GPU_MEMORY_TARGET_GB:g} GB: {fastest}, {memory[fastest] / 2**30:.1f} GB, "

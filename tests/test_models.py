@@ -185,6 +185,8 @@ def test_improved_arch_keeps_its_cheap_1x1_mask_layer() -> None:
     ({"num_blocks": 2.0}, "num_blocks"),
     ({"bn_chan": True}, "bn_chan"),
     ({"kernel_size": 1}, "kernel_size"),
+    ({"bf16_pointwise": "yes"}, "bf16_pointwise"),
+    ({"bf16_pointwise": True, "mask_layer": "stock"}, "bf16_pointwise"),
     ({"sample_rate": -8000}, "sample_rate"),
     ({**TINY, "n_filters": 33}, "n_filters"),
     ({"arch": "convtasnet", "norm_type": "LN"}, "norm_type"),
@@ -216,7 +218,7 @@ def test_each_arch_builds_from_its_own_defaults(arch: str) -> None:
     # The defaults reached asteroid's constructor (its own record of its arguments).
     args = model.get_model_args()
     for key, value in ARCH_DEFAULTS[arch].items():
-        if key not in ("mask_layer", "fb_name"):
+        if key not in ("mask_layer", "bf16_pointwise", "fb_name"):
             assert args[key] == value, key
     with torch.no_grad():
         assert model(torch.randn(2, 1200)).shape == (2, 2, 1200)
@@ -235,7 +237,8 @@ def test_stated_defaults_are_asteroids() -> None:
         assert {k: ARCH_DEFAULTS[arch][k] for k in recipes[cls]} == recipes[cls]
     for arch, cls in (("sudormrf", SuDORMRFNet), ("sudormrf_improved", SuDORMRFImprovedNet)):
         stock = cls(n_src=2).get_model_args()
-        assert all(stock[k] == v for k, v in ARCH_DEFAULTS[arch].items() if k not in ("mask_layer", "fb_name"))
+        ours_only = ("mask_layer", "bf16_pointwise", "fb_name")
+        assert all(stock[k] == v for k, v in ARCH_DEFAULTS[arch].items() if k not in ours_only)
 
 
 @pytest.mark.parametrize("arch", list(TINY_ARCHS))

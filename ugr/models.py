@@ -6,7 +6,10 @@ arch is an error that lists the allowed ones:
 
 * ``sudormrf``: ``SuDORMRFNet``, the paper's model (asteroid's constructor
   defaults: 16 U-blocks, 128 bottleneck channels, 512 bases of 21 taps,
-  softmax masks, 2.58 M parameters), with ``mask_layer`` (below).
+  softmax masks, 2.58 M parameters), with ``mask_layer`` (below) and
+  ``bf16_pointwise`` (default false: opt-in bf16 for the 1x1 convolutions and
+  the mask product only, for CPUs and GPUs with fast bf16 matrix units; not a
+  default, as it rounds gradients to bf16 and is slower without such units).
 * ``sudormrf_improved``: ``SuDORMRFImprovedNet``, asteroid's constructor
   defaults (as ``sudormrf`` but ReLU masks through a 1x1 convolution).
 * ``convtasnet``: ``ConvTasNet`` with the values of asteroid's WHAM!
@@ -33,6 +36,13 @@ move between the fast and the stock layer in either direction. The other
 archs have no such layer (``SuDORMRFImprovedNet`` masks with a 1x1
 ``Conv1d``, which is already cheap), so ``mask_layer`` is a ``sudormrf`` key only.
 
+Why depthwise layers of our own in the U-blocks (both Sudo rm -rf archs):
+oneDNN's weight gradient of a depthwise ``Conv1d`` is one small GEMM per
+channel, which with passive OpenMP threads (the test suite's
+``OMP_WAIT_POLICY=PASSIVE``) took 59 % of the CPU preset's step;
+``ugr.kernels.DepthwiseConv1d`` computes the same gradient from K strided
+products and keeps the ``Conv1d``'s parameters and ``state_dict`` keys.
+
 Activation checkpointing (``checkpoint_blocks``, the config's
 ``training.activation_checkpointing``) keeps only the input of each of Sudo rm
 -rf's U-blocks during the forward pass and recomputes the block in the
@@ -50,6 +60,8 @@ import torch.utils.checkpoint
 from asteroid.models import ConvTasNet, DPRNNTasNet, SuDORMRFImprovedNet, SuDORMRFNet
 from torch import Tensor, nn
 
+from ugr.kernels import Bf16PointwiseConv1d, DepthwiseConv1d
+
 ARCHS = {"sudormrf": SuDORMRFNet, "sudormrf_improved": SuDORMRFImprovedNet, "convtasnet": ConvTasNet,
          "dprnntasnet": DPRNNTasNet}
 MASK_LAYERS = ("fast", "stock")
@@ -65,7 +77,7 @@ _SUDORMRF_COMMON: dict[str, Any] = {
 }
 # Each arch's defaults; its keys are the keys the arch accepts (besides "arch").
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sudormrf": {"mask_layer": "fast", **_SUDORMRF_COMMON, "mask_act": "softmax"},
+    "sudormrf": {"mask_layer": "fast", "bf16_pointwise": False, **_SUDORMRF_COMMON, "mask_act": "softmax"},
     "sudormrf_improved": {**_SUDORMRF_COMMON, "mask_act": "relu"},
     "convtasnet": {
         "n_src": 2, "n_blocks": 8, "n_repeats": 3, "bn_chan": 128, "hid_chan": 512, "skip_chan": 128,
@@ -112,6 +124,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dropout": ((lambda value: isinstance(value, Real) and not isinstance(value, bool) and 0 <= value < 1),
                 "a number in [0, 1)"),
     "causal": _BOOLEAN,
+    "bf16_pointwise": _BOOLEAN,
     "bidirectional": _BOOLEAN,
     "mask_layer": _one_of(*MASK_LAYERS),
     "fb_name": _one_of(*FILTERBANKS),
@@ -136,7 +149,11 @@ class ToeplitzMaskConv2d(nn.Conv2d):
     Same constructor, parameters and ``state_dict`` keys as the ``nn.Conv2d``
     it replaces; only the configuration asteroid uses (one input channel,
     kernel (K, 1), padding (P, 0), stride 1, no dilation) is accepted.
+    ``product_dtype`` (None: the input's; ``build_model``'s ``bf16_pointwise``
+    sets bf16) is the dtype the matrix product runs in.
     """
+
+    product_dtype: torch.dtype | None = None
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int],
                  padding: tuple[int, int], **kwargs: Any) -> None:
@@ -178,18 +195,22 @@ class ToeplitzMaskConv2d(nn.Conv2d):
         batch, _, n_rows_in, frames = x.shape
         matrix = self.toeplitz(n_rows_in)
         n_src, n_rows_out, _ = matrix.shape
-        out = batched_product(matrix.reshape(n_src * n_rows_out, n_rows_in), x.reshape(batch, n_rows_in, frames))
+        out = batched_product(matrix.reshape(n_src * n_rows_out, n_rows_in), x.reshape(batch, n_rows_in, frames),
+                              self.product_dtype)
         return out.view(batch, n_src, n_rows_out, frames) + self.bias.view(1, n_src, 1, 1)
 
 
-def batched_product(matrix: Tensor, x: Tensor) -> Tensor:
+def batched_product(matrix: Tensor, x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     """``matrix @ x[b]`` for every b of a (B, N, T) ``x``, as one batched product on a broadcast view.
 
     ``torch.matmul`` of a matrix with a batch folds the batch into one matrix
     product by transposing ``x`` and the result, two copies of the largest
     tensors of the step; ``bmm`` on the stride-0 view reads ``x`` as it lies.
+    ``dtype`` (e.g. bf16): the product is computed in it and returned in ``x``'s dtype.
     """
-    return torch.bmm(matrix.expand(x.shape[0], -1, -1), x)
+    if dtype is None or dtype == x.dtype:
+        return torch.bmm(matrix.expand(x.shape[0], -1, -1), x)
+    return torch.bmm(matrix.to(dtype).expand(x.shape[0], -1, -1), x.to(dtype)).to(x.dtype)
 
 
 class TwoSourceSoftmaxMask(ToeplitzMaskConv2d):
@@ -214,7 +235,7 @@ class TwoSourceSoftmaxMask(ToeplitzMaskConv2d):
     def forward(self, x: Tensor) -> Tensor:
         batch, _, n_rows_in, frames = x.shape
         first, second = self.toeplitz(n_rows_in)
-        difference = batched_product(first - second, x.reshape(batch, n_rows_in, frames))
+        difference = batched_product(first - second, x.reshape(batch, n_rows_in, frames), self.product_dtype)
         mask = torch.sigmoid(difference + (self.bias[0] - self.bias[1]))
         return torch.stack([mask, 1 - mask], dim=1)
 
@@ -243,13 +264,20 @@ def build_model(cfg: Mapping[str, Any] | None = None) -> nn.Module:
     Keys: ``arch`` and those of ``ARCH_DEFAULTS[arch]`` (missing keys take its
     values). For ``sudormrf``, ``mask_layer`` ("fast" or "stock") picks the
     implementation of the mask layer (for two sources and softmax masks the
-    fast layer computes the softmax too, ``TwoSourceSoftmaxMask``); every other
-    key goes to asteroid's constructor. The model maps (B, T) to (B, n_src, T), and its
-    ``state_dict`` is interchangeable with stock asteroid's.
+    fast layer computes the softmax too, ``TwoSourceSoftmaxMask``), and
+    ``bf16_pointwise`` (default false; needs the fast mask layer) computes the
+    1x1 convolutions and the mask product in bf16 (``use_bf16_pointwise``); every other
+    key goes to asteroid's constructor. The U-blocks' depthwise convolutions
+    are ``DepthwiseConv1d`` (same function, faster CPU backward). The model maps
+    (B, T) to (B, n_src, T), and its ``state_dict`` is interchangeable with stock asteroid's.
     """
     full = resolve_config(cfg or {})
     arch = full.pop("arch")
     mask_layer = full.pop("mask_layer", None)
+    bf16_pointwise = full.pop("bf16_pointwise", False)
+    if bf16_pointwise and mask_layer != "fast":
+        raise ValueError("model config bf16_pointwise=True computes the fast mask layer's product in bf16; "
+                         "it needs mask_layer: fast")
     model = ARCHS[arch](**full)
     if arch == "sudormrf":
         n_bases = model.masker.in_chan
@@ -262,7 +290,28 @@ def build_model(cfg: Mapping[str, Any] | None = None) -> nn.Module:
             model.masker.output_act = nn.Identity()  # the layer returns the softmax's masks
         elif mask_layer == "fast":
             model.masker.m = ToeplitzMaskConv2d.replacing(model.masker.m)
+    if arch in U_BLOCK_ARCHS:
+        for block in model.masker.sm:
+            for layer in block.spp_dw:  # asteroid's _DilatedConvNorm: the depthwise conv, then its norm
+                layer.conv = DepthwiseConv1d.replacing(layer.conv)
+    if bf16_pointwise:
+        use_bf16_pointwise(model)
     return model
+
+
+def use_bf16_pointwise(model: nn.Module) -> None:
+    """The masker's 1x1 convolutions as ``Bf16PointwiseConv1d`` and the fast mask layer's product in bf16, in place.
+
+    The opt-in ``bf16_pointwise``: only the matrix products go to bf16 (where
+    bf16 hardware is several times faster), the norms, activations, depthwise
+    convolutions, encoder, decoder and loss stay fp32.
+    """
+    masker = model.masker
+    pointwise = [(parent, name) for parent in masker.modules() for name, child in parent.named_children()
+                 if type(child) is nn.Conv1d and child.kernel_size == (1,) and child.groups == 1]
+    for parent, name in pointwise:
+        setattr(parent, name, Bf16PointwiseConv1d.replacing(getattr(parent, name)))
+    masker.m.product_dtype = torch.bfloat16
 
 
 class CheckpointedBlocks(nn.Sequential):

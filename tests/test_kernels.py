@@ -1,0 +1,169 @@
+"""ugr.kernels' layers compute the stock layers' function and gradients, and build_model uses them in the U-blocks
+without changing the state_dict."""
+from __future__ import annotations
+
+import pytest
+import torch
+from asteroid.models import SuDORMRFImprovedNet, SuDORMRFNet
+from torch import nn
+
+from ugr.kernels import Bf16PointwiseConv1d, DepthwiseConv1d
+from ugr.models import build_model
+
+TINY = {"n_src": 2, "bn_chan": 16, "num_blocks": 2, "n_filters": 32, "kernel_size": 16, "upsampling_depth": 3}
+
+
+def max_relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    assert actual.shape == expected.shape
+    return ((actual - expected).abs().max() / expected.abs().max()).item()
+
+
+def gradients(layer: nn.Conv1d, x: torch.Tensor, grad_out: torch.Tensor) -> dict[str, torch.Tensor]:
+    x = x.clone().requires_grad_(True)
+    out = layer(x)
+    out.backward(grad_out)
+    found = {"output": out.detach(), "input": x.grad, "weight": layer.weight.grad}
+    if layer.bias is not None:
+        found["bias"] = layer.bias.grad
+    return found
+
+
+# (taps, stride, padding, dilation, bias): the U-blocks' two layers (asteroid's _DilatedConvNorm: 5 taps, stride 1
+# and 2, padding 2, with bias) first, then other shapes the layer accepts.
+SHAPES = [(5, 1, 2, 1, True), (5, 2, 2, 1, True), (3, 1, 2, 2, True), (3, 3, 1, 2, False), (4, 2, 0, 1, True),
+          (2, 1, 3, 1, True), (1, 1, 0, 1, False)]
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+@pytest.mark.parametrize("taps, stride, padding, dilation, bias", SHAPES)
+def test_depthwise_layer_has_the_stock_layers_output_and_gradients(taps, stride, padding, dilation, bias, dtype,
+                                                                    rtol) -> None:
+    torch.manual_seed(taps * 100 + stride * 10 + dilation)
+    channels = 12
+    stock = nn.Conv1d(channels, channels, taps, stride=stride, padding=padding, dilation=dilation, groups=channels,
+                      bias=bias).to(dtype)
+    fast = DepthwiseConv1d.replacing(stock)
+    assert fast.weight is stock.weight and fast.bias is stock.bias
+    for frames in (37, 400):  # odd and even lengths meet the strides differently
+        x = torch.randn(3, channels, frames, dtype=dtype)
+        grad_out = torch.randn_like(stock(x))
+        expected = gradients(stock, x, grad_out)
+        stock.zero_grad(set_to_none=True)
+        actual = gradients(fast, x, grad_out)
+        stock.zero_grad(set_to_none=True)
+        assert actual.keys() == expected.keys() == {"output", "input", "weight", *(["bias"] if bias else [])}
+        for name in expected:
+            assert max_relative_error(actual[name], expected[name]) <= rtol, (name, frames)
+
+
+def test_depthwise_layer_refuses_other_convolutions() -> None:
+    with pytest.raises(ValueError, match="depthwise"):
+        DepthwiseConv1d(4, 4, 3, groups=2)
+    with pytest.raises(ValueError, match="depthwise"):
+        DepthwiseConv1d(4, 4, 3, groups=4, padding_mode="reflect")
+
+
+@pytest.mark.parametrize("arch, stock_class", [("sudormrf", SuDORMRFNet), ("sudormrf_improved", SuDORMRFImprovedNet)])
+def test_u_blocks_use_the_depthwise_layer_with_the_stock_state_dict(arch, stock_class) -> None:
+    torch.manual_seed(0)
+    stock = stock_class(**TINY).eval()
+    cfg = {"arch": arch, **TINY, **({"mask_layer": "stock"} if arch == "sudormrf" else {})}
+    ours = build_model(cfg).eval()
+    swapped = [m for m in ours.modules() if isinstance(m, DepthwiseConv1d)]
+    stock_depthwise = [m for m in stock.modules() if isinstance(m, nn.Conv1d) and m.groups > 1]
+    assert len(swapped) == len(stock_depthwise) == TINY["num_blocks"] * TINY["upsampling_depth"]
+    assert {m.stride for m in swapped} == {(1,), (2,)}
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in stock.state_dict().items()]
+    ours.load_state_dict(stock.state_dict())
+    mixture = torch.randn(2, 1000)
+    with torch.no_grad():  # the same oneDNN forward: identical, not only close
+        assert torch.equal(ours(mixture), stock(mixture))
+
+
+def test_model_gradients_equal_stock_asteroids() -> None:
+    torch.manual_seed(1)
+    stock = SuDORMRFNet(**TINY).double()
+    ours = build_model({**TINY, "mask_layer": "stock"}).double()
+    ours.load_state_dict(stock.state_dict())
+    mixture = torch.randn(2, 1000, dtype=torch.double)
+    target = torch.randn(2, 2, 1000, dtype=torch.double)
+    for model in (stock, ours):
+        ((model(mixture) - target) ** 2).mean().backward()
+    stock_grads = dict(stock.named_parameters())
+    for name, p in ours.named_parameters():
+        assert max_relative_error(p.grad, stock_grads[name].grad) <= 1e-10, name
+
+
+def test_bf16_pointwise_layer_rounds_to_bf16_and_keeps_fp32_parameters() -> None:
+    torch.manual_seed(2)
+    stock = nn.Conv1d(24, 12, 1)
+    fast = Bf16PointwiseConv1d.replacing(stock)
+    x = torch.randn(3, 24, 50)
+    grad_out = torch.randn(3, 12, 50)
+    expected = gradients(stock, x, grad_out)
+    stock.zero_grad(set_to_none=True)
+    actual = gradients(fast, x, grad_out)
+    for name in expected:
+        assert actual[name].dtype == torch.float32, name
+        error = max_relative_error(actual[name], expected[name])
+        assert 1e-6 < error < 3e-2, (name, error)  # bf16's rounding (8 bits of mantissa), not fp32's
+    with torch.no_grad():  # exactly the product of the bf16-rounded operands
+        rounded = nn.functional.conv1d(x.bfloat16(), stock.weight.bfloat16(), stock.bias.bfloat16())
+        assert torch.equal(fast(x), rounded.float())
+    with pytest.raises(ValueError, match="1x1"):
+        Bf16PointwiseConv1d(4, 4, 3)
+
+
+def test_bf16_pointwise_config_is_opt_in_and_changes_only_the_products() -> None:
+    torch.manual_seed(3)
+    fp32 = build_model(TINY)
+    bf16 = build_model({**TINY, "bf16_pointwise": True})
+    assert not any(isinstance(m, Bf16PointwiseConv1d) for m in fp32.modules())
+    assert fp32.masker.m.product_dtype is None and bf16.masker.m.product_dtype is torch.bfloat16
+    pointwise = [m for m in bf16.modules() if isinstance(m, Bf16PointwiseConv1d)]
+    # l1, reshape_before_masks, and per U-block the reduction and the expansion
+    assert len(pointwise) == 2 + 2 * TINY["num_blocks"]
+    assert not any(type(m) is nn.Conv1d and m.kernel_size == (1,) for m in bf16.masker.modules())
+    bf16.load_state_dict(fp32.state_dict())  # strict: the same keys and shapes
+    mixture = torch.randn(2, 1000)
+    target = torch.randn(2, 2, 1000)
+    outs, grads = [], []
+    for model in (fp32, bf16):
+        out = model(mixture)
+        ((out - target) ** 2).mean().backward()
+        outs.append(out.detach())
+        grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+    assert outs[1].dtype == torch.float32 and not torch.equal(outs[1], outs[0])
+    assert max_relative_error(outs[1], outs[0]) < 5e-2
+    assert torch.nn.functional.cosine_similarity(grads[1], grads[0], dim=0) > 0.99
+
+
+def test_model_speed_counts_depthwise_backward_flops_once() -> None:
+    """bench/model_speed.py's FLOP count: a depthwise layer's backward costs twice its forward (input and weight
+    gradients), where torch's own formula counts the weight gradient ``groups`` times over; our layer's gradients,
+    computed as convolutions of other shapes, count the same."""
+    import sys
+    from pathlib import Path
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    bench = str(Path(__file__).resolve().parents[1] / "bench")
+    sys.path.insert(0, bench)
+    try:
+        import model_speed
+    finally:
+        sys.path.remove(bench)
+    channels, frames, taps = 64, 100, 5
+    forward = 2 * 4 * frames * taps * channels  # multiply-adds x 2: batch x output frames x taps x channels
+    layer = DepthwiseConv1d(channels, channels, taps, padding=2, groups=channels)
+    x = torch.randn(4, channels, frames, requires_grad=True)
+
+    def step() -> None:
+        layer(x).sum().backward()
+
+    assert model_speed.step_flops(step) == 3 * forward
+    stock = nn.Conv1d(channels, channels, taps, padding=2, groups=channels)
+    assert model_speed.step_flops(lambda: stock(x).sum().backward()) == 3 * forward
+    with FlopCounterMode(display=False) as torch_counter:  # torch's formula, for contrast
+        stock(x).sum().backward()
+    assert torch_counter.get_total_flops() == 2 * forward + channels * forward

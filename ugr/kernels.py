@@ -1,0 +1,140 @@
+"""Custom autograd functions for the layers whose stock CPU backward is slow.
+
+``DepthwiseConv1d``: Sudo rm -rf's U-blocks hold depthwise ``Conv1d`` layers
+(groups = channels, 5 taps, stride 1 or 2). oneDNN computes their weight
+gradient as one small GEMM per channel, each a parallel region: on 2 cores
+with ``OMP_WAIT_POLICY=PASSIVE`` (the test suite's) about 170 ms a call, 59 %
+of the CPU preset's training step, against 16-20 ms with spinning threads.
+The same gradient is, per batch row and channel, a correlation of the input
+with the output gradient: one depthwise ``conv1d`` over batch x channels
+groups (``depthwise_weight_grad``), which costs about the same whatever the
+wait policy. The forward stays oneDNN's; so does the input
+gradient (for stride 1 as the forward convolution with the flipped kernel,
+oneDNN's fastest path; for other strides ``convolution_backward`` asked for
+the input gradient only).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def depthwise_weight_grad(grad_out: Tensor, x: Tensor, taps: int, stride: int, padding: int,
+                          dilation: int) -> Tensor:
+    """The (C, 1, K) weight gradient of a depthwise ``conv1d``: for each tap k,
+    ``sum_{b,t} grad_out[b, c, t] * x_pad[b, c, t * stride + k * dilation]``.
+
+    For each (b, c) that is a correlation of the padded input row with the
+    gradient row as a kernel of T taps (dilation ``stride``, stride
+    ``dilation``), K outputs long: one depthwise ``conv1d`` over B*C groups,
+    one oneDNN call (its forward, a single parallel region), then a sum over
+    the batch. In a benchmark of the CPU preset's shapes it took 42 and 5 ms
+    (stride 1 and 2) against 43 and 11 ms for K strided products summed over
+    batch and time, and oneDNN's own weight gradient took 33-365 ms depending
+    on the OpenMP wait policy.
+    """
+    batch, channels, frames = x.shape
+    padded = F.pad(x, (padding, padding)).reshape(1, batch * channels, frames + 2 * padding)
+    kernel = grad_out.reshape(batch * channels, 1, grad_out.shape[-1])
+    per_row = F.conv1d(padded, kernel, None, dilation, 0, stride, groups=batch * channels)[..., :taps]
+    return per_row.reshape(batch, channels, taps).sum(0).unsqueeze(1)
+
+
+class _DepthwiseConv1dFunction(torch.autograd.Function):
+    """``F.conv1d`` with groups = channels; the backward of ``DepthwiseConv1d`` (module docstring)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, padding: int,
+                dilation: int) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.conf = stride, padding, dilation, bias is not None
+        return F.conv1d(x, weight, bias, stride, padding, dilation, groups=weight.shape[0])
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation, has_bias = ctx.conf
+        # Under autocast the forward ran in the autocast dtype: compute in the gradient's, return in the inputs'.
+        x_, weight_ = x.to(grad_out.dtype), weight.to(grad_out.dtype)
+        channels, _, taps = weight.shape
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            if stride == 1 and padding <= dilation * (taps - 1):
+                # The adjoint of a stride-1 correlation is the correlation with the flipped kernel.
+                grad_x = F.conv1d(grad_out, weight_.flip(-1), None, 1, dilation * (taps - 1) - padding, dilation,
+                                  groups=channels)
+            else:
+                grad_x = torch.ops.aten.convolution_backward(
+                    grad_out, x_, weight_, None, [stride], [padding], [dilation], False, [0], channels,
+                    [True, False, False])[0]
+            grad_x = grad_x.to(x.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_w = depthwise_weight_grad(grad_out, x_, taps, stride, padding, dilation).to(weight.dtype)
+        if has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad_out.sum((0, 2)).to(weight.dtype)
+        return grad_x, grad_w, grad_b, None, None, None
+
+
+class DepthwiseConv1d(nn.Conv1d):
+    """A depthwise ``nn.Conv1d`` (groups = in = out channels) whose weight gradient is ``depthwise_weight_grad``.
+
+    Same parameters and ``state_dict`` keys as the ``nn.Conv1d`` it replaces,
+    so checkpoints move between it and stock asteroid in either direction.
+    Only zero padding, symmetric (an int) is accepted: what asteroid's
+    U-blocks use.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not (self.groups == self.in_channels == self.out_channels and self.padding_mode == "zeros"
+                and isinstance(self.padding, tuple)):
+            raise ValueError(f"DepthwiseConv1d computes depthwise convolutions (groups = in = out channels) with "
+                             f"zero padding given as an int; got {self}")
+
+    @classmethod
+    def replacing(cls, stock: nn.Conv1d) -> "DepthwiseConv1d":
+        """A layer that takes over ``stock``'s own Parameter objects (no new initialisation, the random stream
+        unchanged)."""
+        fast = cls(stock.in_channels, stock.out_channels, stock.kernel_size, stride=stock.stride,
+                   padding=stock.padding, dilation=stock.dilation, groups=stock.groups, bias=stock.bias is not None,
+                   padding_mode=stock.padding_mode, device="meta")
+        fast.weight, fast.bias = stock.weight, stock.bias
+        return fast
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _DepthwiseConv1dFunction.apply(x, self.weight, self.bias, self.stride[0], self.padding[0],
+                                              self.dilation[0])
+
+
+class Bf16PointwiseConv1d(nn.Conv1d):
+    """A 1x1 ``nn.Conv1d`` computed in bf16 (inputs and weight rounded to bf16, oneDNN's bf16 convolution, the output
+    back in the input's dtype), for ``build_model``'s opt-in ``bf16_pointwise``.
+
+    Why only these layers: the 1x1 convolutions are the model's matrix
+    products, where bf16 hardware (AVX-512 BF16, AMX, GPU tensor cores) runs
+    several times the fp32 rate; whole-model autocast also casts the many
+    elementwise and normalisation ops, which costs more than it gains on CPU
+    and moves gradients by about 4e-3. Parameters and their gradients stay
+    fp32, so the optimizer and ``state_dict`` are those of the fp32 layer.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.kernel_size != (1,) or self.groups != 1:
+            raise ValueError(f"Bf16PointwiseConv1d computes 1x1 convolutions (kernel 1, groups 1); got {self}")
+
+    @classmethod
+    def replacing(cls, stock: nn.Conv1d) -> "Bf16PointwiseConv1d":
+        """A layer that takes over ``stock``'s own Parameter objects."""
+        fast = cls(stock.in_channels, stock.out_channels, stock.kernel_size, stride=stock.stride,
+                   padding=stock.padding, groups=stock.groups, bias=stock.bias is not None, device="meta")
+        fast.weight, fast.bias = stock.weight, stock.bias
+        return fast
+
+    def forward(self, x: Tensor) -> Tensor:
+        bias = None if self.bias is None else self.bias.to(torch.bfloat16)
+        out = F.conv1d(x.to(torch.bfloat16), self.weight.to(torch.bfloat16), bias, self.stride, self.padding)
+        return out.to(x.dtype)
