@@ -40,8 +40,9 @@ Why depthwise layers of our own in the U-blocks (both Sudo rm -rf archs):
 oneDNN's weight gradient of a depthwise ``Conv1d`` is one small GEMM per
 channel, which with passive OpenMP threads (the test suite's
 ``OMP_WAIT_POLICY=PASSIVE``) took 59 % of the CPU preset's step;
-``ugr.kernels.DepthwiseConv1d`` computes the same gradient from K strided
-products and keeps the ``Conv1d``'s parameters and ``state_dict`` keys.
+``ugr.kernels.DepthwiseConv1d`` computes the same gradient as one depthwise
+convolution over batch x channels and keeps the ``Conv1d``'s parameters and
+``state_dict`` keys.
 
 Activation checkpointing (``checkpoint_blocks``, the config's
 ``training.activation_checkpointing``) keeps only the input of each of Sudo rm

@@ -103,7 +103,8 @@ def bootstrap_std(values: Dict[Tuple[str, str], float], percentile: float = 5.0,
     sorted_values = np.array([values[key] for key in order])
     source_mixture = np.array([index[mixture] for mixture, _ in order])
     draws = _draw_mixtures(np.random.default_rng(seed), len(names), resamples)
-    times = np.stack([np.bincount(row, minlength=len(names)) for row in draws])   # (resamples, mixtures)
+    offsets = np.arange(resamples)[:, None] * len(names)                           # one bincount for all
+    times = np.bincount((draws + offsets).ravel(), minlength=resamples * len(names)).reshape(resamples, -1)
     means = (times @ sums) / (times @ counts)
     cumulative = np.cumsum(times[:, source_mixture], axis=1)                      # (resamples, sources)
     position = (cumulative[:, -1] - 1) * percentile / 100.0
