@@ -12,6 +12,7 @@ Without ``--data`` the mini corpus is built and prepared under ``--work``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from ugr import config
 from ugr.data.dataset import EpochSampler, OnTheFlyMixtures, collate_mixtures
 from ugr.data.mixing import MixingSettings
 
@@ -27,8 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def data_rate(data_dir: Path, seconds: float, segment: float, sample_rate: int) -> float:
-    settings = MixingSettings.from_config({"sample_rate": sample_rate, "segment": segment, "snr_range": [-5, 5],
-                                           "priors": {"speech+env": 1, "env+env": 1}, "normalize": False, "seed": 0})
+    base = config.load(ROOT / "egs" / "wsj0_esc50" / "conf" / "base_cpu.yaml").data
+    settings = MixingSettings.from_config(dataclasses.replace(
+        base, sample_rate=sample_rate, segment=segment, snr_range=[-5, 5], priors={"speech+env": 1, "env+env": 1},
+        normalize=False, seed=0))
     dataset = OnTheFlyMixtures(data_dir, "train", settings, num_mixtures=100_000)
     loader = DataLoader(dataset, batch_size=1, sampler=EpochSampler(len(dataset)), num_workers=1,
                         collate_fn=collate_mixtures, prefetch_factor=4)

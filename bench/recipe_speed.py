@@ -24,14 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict
+from typing import Any
 
 import torch
 from pytorch_lightning.callbacks import Callback
 
 from model_speed import make_step
 from ugr import config as config_lib
-from ugr import efficiency, models
+from ugr import efficiency
 from ugr.system import SeparationSystem
 from ugr.train import MixtureData, build_trainer
 
@@ -72,26 +72,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def recipe_steps_per_second(cfg: Dict[str, Any], args: argparse.Namespace) -> float:
+def recipe_steps_per_second(cfg: config_lib.ExperimentConfig, args: argparse.Namespace) -> float:
     clock = StepClock(args.warmup)
     with tempfile.TemporaryDirectory(prefix="recipe_speed_") as exp_dir:
         trainer = build_trainer(cfg, Path(exp_dir), args.data, args.ngpu, progress=False)
         trainer.callbacks.append(clock)
         trainer.limit_val_batches = 1
-        efficiency.set_tf32(cfg["training"]["tf32"])
+        efficiency.set_tf32(cfg.training.tf32)
         trainer.fit(SeparationSystem(cfg), datamodule=MixtureData(cfg, args.data, args.ngpu))
     return clock.steps / (clock.end - clock.start)
 
 
-def bare_steps_per_second(cfg: Dict[str, Any], args: argparse.Namespace) -> float:
+def bare_steps_per_second(cfg: config_lib.ExperimentConfig, args: argparse.Namespace) -> float:
     device = "cuda" if args.ngpu else "cpu"
     torch.manual_seed(0)
-    model = efficiency.apply_memory_settings(models.build_model(cfg["model"]), cfg["training"]).to(device)
-    efficiency.compile_model(model, cfg["training"])
-    efficiency.set_tf32(cfg["training"]["tf32"])
-    frames = int(cfg["data"]["segment"] * cfg["data"]["sample_rate"])
-    sources = torch.randn(cfg["training"]["batch_size"], cfg["model"]["n_src"], frames, device=device)
-    variant = "ours" + ("+bf16" if cfg["training"]["precision"] == "bf16-mixed" else "")
+    model = efficiency.apply_memory_settings(cfg.model.build(), cfg.training).to(device)
+    efficiency.compile_model(model, cfg.training)
+    efficiency.set_tf32(cfg.training.tf32)
+    frames = int(cfg.data.segment * cfg.data.sample_rate)
+    sources = torch.randn(cfg.training.batch_size, cfg.model.n_src, frames, device=device)
+    variant = "ours" + ("+bf16" if cfg.training.precision == "bf16-mixed" else "")
     step = make_step(model, sources.sum(1), sources, SimpleNamespace(optimizer_step=True, device=device), variant)
     for _ in range(args.warmup):
         step()
@@ -104,12 +104,12 @@ def bare_steps_per_second(cfg: Dict[str, Any], args: argparse.Namespace) -> floa
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = config_lib.load(args.config, config_lib.parse_overrides(args.override))
-    cfg["data"]["train_mixtures_per_epoch"] = (args.warmup + args.steps) * cfg["training"]["batch_size"]
-    cfg["training"]["epochs"] = 1
-    config_lib.validate(cfg, where=str(args.config))
-    efficiency.keep_freed_memory(cfg["training"]["keep_freed_memory"])  # as ugr.train does, for both
-    if cfg["training"]["precision"] == "16-mixed":
+    record = config_lib.load(args.config, config_lib.parse_overrides(args.override)).to_dict()
+    record["data"]["train_mixtures_per_epoch"] = (args.warmup + args.steps) * record["training"]["batch_size"]
+    record["training"]["epochs"] = 1
+    cfg = config_lib.validate(record, where=str(args.config))
+    efficiency.keep_freed_memory(cfg.training.keep_freed_memory)  # as ugr.train does, for both
+    if cfg.training.precision == "16-mixed":
         sys.exit("recipe_speed: the bare step has no fp16 scaler; use 32-true or bf16-mixed")
     load_before, cpu_before = os.getloadavg()[0], time.process_time()
     recipe, bare = [], []
@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> None:
         bare.append(bare_steps_per_second(cfg, args))
     load_after = os.getloadavg()[0]
     recipe_rate, bare_rate = statistics.median(recipe), statistics.median(bare)
-    training = cfg["training"]
-    print(f"setup: {args.config} (batch {training['batch_size']} x {cfg['data']['segment']} s, "
+    training = record["training"]
+    print(f"setup: {args.config} (batch {training['batch_size']} x {cfg.data.segment} s, "
           f"{training['num_workers']} data workers, precision {training['precision']}, compile {training['compile']}, "
           f"activation checkpointing {training['activation_checkpointing']}), {'cuda' if args.ngpu else 'cpu'}, "
           f"{args.threads} threads, {args.steps} timed steps after {args.warmup}, median of {args.rounds} rounds")

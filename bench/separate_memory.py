@@ -24,7 +24,7 @@ import torch
 from peak_memory import run_probe, step_peak_bytes
 from ugr import checkpoints, config, separate
 from ugr.experiment_dir import ExperimentDir
-from ugr.models import CPU_PRESET, build_model
+from ugr.models import CPU_PRESET
 
 CONF = Path(__file__).resolve().parents[1] / "egs" / "wsj0_esc50" / "conf" / "base_gpu.yaml"
 MODELS = {"default": {}, "cpu_preset": CPU_PRESET}
@@ -48,12 +48,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def make_experiment(folder: Path, model: str) -> Path:
     """An experiment folder ugr-separate accepts: the recipe's config and one epoch of random weights."""
-    cfg = config.load(CONF)
-    cfg["model"].update(MODELS[model])
-    cfg["scoring"]["average_last_k"] = 1
+    record = config.load(CONF).to_dict()
+    record["model"].update(MODELS[model])
+    record["scoring"]["average_last_k"] = 1
+    cfg = config.validate(record, where=f"{CONF} with the {model} model")
     ExperimentDir(folder).save_config(cfg)
     torch.manual_seed(0)
-    state = build_model(cfg["model"]).state_dict()
+    state = cfg.model.build().state_dict()
     checkpoints.atomic_torch_save({"state_dict": {f"model.{k}": v for k, v in state.items()}},
                                   ExperimentDir(folder).checkpoints / "epoch=0.ckpt")
     return folder

@@ -2,6 +2,7 @@
 and a config is checked against a prepared corpus."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -25,25 +26,39 @@ def _write(folder: Path, name: str, content: dict) -> Path:
 @pytest.fixture
 def base(tmp_path) -> Path:
     """A copy of the CPU preset resolved into one file, so tests edit plain dicts."""
-    return _write(tmp_path, "base.yaml", config.load(CONF_DIR / "base_cpu.yaml"))
+    return _write(tmp_path, "base.yaml", config.load(CONF_DIR / "base_cpu.yaml").to_dict())
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[f"{p.parent.parent.name}/{p.stem}" for p in SHIPPED])
 def test_every_shipped_config_is_valid(path):
     cfg = config.load(path)
-    assert set(cfg) == set(config.SECTIONS)
+    assert set(cfg.to_dict()) == set(config.SECTIONS)
+    assert config.validate(cfg.to_dict(), where=str(path)) == cfg  # the record rebuilds the same typed config
+
+
+def test_the_config_is_typed_and_frozen(base):
+    cfg = config.load(base)
+    assert isinstance(cfg.data, config.DataConfig) and isinstance(cfg.training, config.TrainingConfig)
+    assert cfg.training.batch_size == cfg.to_dict()["training"]["batch_size"] and cfg.model.arch == "sudormrf"
+    assert cfg.weighting.label() == "uniform" and cfg.scoring.as_dict() == cfg.to_dict()["scoring"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.training.lr = 1.0
+    copy = cfg.to_dict()
+    copy["training"]["lr"] = 1.0  # a copy: the config it came from is unchanged
+    assert cfg.training.lr != 1.0 and cfg.to_dict()["training"]["lr"] == cfg.training.lr
 
 
 def test_paper_settings_and_cpu_preset():
     gpu = config.load(CONF_DIR / "robust_a15.yaml")
-    assert gpu["data"]["segment"] == 4.0 and gpu["training"]["batch_size"] == 28
-    assert gpu["model"]["num_blocks"] == 16 and gpu["model"]["n_filters"] == 512
-    assert gpu["weighting"] == {"type": "robust", "alpha": pytest.approx(1 / 15), "granularity": "source"}
-    assert gpu["training"]["lr"] == 0.001 and gpu["training"]["clip"] == 5.0
+    assert gpu.data.segment == 4.0 and gpu.training.batch_size == 28
+    assert gpu.model.options["num_blocks"] == 16 and gpu.model.options["n_filters"] == 512
+    assert gpu.to_dict()["weighting"] == {"type": "robust", "alpha": pytest.approx(1 / 15), "granularity": "source"}
+    assert gpu.weighting.alpha == pytest.approx(1 / 15) and gpu.weighting.granularity == "source"
+    assert gpu.training.lr == 0.001 and gpu.training.clip == 5.0
     speech = config.load(CONF_DIR / "class_speech3.yaml")
-    assert speech["weighting"]["gamma"] == {"speech": 3.0} and speech["data"]["priors"] == {"speech+env": 1.0}
+    assert speech.weighting.gamma == {"speech": 3.0} and speech.data.priors == {"speech+env": 1.0}
     cpu = config.load(CONF_DIR / "robust_a5_cpu.yaml")
-    assert cpu["model"]["mask_layer"] == "fast" and cpu["data"]["priors"] == {"env+env": 1.0}
+    assert cpu.model.options["mask_layer"] == "fast" and cpu.data.priors == {"env+env": 1.0}
 
 
 def test_inherit_overrides_keys_and_a_new_weighting_type_replaces_its_arguments(tmp_path, base):
@@ -52,17 +67,19 @@ def test_inherit_overrides_keys_and_a_new_weighting_type_replaces_its_arguments(
     child = _write(tmp_path, "child.yaml", {"inherit": "robust.yaml", "training": {"epochs": 3},
                                            "weighting": {"type": "curriculum", "beta0": -0.1, "horizon_steps": 5}})
     cfg = config.load(child)
-    assert cfg["training"]["epochs"] == 3
-    assert cfg["training"]["lr"] == config.load(base)["training"]["lr"]
+    assert cfg.training.epochs == 3
+    assert cfg.training.lr == config.load(base).training.lr
     # alpha belongs to robust and is dropped; granularity is kept.
-    assert cfg["weighting"] == {"type": "curriculum", "beta0": -0.1, "horizon_steps": 5, "granularity": "mixture"}
+    assert cfg.to_dict()["weighting"] == {"type": "curriculum", "beta0": -0.1, "horizon_steps": 5, "granularity": "mixture"}
 
 
 def test_a_new_model_arch_replaces_the_model_section_but_rate_and_sources(tmp_path, base):
     tasnet = config.load(_write(tmp_path, "tasnet.yaml", {"inherit": "base.yaml", "model": {"arch": "convtasnet"}}))
-    assert tasnet["model"] == {"arch": "convtasnet", "sample_rate": 8000, "n_src": 2}
+    assert tasnet.to_dict()["model"] == {"arch": "convtasnet", "sample_rate": 8000, "n_src": 2}
+    assert tasnet.model.arch == "convtasnet" and tasnet.model.options["n_blocks"] == 8  # the arch's defaults
     same = config.load(_write(tmp_path, "same.yaml", {"inherit": "base.yaml", "model": {"num_blocks": 2}}))
-    assert same["model"]["num_blocks"] == 2 and same["model"]["n_filters"] == config.load(base)["model"]["n_filters"]
+    assert same.model.options["num_blocks"] == 2
+    assert same.model.options["n_filters"] == config.load(base).model.options["n_filters"]
 
 
 @pytest.mark.parametrize("section, key, value, message", [
@@ -93,7 +110,7 @@ def test_structural_errors(tmp_path, base):
         config.load(_write(tmp_path, "c.yaml", {"inherit": "b.yaml"}))
     with pytest.raises(config.ConfigError, match="not found"):
         config.load(tmp_path / "missing.yaml")
-    missing = config.load(base)
+    missing = config.load(base).to_dict()
     del missing["training"]["clip"]
     with pytest.raises(config.ConfigError, match="missing key"):
         config.load(_write(tmp_path, "d.yaml", missing))
@@ -114,7 +131,7 @@ def test_lists_key_follows_the_data_settings(tmp_path, base):
 def test_numbers_in_exponent_notation_are_numbers(tmp_path, base):
     (tmp_path / "exp.yaml").write_text("inherit: base.yaml\ntraining:\n  lr: 1e-3\n  clip: 5E+0\n")
     cfg = config.load(tmp_path / "exp.yaml")
-    assert cfg["training"]["lr"] == 0.001 and cfg["training"]["clip"] == 5.0
+    assert cfg.training.lr == 0.001 and cfg.training.clip == 5.0
 
 
 def test_overrides_change_values_for_all_or_one_experiment(tmp_path, base):
@@ -124,10 +141,10 @@ def test_overrides_change_values_for_all_or_one_experiment(tmp_path, base):
                                            "other:training.epochs=9", "base:weighting.gamma={dog: 3}",
                                            "training.clip=null"]
     cfg = config.load(base, overrides[:3] + overrides[5:])
-    assert cfg["training"]["lr"] == 0.0005 and cfg["training"]["clip"] is None
-    assert cfg["weighting"] == {"type": "robust", "alpha": 0.1, "granularity": "source"}
+    assert cfg.training.lr == 0.0005 and cfg.training.clip is None
+    assert cfg.to_dict()["weighting"] == {"type": "robust", "alpha": 0.1, "granularity": "source"}
     other = config.load(base, overrides, experiment="other")
-    assert other["training"]["epochs"] == 9 and config.load(base)["training"]["epochs"] != 9
+    assert other.training.epochs == 9 and config.load(base).training.epochs != 9
     with pytest.raises(config.ConfigError, match=r"with overrides .*base:weighting.gamma=\{dog: 3\}.*weighting"):
         config.load(base, overrides[4:5])  # gamma on a uniform weighting: unknown key
     with pytest.raises(config.ConfigError, match="names experiment 'nope'"):
@@ -159,7 +176,7 @@ def test_cli_check_and_get_exit_naming_the_problem(tmp_path, base, capsys):
         config.main(["check", str(base), str(bad)])
     assert "training.epochs" in str(err.value)
     config.main(["get", "training.batch_size", str(base)])
-    assert capsys.readouterr().out.strip() == str(config.load(base)["training"]["batch_size"])
+    assert capsys.readouterr().out.strip() == str(config.load(base).training.batch_size)
     fast = _write(tmp_path, "fast.yaml", {"inherit": "base.yaml", "data": {"sample_rate": 16000},
                                           "model": {"sample_rate": 16000}})
     with pytest.raises(SystemExit, match="disagree on data.sample_rate: base.yaml 8000, fast.yaml 16000"):

@@ -74,7 +74,7 @@ def test_checkpointed_blocks_are_recomputed_in_the_backward_only():
 
 
 def test_activation_checkpointing_needs_u_blocks():
-    cfg = load(CONF_DIR / "baseline_cpu.yaml")
+    cfg = load(CONF_DIR / "baseline_cpu.yaml").to_dict()
     cfg["training"]["activation_checkpointing"] = True
     cfg["model"] = {"arch": "convtasnet", "n_blocks": 1, "n_repeats": 1}
     with pytest.raises(ConfigError, match="mine.yaml: training.activation_checkpointing.*convtasnet.*set it to false"):
@@ -139,6 +139,6 @@ def test_tf32_is_set_both_ways():
 
 def test_shipped_cpu_and_gpu_bases_choose_every_setting():
     for base in sorted(CONF_DIR.parents[1].glob("*/conf/base_*.yaml")):
-        training = load(base)["training"]
+        training = load(base).to_dict()["training"]
         assert {"compile", "tf32", "activation_checkpointing", "log_every_n_steps",
                 "keep_freed_memory"} <= set(training), base

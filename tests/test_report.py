@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from ugr import report, score
+from ugr.config import ScoringConfig
 
 STEPS_PER_EPOCH = 10
 UNIFORM = {"type": "uniform", "granularity": "source"}
@@ -41,7 +42,8 @@ def fake_experiment(root: Path, name: str, values: np.ndarray, classes: list[str
         per_epoch.append(score.statistics(rows, metrics))
         all_rows += rows
     with open(exp / "scores" / "test.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=score.columns(scoring), extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=score.columns(ScoringConfig(**scoring)),
+                                extrasaction="ignore")
         writer.writeheader()
         writer.writerows(all_rows)
     described = {"scoring": scoring, "test_list": f"/data/{test_list}/test.csv", "test_list_fingerprint": test_list,

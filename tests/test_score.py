@@ -27,16 +27,21 @@ N_MIXTURES = 6
 
 
 def tiny_experiment_cfg() -> dict:
-    cfg = config.load(CONF_DIR / "baseline_cpu.yaml")
+    """A tiny model's config as a mapping (tests edit it; ``typed`` checks it)."""
+    cfg = config.load(CONF_DIR / "baseline_cpu.yaml").to_dict()
     cfg["model"].update(num_blocks=1, n_filters=32, bn_chan=16, upsampling_depth=2)
     cfg["data"].update(segment=SEGMENT, test_mixtures=N_MIXTURES, priors={"speech+env": 1.0})
     cfg["scoring"].update(average_last_k=2, protocol="weights", metrics=["si_sdri"])
     return cfg
 
 
-def scoring(**changes) -> dict:
+def typed(cfg: dict) -> config.ExperimentConfig:
+    return config.validate(cfg, where="tiny_experiment_cfg")
+
+
+def scoring(**changes) -> config.ScoringConfig:
     """tiny_experiment_cfg's scoring section with ``changes``."""
-    return {**tiny_experiment_cfg()["scoring"], **changes}
+    return config.ScoringConfig.from_section({**tiny_experiment_cfg()["scoring"], **changes}, "scoring(...)")
 
 
 def read_rows(exp_dir: Path) -> list[dict]:
@@ -66,9 +71,9 @@ def corpus(tmp_path_factory):
     wsj0, esc50 = make_wsj0(root, sets), make_esc50(root / "esc50", clips_per_fold=2, seconds=1.0)
     prepare(root / "data", [CorpusInput("wsj0", str(wsj0)), CorpusInput("esc50", str(esc50))], fs=8000)
     cfg = tiny_experiment_cfg()
-    lists = lists_dir(cfg, root / "data")
+    lists = lists_dir(typed(cfg), root / "data")
     write_drawn_list(root / "data", "test", lists / "test.csv", num=N_MIXTURES,
-                     settings=MixingSettings.from_config(cfg["data"]))
+                     settings=MixingSettings.from_config(typed(cfg).data))
     return root / "data", lists
 
 
@@ -91,7 +96,7 @@ def test_rows_match_an_independent_si_sdr_and_stats_match_the_csv(corpus, tmp_pa
     model.eval()
     with open(tmp_path / "exp" / "scores" / "test.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == list(score.columns(cfg["scoring"])) == list(score.LABEL_COLUMNS + score.SI_SDR_COLUMNS)
+    assert list(rows[0]) == list(score.columns(typed(cfg).scoring)) == list(score.LABEL_COLUMNS + score.SI_SDR_COLUMNS)
     assert len(rows) == 2 * N_MIXTURES
     dataset = ListedMixtures(data, lists / "test.csv", sample_rate=8000)
     for index in range(len(dataset)):
@@ -141,7 +146,7 @@ def test_average_last_checks_and_one_checkpoint(corpus, tmp_path):
     one = score.score(tmp_path / "exp", data, checkpoint=tmp_path / "exp" / "checkpoints" / "epoch=0.ckpt",
                       progress=False)
     both = score.score(tmp_path / "exp", data, scoring=scoring(average_last_k=2), progress=False)
-    assert one["mean"] != both["mean"] and both["scoring"] == scoring(average_last_k=2)
+    assert one["mean"] != both["mean"] and both["scoring"] == scoring(average_last_k=2).as_dict()
     assert one["scoring"]["protocol"] == "weights" and one["weights"].endswith("epoch=0.ckpt")
 
 
@@ -274,11 +279,11 @@ def test_another_test_list_makes_the_scores_stale(corpus, tmp_path):
     assert score.score(exp, data, progress=False)["n"] == 2 * N_MIXTURES
     other = tmp_path / "data_b"
     shutil.copytree(data, other)
-    write_drawn_list(other, "test", lists_dir(cfg, other) / "test.csv", num=N_MIXTURES - 2,
-                     settings=MixingSettings.from_config(cfg["data"]))
+    write_drawn_list(other, "test", lists_dir(typed(cfg), other) / "test.csv", num=N_MIXTURES - 2,
+                     settings=MixingSettings.from_config(typed(cfg).data))
     on_b = score.score(exp, other, progress=False)
     assert not on_b.get("up_to_date") and on_b["n"] == 2 * (N_MIXTURES - 2)
-    assert on_b["test_list"] == str(lists_dir(cfg, other) / "test.csv")
+    assert on_b["test_list"] == str(lists_dir(typed(cfg), other) / "test.csv")
     back = score.score(exp, data, progress=False)
     assert not back.get("up_to_date") and back["n"] == 2 * N_MIXTURES
 
@@ -308,18 +313,12 @@ def test_a_metric_at_a_rate_it_does_not_support_is_refused_before_training(tmp_p
 
 
 def test_a_scoring_section_without_its_keys_is_refused(corpus, tmp_path):
+    """Handed in, or in the experiment's config.yaml (a folder of a ugr before protocol and metrics existed)."""
     data, _ = corpus
-    save_epoch_checkpoints(tmp_path / "exp", tiny_experiment_cfg(), epochs=2)
     with pytest.raises(config.ConfigError, match=r"missing key\(s\) scoring.metrics, scoring.protocol"):
-        score.score(tmp_path / "exp", data, scoring={"average_last_k": 2}, progress=False)
-
-
-def test_an_experiment_trained_before_protocol_and_metrics_is_scored_as_then(corpus, tmp_path):
-    """Its config.yaml has only average_last_k: it meant one model of averaged weights, SI-SDRi alone."""
-    data, _ = corpus
+        config.ScoringConfig.from_section({"average_last_k": 2}, "scoring settings")
     cfg = tiny_experiment_cfg()
     cfg["scoring"] = {"average_last_k": 2}
     save_epoch_checkpoints(tmp_path / "exp", cfg, epochs=2)
-    stats = score.score(tmp_path / "exp", data, progress=False)
-    assert stats["scoring"] == {"average_last_k": 2, "protocol": "weights", "metrics": ["si_sdri"]}
-    assert stats["weights"] == "average of epoch=0.ckpt, epoch=1.ckpt" and stats["metrics"] == {}
+    with pytest.raises(config.ConfigError, match=r"exp/config.yaml: missing key\(s\) scoring.metrics, scoring.protocol"):
+        score.score(tmp_path / "exp", data, progress=False)

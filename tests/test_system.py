@@ -14,7 +14,7 @@ from pytorch_lightning.plugins.precision import MixedPrecision
 from torch.utils.data import DataLoader, Dataset
 
 from ugr import losses, reweight
-from ugr.config import load
+from ugr.config import load, validate
 from ugr.system import SeparationSystem
 from test_config import CONF_DIR
 
@@ -23,7 +23,8 @@ BATCH = 4
 
 
 def tiny_cfg(weighting: Dict, micro_batches: int = 1, clip: float = 1e9) -> Dict:
-    cfg = copy.deepcopy(load(CONF_DIR / "baseline_cpu.yaml"))
+    """A tiny model's config as a mapping (tests edit it; ``one_step`` checks it)."""
+    cfg = load(CONF_DIR / "baseline_cpu.yaml").to_dict()
     cfg["model"].update(num_blocks=1, n_filters=32, bn_chan=16, upsampling_depth=2)
     cfg["weighting"] = {"granularity": "source", **weighting}
     cfg["training"].update(batch_size=BATCH, micro_batches=micro_batches, clip=clip, epochs=1, num_workers=0)
@@ -91,7 +92,7 @@ def norm(grads: Dict[str, torch.Tensor]) -> float:
 def one_step(cfg: Dict, tmp_path, **trainer_args) -> tuple[Dict[str, torch.Tensor], SeparationSystem, pl.Trainer]:
     """Fits one batch; returns the gradients Adam received, the initial system and the trainer."""
     pl.seed_everything(0, verbose=False)
-    system = SeparationSystem(cfg)
+    system = SeparationSystem(validate(cfg, where="tiny_cfg"))
     initial = copy.deepcopy(system)
     recorder = GradientRecorder()
     trainer = pl.Trainer(max_epochs=1, limit_train_batches=1, accelerator="cpu", devices=1, logger=False,

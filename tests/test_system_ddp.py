@@ -16,6 +16,7 @@ from pytorch_lightning.callbacks import Callback
 from torch.utils.data import DataLoader
 
 from test_system import BATCH, FixedBatches, collate, tiny_cfg
+from ugr.config import validate
 from ugr.system import SeparationSystem
 
 WEIGHTINGS = {
@@ -45,7 +46,7 @@ class SaveGradients(Callback):
 
 def fit_one_step(cfg, devices: int, out: Path) -> dict:
     pl.seed_everything(0, verbose=False)
-    system = SeparationSystem(cfg)
+    system = SeparationSystem(validate(cfg, where="tiny_cfg"))
     trainer = pl.Trainer(max_steps=1, accelerator="cpu", devices=devices, precision="64-true",
                          strategy="ddp_spawn" if devices > 1 else "auto", logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

@@ -2,6 +2,7 @@
 errors as --override for mistyped keys and values."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -50,15 +51,13 @@ def test_a_sweep_on_one_experiment_with_seeds_makes_its_grid_times_the_seeds():
     assert robust[0].point == (("weighting.alpha", 0.05), ("training.lr", 1e-3))
     assert robust[-1].group == "robust_a5_cpu_alpha0.1_lr0.0005" and robust[-1].seed == 1
     cfg = variants.load(robust[-1], "training.epochs=2")
-    assert (cfg["weighting"]["alpha"], cfg["training"]["lr"], cfg["training"]["seed"], cfg["training"]["epochs"]) \
-        == (0.1, 5e-4, 1, 2)
+    assert (cfg.weighting.alpha, cfg.training.lr, cfg.training.seed, cfg.training.epochs) == (0.1, 5e-4, 1, 2)
 
 
 def test_seeds_change_only_the_training_seed():
     first, second = (variants.load(v, "") for v in _expand("baseline_cpu", seeds="0,5"))
-    assert (first["training"]["seed"], second["training"]["seed"]) == (0, 5)
-    second["training"]["seed"] = 0
-    assert first == second
+    assert (first.training.seed, second.training.seed) == (0, 5)
+    assert dataclasses.replace(second, training=dataclasses.replace(second.training, seed=0)) == first
     assert lists_key(first) == lists_key(second)
 
 
@@ -66,7 +65,7 @@ def test_mapping_values_split_at_top_level_commas_and_name_their_folder():
     found = _expand("class_none_cpu", sweep="weighting.type=class weighting.gamma={speech: 3},{env: 3, speech: 0}")
     assert [v.name for v in found] == ["class_none_cpu_type-class_gamma-speech-3",
                                        "class_none_cpu_type-class_gamma-env-3-speech-0"]
-    assert variants.load(found[1], "")["weighting"]["gamma"] == {"env": 3, "speech": 0}
+    assert variants.load(found[1], "").weighting.gamma == {"env": 3, "speech": 0}
 
 
 @pytest.mark.parametrize("sweep, override, message", [

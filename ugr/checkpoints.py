@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from ugr.atomic import atomic_write
+from ugr.config import ExperimentConfig
 from ugr.experiment_dir import ExperimentDir
 
 EPOCH_CKPT = re.compile(r"^epoch=(\d+)\.ckpt$")
@@ -137,14 +138,12 @@ def add_weights_options(parser: argparse.ArgumentParser, checkpoint_help: str) -
 
 
 def load_experiment(exp_dir: Path, *, checkpoint: Optional[Path] = None,
-                    average_last: Optional[int] = None) -> tuple[Dict[str, Any], torch.nn.Module, str]:
+                    average_last: Optional[int] = None) -> tuple[ExperimentConfig, torch.nn.Module, str]:
     """A trained experiment's config, its model in eval mode, and which weights it holds.
 
     The weights are ``checkpoint`` when given, else the average of the last
     ``average_last`` epochs (default: the config's ``scoring.average_last_k``).
     """
-    from ugr.models import build_model  # imported here: it pulls in asteroid
-
     cfg = ExperimentDir(exp_dir).config()
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
@@ -152,8 +151,8 @@ def load_experiment(exp_dir: Path, *, checkpoint: Optional[Path] = None,
         state, used = model_state(Path(checkpoint)), str(checkpoint)
     else:
         state, files = average_last_epochs(ExperimentDir(exp_dir).checkpoints,
-                                           average_last or cfg["scoring"]["average_last_k"])
+                                           average_last or cfg.scoring.average_last_k)
         used = "average of " + ", ".join(p.name for p in files)
-    model = build_model(cfg["model"])
+    model = cfg.model.build()
     model.load_state_dict(state)
     return cfg, model.eval(), used

@@ -18,18 +18,21 @@ Values are YAML (``null``, ``true``, lists, mappings); numbers written as
 strings). The experiment folder's ``config.yaml`` records the resolved
 config, overrides included.
 
-Sections:
+``load`` returns the config typed (``ExperimentConfig``), built once per
+process and handed to what needs it. Sections, each a frozen dataclass
+checked by its owner:
 
-* ``data``: how mixtures are made (``DATA_SCHEMA``). ``priors`` weighs pairs
+* ``data`` (``DataConfig``): how mixtures are made. ``priors`` weighs pairs
   of the corpus's coarse classes (``speech+env``, ``sound+sound``...);
   ``train_from``/``eval_from``: ``sources`` (mixtures drawn from the source
   recordings) or ``published`` (the corpus's fixed mixtures, e.g. wsj0-2mix).
-* ``model``: checked by ``ugr.models.build_model``.
-* ``weighting``: checked by ``ugr.weighting.build``; ``granularity`` is
-  ``source`` (one weight per (mixture, source) pair, as the authors' code) or
-  ``mixture`` (one per mixture, the paper's formula).
-* ``training``: optimisation (``TRAINING_SCHEMA``).
-* ``scoring`` (``SCORING_SCHEMA``): which weights are scored and how.
+* ``model`` (``ugr.models.ModelConfig``): the arch and its keys, checked
+  without building the model.
+* ``weighting``: the weighting itself, built by ``ugr.weighting.build``;
+  ``granularity`` is ``source`` (one weight per (mixture, source) pair, as the
+  authors' code) or ``mixture`` (one per mixture, the paper's formula).
+* ``training`` (``TrainingConfig``): optimisation, speed and memory.
+* ``scoring`` (``ScoringConfig``): which weights are scored and how.
   ``protocol: weights`` scores one model, the average of the weights of the
   last ``average_last_k`` epoch checkpoints (1: the last epoch alone);
   ``protocol: epochs`` scores each of those checkpoints separately and reports
@@ -49,9 +52,9 @@ import json
 import re
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import yaml
 
@@ -138,38 +141,6 @@ def _boolean(value: Any) -> Optional[str]:
     return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
 
 
-DATA_SCHEMA: Dict[str, Check] = {
-    "sample_rate": _positive_int,              # Hz; the data folder must be prepared at this rate (run.sh --fs)
-    "segment": _positive_number,               # seconds per training (and drawn evaluation) mixture
-    "snr_range": _snr_range,                   # dB, drawn uniformly per mixture
-    "priors": _priors,                         # weights of the mixture types (pairs of coarse classes)
-    "normalize": _boolean,                     # scale each mixture and its sources to unit mixture power
-    "train_from": _one_of(SOURCES, PUBLISHED),  # training mixtures: drawn from the sources, or published crops
-    "eval_from": _one_of(SOURCES, PUBLISHED),   # validation/test: seeded lists drawn from the sources, or published
-    "train_mixtures_per_epoch": _positive_int,
-    "valid_mixtures": _positive_int,
-    "test_mixtures": _positive_int,
-    "seed": _non_negative_int,
-}
-
-TRAINING_SCHEMA: Dict[str, Check] = {
-    "batch_size": _positive_int,               # the effective batch: the pmf spans all of it
-    "micro_batches": _positive_int,            # split the batch into K forward/backward passes
-    "lr": _positive_number,
-    "clip": _positive_number_or_null,          # max gradient norm, applied after backward; null: no clipping
-    "epochs": _positive_int,
-    "num_workers": _non_negative_int,
-    "seed": _non_negative_int,
-    "precision": _one_of("32-true", "16-mixed", "bf16-mixed"),  # 16-mixed needs a GPU
-    "valid_batch_size": _positive_int,
-    # Speed and memory (ugr.efficiency; figures in the README's "Speed and memory"):
-    "compile": _boolean,                       # torch.compile of the model
-    "tf32": _boolean,                          # TF32 fp32 matrix products and convolutions on NVIDIA GPUs
-    "activation_checkpointing": _boolean,      # recompute Sudo rm -rf's U-blocks in the backward (less memory)
-    "log_every_n_steps": _positive_int,        # training figures to the logs every N steps (each is a host sync)
-    "keep_freed_memory": _boolean,             # glibc malloc reuses freed host memory (no page faults each step)
-}
-
 SCORING_PROTOCOLS = ("weights", "epochs")
 
 
@@ -186,13 +157,125 @@ def _metric_names(value: Any) -> Optional[str]:
     return None
 
 
-SCORING_SCHEMA: Dict[str, Check] = {
-    "average_last_k": _positive_int,           # the last K epoch checkpoints are scored
-    "protocol": _one_of(*SCORING_PROTOCOLS),    # weights: their average, once; epochs: each, then mean/std across
-    "metrics": _metric_names,                  # besides si_sdri (always computed): sdri, stoi, pesq
-}
+# ----------------------------------------------------------------------------- the sections
+# Each section is a frozen dataclass whose fields are its keys; a field's
+# metadata holds the check of its value (a message, or None when the value is
+# good). ``from_section`` builds one from its YAML mapping, naming the file and
+# the key of the first problem.
+
+
+def _key(check: Check) -> Any:
+    return field(metadata={"check": check})
+
+
+class _Section:
+    """What the sections share: built from their mapping with every key checked."""
+
+    NAME: ClassVar[str]
+
+    @classmethod
+    def from_section(cls, values: Mapping[str, Any], where: str) -> Any:
+        """The section from its mapping, or ConfigError naming ``where``, the key and what it must be."""
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{where}: section '{cls.NAME}' must be a mapping of keys, got {values!r}")
+        keys = {f.name: f.metadata["check"] for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(values) - set(keys))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(f'{cls.NAME}.{k}' for k in unknown)}; "
+                              f"allowed: {', '.join(sorted(keys))}")
+        missing = sorted(set(keys) - set(values))
+        if missing:
+            raise ConfigError(f"{where}: missing key(s) {', '.join(f'{cls.NAME}.{k}' for k in missing)}; "
+                              f"add them or inherit a base config that has them")
+        for key, check in keys.items():
+            problem = check(values[key])
+            if problem:
+                raise ConfigError(f"{where}: {cls.NAME}.{key} {problem}")
+        return cls(**copy.deepcopy(dict(values)))
+
+
+@dataclass(frozen=True)
+class DataConfig(_Section):
+    """The ``data`` section: how mixtures are made (``ugr.data.mixing.MixingSettings.from_config``)."""
+
+    NAME: ClassVar[str] = "data"
+
+    sample_rate: int = _key(_positive_int)            # Hz; the data folder must be prepared at this rate (--fs)
+    segment: float = _key(_positive_number)           # seconds per training (and drawn evaluation) mixture
+    snr_range: List[float] = _key(_snr_range)         # dB, drawn uniformly per mixture
+    priors: Dict[str, float] = _key(_priors)          # weights of the mixture types (pairs of coarse classes)
+    normalize: bool = _key(_boolean)                  # scale each mixture and its sources to unit mixture power
+    train_from: str = _key(_one_of(SOURCES, PUBLISHED))  # training mixtures: drawn from the sources, or published
+    eval_from: str = _key(_one_of(SOURCES, PUBLISHED))   # validation/test: lists drawn from the sources, or published
+    train_mixtures_per_epoch: int = _key(_positive_int)
+    valid_mixtures: int = _key(_positive_int)
+    test_mixtures: int = _key(_positive_int)
+    seed: int = _key(_non_negative_int)
+
+
+@dataclass(frozen=True)
+class TrainingConfig(_Section):
+    """The ``training`` section: optimisation, and the speed and memory settings of ``ugr.efficiency``."""
+
+    NAME: ClassVar[str] = "training"
+
+    batch_size: int = _key(_positive_int)             # the effective batch: the pmf spans all of it
+    micro_batches: int = _key(_positive_int)          # split the batch into K forward/backward passes
+    lr: float = _key(_positive_number)
+    clip: Optional[float] = _key(_positive_number_or_null)  # max gradient norm after backward; null: no clipping
+    epochs: int = _key(_positive_int)
+    num_workers: int = _key(_non_negative_int)
+    seed: int = _key(_non_negative_int)
+    precision: str = _key(_one_of("32-true", "16-mixed", "bf16-mixed"))  # 16-mixed needs a GPU
+    valid_batch_size: int = _key(_positive_int)
+    # Speed and memory (figures in the README's "Speed and memory"):
+    compile: bool = _key(_boolean)                    # torch.compile of the model
+    tf32: bool = _key(_boolean)                       # TF32 fp32 matrix products and convolutions on NVIDIA GPUs
+    activation_checkpointing: bool = _key(_boolean)   # recompute Sudo rm -rf's U-blocks in the backward
+    log_every_n_steps: int = _key(_positive_int)      # training figures to the logs every N steps (a host sync each)
+    keep_freed_memory: bool = _key(_boolean)          # glibc malloc reuses freed host memory (no page faults a step)
+
+
+@dataclass(frozen=True)
+class ScoringConfig(_Section):
+    """The ``scoring`` section: which weights are scored and how (``ugr.score``)."""
+
+    NAME: ClassVar[str] = "scoring"
+
+    average_last_k: int = _key(_positive_int)         # the last K epoch checkpoints are scored
+    protocol: str = _key(_one_of(*SCORING_PROTOCOLS))  # weights: their average, once; epochs: each, then mean/std
+    metrics: List[str] = _key(_metric_names)          # besides si_sdri (always computed): sdri, stoi, pesq
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The section as a plain mapping (scores record the settings they were made with)."""
+        return asdict(self)
+
 
 SECTIONS = ("data", "model", "weighting", "training", "scoring")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment's config, every section typed and checked; built once per process by ``load``.
+
+    ``model`` is ``ugr.models.ModelConfig``, ``weighting`` the built weighting
+    of ``ugr.weighting`` (each section checked by its owner). ``record`` is
+    the resolved mapping the sections were built from, as the experiment
+    folder's config.yaml and the checkpoints keep it (``to_dict``); ``where``
+    names the file (and overrides) for messages.
+    """
+
+    data: DataConfig
+    model: Any
+    weighting: Any
+    training: TrainingConfig
+    scoring: ScoringConfig
+    record: Mapping[str, Any] = field(repr=False, compare=False)
+    where: str = field(default="config", compare=False)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The resolved config as YAML holds it (a copy)."""
+        return copy.deepcopy(dict(self.record))
 
 
 # ----------------------------------------------------------------------------- files and merging
@@ -326,30 +409,15 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Sequence[Override], experime
 # ----------------------------------------------------------------------------- validation
 
 
-def _check_section(cfg: Dict[str, Any], section: str, schema: Dict[str, Check], where: str) -> None:
-    values = cfg[section]
-    unknown = sorted(set(values) - set(schema))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(f'{section}.{k}' for k in unknown)}; "
-                          f"allowed: {', '.join(sorted(schema))}")
-    missing = sorted(set(schema) - set(values))
-    if missing:
-        raise ConfigError(f"{where}: missing key(s) {', '.join(f'{section}.{k}' for k in missing)}; "
-                          f"add them or inherit a base config that has them")
-    for key, check in schema.items():
-        problem = check(values[key])
-        if problem:
-            raise ConfigError(f"{where}: {section}.{key} {problem}")
+def validate(cfg: Mapping[str, Any], where: str = "config") -> ExperimentConfig:
+    """The merged config typed (``ExperimentConfig``), or ConfigError naming ``where`` and the key.
 
+    The model and weighting sections are judged by their owners
+    (``ugr.models.ModelConfig``, ``ugr.weighting.build``), then the checks that
+    span sections.
+    """
+    from ugr import models, weighting  # imported here: they pull in torch and asteroid
 
-def check_scoring(scoring: Dict[str, Any], where: str) -> Dict[str, Any]:
-    """Checks a scoring section alone (the scorer may be handed one); returns it or raises ConfigError."""
-    _check_section({"scoring": scoring}, "scoring", SCORING_SCHEMA, where)
-    return scoring
-
-
-def validate(cfg: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
-    """Checks a merged config; returns it unchanged or raises ConfigError naming ``where`` and the key."""
     unknown = sorted(set(cfg) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(SECTIONS)}")
@@ -357,79 +425,70 @@ def validate(cfg: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
         if not isinstance(cfg.get(section), dict):
             raise ConfigError(f"{where}: section '{section}' is missing or not a mapping; "
                               f"add it or inherit a base config (e.g. 'inherit: base_cpu.yaml')")
-    _check_section(cfg, "data", DATA_SCHEMA, where)
-    _check_section(cfg, "training", TRAINING_SCHEMA, where)
-    check_scoring(cfg["scoring"], where)
-    if cfg["training"]["batch_size"] % cfg["training"]["micro_batches"]:
-        raise ConfigError(f"{where}: training.batch_size ({cfg['training']['batch_size']}) must be a multiple "
-                          f"of training.micro_batches ({cfg['training']['micro_batches']})")
-    if cfg["model"].get("sample_rate", cfg["data"]["sample_rate"]) != cfg["data"]["sample_rate"]:
+    data = DataConfig.from_section(cfg["data"], where)
+    training = TrainingConfig.from_section(cfg["training"], where)
+    scoring = ScoringConfig.from_section(cfg["scoring"], where)
+    try:
+        built_weighting = weighting.build(cfg["weighting"])
+    except (ValueError, TypeError, KeyError) as err:
+        raise ConfigError(f"{where}: bad 'weighting' section: {err}") from err
+    try:
+        model = models.ModelConfig.from_section(cfg["model"])
+    except (ValueError, TypeError, KeyError) as err:
+        raise ConfigError(f"{where}: bad 'model' section: {err}") from err
+    experiment = ExperimentConfig(data, model, built_weighting, training, scoring, record=copy.deepcopy(dict(cfg)),
+                                  where=where)
+    if training.batch_size % training.micro_batches:
+        raise ConfigError(f"{where}: training.batch_size ({training.batch_size}) must be a multiple "
+                          f"of training.micro_batches ({training.micro_batches})")
+    if cfg["model"].get("sample_rate", data.sample_rate) != data.sample_rate:
         raise ConfigError(f"{where}: model.sample_rate ({cfg['model']['sample_rate']}) differs from data.sample_rate "
-                          f"({cfg['data']['sample_rate']}); set both (run.sh --fs sets both)")
-    built_weighting = _check_with_builders(cfg, where)
-    _check_curriculum_horizon(cfg, built_weighting, where)
-    _check_metric_rates(cfg, where)
-    _check_activation_checkpointing(cfg, where)
-    return cfg
+                          f"({data.sample_rate}); set both (run.sh --fs sets both)")
+    _check_curriculum_horizon(experiment)
+    _check_metric_rates(experiment)
+    _check_activation_checkpointing(experiment)
+    return experiment
 
 
-def _check_metric_rates(cfg: Dict[str, Any], where: str) -> None:
+def _check_metric_rates(cfg: ExperimentConfig) -> None:
     """A metric defined at other sample rates only (PESQ: 8 and 16 kHz) would fail after the training."""
     from ugr import metrics
 
     try:
-        metrics.check(cfg["scoring"]["metrics"], cfg["data"]["sample_rate"])
+        metrics.check(cfg.scoring.metrics, cfg.data.sample_rate)
     except ValueError as err:
-        raise ConfigError(f"{where}: scoring.metrics: {err}") from err
+        raise ConfigError(f"{cfg.where}: scoring.metrics: {err}") from err
 
 
-def _check_activation_checkpointing(cfg: Dict[str, Any], where: str) -> None:
+def _check_activation_checkpointing(cfg: ExperimentConfig) -> None:
     """Checkpointing acts on Sudo rm -rf's U-blocks: another arch would silently use the full memory."""
     from ugr.models import U_BLOCK_ARCHS
 
-    arch = cfg["model"].get("arch", U_BLOCK_ARCHS[0])
-    if cfg["training"]["activation_checkpointing"] and arch not in U_BLOCK_ARCHS:
-        raise ConfigError(f"{where}: training.activation_checkpointing checkpoints the U-blocks of "
-                          f"{' and '.join(U_BLOCK_ARCHS)}; model.arch {arch} has none: set it to false "
+    if cfg.training.activation_checkpointing and cfg.model.arch not in U_BLOCK_ARCHS:
+        raise ConfigError(f"{cfg.where}: training.activation_checkpointing checkpoints the U-blocks of "
+                          f"{' and '.join(U_BLOCK_ARCHS)}; model.arch {cfg.model.arch} has none: set it to false "
                           f"(or use micro_batches to save memory)")
 
 
-def _check_curriculum_horizon(cfg: Dict[str, Any], weighting: Any, where: str) -> None:
+def _check_curriculum_horizon(cfg: ExperimentConfig) -> None:
     """A horizon beyond the training would leave beta < 0 to the end: the run would never become uniform."""
     from ugr.weighting import Curriculum, number_text
 
-    training = cfg["training"]
-    steps = training["epochs"] * (cfg["data"]["train_mixtures_per_epoch"] // training["batch_size"])
-    for term in weighting.parts():
+    training, where = cfg.training, cfg.where
+    steps = training.epochs * (cfg.data.train_mixtures_per_epoch // training.batch_size)
+    for term in cfg.weighting.parts():
         if not isinstance(term, Curriculum) or term.horizon is None:
             continue
         horizon = f"weighting {term.horizon_key} ({number_text(term.horizon)}) is longer than the training"
-        if term.unit == "epoch" and term.horizon > training["epochs"]:
-            raise ConfigError(f"{where}: {horizon} (training.epochs {training['epochs']}), so beta would never "
+        if term.unit == "epoch" and term.horizon > training.epochs:
+            raise ConfigError(f"{where}: {horizon} (training.epochs {training.epochs}), so beta would never "
                               f"reach 0; shorten the horizon or train longer")
         if term.unit == "step" and term.horizon > steps:
             raise ConfigError(f"{where}: {horizon} ({steps} steps: training.epochs x data.train_mixtures_per_epoch "
                               f"// training.batch_size), so beta would never reach 0; shorten the horizon")
 
 
-def _check_with_builders(cfg: Dict[str, Any], where: str) -> Any:
-    """The model and weighting sections are owned by their builders: let them judge, and name the file.
-
-    Returns the built weighting, for the checks of the whole config."""
-    from ugr import models, weighting  # imported here: they pull in torch and asteroid
-
-    try:
-        built = weighting.build(cfg["weighting"])
-    except (ValueError, TypeError, KeyError) as err:
-        raise ConfigError(f"{where}: bad 'weighting' section: {err}") from err
-    try:
-        models.build_model(cfg["model"])
-    except (ValueError, TypeError, KeyError) as err:
-        raise ConfigError(f"{where}: bad 'model' section: {err}") from err
-    return built
-
-
-def load(path: str | Path, overrides: Sequence[Override] = (), experiment: Optional[str] = None) -> Dict[str, Any]:
+def load(path: str | Path, overrides: Sequence[Override] = (), experiment: Optional[str] = None) -> ExperimentConfig:
     """Loads, merges (``inherit``), overrides and validates one experiment config.
 
     ``experiment`` (default: the file's stem) selects the overrides addressed
@@ -471,9 +530,9 @@ def main(argv=None) -> None:
             section, _, name = args.key.partition(".")
             values = {}
             for path, cfg in configs.items():
-                if name not in cfg.get(section, {}):
+                if name not in cfg.record.get(section, {}):
                     raise ConfigError(f"{path}: no key {args.key}")
-                values[path] = cfg[section][name]
+                values[path] = cfg.record[section][name]
             if len({json.dumps(v, sort_keys=True) for v in values.values()}) > 1:
                 raise ConfigError(f"the configs disagree on {args.key}: "
                                   + ", ".join(f"{p.name} {v}" for p, v in values.items()))

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import ctypes
 import platform
-from typing import Any, Mapping
+
 
 import torch
 from torch import nn
 
 from ugr import models
+from ugr.config import TrainingConfig
 
 
 def set_tf32(enabled: bool) -> None:
@@ -60,14 +61,14 @@ def keep_freed_memory(enabled: bool) -> bool:
     return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
-def apply_memory_settings(model: nn.Module, training: Mapping[str, Any]) -> nn.Module:
+def apply_memory_settings(model: nn.Module, training: TrainingConfig) -> nn.Module:
     """The model with its U-blocks under activation checkpointing when ``training.activation_checkpointing``."""
-    if training["activation_checkpointing"]:
+    if training.activation_checkpointing:
         models.checkpoint_blocks(model)
     return model
 
 
-def compile_model(model: nn.Module, training: Mapping[str, Any]) -> None:
+def compile_model(model: nn.Module, training: TrainingConfig) -> None:
     """``torch.compile`` of the model in place when ``training.compile``.
 
     In place (``nn.Module.compile``), so parameters and ``state_dict`` keys
@@ -75,5 +76,5 @@ def compile_model(model: nn.Module, training: Mapping[str, Any]) -> None:
     in the training process itself (Lightning's ``configure_model``), as
     compiled code does not travel to spawned processes.
     """
-    if training["compile"]:
+    if training.compile:
         model.compile()

@@ -25,6 +25,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence
 import yaml
 
 from ugr.atomic import atomic_write_text
+from ugr.config import ExperimentConfig, validate
 
 CONFIG_FILE = "config.yaml"
 DONE_FILE = "train.done"
@@ -75,17 +76,18 @@ class ExperimentDir:
         """The resolved config the folder was trained with; None when it has none."""
         return yaml.safe_load(self.config_file.read_text()) if self.config_file.is_file() else None
 
-    def config(self) -> Dict[str, Any]:
-        """The saved config, or FileNotFoundError saying that this is no trained experiment folder."""
+    def config(self) -> ExperimentConfig:
+        """The saved config, checked and typed; FileNotFoundError saying that this is no trained experiment
+        folder, or ConfigError naming config.yaml and the key."""
         cfg = self.saved_config()
         if cfg is None:
             raise FileNotFoundError(f"{self.config_file}: no config; is {self.path} a trained experiment "
                                     f"(stage 2 output)?")
-        return cfg
+        return validate(cfg, where=str(self.config_file))
 
-    def save_config(self, cfg: Dict[str, Any]) -> None:
+    def save_config(self, cfg: ExperimentConfig) -> None:
         """Writes the resolved config atomically, so the folder records what it ran."""
-        atomic_write_text(self.config_file, yaml.safe_dump(cfg, sort_keys=False))
+        atomic_write_text(self.config_file, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     @contextmanager
     def lock(self, is_global_zero: bool = True) -> Iterator[None]:

@@ -44,6 +44,7 @@ import ugr
 from ugr import weighting
 from ugr.atomic import atomic_write, atomic_write_text
 from ugr.checkpoints import add_weights_options, epoch_checkpoints, load_experiment
+from ugr.config import DataConfig, ExperimentConfig
 from ugr.data.corpora import LICENCES
 from ugr.data.prepare import REPORT_NAME
 from ugr.experiment_dir import DONE_FILE, ExperimentDir
@@ -80,9 +81,9 @@ def _check_trained(exp_dir: Path, checkpoint: Optional[Path]) -> None:
                           f"config's; let stage 2 finish, or pass --checkpoint FILE to export one checkpoint anyway")
 
 
-def mixture_classes(data_cfg: Dict[str, Any]) -> List[str]:
+def mixture_classes(data: DataConfig) -> List[str]:
     """The coarse classes the training mixtures drew from (those of the mixture types with a prior > 0)."""
-    return list(dict.fromkeys(c for name, weight in data_cfg["priors"].items() if weight > 0 for c in name.split("+")))
+    return list(dict.fromkeys(c for name, weight in data.priors.items() if weight > 0 for c in name.split("+")))
 
 
 def find_report(exp_dir: Path, data_dir: Optional[Path]) -> Optional[Path]:
@@ -136,7 +137,7 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def build_package(model: BaseModel, cfg: Dict[str, Any], weights: str, stats: Optional[Dict[str, Any]],
+def build_package(model: BaseModel, cfg: ExperimentConfig, weights: str, stats: Optional[Dict[str, Any]],
                   data: Dict[str, Any], experiment: str) -> Dict[str, Any]:
     """``model.serialize()`` with plain-typed infos, the training context and asteroid's recipe fields."""
     package = model.serialize()
@@ -145,8 +146,8 @@ def build_package(model: BaseModel, cfg: Dict[str, Any], weights: str, stats: Op
     infos["software_versions"] = {**{k: str(v) for k, v in infos["software_versions"].items()},
                                   "ugr_version": ugr.__version__}
     infos.update(_plain({"recipe_name": "ugr", "experiment": experiment, "weights": weights,
-                         "training_config": cfg, "final_metrics": stats}))
-    task = "sep_" + "+".join(mixture_classes(cfg["data"]))
+                         "training_config": cfg.to_dict(), "final_metrics": stats}))
+    task = "sep_" + "+".join(mixture_classes(cfg.data))
     package.update(_plain({"dataset": data["dataset"], "task": task, "licenses": data["licenses"]}))
     return package
 
@@ -179,16 +180,16 @@ def _scores_section(exp_dir: Path, stats: Optional[Dict[str, Any]], weights: str
 
 
 def _data_section(report_path: Optional[Path], report: Optional[Dict[str, Any]], data: Dict[str, Any],
-                  cfg: Dict[str, Any]) -> str:
-    d = cfg["data"]
-    if d["train_from"] == "published":
-        made = (f"Training mixtures: random {d['segment']:g} s segments of the corpus's published training "
-                f"mixtures at {d['sample_rate']} Hz, {d['train_mixtures_per_epoch']} per epoch, seed {d['seed']}.")
+                  cfg: ExperimentConfig) -> str:
+    d = cfg.data
+    if d.train_from == "published":
+        made = (f"Training mixtures: random {d.segment:g} s segments of the corpus's published training "
+                f"mixtures at {d.sample_rate} Hz, {d.train_mixtures_per_epoch} per epoch, seed {d.seed}.")
     else:
-        mixtures = ", ".join(f"{kind} {weight:g}" for kind, weight in d["priors"].items())
-        made = (f"Mixtures made on the fly: {mixtures} (priors), {d['segment']:g} s at {d['sample_rate']} Hz, SNR "
-                f"uniform in [{d['snr_range'][0]:g}, {d['snr_range'][1]:g}] dB, {d['train_mixtures_per_epoch']} "
-                f"per epoch, seed {d['seed']}.")
+        mixtures = ", ".join(f"{kind} {weight:g}" for kind, weight in d.priors.items())
+        made = (f"Mixtures made on the fly: {mixtures} (priors), {d.segment:g} s at {d.sample_rate} Hz, SNR "
+                f"uniform in [{d.snr_range[0]:g}, {d.snr_range[1]:g}] dB, {d.train_mixtures_per_epoch} "
+                f"per epoch, seed {d.seed}.")
     lines = [made, "", f"Corpus: {data['dataset']}."]
     if report is None:
         lines += ["", "No preparation report found (`prepare_report.json` of the data folder); pass `--data DIR` to "
@@ -223,7 +224,7 @@ def _licence_section(data: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def model_card(file: Path, package: Dict[str, Any], n_params: int, cfg: Dict[str, Any], exp_dir: Path,
+def model_card(file: Path, package: Dict[str, Any], n_params: int, cfg: ExperimentConfig, exp_dir: Path,
                stats: Optional[Dict], report_path: Optional[Path], report: Optional[Dict], data: Dict[str, Any],
                digest: str) -> str:
     """The model card (Markdown with a model hub's YAML header)."""
@@ -232,7 +233,8 @@ def model_card(file: Path, package: Dict[str, Any], n_params: int, cfg: Dict[str
     header = {"library_name": "asteroid", "pipeline_tag": "audio-to-audio", "license": "other",
               "tags": ["asteroid", "audio", "audio-source-separation", name, "ugr"],
               "datasets": [lic["title"] for lic in data["licenses"]]}
-    config = yaml.safe_dump({k: cfg[k] for k in ("model", "data", "weighting", "training", "scoring") if k in cfg},
+    record = cfg.to_dict()
+    config = yaml.safe_dump({k: record[k] for k in ("model", "data", "weighting", "training", "scoring")},
                             sort_keys=False)
     return f"""---
 {yaml.safe_dump(header, sort_keys=False).strip()}
@@ -263,7 +265,7 @@ gives the same estimates.
 
 ## Training: the weighting
 
-{weighting.in_words(weighting.build(cfg['weighting']))}
+{weighting.in_words(cfg.weighting)}
 
 ## Test scores
 
@@ -313,7 +315,7 @@ def export(exp_dir: Path, out: Path, *, checkpoint: Optional[Path] = None, avera
     buffer = io.BytesIO()
     torch.save(package, buffer)
     payload = buffer.getvalue()
-    verify(payload, model, cfg["data"]["sample_rate"])
+    verify(payload, model, cfg.data.sample_rate)
     card = model_card(out, package, sum(p.numel() for p in model.parameters()), cfg, exp_dir, stats, report_path, report,
                       data, hashlib.sha256(payload).hexdigest())
     atomic_write(out, lambda handle: handle.write(payload))

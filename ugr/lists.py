@@ -37,7 +37,7 @@ def write_lists(data_dir: Path, configs: Sequence[Path], overrides: str = "", fo
         path = variant.config
         cfg = variants.load(variant, overrides)
         check_corpus(cfg, data_dir, f"{path} ({variant.name})")
-        data = cfg["data"]
+        data = cfg.data
         folder = lists_dir(cfg, data_dir)
         for split in EVAL_SPLITS:
             target = folder / f"{split}.csv"
@@ -51,12 +51,12 @@ def write_lists(data_dir: Path, configs: Sequence[Path], overrides: str = "", fo
                     continue
                 except ValueError as err:  # an older format, a re-prepared data folder, a damaged file
                     print(f"lists: {err}: writing it again")
-            num = data[f"{split}_mixtures"]
-            if data["eval_from"] == config_lib.PUBLISHED:
-                write_published_list(data_dir, split, target, num=num, sample_rate=data["sample_rate"])
+            num = getattr(data, f"{split}_mixtures")
+            if data.eval_from == config_lib.PUBLISHED:
+                write_published_list(data_dir, split, target, num=num, sample_rate=data.sample_rate)
             else:
                 write_drawn_list(data_dir, split, target, num=num, settings=MixingSettings.from_config(data))
-            origin = "published" if data["eval_from"] == config_lib.PUBLISHED else "drawn from the sources"
+            origin = "published" if data.eval_from == config_lib.PUBLISHED else "drawn from the sources"
             print(f"lists: wrote {target} ({num} mixtures {origin}, {path.name})")
     return written
 

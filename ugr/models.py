@@ -52,6 +52,7 @@ the paper's batch fits a smaller GPU for one more forward pass of the blocks.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from numbers import Real
 from typing import Any, Callable, Mapping
 
@@ -256,7 +257,36 @@ def resolve_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         accepts, what = RULES[key]
         if not accepts(full[key]):
             raise ValueError(f"model config {key}={full[key]!r} is not allowed for arch {arch!r}; it must be {what}")
+    if full.get("bf16_pointwise") and full.get("mask_layer") != "fast":
+        raise ValueError("model config bf16_pointwise=True computes the fast mask layer's product in bf16; "
+                         "it needs mask_layer: fast")
+    if arch == "sudormrf" and full["fb_name"] == "free" and full["n_filters"] % 2:
+        raise ValueError(f"model config n_filters={full['n_filters']} gives {full['n_filters']} encoder bases; "
+                         f"asteroid's SuDORMRF mask layer outputs N + 1 masks for odd N, which the decoder cannot "
+                         f"apply: use an even n_filters")
     return full
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The config's ``model`` section, checked without building the model: its arch and every key of that arch,
+    defaults filled in (``resolve_config``). ``build()`` makes the model."""
+
+    arch: str
+    options: Mapping[str, Any]
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any]) -> "ModelConfig":
+        """The section checked; ValueError saying what is allowed."""
+        full = resolve_config(section)
+        return cls(full.pop("arch"), full)
+
+    @property
+    def n_src(self) -> int:
+        return self.options["n_src"]
+
+    def build(self) -> nn.Module:
+        return build_model({"arch": self.arch, **self.options})
 
 
 def build_model(cfg: Mapping[str, Any] | None = None) -> nn.Module:
@@ -276,16 +306,8 @@ def build_model(cfg: Mapping[str, Any] | None = None) -> nn.Module:
     arch = full.pop("arch")
     mask_layer = full.pop("mask_layer", None)
     bf16_pointwise = full.pop("bf16_pointwise", False)
-    if bf16_pointwise and mask_layer != "fast":
-        raise ValueError("model config bf16_pointwise=True computes the fast mask layer's product in bf16; "
-                         "it needs mask_layer: fast")
     model = ARCHS[arch](**full)
     if arch == "sudormrf":
-        n_bases = model.masker.in_chan
-        if n_bases % 2:
-            raise ValueError(f"model config n_filters={full['n_filters']} gives {n_bases} encoder bases; asteroid's "
-                             f"SuDORMRF mask layer outputs N + 1 masks for odd N, which the decoder cannot apply: "
-                             f"use an even n_filters")
         if mask_layer == "fast" and full["n_src"] == 2 and full["mask_act"] == "softmax":
             model.masker.m = TwoSourceSoftmaxMask.replacing(model.masker.m)
             model.masker.output_act = nn.Identity()  # the layer returns the softmax's masks

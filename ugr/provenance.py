@@ -34,6 +34,7 @@ from typing import Any, Dict, Optional
 import ugr
 from ugr.atomic import atomic_write_text
 from ugr.cli import one_line_errors
+from ugr.config import ExperimentConfig
 from ugr.data.eval_list import lists_dir
 from ugr.experiment_dir import ExperimentDir
 
@@ -52,7 +53,7 @@ def _sha256(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def describe_data(cfg: Dict[str, Any], data_dir: Path) -> Dict[str, Any]:
+def describe_data(cfg: ExperimentConfig, data_dir: Path) -> Dict[str, Any]:
     """The identity of a data folder as an experiment of config ``cfg`` uses it."""
     data_dir = Path(data_dir)
     manifests = sorted((data_dir / "manifests").glob("*.tsv"))
@@ -100,7 +101,7 @@ def _where(data: Dict[str, Any]) -> str:
     return f"{data['data_dir']} ({corpora} at {prepared['sample_rate']} Hz)"
 
 
-def check(exp_dir: Path, data_dir: Path, cfg: Optional[Dict[str, Any]] = None) -> None:
+def check(exp_dir: Path, data_dir: Path, cfg: Optional[ExperimentConfig] = None) -> None:
     """Raises ProvenanceError unless ``exp_dir`` holds nothing trained, or was trained on ``data_dir``'s data.
 
     ``cfg`` (default: the folder's ``config.yaml``) gives the list key.
@@ -124,7 +125,7 @@ def check(exp_dir: Path, data_dir: Path, cfg: Optional[Dict[str, Any]] = None) -
                               f"{' and '.join(different)} differ; {fix}")
 
 
-def record_launch(exp_dir: Path, cfg: Dict[str, Any], data_dir: Path) -> Dict[str, Any]:
+def record_launch(exp_dir: Path, cfg: ExperimentConfig, data_dir: Path) -> Dict[str, Any]:
     """Writes (first launch) or extends (a resume) the record; returns it. A resume under other code is said."""
     exp_dir = Path(exp_dir)
     record = read(exp_dir) if ExperimentDir(exp_dir).trained() else None

@@ -43,6 +43,7 @@ import csv
 import io
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
@@ -57,6 +58,7 @@ from ugr import config as config_lib
 from ugr import metrics as metrics_lib
 from ugr.atomic import atomic_write_text
 from ugr.cli import gpu_problem, one_line_errors
+from ugr.config import ScoringConfig
 from ugr.data.dataset import ListedMixtures, collate_mixtures
 from ugr.data.eval_list import fingerprint, lists_dir, read_eval_list
 from ugr.data.manifest import SPEECH
@@ -69,18 +71,16 @@ PERCENTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
 TEST_LIST = "test.csv"
 STATS_FILE = "test_stats.json"
 EPOCHS_FILE = "test_epochs.json"
-# What scoring did before ``protocol`` and ``metrics`` existed: an experiment folder trained then means this.
-PRE_PROTOCOL_SCORING = {"protocol": "weights", "metrics": [MAIN_METRIC]}
 
 
-def other_metrics(scoring: Dict[str, Any]) -> List[str]:
+def other_metrics(scoring: ScoringConfig) -> List[str]:
     """The metrics scored besides si_sdri, in the config's order."""
-    return [name for name in scoring["metrics"] if name != MAIN_METRIC]
+    return [name for name in scoring.metrics if name != MAIN_METRIC]
 
 
-def columns(scoring: Dict[str, Any]) -> tuple[str, ...]:
+def columns(scoring: ScoringConfig) -> tuple[str, ...]:
     """test.csv's columns under these scoring settings."""
-    epoch = ("epoch",) if scoring["protocol"] == "epochs" else ()
+    epoch = ("epoch",) if scoring.protocol == "epochs" else ()
     return LABEL_COLUMNS + epoch + SI_SDR_COLUMNS + tuple(other_metrics(scoring))
 
 
@@ -149,13 +149,12 @@ def across_epochs(per_epoch: List[Dict[str, Any]]) -> tuple[Dict[str, Any], Dict
     return mean, std
 
 
-def _check_scoring(scoring: Dict[str, Any], sample_rate: int) -> Dict[str, Any]:
-    config_lib.check_scoring(scoring, "scoring settings")
+def _check_metric_rates(scoring: ScoringConfig, sample_rate: int) -> None:
+    """Scoring settings handed in were checked against their own config's rate, not the experiment's."""
     try:
         metrics_lib.check(other_metrics(scoring), sample_rate)
     except ValueError as err:
         raise config_lib.ConfigError(f"scoring.metrics: {err}") from err
-    return scoring
 
 
 def _current(stats_path: Path, what: Dict[str, Any], files: List[Path], protocol: str) -> Optional[Dict[str, Any]]:
@@ -167,7 +166,7 @@ def _current(stats_path: Path, what: Dict[str, Any], files: List[Path], protocol
     return stats if newer and {k: stats.get(k) for k in what} == what else None
 
 
-def score(exp_dir: Path, data_dir: Path, *, scoring: Optional[Dict[str, Any]] = None,
+def score(exp_dir: Path, data_dir: Path, *, scoring: Optional[ScoringConfig] = None,
           checkpoint: Optional[Path] = None, batch_size: int = 8, device: str = "cpu", progress: bool = True,
           force: bool = False) -> Dict[str, Any]:
     """Scores ``exp_dir`` on its test list; writes the files of the module docstring; returns test_stats.json.
@@ -177,19 +176,21 @@ def score(exp_dir: Path, data_dir: Path, *, scoring: Optional[Dict[str, Any]] = 
     Current scores are returned as they are (with ``up_to_date``) unless ``force``.
     """
     trained = ExperimentDir(exp_dir).config()
-    rate = trained["data"]["sample_rate"]
-    scoring = _check_scoring(dict(scoring or {**PRE_PROTOCOL_SCORING, **trained["scoring"]}), rate)
+    rate = trained.data.sample_rate
+    scoring = scoring or trained.scoring
+    _check_metric_rates(scoring, rate)
     if checkpoint:
-        scoring["protocol"] = "weights"  # one file: there are no epochs to score separately
-    protocol = scoring["protocol"]
+        scoring = replace(scoring, protocol="weights")  # one file: there are no epochs to score separately
+    protocol = scoring.protocol
     names = [MAIN_METRIC] + other_metrics(scoring)
     list_path = lists_dir(trained, data_dir) / TEST_LIST
     if not list_path.is_file():
         raise FileNotFoundError(f"{list_path}: test mixture list missing; run stage 1 (mixture lists) first")
     read_eval_list(list_path, data_dir)  # a list of older data is an error, not a reason to keep old scores
     files = [Path(checkpoint)] if checkpoint else checkpoints.last_epochs(ExperimentDir(exp_dir).checkpoints,
-                                                                           scoring["average_last_k"])
-    what = {"scoring": scoring, "checkpoints": [p.name for p in files], "test_list_fingerprint": fingerprint(list_path)}
+                                                                           scoring.average_last_k)
+    what = {"scoring": scoring.as_dict(), "checkpoints": [p.name for p in files],
+            "test_list_fingerprint": fingerprint(list_path)}
     out = exp_dir / "scores"
     stats_path = out / STATS_FILE
     if not force and (stats := _current(stats_path, what, files, protocol)) is not None:
@@ -201,7 +202,7 @@ def score(exp_dir: Path, data_dir: Path, *, scoring: Optional[Dict[str, Any]] = 
         weights = "each of " + ", ".join(p.name for p in files) + ", scored separately"
     else:
         _, model, weights = checkpoints.load_experiment(exp_dir, checkpoint=checkpoint,
-                                                        average_last=scoring["average_last_k"])
+                                                        average_last=scoring.average_last_k)
         models = {None: model}
     dataset = ListedMixtures(data_dir, list_path, sample_rate=rate)
     rows = _score_models({e: m.to(device) for e, m in models.items()}, dataset, names, rate, batch_size, device,
@@ -260,7 +261,7 @@ def _check_finite(rows: List[Dict[str, Any]], list_path: Path) -> None:
                          f"a reference source is silent: regenerate the list (stage 1)")
 
 
-def _csv_text(rows: List[Dict[str, Any]], scoring: Dict[str, Any]) -> str:
+def _csv_text(rows: List[Dict[str, Any]], scoring: ScoringConfig) -> str:
     fields = columns(scoring)
     numeric = SI_SDR_COLUMNS + tuple(other_metrics(scoring))
     buffer = io.StringIO()
@@ -296,7 +297,7 @@ def main(argv=None) -> None:
         overrides = config_lib.parse_overrides(args.override)
         if overrides and args.config is None:
             raise config_lib.ConfigError("--override needs --config (the overrides apply to that config)")
-        scoring = config_lib.load(args.config, overrides)["scoring"] if args.config else None
+        scoring = config_lib.load(args.config, overrides).scoring if args.config else None
         stats = score(args.exp_dir, args.data, scoring=scoring, checkpoint=args.checkpoint,
                       batch_size=args.batch_size, device=args.device, progress=not args.no_progress, force=args.force)
     state = "up to date, kept" if stats.get("up_to_date") else "scored"

@@ -59,7 +59,6 @@ from tqdm import tqdm
 from ugr.atomic import OutputError, atomic_write
 from ugr.checkpoints import add_weights_options, load_experiment
 from ugr.cli import one_line_errors
-from ugr.models import resolve_config
 
 DEFAULT_CHUNK_SECONDS = 8.0
 DEFAULT_HOP_SECONDS = 6.0
@@ -334,8 +333,8 @@ def separate_files(exp_dir: Path, inputs: Sequence[Path], out_dir: Path, *, chec
                          f"({out_dir / stem}_s*.wav){more}; rename them or separate them into different --out folders")
     cfg, model, _ = load_experiment(exp_dir, checkpoint=checkpoint, average_last=average_last)
     model = model.to(torch_device)
-    model_rate = cfg["data"]["sample_rate"]
-    n_src = resolve_config(cfg["model"])["n_src"]
+    model_rate = cfg.data.sample_rate
+    n_src = cfg.model.n_src
     inputs_resolved = {rec.path.resolve() for rec in recordings}
     for rec in recordings:
         overwritten = [p for p in output_paths(rec.stem, out_dir, n_src) if p.resolve() in inputs_resolved]

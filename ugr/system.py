@@ -22,7 +22,8 @@ from typing import Any, Dict
 import torch
 from torch import Tensor
 
-from ugr import efficiency, losses, models
+from ugr import efficiency, losses
+from ugr.config import ExperimentConfig
 from ugr.lightning import ReweightedModule
 from ugr.step import Terms
 
@@ -30,17 +31,17 @@ from ugr.step import Terms
 class SeparationSystem(ReweightedModule):
     """LightningModule: the separation model, the UGR weighting, Adam and validation SI-SDRi."""
 
-    def __init__(self, cfg: Dict[str, Any]) -> None:
-        super().__init__(cfg["weighting"], cfg["training"]["micro_batches"])
-        self.save_hyperparameters({"cfg": cfg})
+    def __init__(self, cfg: ExperimentConfig) -> None:
+        super().__init__(cfg.weighting, cfg.training.micro_batches)
+        self.save_hyperparameters({"cfg": cfg.to_dict()})
         self.cfg = cfg
-        self.model = efficiency.apply_memory_settings(models.build_model(cfg["model"]), cfg["training"])
+        self.model = efficiency.apply_memory_settings(cfg.model.build(), cfg.training)
         self.granularity: str = self.weighting.granularity
 
     def configure_model(self) -> None:
         """Compiles the model (``training.compile``) in the training process, once."""
         if not getattr(self, "_compiled", False):
-            efficiency.compile_model(self.model, self.cfg["training"])
+            efficiency.compile_model(self.model, self.cfg.training)
             self._compiled = True
 
     def forward(self, mixture: Tensor) -> Tensor:
@@ -55,7 +56,7 @@ class SeparationSystem(ReweightedModule):
             return losses.pit_neg_sisdr(estimates.to(dtype), sources.to(dtype))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.model.parameters(), lr=self.cfg["training"]["lr"])
+        return torch.optim.Adam(self.model.parameters(), lr=self.cfg.training.lr)
 
     # --- training -----------------------------------------------------------------------------
 
@@ -69,7 +70,7 @@ class SeparationSystem(ReweightedModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Clips the gradient norm to ``training.clip``: called by ``opt.step()`` after unscaling (16-mixed)."""
-        clip = self.cfg["training"]["clip"]
+        clip = self.cfg.training.clip
         if clip is not None:
             self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
 

@@ -52,6 +52,7 @@ from ugr import efficiency, provenance
 from ugr.atomic import atomic_write_text
 from ugr.checkpoints import atomic_torch_save, load_checkpoint
 from ugr.cli import gpu_problem, one_line_errors
+from ugr.config import ExperimentConfig
 from ugr.data.corpus_check import check_corpus
 from ugr.data.dataset import EpochSampler, ListedMixtures, OnTheFlyMixtures, PublishedCrops, collate_mixtures
 from ugr.data.eval_list import lists_dir
@@ -72,25 +73,25 @@ class MixtureData(pl.LightningDataModule):
     ``global_step`` batches are done and the stream continues after them.
     """
 
-    def __init__(self, cfg: Dict[str, Any], data_dir: Path, ngpu: int, num_nodes: int = 1) -> None:
+    def __init__(self, cfg: ExperimentConfig, data_dir: Path, ngpu: int, num_nodes: int = 1) -> None:
         super().__init__()
         self.cfg, self.data_dir = cfg, data_dir
         self.lists_dir = lists_dir(cfg, data_dir)
         world = max(ngpu, 1) * num_nodes
-        batch = cfg["training"]["batch_size"]
+        batch = cfg.training.batch_size
         if batch % world:
             raise ValueError(f"training.batch_size ({batch}) must be a multiple of the number of GPUs, all nodes "
                              f"together ({world}): "
                              f"it is the global batch the pmf spans, split evenly over the GPUs")
         self.per_device_batch = batch // world
-        if self.per_device_batch % cfg["training"]["micro_batches"]:
+        if self.per_device_batch % cfg.training.micro_batches:
             raise ValueError(f"the per-GPU batch ({self.per_device_batch}) must be a multiple of "
-                             f"training.micro_batches ({cfg['training']['micro_batches']})")
+                             f"training.micro_batches ({cfg.training.micro_batches})")
 
     def train_dataloader(self) -> DataLoader:
-        data = self.cfg["data"]
-        kind = PublishedCrops if data["train_from"] == config_lib.PUBLISHED else OnTheFlyMixtures
-        dataset = kind(self.data_dir, "train", MixingSettings.from_config(data), data["train_mixtures_per_epoch"])
+        data = self.cfg.data
+        kind = PublishedCrops if data.train_from == config_lib.PUBLISHED else OnTheFlyMixtures
+        dataset = kind(self.data_dir, "train", MixingSettings.from_config(data), data.train_mixtures_per_epoch)
         sampler = EpochSampler(len(dataset), rank=self.trainer.global_rank, world_size=self.trainer.world_size,
                                batch_size=self.per_device_batch, batches_done=self.trainer.global_step)
         return DataLoader(dataset, batch_size=self.per_device_batch, sampler=sampler, drop_last=True,
@@ -100,15 +101,15 @@ class MixtureData(pl.LightningDataModule):
         list_path = self.lists_dir / VALID_LIST
         if not list_path.is_file():
             raise FileNotFoundError(f"{list_path}: validation mixture list missing; run stage 1 (mixture lists) first")
-        dataset = ListedMixtures(self.data_dir, list_path, sample_rate=self.cfg["data"]["sample_rate"])
+        dataset = ListedMixtures(self.data_dir, list_path, sample_rate=self.cfg.data.sample_rate)
         # Published mixtures keep their own lengths: one at a time.
-        batch_size = self.cfg["training"]["valid_batch_size"] if dataset.fixed_length else 1
+        batch_size = self.cfg.training.valid_batch_size if dataset.fixed_length else 1
         return DataLoader(dataset, batch_size=batch_size, shuffle=False, **self._loading())
 
     def _loading(self) -> Dict[str, Any]:
         """How both loaders load: workers kept across epochs (no new processes per epoch, for validation
         too), batches in pinned memory on a GPU so that Lightning's non-blocking copy overlaps the step."""
-        workers = self.cfg["training"]["num_workers"]
+        workers = self.cfg.training.num_workers
         return {"num_workers": workers, "persistent_workers": workers > 0, "collate_fn": collate_mixtures,
                 "pin_memory": isinstance(self.trainer.accelerator, CUDAAccelerator)}
 
@@ -116,10 +117,10 @@ class MixtureData(pl.LightningDataModule):
 TRAINING_SECTIONS = ("data", "model", "weighting", "training")  # scoring settings do not change the model
 
 
-def _check_same_config(exp_dir: Path, cfg: Dict[str, Any]) -> None:
+def _check_same_config(exp_dir: Path, cfg: ExperimentConfig) -> None:
     """Refuses to resume an experiment folder with a different config: the result would be neither run."""
     folder = ExperimentDir(exp_dir)
-    saved = folder.saved_config()
+    saved, cfg = folder.saved_config(), cfg.record
     if saved is not None and folder.trained():
         changed = sorted(f"{section}.{key}" for section in TRAINING_SECTIONS
                          for key in set(saved.get(section, {})) | set(cfg.get(section, {}))
@@ -146,7 +147,7 @@ class RecordExperiment(Callback):
     """Writes config.yaml (when the folder holds no training yet) and provenance.json once the training
     starts: after the data, the model and the devices are set up, so that an early failure leaves none."""
 
-    def __init__(self, cfg: Dict[str, Any], exp_dir: Path, data_dir: Path) -> None:
+    def __init__(self, cfg: ExperimentConfig, exp_dir: Path, data_dir: Path) -> None:
         self.cfg, self.exp_dir, self.data_dir = cfg, exp_dir, data_dir
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -214,7 +215,7 @@ def quiet_lightning_notices() -> None:
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(NoAdvert())
 
 
-def build_trainer(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, ngpu: int, progress: bool = True,
+def build_trainer(cfg: ExperimentConfig, exp_dir: Path, data_dir: Path, ngpu: int, progress: bool = True,
                   num_nodes: int = 1) -> pl.Trainer:
     """The Lightning trainer: per-epoch + best checkpoints (atomic), CSV + TensorBoard logs, the config and
     provenance records.
@@ -226,18 +227,18 @@ def build_trainer(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, ngpu: int,
     ckpt_dir = ExperimentDir(exp_dir).checkpoints
     keep_epochs = ModelCheckpoint(  # "the top k by epoch number" = the last k epochs
         dirpath=ckpt_dir, filename="epoch={epoch}", auto_insert_metric_name=False, monitor="epoch", mode="max",
-        save_top_k=cfg["scoring"]["average_last_k"], every_n_epochs=1, save_last=True)
+        save_top_k=cfg.scoring.average_last_k, every_n_epochs=1, save_last=True)
     keep_best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/si_sdri", mode="max", save_top_k=1,
                                 auto_insert_metric_name=False)
     callbacks = [keep_epochs, keep_best, RecordExperiment(cfg, exp_dir, data_dir), DeferredRequeue()]
     callbacks.append(TQDMProgressBar(refresh_rate=1) if progress else EpochLine())
     return pl.Trainer(
-        max_epochs=cfg["training"]["epochs"],
+        max_epochs=cfg.training.epochs,
         accelerator="gpu" if ngpu > 0 else "cpu",
         devices=ngpu if ngpu > 0 else 1,
         num_nodes=num_nodes,
         strategy="ddp" if ngpu * num_nodes > 1 else "auto",
-        precision=cfg["training"]["precision"],
+        precision=cfg.training.precision,
         callbacks=callbacks,
         # Flushed at every logging step: a killed launch keeps the log of every epoch it finished.
         logger=[CSVLogger(exp_dir, name="csv", flush_logs_every_n_steps=1),
@@ -246,7 +247,7 @@ def build_trainer(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, ngpu: int,
         use_distributed_sampler=False,
         deterministic="warn",
         num_sanity_val_steps=0,
-        log_every_n_steps=cfg["training"]["log_every_n_steps"],
+        log_every_n_steps=cfg.training.log_every_n_steps,
         enable_progress_bar=progress,
         enable_model_summary=False,
         default_root_dir=exp_dir,  # where Lightning's SLURM requeue writes its hpc_ckpt_N.ckpt
@@ -260,7 +261,7 @@ def resume_checkpoint(exp_dir: Path) -> Optional[Path]:
     return max(existing, key=lambda p: p.stat().st_mtime) if existing else None
 
 
-def train(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, ngpu: int = 0,
+def train(cfg: ExperimentConfig, exp_dir: Path, data_dir: Path, ngpu: int = 0,
           progress: bool = True, num_nodes: int = 1) -> Dict[str, Any]:
     """Trains (or resumes, or finds finished) one experiment; returns the summary written to train.done."""
     trainer = build_trainer(cfg, exp_dir, data_dir, ngpu, progress, num_nodes)
@@ -273,9 +274,9 @@ def train(cfg: Dict[str, Any], exp_dir: Path, data_dir: Path, ngpu: int = 0,
             print(f"train: {exp_dir} already trained ({done}); delete that file to train again")
             return json.loads(done.read_text())
         check_corpus(cfg, data_dir, str(folder.config_file))
-        pl.seed_everything(cfg["training"]["seed"], workers=True, verbose=False)
-        efficiency.set_tf32(cfg["training"]["tf32"])
-        efficiency.keep_freed_memory(cfg["training"]["keep_freed_memory"])
+        pl.seed_everything(cfg.training.seed, workers=True, verbose=False)
+        efficiency.set_tf32(cfg.training.tf32)
+        efficiency.keep_freed_memory(cfg.training.keep_freed_memory)
         system = SeparationSystem(cfg)
         data = MixtureData(cfg, data_dir, ngpu, num_nodes)
         resume = resume_checkpoint(exp_dir)
@@ -327,7 +328,7 @@ def main(argv=None) -> None:
         problem = gpu_problem(args.ngpu, f"--ngpu {args.ngpu}") if args.ngpu > 0 else None
         if problem:
             raise ValueError(problem)
-        if args.ngpu == 0 and cfg["training"]["precision"] == "16-mixed":  # Lightning would switch to bf16 silently
+        if args.ngpu == 0 and cfg.training.precision == "16-mixed":  # Lightning would switch to bf16 silently
             raise ValueError(f"{args.config}: training.precision 16-mixed needs a GPU (--ngpu >= 1); on CPU use "
                              f"bf16-mixed or 32-true")
         train(cfg, args.exp_dir, args.data, args.ngpu, progress=sys.stderr.isatty() and not args.no_progress,

@@ -226,7 +226,7 @@ def variant_overrides(user: str, variant: Variant) -> str:
     return " ".join(([user] if user.strip() else []) + list(variant.overrides))
 
 
-def load(variant: Variant, user: str) -> Dict[str, Any]:
+def load(variant: Variant, user: str) -> config_lib.ExperimentConfig:
     """The variant's resolved, validated config (errors name its file and the overrides applied)."""
     return config_lib.load(variant.config, config_lib.parse_overrides([variant_overrides(user, variant)]))
 

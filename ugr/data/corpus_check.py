@@ -10,22 +10,14 @@ their own checks of the files they open, with the same messages
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List
 
-from ugr.config import PUBLISHED, SOURCES, ConfigError
+from ugr.config import PUBLISHED, SOURCES, ConfigError, ExperimentConfig
 
 from .manifest import manifest_path, mixtures_path, rate_problem, read_manifest, read_mixtures
 from .mixing import MixingSettings, SourcePool
 
 
-def _gamma_labels(weighting_cfg: Dict[str, Any]) -> List[str]:
-    """Every class label a weighting config names (class terms, also inside sums)."""
-    from ugr.weighting import ClassBias, build  # imported here: it pulls in torch
-
-    return [label for term in build(weighting_cfg).parts() if isinstance(term, ClassBias) for label in term.gamma]
-
-
-def check_corpus(cfg: Dict[str, Any], data_dir: str | os.PathLike, where: str) -> None:
+def check_corpus(cfg: ExperimentConfig, data_dir: str | os.PathLike, where: str) -> None:
     """Raises ConfigError (naming ``where``) when the data folder cannot serve ``cfg``.
 
     Its rate must be the config's; every mixture type of ``data.priors`` must
@@ -33,9 +25,11 @@ def check_corpus(cfg: Dict[str, Any], data_dir: str | os.PathLike, where: str) -
     asked for must exist; every class named by the weighting must exist in the
     training data. The errors list what the data folder has.
     """
-    data = cfg["data"]
+    from ugr.weighting import ClassBias  # imported here: it pulls in torch
+
+    data = cfg.data
     settings = MixingSettings.from_config(data)
-    splits = {"train": data["train_from"], "valid": data["eval_from"], "test": data["eval_from"]}
+    splits = {"train": data.train_from, "valid": data.eval_from, "test": data.eval_from}
     try:
         for split, origin in splits.items():
             if origin == SOURCES:
@@ -48,14 +42,14 @@ def check_corpus(cfg: Dict[str, Any], data_dir: str | os.PathLike, where: str) -
             else:
                 path = mixtures_path(data_dir, split)
                 rows = read_mixtures(path)
-                need = {"train": 1, "valid": data["valid_mixtures"], "test": data["test_mixtures"]}[split]
+                need = {"train": 1, "valid": data.valid_mixtures, "test": data.test_mixtures}[split]
                 if len(rows) < need:
                     raise ConfigError(f"{where}: data.{'train' if split == 'train' else 'eval'}_from is "
                                       f"{PUBLISHED}, but {path} has {len(rows)} mixtures, {need} needed")
                 problem = rate_problem(path, (row.sample_rate for row in rows), settings.sample_rate)
                 if problem:
                     raise ConfigError(f"{where}: {problem}")
-        if data["train_from"] == SOURCES:
+        if data.train_from == SOURCES:
             rows = read_manifest(manifest_path(data_dir, "train"))
             labels = {r.fine for r in rows} | {r.coarse for r in rows}
         else:
@@ -65,7 +59,8 @@ def check_corpus(cfg: Dict[str, Any], data_dir: str | os.PathLike, where: str) -
         if isinstance(err, ConfigError):
             raise
         raise ConfigError(f"{where}: {err}") from err
-    missing = sorted(set(_gamma_labels(cfg["weighting"])) - labels)
+    named = {label for term in cfg.weighting.parts() if isinstance(term, ClassBias) for label in term.gamma}
+    missing = sorted(named - labels)
     if missing:
         raise ConfigError(f"{where}: weighting gamma names class(es) {', '.join(missing)}, which the training data "
                           f"of {data_dir} does not have; its classes are: {', '.join(sorted(labels))} (name one, "

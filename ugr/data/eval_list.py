@@ -24,12 +24,13 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Optional
 
 import yaml
 from tqdm import tqdm
 
 from ..atomic import atomic_write_text
+from ..config import ExperimentConfig
 from .manifest import manifest_path, mixtures_path, rate_problem, read_mixtures
 from .mixing import MixingSettings, MixtureSpec, SourceCrop, SourcePool, draw_mixture, stream
 
@@ -42,18 +43,18 @@ LIST_KEYS = ("sample_rate", "segment", "snr_range", "priors", "normalize", "eval
              "test_mixtures", "seed")
 
 
-def lists_key(cfg: Mapping[str, Any]) -> str:
+def lists_key(cfg: ExperimentConfig) -> str:
     """Name of the folder of validation/test lists for this config's data settings.
 
     Experiments whose data settings agree share one test list, so their
     scores compare the same mixtures; any other setting gets its own lists.
     """
-    data = cfg["data"]
-    canonical = yaml.safe_dump({k: data[k] for k in LIST_KEYS}, sort_keys=True)
-    return f"{data['sample_rate'] // 1000}k_{data['segment']:g}s_" + hashlib.sha1(canonical.encode()).hexdigest()[:8]
+    data = cfg.data
+    canonical = yaml.safe_dump({k: getattr(data, k) for k in LIST_KEYS}, sort_keys=True)
+    return f"{data.sample_rate // 1000}k_{data.segment:g}s_" + hashlib.sha1(canonical.encode()).hexdigest()[:8]
 
 
-def lists_dir(cfg: Mapping[str, Any], data_dir: str | os.PathLike) -> Path:
+def lists_dir(cfg: ExperimentConfig, data_dir: str | os.PathLike) -> Path:
     """Where stage 1 writes this config's lists (and stages 2-3 read them)."""
     return Path(data_dir) / "lists" / lists_key(cfg)
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Optional
 
 import numpy as np
 import soundfile as sf
 
+from ..config import DataConfig
 from .audio import read_segment
 from .manifest import SPLITS, SourceRow, manifest_path, rate_problem, read_manifest, resolve
 
@@ -61,15 +62,14 @@ class MixingSettings:
     seed: int
 
     @classmethod
-    def from_config(cls, data: Mapping[str, Any]) -> "MixingSettings":
-        weights = {parse_pair(name): float(weight) for name, weight in data["priors"].items() if weight > 0}
+    def from_config(cls, data: DataConfig) -> "MixingSettings":
+        """The settings of a checked ``data`` section (``ugr.config.DataConfig``)."""
+        weights = {parse_pair(name): float(weight) for name, weight in data.priors.items() if weight > 0}
         total = sum(weights.values())
-        if total <= 0:
-            raise ValueError(f"data.priors {data['priors']}: give at least one mixture type a positive weight")
-        return cls(sample_rate=int(data["sample_rate"]), segment=float(data["segment"]),
-                   snr_range=(float(data["snr_range"][0]), float(data["snr_range"][1])),
+        return cls(sample_rate=int(data.sample_rate), segment=float(data.segment),
+                   snr_range=(float(data.snr_range[0]), float(data.snr_range[1])),
                    priors=tuple((pair, w / total) for pair, w in weights.items()),
-                   normalize=bool(data["normalize"]), seed=int(data["seed"]))
+                   normalize=bool(data.normalize), seed=int(data.seed))
 
     @property
     def segment_frames(self) -> int:
