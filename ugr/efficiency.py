@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import platform
 
-
 import torch
 from torch import nn
 
