@@ -54,11 +54,13 @@ import shlex
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import yaml
 
-Check = Callable[[Any], Optional[str]]
+from ugr.checks import (Check, boolean, non_negative_int, one_of, positive_int, positive_number,
+                        positive_number_or_null)
+
 SOURCES, PUBLISHED = "sources", "published"
 
 
@@ -84,28 +86,6 @@ def yaml_load(text: str) -> Any:
 # ----------------------------------------------------------------------------- value checks
 
 
-def _positive_number(value: Any) -> Optional[str]:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        return f"must be a positive number, got {value!r}"
-    return None
-
-
-def _positive_number_or_null(value: Any) -> Optional[str]:
-    return None if value is None else _positive_number(value)
-
-
-def _positive_int(value: Any) -> Optional[str]:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        return f"must be a positive integer, got {value!r}"
-    return None
-
-
-def _non_negative_int(value: Any) -> Optional[str]:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return f"must be an integer >= 0, got {value!r}"
-    return None
-
-
 def _snr_range(value: Any) -> Optional[str]:
     if (not isinstance(value, (list, tuple)) or len(value) != 2
             or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)
@@ -129,16 +109,6 @@ def _priors(value: Any) -> Optional[str]:
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
             return usage
     return None if sum(value.values()) > 0 else usage
-
-
-def _one_of(*choices: Any) -> Check:
-    def check(value: Any) -> Optional[str]:
-        return None if value in choices else f"must be one of {list(choices)}, got {value!r}"
-    return check
-
-
-def _boolean(value: Any) -> Optional[str]:
-    return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
 
 
 SCORING_PROTOCOLS = ("weights", "epochs")
@@ -200,17 +170,17 @@ class DataConfig(_Section):
 
     NAME: ClassVar[str] = "data"
 
-    sample_rate: int = _key(_positive_int)            # Hz; the data folder must be prepared at this rate (--fs)
-    segment: float = _key(_positive_number)           # seconds per training (and drawn evaluation) mixture
+    sample_rate: int = _key(positive_int)            # Hz; the data folder must be prepared at this rate (--fs)
+    segment: float = _key(positive_number)           # seconds per training (and drawn evaluation) mixture
     snr_range: List[float] = _key(_snr_range)         # dB, drawn uniformly per mixture
     priors: Dict[str, float] = _key(_priors)          # weights of the mixture types (pairs of coarse classes)
-    normalize: bool = _key(_boolean)                  # scale each mixture and its sources to unit mixture power
-    train_from: str = _key(_one_of(SOURCES, PUBLISHED))  # training mixtures: drawn from the sources, or published
-    eval_from: str = _key(_one_of(SOURCES, PUBLISHED))   # validation/test: lists drawn from the sources, or published
-    train_mixtures_per_epoch: int = _key(_positive_int)
-    valid_mixtures: int = _key(_positive_int)
-    test_mixtures: int = _key(_positive_int)
-    seed: int = _key(_non_negative_int)
+    normalize: bool = _key(boolean)                  # scale each mixture and its sources to unit mixture power
+    train_from: str = _key(one_of(SOURCES, PUBLISHED))  # training mixtures: drawn from the sources, or published
+    eval_from: str = _key(one_of(SOURCES, PUBLISHED))   # validation/test: lists drawn from the sources, or published
+    train_mixtures_per_epoch: int = _key(positive_int)
+    valid_mixtures: int = _key(positive_int)
+    test_mixtures: int = _key(positive_int)
+    seed: int = _key(non_negative_int)
 
 
 @dataclass(frozen=True)
@@ -219,21 +189,21 @@ class TrainingConfig(_Section):
 
     NAME: ClassVar[str] = "training"
 
-    batch_size: int = _key(_positive_int)             # the effective batch: the pmf spans all of it
-    micro_batches: int = _key(_positive_int)          # split the batch into K forward/backward passes
-    lr: float = _key(_positive_number)
-    clip: Optional[float] = _key(_positive_number_or_null)  # max gradient norm after backward; null: no clipping
-    epochs: int = _key(_positive_int)
-    num_workers: int = _key(_non_negative_int)
-    seed: int = _key(_non_negative_int)
-    precision: str = _key(_one_of("32-true", "16-mixed", "bf16-mixed"))  # 16-mixed needs a GPU
-    valid_batch_size: int = _key(_positive_int)
+    batch_size: int = _key(positive_int)             # the effective batch: the pmf spans all of it
+    micro_batches: int = _key(positive_int)          # split the batch into K forward/backward passes
+    lr: float = _key(positive_number)
+    clip: Optional[float] = _key(positive_number_or_null)  # max gradient norm after backward; null: no clipping
+    epochs: int = _key(positive_int)
+    num_workers: int = _key(non_negative_int)
+    seed: int = _key(non_negative_int)
+    precision: str = _key(one_of("32-true", "16-mixed", "bf16-mixed"))  # 16-mixed needs a GPU
+    valid_batch_size: int = _key(positive_int)
     # Speed and memory (figures in the README's "Speed and memory"):
-    compile: bool = _key(_boolean)                    # torch.compile of the model
-    tf32: bool = _key(_boolean)                       # TF32 fp32 matrix products and convolutions on NVIDIA GPUs
-    activation_checkpointing: bool = _key(_boolean)   # recompute Sudo rm -rf's U-blocks in the backward
-    log_every_n_steps: int = _key(_positive_int)      # training figures to the logs every N steps (a host sync each)
-    keep_freed_memory: bool = _key(_boolean)          # glibc malloc reuses freed host memory (no page faults a step)
+    compile: bool = _key(boolean)                    # torch.compile of the model
+    tf32: bool = _key(boolean)                       # TF32 fp32 matrix products and convolutions on NVIDIA GPUs
+    activation_checkpointing: bool = _key(boolean)   # recompute Sudo rm -rf's U-blocks in the backward
+    log_every_n_steps: int = _key(positive_int)      # training figures to the logs every N steps (a host sync each)
+    keep_freed_memory: bool = _key(boolean)          # glibc malloc reuses freed host memory (no page faults a step)
 
 
 @dataclass(frozen=True)
@@ -242,8 +212,8 @@ class ScoringConfig(_Section):
 
     NAME: ClassVar[str] = "scoring"
 
-    average_last_k: int = _key(_positive_int)         # the last K epoch checkpoints are scored
-    protocol: str = _key(_one_of(*SCORING_PROTOCOLS))  # weights: their average, once; epochs: each, then mean/std
+    average_last_k: int = _key(positive_int)         # the last K epoch checkpoints are scored
+    protocol: str = _key(one_of(*SCORING_PROTOCOLS))  # weights: their average, once; epochs: each, then mean/std
     metrics: List[str] = _key(_metric_names)          # besides si_sdri (always computed): sdri, stoi, pesq
 
     def as_dict(self) -> Dict[str, Any]:

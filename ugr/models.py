@@ -54,7 +54,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from numbers import Real
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +62,7 @@ import torch.utils.checkpoint
 from asteroid.models import ConvTasNet, DPRNNTasNet, SuDORMRFImprovedNet, SuDORMRFNet
 from torch import Tensor, nn
 
+from ugr.checks import Check, boolean, one_of, positive_int, positive_number
 from ugr.kernels import Bf16PointwiseConv1d, DepthwiseConv1d
 
 ARCHS = {"sudormrf": SuDORMRFNet, "sudormrf_improved": SuDORMRFImprovedNet, "convtasnet": ConvTasNet,
@@ -104,35 +105,32 @@ MODEL_DEFAULTS: dict[str, Any] = {"arch": "sudormrf", **ARCH_DEFAULTS["sudormrf"
 CPU_PRESET: dict[str, Any] = {"bn_chan": 128, "num_blocks": 4, "n_filters": 256}
 
 
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+def _kernel_size(value: Any) -> Optional[str]:
+    good = positive_int(value) is None and value >= 2
+    return None if good else f"must be an integer >= 2 (Sudo rm -rf's encoder hops by kernel_size // 2), got {value!r}"
 
 
-def _one_of(*choices: Any) -> tuple[Callable[[Any], bool], str]:
-    return (lambda value: value in choices), f"one of {list(choices)}"
+def _dropout(value: Any) -> Optional[str]:
+    good = isinstance(value, Real) and not isinstance(value, bool) and 0 <= value < 1
+    return None if good else f"must be a number in [0, 1), got {value!r}"
 
 
-_POSITIVE_INT = (_positive_int, "a positive integer")
-_BOOLEAN = ((lambda value: isinstance(value, bool)), "true or false")
-# What every key must be, whichever arch takes it.
-RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    **{key: _POSITIVE_INT for key in ("n_src", "bn_chan", "num_blocks", "upsampling_depth", "n_filters", "n_blocks",
-                                      "n_repeats", "hid_chan", "skip_chan", "conv_kernel_size", "hid_size",
-                                      "chunk_size", "hop_size", "num_layers", "stride")},
-    "kernel_size": ((lambda value: _positive_int(value) and value >= 2),
-                    "an integer >= 2 (Sudo rm -rf's encoder hops by kernel_size // 2)"),
-    "sample_rate": ((lambda value: isinstance(value, Real) and not isinstance(value, bool) and value > 0),
-                    "a positive number (Hz)"),
-    "dropout": ((lambda value: isinstance(value, Real) and not isinstance(value, bool) and 0 <= value < 1),
-                "a number in [0, 1)"),
-    "causal": _BOOLEAN,
-    "bf16_pointwise": _BOOLEAN,
-    "bidirectional": _BOOLEAN,
-    "mask_layer": _one_of(*MASK_LAYERS),
-    "fb_name": _one_of(*FILTERBANKS),
-    "mask_act": _one_of(*MASK_ACTIVATIONS),
-    "norm_type": _one_of(*NORM_TYPES),
-    "rnn_type": _one_of(*RNN_TYPES),
+# What every key must be, whichever arch takes it (``ugr.checks``' style: a message, or None).
+RULES: dict[str, Check] = {
+    **{key: positive_int for key in ("n_src", "bn_chan", "num_blocks", "upsampling_depth", "n_filters", "n_blocks",
+                                     "n_repeats", "hid_chan", "skip_chan", "conv_kernel_size", "hid_size",
+                                     "chunk_size", "hop_size", "num_layers", "stride")},
+    "kernel_size": _kernel_size,
+    "sample_rate": positive_number,            # Hz
+    "dropout": _dropout,
+    "causal": boolean,
+    "bf16_pointwise": boolean,
+    "bidirectional": boolean,
+    "mask_layer": one_of(*MASK_LAYERS),
+    "fb_name": one_of(*FILTERBANKS),
+    "mask_act": one_of(*MASK_ACTIVATIONS),
+    "norm_type": one_of(*NORM_TYPES),
+    "rnn_type": one_of(*RNN_TYPES),
 }
 
 
@@ -254,9 +252,9 @@ def resolve_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
                          f"{sorted(['arch', *defaults])}")
     full = {**defaults, **cfg, "arch": arch}
     for key in defaults:
-        accepts, what = RULES[key]
-        if not accepts(full[key]):
-            raise ValueError(f"model config {key}={full[key]!r} is not allowed for arch {arch!r}; it must be {what}")
+        problem = RULES[key](full[key])
+        if problem:
+            raise ValueError(f"model config {key} {problem} (arch {arch!r})")
     if full.get("bf16_pointwise") and full.get("mask_layer") != "fast":
         raise ValueError("model config bf16_pointwise=True computes the fast mask layer's product in bf16; "
                          "it needs mask_layer: fast")

@@ -76,6 +76,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ugr.checks import finite_number, one_of
+
 GRANULARITIES = ("source", "mixture")
 SIGNALS = ("loss", "neg_sisdri")
 SCHEDULES = ("linear", "exponential", "step", "constant")
@@ -92,10 +94,10 @@ def _signal(context: Mapping[str, Any], signal: str) -> Tensor:
 
 
 def _number(cfg: Mapping[str, Any], key: str, where: str) -> float:
-    value = cfg[key]
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise ValueError(f"{where}: {key!r} must be a finite number, got {value!r}")
-    return float(value)
+    problem = finite_number(cfg[key])
+    if problem:
+        raise ValueError(f"{where}: {key!r} {problem}")
+    return float(cfg[key])
 
 
 def _check_keys(cfg: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -105,8 +107,9 @@ def _check_keys(cfg: Mapping[str, Any], allowed: set[str], where: str) -> None:
 
 
 def _check_choice(value: Any, choices: Sequence[str], key: str, where: str) -> str:
-    if value not in choices:
-        raise ValueError(f"{where}: {key!r} must be one of {list(choices)}, got {value!r}")
+    problem = one_of(*choices)(value)
+    if problem:
+        raise ValueError(f"{where}: {key!r} {problem}")
     return value
 
 
