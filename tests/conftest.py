@@ -1,5 +1,5 @@
 """Shared fixtures: a real one-node Slurm cluster for the `slurm` backend tests; a tiny prepared corpus and an
-experiment trained on it for the stage 2 tests."""
+experiment trained on it for the stage 2 tests. How tools/test.sh's pytest-xdist workers share the files."""
 from __future__ import annotations
 
 import os
@@ -15,6 +15,37 @@ ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "tools" / "slurm" / "cluster.sh"
 # cluster.sh's exit codes that mean "this machine cannot have a cluster", not "broken".
 NOT_ROOT, NO_ARCHIVE = 3, 4
+
+
+# The files whose tests use the one Slurm cluster (fixture slurm_cluster): one worker runs them all, since a
+# worker whose session ends stops the cluster it started, under another worker's jobs.
+SLURM_FILES = ("tests/test_launch.py", "tests/test_recipe_slurm.py")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadfile`` (tools/test.sh) with SLURM_FILES as one unit: a file's tests run on one worker, in
+    their order (a recipe test module shares one run, test after test)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "slurm_cluster" if path in SLURM_FILES else path
+
+    return FileScheduling(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow files first (stable, so a file keeps its order), so that the workers end together; and no test
+    of the cluster outside SLURM_FILES."""
+    for item in items:
+        if "slurm_cluster" in getattr(item, "fixturenames", ()) and item.nodeid.split("::")[0] not in SLURM_FILES:
+            raise pytest.UsageError(f"{item.nodeid} uses the fixture slurm_cluster: add its file to SLURM_FILES "
+                                    f"in tests/conftest.py")
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def _skip(reason: str) -> None:
