@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 import yaml
 
-from ugr import report, score
+from ugr import config, report, score
 from ugr.config import ScoringConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = config.load(ROOT / "egs" / "wsj0_esc50" / "conf" / "baseline_cpu.yaml").to_dict()
 
 STEPS_PER_EPOCH = 10
 UNIFORM = {"type": "uniform", "granularity": "source"}
@@ -26,12 +29,12 @@ def fake_experiment(root: Path, name: str, values: np.ndarray, classes: list[str
     (sources,) are scores under protocol weights, of shape (epochs, sources) under protocol epochs."""
     exp = root / name
     (exp / "scores").mkdir(parents=True)
-    (exp / "config.yaml").write_text(yaml.safe_dump({"weighting": weighting}))
     by_epoch = values.ndim == 2
     extra = {name: v for name, v in (("sdri", sdri), ("stoi", stoi)) if v is not None}
     metrics = ["si_sdri"] + list(extra)
     scoring = {"average_last_k": len(values) if by_epoch else 2, "protocol": "epochs" if by_epoch else "weights",
                "metrics": metrics}
+    (exp / "config.yaml").write_text(yaml.safe_dump({**BASELINE, "weighting": weighting, "scoring": scoring}))
     per_epoch = []
     all_rows = []
     for e, epoch_values in enumerate(values if by_epoch else [values]):
@@ -255,8 +258,10 @@ def _seeded(root: Path, name: str, seed: int, values: np.ndarray, weighting: dic
             swept: Optional[dict] = None) -> dict:
     """An experiment folder of one training seed, its config recording the seed (and a swept value)."""
     stats = fake_experiment(root, name, values, ["speech", "dog"] * (values.size // 2), weighting, [curve])
-    config = {"weighting": {**weighting, **(swept or {})}, "training": {"seed": seed}}
-    (root / name / "config.yaml").write_text(yaml.safe_dump(config))
+    saved = yaml.safe_load((root / name / "config.yaml").read_text())
+    saved["weighting"].update(swept or {})
+    saved["training"]["seed"] = seed
+    (root / name / "config.yaml").write_text(yaml.safe_dump(saved))
     return stats
 
 
@@ -310,9 +315,9 @@ def test_across_seeds_every_statistic_is_the_mean_and_std_over_the_seeds(seeds_r
 
 
 def test_a_seed_folder_trained_at_another_seed_is_refused(seeds_root):
-    config = yaml.safe_load((seeds_root / "baseline_seed1" / "config.yaml").read_text())
-    config["training"]["seed"] = 7
-    (seeds_root / "baseline_seed1" / "config.yaml").write_text(yaml.safe_dump(config))
+    saved = yaml.safe_load((seeds_root / "baseline_seed1" / "config.yaml").read_text())
+    saved["training"]["seed"] = 7
+    (seeds_root / "baseline_seed1" / "config.yaml").write_text(yaml.safe_dump(saved))
     with pytest.raises(SystemExit, match="baseline_seed1: named as training seed 1, but its config.yaml has "
                                          "training.seed 7"):
         report.main(["--exp-root", str(seeds_root), "--experiments", "baseline_seed0", "baseline_seed1"])

@@ -48,7 +48,7 @@ from ugr.config import DataConfig, ExperimentConfig
 from ugr.data.corpora import LICENCES
 from ugr.data.prepare import REPORT_NAME
 from ugr.experiment_dir import DONE_FILE, ExperimentDir
-from ugr.report import class_table, describe_weighting, distribution_table
+from ugr.report import class_table, distribution_table
 from ugr.score import STATS_FILE
 
 TOLERANCE = 1e-5  # largest difference allowed between the exported model's estimates and the experiment's
@@ -168,14 +168,14 @@ def verify(payload: bytes, model: torch.nn.Module, sample_rate: int) -> float:
     return difference
 
 
-def _scores_section(exp_dir: Path, stats: Optional[Dict[str, Any]], weights: str) -> str:
+def _scores_section(exp_dir: Path, stats: Optional[Dict[str, Any]], weights: str, cfg: ExperimentConfig) -> str:
     if stats is None:
         return (f"Not scored yet (no `scores/{STATS_FILE}`): score the experiment (stage 3, `python -m ugr.score`) "
                 f"and export again to have the table here.")
     name, scored = exp_dir.name, stats.get("weights", "?")
     caveat = "" if scored == weights else f" (not the exported weights, {weights}: these scores are not theirs)"
     return (f"SI-SDR improvement (dB) per estimated source on the recipe's fixed test list, weights: "
-            f"{scored}{caveat}.\n\n{distribution_table({name: stats}, {name: describe_weighting(exp_dir)})}"
+            f"{scored}{caveat}.\n\n{distribution_table({name: stats}, {name: cfg.weighting.label()})}"
             f"\n\nPer class of the reference (mean ±, the last column says what the ± is):\n\n{class_table({name: stats})}")
 
 
@@ -269,7 +269,7 @@ gives the same estimates.
 
 ## Test scores
 
-{_scores_section(exp_dir, stats, package['infos']['weights'])}
+{_scores_section(exp_dir, stats, package['infos']['weights'], cfg)}
 
 ## Training data
 

@@ -48,7 +48,7 @@ from ugr.cli import one_line_errors
 from ugr.data.manifest import SPEECH
 from ugr.experiment_dir import ExperimentDir
 from ugr.score import MAIN_METRIC, PERCENTILES, STATS_FILE
-from ugr.weighting import build as build_weighting
+from ugr.weighting import Uniform
 
 STAT_COLUMNS = ("n", "mean", "std") + tuple(f"p{q}" for q in PERCENTILES)
 FIGURES = {"density": "si_sdri_density.png", "convergence": "valid_si_sdri.png", "tradeoff": "mean_vs_p5.png"}
@@ -88,7 +88,7 @@ class Scored:
     weighting: str
     is_uniform: bool
     curve: List[Point]
-    config: Optional[Dict] = None  # the resolved config.yaml (None for a folder without one)
+    config: Optional[Dict] = None  # the resolved config (ExperimentConfig.record); None for a folder without one
 
     @property
     def by_epochs(self) -> bool:
@@ -137,22 +137,13 @@ def validation_curve(exp_dir: Path) -> List[Point]:
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
-def describe_weighting(exp_dir: Path) -> str:
-    """A short label of the experiment's weighting, from its saved config."""
-    config = ExperimentDir(exp_dir).saved_config()
-    return weighting_label(config["weighting"] if config is not None else None)
-
-
-def weighting_label(weighting: Optional[Dict]) -> str:
-    """A short label of a weighting section, by its type (``robust (alpha=0.2)``); ``?`` when unknown."""
-    return "?" if weighting is None else build_weighting(weighting).label()
-
-
 def load_experiment(exp_dir: Path) -> Scored:
-    config = ExperimentDir(exp_dir).saved_config()
-    weighting = config["weighting"] if config is not None else None
-    return Scored(exp_dir.name, load_stats(exp_dir), load_rows(exp_dir), weighting_label(weighting),
-                  weighting is not None and weighting["type"] == "uniform", validation_curve(exp_dir), config)
+    folder = ExperimentDir(exp_dir)
+    config = folder.config() if folder.config_file.is_file() else None  # a folder without one: labelled ?
+    weighting = config.weighting if config is not None else None
+    label = "?" if weighting is None else weighting.label()
+    return Scored(exp_dir.name, load_stats(exp_dir), load_rows(exp_dir), label, isinstance(weighting, Uniform),
+                  validation_curve(exp_dir), None if config is None else config.record)
 
 
 def per_source(rows: List[Dict[str, str]], metric: str = MAIN_METRIC) -> Dict[tuple[str, str], float]:
