@@ -144,5 +144,5 @@ if [ "$cmd_backend" = slurm ] && [ ${#job_ids[@]} -gt 0 ]; then
   fi
 fi
 if [ "$stop_stage" -ge 4 ] && [ -f "$exp/report.md" ]; then
-  case $exp in /*) log "report: $exp/report.md" ;; *) log "report: $(pwd)/$exp/report.md" ;; esac
+  log "report: $(cd "$exp" && pwd)/report.md"
 fi
