@@ -28,11 +28,15 @@ runs with, as tools/env.sh leaves the variable to the user), ``PASSIVE`` is
 what tools/test.sh sets. A summary puts the policies side by side.
 
 Roofline: the FLOPs of one step of each variant (matrix products and
-convolutions, forward and backward, counted by torch's FlopCounterMode with
-its convolution-backward formula corrected for groups; elementwise ops, norms
-and Adam are not counted), the achieved GFLOP/s, the GFLOP/s of an fp32 GEMM
-(sgemm) measured in the same process and threads, and the compute-bound
-time FLOPs / sgemm rate (``bound``): a step cannot beat it by much.
+convolutions, forward and backward, counted by torch's FlopCounterMode
+formulas with the convolution-backward one corrected for groups; elementwise
+ops, norms and Adam count no FLOPs), the bytes each op reads and writes
+(``StepCosts``), the achieved GFLOP/s, and two roofs measured in the same
+process and threads: the GFLOP/s of an fp32 GEMM (sgemm) and the GB/s of a
+large copy. ``FLOP bound`` = FLOPs / sgemm rate (memory traffic free);
+``roofline`` = the sum over ops of the slower of FLOPs / sgemm rate and
+bytes / copy rate: the time of the step if every op ran at its roof, which
+is the bound of the target.
 
 Configs: ``default`` (the paper's model, ugr.models.MODEL_DEFAULTS),
 ``cpu_preset`` (ugr.models.CPU_PRESET over the defaults).
@@ -54,11 +58,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import torch
 from asteroid.models import SuDORMRFNet
-from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import conv_flop_count, flop_registry, shape_wrapper
 from tqdm import tqdm
 
 from peak_memory import run_probe, step_peak_bytes
@@ -73,9 +80,10 @@ CPU_VARIANTS = ("stock", "ours")
 GPU_VARIANTS = ("stock", "ours", "ours+tf32", "ours+compile+tf32", "ours+bf16", "ours+compile+tf32+bf16",
                 "ours+ckpt", "ours+micro2", "ours+micro4", "ours+bf16+ckpt", "ours+compile+tf32+ckpt")
 TARGET_SPEEDUP = 4.0
-TARGET_BOUND_RATIO = 2.0  # CPU step of ours / FLOPs at the sgemm rate
+TARGET_BOUND_RATIO = 2.0  # CPU step of ours / its roofline bound (roofline_bound)
 POLICIES = ("default", "PASSIVE", "ACTIVE")  # OMP_WAIT_POLICY; default: unset
 SGEMM_SIZE = 2048
+COPY_MEGABYTES = 256  # the copy that measures the memory roof: far larger than the caches
 GPU_TARGET_SPEEDUP = 6.0
 GPU_MEMORY_TARGET_GB, GPU_MEMORY_TIME_RATIO = 11.0, 1.2
 
@@ -227,16 +235,78 @@ def conv_backward_flop(grad_out_shape: list[int], x_shape: list[int], w_shape: l
     return forward * (int(output_mask[0]) + int(output_mask[1]))
 
 
-def step_flops(step: Callable[[], None]) -> int:
-    """FLOPs that one call of ``step`` counts in FlopCounterMode, with ``conv_backward_flop`` for the backward.
+class StepCosts(TorchDispatchMode):
+    """Records, for every aten op that runs under it, its FLOPs and the bytes it reads and writes.
+
+    FLOPs: torch's formulas (those of FlopCounterMode, the same ops: matrix
+    products and convolutions), with ``conv_backward_flop`` for the
+    convolution backward. Bytes: each distinct tensor the op takes or returns,
+    once, at most its storage (a broadcast view reads what it views);
+    a view (an output aliasing an input, not in place) moves nothing. That is
+    what the op must move from and to memory when its tensors are not in
+    cache: most of the step's tensors (26 MB each at batch 16 of the CPU
+    preset) do not stay in a 32 MB L3 between ops.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[tuple[str, int, int]] = []  # (op, FLOPs, bytes), in order
+        self.formulas = {**flop_registry, torch.ops.aten.convolution_backward: shape_wrapper(conv_backward_flop)}
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        packet = func._overloadpacket
+        inputs = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        input_storages = {t.untyped_storage().data_ptr() for t in inputs}
+        in_place = func._schema.is_mutable
+        if not in_place and outputs and all(t.untyped_storage().data_ptr() in input_storages for t in outputs):
+            moved = 0
+        else:
+            distinct = {(t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride())): t
+                        for t in inputs + outputs}
+            moved = sum(min(t.numel() * t.element_size(), t.untyped_storage().nbytes()) for t in distinct.values())
+        flops = self.formulas[packet](*args, **kwargs, out_val=out) if packet in self.formulas else 0
+        self.ops.append((packet.__name__, flops, moved))
+        return out
+
+
+def step_costs(step: Callable[[], None]) -> list[tuple[str, int, int]]:
+    """(op, FLOPs, bytes) of every op of one call of ``step`` (``StepCosts``).
 
     ``ugr.kernels.DepthwiseConv1d`` computes its gradients with convolutions
     too, so its multiply-adds are counted as those of the stock layer.
     """
-    corrected = {torch.ops.aten.convolution_backward: conv_backward_flop}
-    with FlopCounterMode(display=False, custom_mapping=corrected) as counter:
+    with StepCosts() as costs:
         step()
-    return counter.get_total_flops()
+    return costs.ops
+
+
+def step_flops(step: Callable[[], None]) -> int:
+    """FLOPs of one call of ``step``: FlopCounterMode's count, with ``conv_backward_flop`` for the backward."""
+    return sum(flops for _, flops, _ in step_costs(step))
+
+
+def roofline_bound(costs: list[tuple[str, int, int]], gflops: float, gbytes: float) -> float:
+    """Seconds a step cannot beat when each op runs at the compute roof (sgemm) or the memory roof (copy), the
+    slower of the two: ``sum over ops of max(FLOPs / sgemm rate, bytes / copy rate)``."""
+    return sum(max(flops / (gflops * 1e9), moved / (gbytes * 1e9)) for _, flops, moved in costs)
+
+
+def copy_rate(device: str, megabytes: int = COPY_MEGABYTES, repeats: int = 5) -> float:
+    """GB/s (bytes read + written) of copying a tensor far larger than the caches, median of ``repeats``: the memory
+    roof of this process."""
+    source = torch.randn(megabytes * 2**20 // 4, device=device)
+    target = torch.empty_like(source)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        target.copy_(source)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 2 * source.numel() * 4 / statistics.median(times[1:]) / 1e9
 
 
 def sgemm_rate(device: str, size: int = SGEMM_SIZE, repeats: int = 5) -> float:
@@ -269,19 +339,35 @@ def peak_memory(args: argparse.Namespace, name: str, variant: str) -> int:
     return run_probe(command)
 
 
-def step_times(args: argparse.Namespace, name: str) -> tuple[dict[str, float], dict[str, float], float, int,
-                                                               dict[str, int], float]:
-    """Median step time and first-step time per variant, stock/ours output difference, parameter count, FLOPs of a
-    step per variant, and the sgemm GFLOP/s (median of measurements before, between and after the rounds)."""
+@dataclass
+class Measured:
+    """One config's figures in one process: per variant the median and first step times (s), FLOPs and bytes of a
+    step and its roofline bound (s); the stock/ours output difference, the parameter count of ours, and the roofs:
+    sgemm GFLOP/s and copy GB/s (medians of measurements before and between the rounds)."""
+
+    times: dict[str, float]
+    first: dict[str, float]
+    flops: dict[str, int]
+    bytes: dict[str, int]
+    roofline: dict[str, float]
+    difference: float
+    params: int
+    sgemm: float
+    copy: float
+
+
+def step_times(args: argparse.Namespace, name: str) -> Measured:
+    """Every variant's step, interleaved round by round, with the roofs measured before each round."""
     mixture, sources = make_batch(name, args)
     built = {variant: make_model(name, variant, args.device) for variant in args.variants}
     difference = max_relative_difference(built["stock"], built["ours"], mixture)
     steps = {variant: make_step(built[variant], mixture, sources, args, variant) for variant in args.variants}
     times: dict[str, list[float]] = {variant: [] for variant in args.variants}
     first: dict[str, float] = {}
-    rates = [sgemm_rate(args.device)]
+    rates, copies = [sgemm_rate(args.device)], [copy_rate(args.device)]
     for round_ in tqdm(range(args.repeats + 1), desc=f"{name}: rounds of {len(steps)} variants", file=sys.stderr):
         rates.append(sgemm_rate(args.device))
+        copies.append(copy_rate(args.device))
         for variant in args.variants:
             start = time.perf_counter()
             steps[variant]()
@@ -289,10 +375,14 @@ def step_times(args: argparse.Namespace, name: str) -> tuple[dict[str, float], d
                 times[variant].append(time.perf_counter() - start)
             else:
                 first[variant] = time.perf_counter() - start
-    params = sum(p.numel() for p in built["ours"].parameters())
-    flops = {variant: step_flops(steps[variant]) for variant in args.variants}
-    medians = {variant: statistics.median(times[variant]) for variant in args.variants}
-    return medians, first, difference, params, flops, statistics.median(rates)
+    sgemm, copy = statistics.median(rates), statistics.median(copies)
+    costs = {variant: step_costs(steps[variant]) for variant in args.variants}
+    return Measured(times={variant: statistics.median(times[variant]) for variant in args.variants}, first=first,
+                    flops={variant: sum(op[1] for op in costs[variant]) for variant in args.variants},
+                    bytes={variant: sum(op[2] for op in costs[variant]) for variant in args.variants},
+                    roofline={variant: roofline_bound(costs[variant], sgemm, copy) for variant in args.variants},
+                    difference=difference, params=sum(p.numel() for p in built["ours"].parameters()),
+                    sgemm=sgemm, copy=copy)
 
 
 def child_command(argv: list[str], policy: str, json_out: str, skip_memory: bool) -> list[str]:
@@ -316,21 +406,25 @@ def run_policies(args: argparse.Namespace, argv: list[str]) -> None:
             with open(json_out) as done:
                 results.append(json.load(done))
     print()
-    print(f"side by side (sgemm: {SGEMM_SIZE}^3 fp32 matrix product in the same process; bound: FLOPs at the sgemm "
-          f"rate; the recipe's policy: tools/env.sh leaves OMP_WAIT_POLICY to the user, so it runs as 'default' "
-          f"unless exported; tools/test.sh sets PASSIVE; this shell has "
+    print(f"side by side (sgemm: {SGEMM_SIZE}^3 fp32 matrix product, copy: a {COPY_MEGABYTES} MB tensor copied, "
+          f"both in the same process; FLOP bound: FLOPs at the sgemm rate; roofline: each op at the sgemm rate or "
+          f"the copy rate, the slower; the recipe's policy: tools/env.sh leaves OMP_WAIT_POLICY to the user, so it "
+          f"runs as 'default' unless exported; tools/test.sh sets PASSIVE; this shell has "
           f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')})")
     print(f"  {'policy':9}{'config':12}{'variant':22}{'step s':>8}{'vs stock':>10}{'GFLOP':>8}{'GFLOP/s':>9}"
-          f"{'sgemm':>7}{'of sgemm':>10}{'bound s':>9}{'step/bound':>12}{'load':>10}")
+          f"{'sgemm':>7}{'of sgemm':>10}{'FLOP bound':>11}{'step/it':>9}{'GB':>7}{'copy':>6}{'roofline':>10}"
+          f"{'step/it':>9}{'load':>10}")
     for result in results:
         for name, row in result["configs"].items():
             for variant in args.variants:
                 step, flops = row["times"][variant], row["flops"][variant]
                 achieved = flops / step / 1e9
                 bound = flops / (row["sgemm"] * 1e9)
+                roofline = row["roofline"][variant]
                 print(f"  {result['policy']:9}{name:12}{variant:22}{step:8.3f}{row['times']['stock'] / step:9.2f}x"
                       f"{flops / 1e9:8.1f}{achieved:9.1f}{row['sgemm']:7.0f}{achieved / row['sgemm']:10.3f}"
-                      f"{bound:9.3f}{step / bound:12.2f}{result['load'][0]:5.1f}-{result['load'][1]:.1f}")
+                      f"{bound:11.3f}{step / bound:9.2f}{row['bytes'][variant] / 1e9:7.1f}{row['copy']:6.1f}"
+                      f"{roofline:10.3f}{step / roofline:9.2f}{result['load'][0]:5.1f}-{result['load'][1]:.1f}")
     for name in args.configs:
         for result in results:
             row = result["configs"][name]
@@ -338,9 +432,11 @@ def run_policies(args: argparse.Namespace, argv: list[str]) -> None:
             print(f"{name}, {result['policy']}: ours {speedup:.2f}x stock (target >= {TARGET_SPEEDUP:g}x: "
                   f"{'met' if speedup >= TARGET_SPEEDUP else 'NOT met'})")
             if args.device == "cpu":
-                ratio = row["times"]["ours"] / (row["flops"]["ours"] / (row["sgemm"] * 1e9))
+                ratio = row["times"]["ours"] / row["roofline"]["ours"]
+                flop_ratio = row["times"]["ours"] / (row["flops"]["ours"] / (row["sgemm"] * 1e9))
                 print(f"{name}, {result['policy']}: ours {ratio:.2f}x its roofline bound (target <= "
-                      f"{TARGET_BOUND_RATIO:g}x: {'met' if ratio <= TARGET_BOUND_RATIO else 'NOT met'})")
+                      f"{TARGET_BOUND_RATIO:g}x: {'met' if ratio <= TARGET_BOUND_RATIO else 'NOT met'}); "
+                      f"{flop_ratio:.2f}x its FLOP bound alone (compute roof only, memory traffic free)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -357,14 +453,14 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()[0]
     rows = []
     for name in args.configs:
-        times, first, difference, params, flops, sgemm = step_times(args, name)
+        measured = step_times(args, name)
         memory = {variant: math.nan if args.skip_memory else peak_memory(args, name, variant)
                   for variant in args.variants}
-        rows.append((name, params, times, first, memory, difference, flops, sgemm))
+        rows.append((name, measured, memory))
     load_after = os.getloadavg()[0]
     with open(args.json_out, "w") as out:
         json.dump({"policy": args.policy_child, "load": [load_before, load_after],
-                   "configs": {row[0]: {"times": row[2], "flops": row[6], "sgemm": row[7]} for row in rows}}, out)
+                   "configs": {name: asdict(measured) for name, measured, _ in rows}}, out)
 
     what = "forward + PIT loss + backward" + (" + clip + Adam step" if args.optimizer_step else "")
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{os.cpu_count()} CPUs"
@@ -374,21 +470,24 @@ def main(argv: list[str] | None = None) -> None:
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     print(f"machine: {device}, torch {torch.__version__}, "
           f"1-min load average {load_before:.1f} before, {load_after:.1f} after")
-    for name, params, times, first, memory, difference, flops, sgemm in rows:
-        print(f"config {name} ({params / 1e6:.2f}M parameters; ours vs stock output difference {difference:.1e}; "
-              f"sgemm {sgemm:.0f} GFLOP/s)")
+    for name, measured, memory in rows:
+        times, flops = measured.times, measured.flops
+        print(f"config {name} ({measured.params / 1e6:.2f}M parameters; ours vs stock output difference "
+              f"{measured.difference:.1e}; sgemm {measured.sgemm:.0f} GFLOP/s, copy {measured.copy:.1f} GB/s)")
         print(f"  {'variant':26}{'step s':>9}{'vs stock':>10}{'vs ours':>9}{'1st step s':>12}{'peak MB':>10}"
-              f"{'mem vs ours':>13}{'GFLOP':>8}{'GFLOP/s':>9}{'of sgemm':>10}")
+              f"{'mem vs ours':>13}{'GFLOP':>8}{'GFLOP/s':>9}{'of sgemm':>10}{'GB':>7}{'roofline s':>12}")
         for variant in args.variants:
             achieved = flops[variant] / times[variant] / 1e9
             print(f"  {variant:26}{times[variant]:9.3f}{times['stock'] / times[variant]:9.2f}x"
-                  f"{times[variant] / times['ours']:9.3f}{first[variant]:12.1f}{memory[variant] / 2**20:10.0f}"
-                  f"{memory[variant] / memory['ours']:13.3f}{flops[variant] / 1e9:8.1f}{achieved:9.1f}"
-                  f"{achieved / sgemm:10.3f}")
+                  f"{times[variant] / times['ours']:9.3f}{measured.first[variant]:12.1f}"
+                  f"{memory[variant] / 2**20:10.0f}{memory[variant] / memory['ours']:13.3f}{flops[variant] / 1e9:8.1f}"
+                  f"{achieved:9.1f}{achieved / measured.sgemm:10.3f}{measured.bytes[variant] / 1e9:7.1f}"
+                  f"{measured.roofline[variant]:12.3f}")
     if args.device == "cpu" and max(load_before, load_after) > args.threads:
         print(f"WARNING: load average above {args.threads} threads: other processes share the cores, and the "
               f"timings are inflated, unevenly between the models; rerun on a quiet machine")
-    for name, _, times, _, memory, _, _, _ in rows:
+    for name, measured, memory in rows:
+        times = measured.times
         if args.device.startswith("cuda"):
             best = min(args.variants[1:], key=times.__getitem__)
             speedup = times["stock"] / times[best]
