@@ -7,7 +7,7 @@ import torch
 from asteroid.models import SuDORMRFImprovedNet, SuDORMRFNet
 from torch import nn
 
-from ugr.kernels import Bf16PointwiseConv1d, DepthwiseConv1d
+from ugr.kernels import Bf16PointwiseConv1d, DepthwiseConv1d, PointwiseConv1d
 from ugr.models import build_model
 
 TINY = {"n_src": 2, "bn_chan": 16, "num_blocks": 2, "n_filters": 32, "kernel_size": 16, "upsampling_depth": 3}
@@ -78,6 +78,46 @@ def test_u_blocks_use_the_depthwise_layer_with_the_stock_state_dict(arch, stock_
     mixture = torch.randn(2, 1000)
     with torch.no_grad():  # the same oneDNN forward: identical, not only close
         assert torch.equal(ours(mixture), stock(mixture))
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+@pytest.mark.parametrize("channels_in, channels_out, bias", [(128, 256, True), (256, 128, True), (7, 3, False)])
+def test_pointwise_layer_has_the_stock_layers_output_and_gradients(channels_in, channels_out, bias, dtype,
+                                                                    rtol) -> None:
+    torch.manual_seed(3)
+    stock = nn.Conv1d(channels_in, channels_out, 1, bias=bias).to(dtype)
+    fast = PointwiseConv1d.replacing(stock)
+    x = torch.randn(3, channels_in, 50, dtype=dtype)
+    grad_out = torch.randn(3, channels_out, 50, dtype=dtype)
+    expected = gradients(stock, x, grad_out)
+    for p in stock.parameters():
+        p.grad = None
+    found = gradients(fast, x, grad_out)
+    assert fast.weight is stock.weight and list(fast.state_dict()) == list(stock.state_dict())
+    assert found.keys() == expected.keys()
+    for key in expected:
+        assert max_relative_error(found[key], expected[key]) <= rtol, key
+
+
+def test_pointwise_layer_refuses_other_convolutions() -> None:
+    for kwargs in ({"kernel_size": 3}, {"kernel_size": 1, "groups": 2}, {"kernel_size": 1, "stride": 2}):
+        with pytest.raises(ValueError, match="1x1"):
+            PointwiseConv1d(4, 4, **kwargs)
+
+
+@pytest.mark.parametrize("arch", ["sudormrf", "sudormrf_improved"])
+def test_maskers_pointwise_convolutions_use_the_pointwise_layer_unless_in_bf16(arch) -> None:
+    stock_class = SuDORMRFNet if arch == "sudormrf" else SuDORMRFImprovedNet
+    torch.manual_seed(0)
+    stock = stock_class(**TINY)
+    expected = [name for name, m in stock.masker.named_modules()
+                if type(m) is nn.Conv1d and m.kernel_size == (1,) and m.groups == 1]
+    ours = build_model({"arch": arch, **TINY})
+    assert expected and [name for name, m in ours.masker.named_modules() if type(m) is PointwiseConv1d] == expected
+    if arch == "sudormrf":
+        in_bf16 = build_model({"arch": arch, **TINY, "bf16_pointwise": True})
+        assert not any(isinstance(m, PointwiseConv1d) for m in in_bf16.modules())
+        assert [name for name, m in in_bf16.masker.named_modules() if type(m) is Bf16PointwiseConv1d] == expected
 
 
 def test_model_gradients_equal_stock_asteroids() -> None:
