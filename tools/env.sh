@@ -7,9 +7,10 @@
 # rebuilds it under them (it refuses, saying so).
 #
 # OpenMP's wait policy is left to the user. On a machine to itself the default
-# (threads spin briefly while waiting) trains fastest: a CPU-preset step took
-# 0.31 s, against 0.76 s with OMP_WAIT_POLICY=PASSIVE (bench/model_speed.py, 2
-# quiet cores). When other jobs share the cores, spinning threads can make steps
+# (threads spin briefly while waiting) trains fastest: a CPU-preset step at the
+# recipe's batch of 16 took 1.18 s, against 1.45 s with OMP_WAIT_POLICY=PASSIVE
+# (bench/model_speed.py --configs cpu_preset --batch 16, 2 cores, load 0.6-1.6,
+# 2026-12-07). When other jobs share the cores, spinning threads can make steps
 # 10-30x slower: export OMP_WAIT_POLICY=PASSIVE then (tools/test.sh does, as its
 # tests run side by side).
 ugr_tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
