@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from asteroid.models import SuDORMRFImprovedNet, SuDORMRFNet
+from asteroid_filterbanks import make_enc_dec
 from torch import nn
 
-from ugr.kernels import Bf16PointwiseConv1d, DepthwiseConv1d, PointwiseConv1d
+from ugr.kernels import Bf16PointwiseConv1d, DepthwiseConv1d, OverlapAddDecoder, PointwiseConv1d, overlap_add
 from ugr.models import build_model
 
 TINY = {"n_src": 2, "bn_chan": 16, "num_blocks": 2, "n_filters": 32, "kernel_size": 16, "upsampling_depth": 3}
@@ -76,8 +77,11 @@ def test_u_blocks_use_the_depthwise_layer_with_the_stock_state_dict(arch, stock_
     assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in stock.state_dict().items()]
     ours.load_state_dict(stock.state_dict())
     mixture = torch.randn(2, 1000)
-    with torch.no_grad():  # the same oneDNN forward: identical, not only close
-        assert torch.equal(ours(mixture), stock(mixture))
+    with torch.no_grad():
+        representation = stock.forward_encoder(mixture.unsqueeze(1))
+        # The masker runs the same oneDNN forward: identical, not only close; the decoder adds in another order.
+        assert torch.equal(ours.forward_masker(representation), stock.forward_masker(representation))
+        assert max_relative_error(ours(mixture), stock(mixture)) <= 1e-6
 
 
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
@@ -118,6 +122,47 @@ def test_maskers_pointwise_convolutions_use_the_pointwise_layer_unless_in_bf16(a
         in_bf16 = build_model({"arch": arch, **TINY, "bf16_pointwise": True})
         assert not any(isinstance(m, PointwiseConv1d) for m in in_bf16.modules())
         assert [name for name, m in in_bf16.masker.named_modules() if type(m) is Bf16PointwiseConv1d] == expected
+
+
+# (taps, hop, padding, output_padding): Sudo rm -rf's decoder (21 taps, hop 10, padding 10, output padding 9)
+# first, then Conv-TasNet's (16, 8, no padding), a hop that divides the taps, a single hop, a hop longer than the taps.
+DECODERS = [(21, 10, 10, 9), (16, 8, 0, 0), (12, 4, 3, 1), (5, 1, 2, 0), (3, 4, 0, 2)]
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+@pytest.mark.parametrize("taps, hop, padding, output_padding", DECODERS)
+def test_overlap_add_is_the_transposed_convolution_with_its_gradients(taps, hop, padding, output_padding, dtype,
+                                                                      rtol) -> None:
+    torch.manual_seed(4)
+    frames = torch.randn(3, 8, 40, dtype=dtype, requires_grad=True)
+    filters = torch.randn(8, 1, taps, dtype=dtype, requires_grad=True)
+    expected = torch.nn.functional.conv_transpose1d(frames, filters, stride=hop, padding=padding,
+                                                    output_padding=output_padding)
+    grad_out = torch.randn_like(expected)
+    expected_grads = torch.autograd.grad(expected, (frames, filters), grad_out)
+    found = overlap_add(frames, filters, hop, padding, output_padding)
+    found_grads = torch.autograd.grad(found, (frames, filters), grad_out)
+    assert max_relative_error(found, expected) <= rtol
+    for got, want in zip(found_grads, expected_grads):
+        assert max_relative_error(got, want) <= rtol
+
+
+def test_overlap_add_decoder_is_the_stock_decoder_for_every_input_shape() -> None:
+    torch.manual_seed(5)
+    _, stock = make_enc_dec("free", n_filters=16, kernel_size=21, stride=10, padding=10, output_padding=9)
+    fast = OverlapAddDecoder.replacing(stock)
+    assert fast.filterbank is stock.filterbank and list(fast.state_dict()) == list(stock.state_dict())
+    for shape, length in (((3, 16, 30), None), ((2, 2, 16, 30), None), ((2, 2, 16, 30), 250), ((16, 30), None)):
+        spec = torch.randn(*shape)
+        with torch.no_grad():
+            expected, found = stock(spec, length), fast(spec, length)
+        assert found.shape == expected.shape and max_relative_error(found, expected) <= 1e-6, shape
+
+
+@pytest.mark.parametrize("arch", ["sudormrf", "sudormrf_improved"])
+def test_u_block_models_decode_by_overlap_add_and_other_filterbanks_stay_stock(arch) -> None:
+    assert type(build_model({"arch": arch, **TINY}).decoder) is OverlapAddDecoder
+    assert type(build_model({"arch": arch, **TINY, "fb_name": "param_sinc"}).decoder) is not OverlapAddDecoder
 
 
 def test_model_gradients_equal_stock_asteroids() -> None:
