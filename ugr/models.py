@@ -43,8 +43,9 @@ channel, which with passive OpenMP threads (the test suite's
 ``ugr.kernels.DepthwiseConv1d`` computes the same gradient as one depthwise
 convolution over batch x channels and keeps the ``Conv1d``'s parameters and
 ``state_dict`` keys. The masker's 1x1 convolutions are
-``ugr.kernels.PointwiseConv1d`` for the same reason: on CPU their gradients
-as batched matrix products made the CPU preset's step 3-7 % shorter
+``ugr.kernels.PointwiseConv1d``: oneDNN's backward of them ran at about 105
+GFLOP/s, and their gradients as batched matrix products made the CPU preset's
+step 3-7 % shorter
 (same parameters and keys), and the decoder is ``ugr.kernels.OverlapAddDecoder``
 (its transposed convolution as one matrix product and a few shifted adds,
 2.3x faster alone; same filterbank).
