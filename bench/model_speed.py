@@ -294,33 +294,31 @@ def roofline_bound(costs: list[tuple[str, int, int]], gflops: float, gbytes: flo
     return sum(max(flops / (gflops * 1e9), moved / (gbytes * 1e9)) for _, flops, moved in costs)
 
 
+def median_seconds(work: Callable[[], Any], device: str, repeats: int) -> float:
+    """Median wall time of ``repeats`` calls of ``work`` after one warm-up call (CUDA: synchronised)."""
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        work()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
 def copy_rate(device: str, megabytes: int = COPY_MEGABYTES, repeats: int = 5) -> float:
     """GB/s (bytes read + written) of copying a tensor far larger than the caches, median of ``repeats``: the memory
     roof of this process."""
     source = torch.randn(megabytes * 2**20 // 4, device=device)
     target = torch.empty_like(source)
-    times = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        target.copy_(source)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return 2 * source.numel() * 4 / statistics.median(times[1:]) / 1e9
+    return 2 * source.numel() * 4 / median_seconds(lambda: target.copy_(source), device, repeats) / 1e9
 
 
 def sgemm_rate(device: str, size: int = SGEMM_SIZE, repeats: int = 5) -> float:
     """GFLOP/s of a square fp32 matrix product, median of ``repeats``: the compute roof of this process."""
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
-    times = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return 2 * size ** 3 / statistics.median(times[1:]) / 1e9
+    return 2 * size ** 3 / median_seconds(lambda: torch.mm(a, b), device, repeats) / 1e9
 
 
 def memory_probe(args: argparse.Namespace) -> None:

@@ -66,6 +66,12 @@ def depthwise_weight_grad(grad_out: Tensor, x: Tensor, taps: int, stride: int, p
     return per_row.reshape(batch, channels, taps).sum(0).unsqueeze(1)
 
 
+def cpu_kernel_applies(x: Tensor, dtype: torch.dtype, dims: tuple[int, ...]) -> bool:
+    """Whether a layer here computes ``x`` with its CPU kernel: a CPU tensor of the layer's dtype with one of
+    ``dims`` dimensions, outside CPU autocast; else the layer is the stock one (measured on CPU only)."""
+    return x.device.type == "cpu" and x.dim() in dims and x.dtype == dtype and not torch.is_autocast_enabled("cpu")
+
+
 class _DepthwiseConv1dFunction(torch.autograd.Function):
     """``F.conv1d`` with groups = channels; the backward of ``DepthwiseConv1d`` (module docstring)."""
 
@@ -179,7 +185,7 @@ class PointwiseConv1d(nn.Conv1d):
         return fast
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.device.type != "cpu" or x.dim() != 3 or x.dtype != self.weight.dtype or torch.is_autocast_enabled("cpu"):
+        if not cpu_kernel_applies(x, self.weight.dtype, dims=(3,)):
             return super().forward(x)
         return _PointwiseConv1dFunction.apply(x, self.weight, self.bias)
 
@@ -235,7 +241,7 @@ def overlap_add(frames: Tensor, filters: Tensor, hop: int, padding: int, output_
     blocks = products.view(batch, pieces, hop, n_frames).transpose(2, 3)    # (N, R, T, hop)
     summed = sum(F.pad(blocks[:, r], (0, 0, r, pieces - 1 - r)) for r in range(pieces))  # (N, T + R - 1, hop)
     out = summed.reshape(batch, 1, (n_frames + pieces - 1) * hop)
-    end = padding + (n_frames - 1) * hop - 2 * padding + taps + output_padding
+    end = (n_frames - 1) * hop - padding + taps + output_padding  # padding + the transposed convolution's length
     if end > out.shape[-1]:
         out = F.pad(out, (0, end - out.shape[-1]))
     return out[..., padding:end]
@@ -257,8 +263,7 @@ class OverlapAddDecoder(Decoder):
 
     def forward(self, spec: Tensor, length: int | None = None) -> Tensor:
         filters = self.get_filters()
-        if (spec.device.type != "cpu" or spec.dim() not in (3, 4) or spec.dtype != filters.dtype
-                or torch.is_autocast_enabled("cpu")):
+        if not cpu_kernel_applies(spec, filters.dtype, dims=(3, 4)):
             return super().forward(spec, length)
         spec = self.filterbank.pre_synthesis(spec)
         wav = overlap_add(spec.reshape((-1,) + spec.shape[-2:]), filters, self.stride, self.padding,
@@ -266,6 +271,4 @@ class OverlapAddDecoder(Decoder):
         if spec.dim() == 4:
             wav = wav.view(spec.shape[:-2] + (-1,))
         wav = self.filterbank.post_synthesis(wav)
-        if length is not None:
-            return wav[..., :min(length, wav.shape[-1])]
-        return wav
+        return wav if length is None else wav[..., :length]
