@@ -8,7 +8,8 @@ from asteroid.models import SuDORMRFImprovedNet, SuDORMRFNet
 from asteroid_filterbanks import make_enc_dec
 from torch import nn
 
-from ugr.kernels import Bf16PointwiseConv1d, DepthwiseConv1d, OverlapAddDecoder, PointwiseConv1d, overlap_add
+from ugr import kernels
+from ugr.kernels import Bf16PointwiseConv1d, DepthwiseConv1d, OverlapAddDecoder, PointwiseConv1d, PReLU, overlap_add
 from ugr.models import build_model
 
 TINY = {"n_src": 2, "bn_chan": 16, "num_blocks": 2, "n_filters": 32, "kernel_size": 16, "upsampling_depth": 3}
@@ -19,12 +20,12 @@ def max_relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return ((actual - expected).abs().max() / expected.abs().max()).item()
 
 
-def gradients(layer: nn.Conv1d, x: torch.Tensor, grad_out: torch.Tensor) -> dict[str, torch.Tensor]:
+def gradients(layer: nn.Module, x: torch.Tensor, grad_out: torch.Tensor) -> dict[str, torch.Tensor]:
     x = x.clone().requires_grad_(True)
     out = layer(x)
     out.backward(grad_out)
     found = {"output": out.detach(), "input": x.grad, "weight": layer.weight.grad}
-    if layer.bias is not None:
+    if getattr(layer, "bias", None) is not None:
         found["bias"] = layer.bias.grad
     return found
 
@@ -122,6 +123,45 @@ def test_maskers_pointwise_convolutions_use_the_pointwise_layer_unless_in_bf16(a
         in_bf16 = build_model({"arch": arch, **TINY, "bf16_pointwise": True})
         assert not any(isinstance(m, PointwiseConv1d) for m in in_bf16.modules())
         assert [name for name, m in in_bf16.masker.named_modules() if type(m) is Bf16PointwiseConv1d] == expected
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+@pytest.mark.parametrize("slopes", [24, 1])
+@pytest.mark.parametrize("chunk_bytes", [kernels.PRELU_CHUNK_BYTES, 3000])  # one chunk; chunks of 2 of 5 items
+def test_prelu_layer_has_the_stock_layers_output_and_gradients(slopes, chunk_bytes, dtype, rtol, monkeypatch) -> None:
+    monkeypatch.setattr(kernels, "PRELU_CHUNK_BYTES", chunk_bytes)
+    torch.manual_seed(6)
+    stock = nn.PReLU(slopes, init=0.3).to(dtype)
+    with torch.no_grad():
+        stock.weight.uniform_(-0.5, 1.5)  # slopes of either sign, above and below lerp's 0.5 switch
+    fast = PReLU.replacing(stock)
+    x = torch.randn(5, 24, 16, dtype=dtype)
+    x[0, 0, :4] = 0.0  # PReLU's gradient at 0 is the slope's side
+    grad_out = torch.randn(5, 24, 16, dtype=dtype)
+    expected = gradients(stock, x, grad_out)
+    stock.weight.grad = None
+    found = gradients(fast, x, grad_out)
+    assert fast.weight is stock.weight and list(fast.state_dict()) == list(stock.state_dict())
+    for key in expected:
+        assert max_relative_error(found[key], expected[key]) <= rtol, key
+
+
+def test_prelu_layer_is_the_stock_layer_for_other_shapes() -> None:
+    stock = nn.PReLU(6)
+    fast = PReLU.replacing(stock)
+    for shape in ((4, 6), (2, 6, 3, 5)):
+        x = torch.randn(*shape)
+        assert torch.equal(fast(x), stock(x)), shape
+
+
+@pytest.mark.parametrize("arch", ["sudormrf", "sudormrf_improved"])
+def test_maskers_prelus_use_the_prelu_layer(arch) -> None:
+    stock_class = SuDORMRFNet if arch == "sudormrf" else SuDORMRFImprovedNet
+    torch.manual_seed(0)
+    expected = [name for name, m in stock_class(**TINY).masker.named_modules() if type(m) is nn.PReLU]
+    ours = build_model({"arch": arch, **TINY})
+    assert expected and [name for name, m in ours.masker.named_modules() if type(m) is PReLU] == expected
+    assert not any(type(m) is nn.PReLU for m in ours.modules())
 
 
 # (taps, hop, padding, output_padding): Sudo rm -rf's decoder (21 taps, hop 10, padding 10, output padding 9)

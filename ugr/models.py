@@ -60,7 +60,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from numbers import Real
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -71,7 +71,7 @@ from asteroid_filterbanks.free_fb import FreeFB
 from torch import Tensor, nn
 
 from ugr.checks import Check, boolean, one_of, positive_int, positive_number
-from ugr.kernels import Bf16PointwiseConv1d, DepthwiseConv1d, OverlapAddDecoder, PointwiseConv1d
+from ugr.kernels import Bf16PointwiseConv1d, DepthwiseConv1d, OverlapAddDecoder, PointwiseConv1d, PReLU
 
 ARCHS = {"sudormrf": SuDORMRFNet, "sudormrf_improved": SuDORMRFImprovedNet, "convtasnet": ConvTasNet,
          "dprnntasnet": DPRNNTasNet}
@@ -329,16 +329,23 @@ def build_model(cfg: Mapping[str, Any] | None = None) -> nn.Module:
             use_bf16_pointwise(model)
         for parent, name in _pointwise_convs(model.masker):  # those not in bf16
             setattr(parent, name, PointwiseConv1d.replacing(getattr(parent, name)))
+        for parent, name in _children(model.masker, lambda child: type(child) is nn.PReLU):
+            setattr(parent, name, PReLU.replacing(getattr(parent, name)))
         if type(model.decoder) is Decoder and type(model.decoder.filterbank) is FreeFB:
             model.decoder = OverlapAddDecoder.replacing(model.decoder)
     return model
 
 
+def _children(module: nn.Module, wanted: Callable[[nn.Module], bool]) -> list[tuple[nn.Module, str]]:
+    """(parent, attribute) of every layer inside ``module`` for which ``wanted`` is true: what to replace."""
+    return [(parent, name) for parent in module.modules() for name, child in parent.named_children() if wanted(child)]
+
+
 def _pointwise_convs(masker: nn.Module) -> list[tuple[nn.Module, str]]:
     """(parent, attribute) of every stock 1x1 ``nn.Conv1d`` of the masker (bottleneck, U-block projections, mask head)."""
-    return [(parent, name) for parent in masker.modules() for name, child in parent.named_children()
-            if type(child) is nn.Conv1d and child.kernel_size == (1,) and child.groups == 1 and child.stride == (1,)
-            and child.padding == (0,) and child.dilation == (1,)]
+    return _children(masker, lambda child: type(child) is nn.Conv1d and child.kernel_size == (1,)
+                     and child.groups == 1 and child.stride == (1,) and child.padding == (0,)
+                     and child.dilation == (1,))
 
 
 def use_bf16_pointwise(model: nn.Module) -> None:
