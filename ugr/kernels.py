@@ -36,11 +36,13 @@ within this machine's drift in some runs).
 ``PReLU``: every U-block's norm is followed by a ``PReLU`` (12 in the CPU
 preset). Its native CPU backward writes the input gradient and a per-element
 slope gradient, then sums the latter: 10.5 ms a call in the step for 16 x 256
-x 1600 (the two tensors' roof is about 2.4 ms), 7 % of the step. The same
-gradients as ``threshold_backward`` (the ReLU's), a ``lerp`` to the slope
-and a sum of ``grad * min(x, 0)``, one batch item at a time so that the
-temporaries stay in cache (``prelu_backward``), took 4.2 against 18.9 ms
-alone (2026-12-07, AVX2, 2 threads).
+x 1600 (reading and writing its tensors once takes about 2.4 ms), about 11 %
+of the step with the other shapes. The same gradients as
+``threshold_backward`` (the ReLU's), a ``lerp`` to the slope and a sum of
+``grad * min(x, 0)``, 2 MB of batch items at a time so that the temporaries
+stay in cache (``prelu_backward``), took 4.2 against 19.0 ms alone with
+spinning threads and 8.3 against 19.2 ms under PASSIVE (2026-12-07, AVX2, 2
+threads); the whole step 0.99-1.11x less, near the machine's drift.
 """
 from __future__ import annotations
 
