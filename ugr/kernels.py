@@ -41,8 +41,8 @@ of the step with the other shapes. The same gradients as
 ``threshold_backward`` (the ReLU's), a ``lerp`` to the slope and a sum of
 ``grad * min(x, 0)``, 2 MB of batch items at a time so that the temporaries
 stay in cache (``prelu_backward``), took 4.2 against 19.0 ms alone with
-spinning threads and 8.3 against 19.2 ms under PASSIVE (2026-12-07, AVX2, 2
-threads); the whole step 0.99-1.11x less, near the machine's drift.
+spinning threads and 8.3 against 19.2 ms under PASSIVE (2026-12-07, AVX-512,
+2 threads); the whole step 0.99-1.11x less, near the machine's drift.
 """
 from __future__ import annotations
 
