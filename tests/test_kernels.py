@@ -154,6 +154,14 @@ def test_prelu_layer_is_the_stock_layer_for_other_shapes() -> None:
         assert torch.equal(fast(x), stock(x)), shape
 
 
+def test_prelu_layer_takes_an_empty_batch_like_the_stock_layer() -> None:
+    stock = nn.PReLU(6)
+    fast = PReLU.replacing(stock)
+    x = torch.randn(0, 6, 5, requires_grad=True)
+    fast(x).sum().backward()
+    assert x.grad.shape == x.shape and torch.equal(stock.weight.grad, torch.zeros(6))
+
+
 @pytest.mark.parametrize("arch", ["sudormrf", "sudormrf_improved"])
 def test_maskers_prelus_use_the_prelu_layer(arch) -> None:
     stock_class = SuDORMRFNet if arch == "sudormrf" else SuDORMRFImprovedNet

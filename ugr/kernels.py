@@ -304,7 +304,7 @@ def prelu_backward(grad_out: Tensor, x: Tensor, weight: Tensor) -> tuple[Tensor,
     slopes = weight.numel()
     slope = weight.reshape(1, slopes, 1)
     reduced = (2,) if slopes > 1 else (1, 2)
-    rows = max(1, PRELU_CHUNK_BYTES // max(1, x[0].numel() * x.element_size()))
+    rows = max(1, PRELU_CHUNK_BYTES // max(1, x.shape[1] * x.shape[2] * x.element_size()))
     grad_x = torch.empty_like(x)
     per_item = x.new_empty(batch, slopes)
     for start in range(0, batch, rows):
