@@ -283,11 +283,6 @@ def step_costs(step: Callable[[], None]) -> list[tuple[str, int, int]]:
     return costs.ops
 
 
-def step_flops(step: Callable[[], None]) -> int:
-    """FLOPs of one call of ``step``: FlopCounterMode's count, with ``conv_backward_flop`` for the backward."""
-    return sum(flops for _, flops, _ in step_costs(step))
-
-
 def roofline_bound(costs: list[tuple[str, int, int]], gflops: float, gbytes: float) -> float:
     """Seconds a step cannot beat when each op runs at the compute roof (sgemm) or the memory roof (copy), the
     slower of the two: ``sum over ops of max(FLOPs / sgemm rate, bytes / copy rate)``."""

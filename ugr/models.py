@@ -324,30 +324,34 @@ def build_model(cfg: Mapping[str, Any] | None = None) -> nn.Module:
         elif mask_layer == "fast":
             model.masker.m = ToeplitzMaskConv2d.replacing(model.masker.m)
     if arch in U_BLOCK_ARCHS:
-        for block in model.masker.sm:
-            for layer in block.spp_dw:  # asteroid's _DilatedConvNorm: the depthwise conv, then its norm
-                layer.conv = DepthwiseConv1d.replacing(layer.conv)
+        _replace_layers(model.masker, _is_depthwise_conv, DepthwiseConv1d.replacing)  # the U-blocks' spp_dw convs
         if bf16_pointwise:
             use_bf16_pointwise(model)
-        for parent, name in _pointwise_convs(model.masker):  # those not in bf16
-            setattr(parent, name, PointwiseConv1d.replacing(getattr(parent, name)))
-        for parent, name in _children(model.masker, lambda child: type(child) is nn.PReLU):
-            setattr(parent, name, PReLU.replacing(getattr(parent, name)))
+        _replace_layers(model.masker, _is_pointwise_conv, PointwiseConv1d.replacing)  # those not in bf16
+        _replace_layers(model.masker, lambda layer: type(layer) is nn.PReLU, PReLU.replacing)
         if type(model.decoder) is Decoder and type(model.decoder.filterbank) is FreeFB:
             model.decoder = OverlapAddDecoder.replacing(model.decoder)
     return model
 
 
-def _children(module: nn.Module, wanted: Callable[[nn.Module], bool]) -> list[tuple[nn.Module, str]]:
-    """(parent, attribute) of every layer inside ``module`` for which ``wanted`` is true: what to replace."""
-    return [(parent, name) for parent in module.modules() for name, child in parent.named_children() if wanted(child)]
+def _replace_layers(module: nn.Module, wanted: Callable[[nn.Module], bool],
+                    replacement: Callable[[nn.Module], nn.Module]) -> None:
+    """Every layer inside ``module`` for which ``wanted`` is true becomes ``replacement(layer)``, in place."""
+    found = [(parent, name) for parent in module.modules() for name, child in parent.named_children() if wanted(child)]
+    for parent, name in found:
+        setattr(parent, name, replacement(getattr(parent, name)))
 
 
-def _pointwise_convs(masker: nn.Module) -> list[tuple[nn.Module, str]]:
-    """(parent, attribute) of every stock 1x1 ``nn.Conv1d`` of the masker (bottleneck, U-block projections, mask head)."""
-    return _children(masker, lambda child: type(child) is nn.Conv1d and child.kernel_size == (1,)
-                     and child.groups == 1 and child.stride == (1,) and child.padding == (0,)
-                     and child.dilation == (1,))
+def _is_depthwise_conv(layer: nn.Module) -> bool:
+    """A stock depthwise ``nn.Conv1d`` (groups = in = out channels): in the Sudo rm -rf maskers, the U-blocks'."""
+    return (type(layer) is nn.Conv1d and layer.groups == layer.in_channels == layer.out_channels > 1
+            and layer.padding_mode == "zeros")
+
+
+def _is_pointwise_conv(layer: nn.Module) -> bool:
+    """A stock 1x1 ``nn.Conv1d``: in the maskers, the bottleneck, the U-block projections and the mask head."""
+    return (type(layer) is nn.Conv1d and layer.kernel_size == (1,) and layer.groups == 1 and layer.stride == (1,)
+            and layer.padding == (0,) and layer.dilation == (1,))
 
 
 def use_bf16_pointwise(model: nn.Module) -> None:
@@ -357,8 +361,7 @@ def use_bf16_pointwise(model: nn.Module) -> None:
     bf16 hardware is several times faster), the norms, activations, depthwise
     convolutions, encoder, decoder and loss stay fp32.
     """
-    for parent, name in _pointwise_convs(model.masker):
-        setattr(parent, name, Bf16PointwiseConv1d.replacing(getattr(parent, name)))
+    _replace_layers(model.masker, _is_pointwise_conv, Bf16PointwiseConv1d.replacing)
     model.masker.m.product_dtype = torch.bfloat16
 
 
