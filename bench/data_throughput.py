@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def data_rate(data_dir: Path, seconds: float, segment: float, sample_rate: int) -> float:
-    base = config.load(ROOT / "egs" / "wsj0_esc50" / "conf" / "base_cpu.yaml").data
+    base = config.load(ROOT / "egs" / "wsj0_esc50" / "conf" / "cpu" / "base_cpu.yaml").data
     settings = MixingSettings.from_config(dataclasses.replace(
         base, sample_rate=sample_rate, segment=segment, snr_range=[-5, 5], priors={"speech+env": 1, "env+env": 1},
         normalize=False, seed=0))

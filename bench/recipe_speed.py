@@ -55,7 +55,7 @@ class StepClock(Callback):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=Path("egs/wsj0_esc50/conf/baseline_cpu.yaml"),
+    parser.add_argument("--config", type=Path, default=Path("egs/wsj0_esc50/conf/cpu/baseline_cpu.yaml"),
                         help="experiment config (default: %(default)s)")
     parser.add_argument("--override", action="append", default=[], help="SECTION.KEY=VALUE ..., as ugr.train")
     parser.add_argument("--data", type=Path, default=Path("egs/wsj0_esc50/data"),

@@ -26,7 +26,7 @@ from ugr import checkpoints, config, separate
 from ugr.experiment_dir import ExperimentDir
 from ugr.models import CPU_PRESET
 
-CONF = Path(__file__).resolve().parents[1] / "egs" / "wsj0_esc50" / "conf" / "base_gpu.yaml"
+CONF = Path(__file__).resolve().parents[1] / "egs" / "wsj0_esc50" / "conf" / "gpu" / "base_gpu.yaml"
 MODELS = {"default": {}, "cpu_preset": CPU_PRESET}
 
 

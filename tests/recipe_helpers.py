@@ -20,7 +20,7 @@ TINY_SIZES: dict[str, Any] = {
     "training": {"batch_size": 4, "epochs": 3, "num_workers": 0, "valid_batch_size": 4},
     "scoring": {"average_last_k": 2},
 }
-TINY: dict[str, Any] = {"inherit": "base_cpu.yaml", **TINY_SIZES}
+TINY: dict[str, Any] = {"inherit": "cpu/base_cpu.yaml", **TINY_SIZES}  # written as conf/tiny.yaml
 EXPERIMENTS = "tiny tiny_robust"
 
 
@@ -44,7 +44,8 @@ def run_recipe(recipe: Path, *args: str, check: bool = True, timeout: float = 60
 def copy_recipe(root: Path, name: str = "mycopy", tiny: dict[str, Any] | None = TINY,
                 recipe: str = "wsj0_esc50") -> Path:
     """`cp -r egs/RECIPE egs/NAME` in a tree ROOT whose tools/ and egs/TEMPLATE are the project's; with ``tiny``,
-    adds conf/tiny.yaml and conf/tiny_robust.yaml (the same, robust weighting)."""
+    adds conf/tiny.yaml and, in a folder of conf/ as the shipped configs are, conf/tiny/tiny_robust.yaml (the same,
+    robust weighting): the experiments tiny and tiny_robust."""
     if not (root / "tools").exists():
         (root / "tools").symlink_to(ROOT / "tools")
     (root / "egs").mkdir(exist_ok=True)
@@ -56,8 +57,9 @@ def copy_recipe(root: Path, name: str = "mycopy", tiny: dict[str, Any] | None = 
         subprocess.run(["rm", "-rf", str(copy / generated)], check=True)
     if tiny is not None:
         (copy / "conf" / "tiny.yaml").write_text(yaml.safe_dump(tiny))
-        robust = {"inherit": "tiny.yaml", "weighting": {"type": "robust", "alpha": 0.2}}
-        (copy / "conf" / "tiny_robust.yaml").write_text(yaml.safe_dump(robust))
+        robust = {"inherit": "../tiny.yaml", "weighting": {"type": "robust", "alpha": 0.2}}
+        (copy / "conf" / "tiny").mkdir()
+        (copy / "conf" / "tiny" / "tiny_robust.yaml").write_text(yaml.safe_dump(robust))
     return copy
 
 

@@ -14,7 +14,7 @@ from ugr.data.eval_list import lists_dir, lists_key
 
 EGS = Path(__file__).resolve().parents[1] / "egs"
 CONF_DIR = EGS / "wsj0_esc50" / "conf"
-SHIPPED = sorted(EGS.glob("*/conf/*.yaml"))
+SHIPPED = sorted(EGS.glob("*/conf/**/*.yaml"))  # every folder of conf/ (cpu/, gpu/, paper/, study/)
 
 
 def _write(folder: Path, name: str, content: dict) -> Path:
@@ -26,10 +26,10 @@ def _write(folder: Path, name: str, content: dict) -> Path:
 @pytest.fixture
 def base(tmp_path) -> Path:
     """A copy of the CPU preset resolved into one file, so tests edit plain dicts."""
-    return _write(tmp_path, "base.yaml", config.load(CONF_DIR / "base_cpu.yaml").to_dict())
+    return _write(tmp_path, "base.yaml", config.load(CONF_DIR / "cpu" / "base_cpu.yaml").to_dict())
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=[f"{p.parent.parent.name}/{p.stem}" for p in SHIPPED])
+@pytest.mark.parametrize("path", SHIPPED, ids=[str(p.relative_to(EGS)) for p in SHIPPED])
 def test_every_shipped_config_is_valid(path):
     cfg = config.load(path)
     assert set(cfg.to_dict()) == set(config.SECTIONS)
@@ -49,15 +49,15 @@ def test_the_config_is_typed_and_frozen(base):
 
 
 def test_paper_settings_and_cpu_preset():
-    gpu = config.load(CONF_DIR / "robust_a15.yaml")
+    gpu = config.load(CONF_DIR / "gpu" / "robust_a15.yaml")
     assert gpu.data.segment == 4.0 and gpu.training.batch_size == 28
     assert gpu.model.options["num_blocks"] == 16 and gpu.model.options["n_filters"] == 512
     assert gpu.to_dict()["weighting"] == {"type": "robust", "alpha": pytest.approx(1 / 15), "granularity": "source"}
     assert gpu.weighting.alpha == pytest.approx(1 / 15) and gpu.weighting.granularity == "source"
     assert gpu.training.lr == 0.001 and gpu.training.clip == 5.0
-    speech = config.load(CONF_DIR / "class_speech3.yaml")
+    speech = config.load(CONF_DIR / "gpu" / "class_speech3.yaml")
     assert speech.weighting.gamma == {"speech": 3.0} and speech.data.priors == {"speech+env": 1.0}
-    cpu = config.load(CONF_DIR / "robust_a5_cpu.yaml")
+    cpu = config.load(CONF_DIR / "cpu" / "robust_a5_cpu.yaml")
     assert cpu.model.options["mask_layer"] == "fast" and cpu.data.priors == {"env+env": 1.0}
 
 

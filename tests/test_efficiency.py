@@ -74,7 +74,7 @@ def test_checkpointed_blocks_are_recomputed_in_the_backward_only():
 
 
 def test_activation_checkpointing_needs_u_blocks():
-    cfg = load(CONF_DIR / "baseline_cpu.yaml").to_dict()
+    cfg = load(CONF_DIR / "cpu" / "baseline_cpu.yaml").to_dict()
     cfg["training"]["activation_checkpointing"] = True
     cfg["model"] = {"arch": "convtasnet", "n_blocks": 1, "n_repeats": 1}
     with pytest.raises(ConfigError, match="mine.yaml: training.activation_checkpointing.*convtasnet.*set it to false"):
@@ -123,7 +123,7 @@ def test_keeping_freed_memory_stops_the_page_faults_of_repeated_allocations():
 @pytest.mark.parametrize("key", ["compile", "tf32", "activation_checkpointing", "keep_freed_memory"])
 def test_speed_settings_are_validated(key):
     with pytest.raises(ConfigError, match=f"training.{key} must be true or false"):
-        load(CONF_DIR / "baseline_cpu.yaml", parse_overrides([f"training.{key}=yes please"]))
+        load(CONF_DIR / "cpu" / "baseline_cpu.yaml", parse_overrides([f"training.{key}=yes please"]))
 
 
 def test_tf32_is_set_both_ways():
@@ -138,7 +138,9 @@ def test_tf32_is_set_both_ways():
 
 
 def test_shipped_cpu_and_gpu_bases_choose_every_setting():
-    for base in sorted(CONF_DIR.parents[1].glob("*/conf/base_*.yaml")):
+    bases = sorted(CONF_DIR.parents[1].glob("*/conf/*/base_*.yaml"))  # conf/cpu/base_cpu.yaml, conf/gpu/base_gpu.yaml
+    assert len(bases) == 6  # two per recipe
+    for base in bases:
         training = load(base).to_dict()["training"]
         assert {"compile", "tf32", "activation_checkpointing", "log_every_n_steps",
                 "keep_freed_memory"} <= set(training), base

@@ -41,7 +41,7 @@ NUMBERS = st.one_of(st.integers(-10, 10 ** 6).map(str), st.floats(allow_nan=True
 def tiny_config(folder: Path) -> Path:
     """The class-folder recipe's CPU preset at the test sizes (sound+sound mixtures, 8 kHz, 0.5 s)."""
     path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump({"inherit": str(ROOT / "egs" / "class_folders" / "conf" / "base_cpu.yaml"),
+    path.write_text(yaml.safe_dump({"inherit": str(ROOT / "egs" / "class_folders" / "conf" / "cpu" / "base_cpu.yaml"),
                                     **TINY_SIZES}))
     return path
 

@@ -1,27 +1,51 @@
-"""The paper presets (egs/wsj0_esc50/conf/paper_*.yaml) hold the paper's values, or the authors' code's where the
+"""The paper presets (egs/wsj0_esc50/conf/paper/paper_*.yaml) hold the paper's values, or the authors' code's where the
 paper is silent, and differ from one another only where the paper's experiments do; the CPU presets of the three
-effects (and of the three-effects study) differ from their reference only in the weighting."""
+effects (and of the three-effects study) differ from their reference only in the weighting. Every recipe's conf/
+tree, folders included, holds configs that load and that its experiment names find one by one."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from ugr import config
+from ugr import config, variants
 from ugr.weighting import build
 
-CONF = Path(__file__).resolve().parents[1] / "egs" / "wsj0_esc50" / "conf"
-PAPER = sorted(p.stem for p in CONF.glob("paper_*.yaml") if p.stem != "paper_base")
+EGS = Path(__file__).resolve().parents[1] / "egs"
+CONF = EGS / "wsj0_esc50" / "conf"
+PAPER = sorted(p.stem for p in (CONF / "paper").glob("paper_*.yaml") if p.stem != "paper_base")
+# Every YAML file of every recipe's conf/, at any depth: none escapes validation.
+PRESETS = sorted(EGS.glob("*/conf/**/*.yaml"))
 AUTHORS_PRIORS = {"speech+speech": 0.25, "env+env": 0.25, "speech+env": 0.5}
 
 
 def _load(name: str) -> dict:
     """The preset checked, as its resolved mapping: these tests compare what the files say."""
-    return config.load(CONF / f"{name}.yaml").to_dict()
+    return config.load(variants.find_config(CONF, name)).to_dict()
 
 
 def _without(cfg: dict, *sections: str) -> dict:
     return {k: v for k, v in cfg.items() if k not in sections}
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=[str(p.relative_to(EGS)) for p in PRESETS])
+def test_every_preset_of_every_recipe_loads_and_its_name_finds_it(path):
+    conf = next(parent for parent in path.parents if parent.name == "conf")
+    assert variants.find_config(conf, path.stem) == path  # names are unique across the recipe's conf/ tree
+    cfg = config.load(path)
+    assert set(cfg.to_dict()) == set(config.SECTIONS)
+
+
+def test_the_presets_are_grouped_by_purpose():
+    """The folders a reader sees: the paper's, the GPU, the CPU and the study presets; nothing left at the top."""
+    for recipe in sorted(p.parent for p in EGS.glob("*/conf")):
+        assert not list(recipe.glob("*.yaml")), f"{recipe}: configs belong in a folder (cpu/, gpu/...)"
+        folders = {p.parent.name for p in recipe.rglob("*.yaml")}
+        assert {"cpu", "gpu"} <= folders, recipe
+        for path in recipe.glob("cpu/*.yaml"):
+            assert path.stem.endswith("_cpu"), path
+    assert {p.parent.name for p in CONF.rglob("*.yaml")} == {"cpu", "gpu", "paper", "study"}
+    assert len(PAPER) == 8 and len(list((CONF / "study").glob("study_*.yaml"))) == 6
 
 
 @pytest.mark.parametrize("name", PAPER)

@@ -157,7 +157,8 @@ def test_a_wsj0_tree_without_its_training_set_stops_at_stage_0(recipe):
 
 def test_bad_options_fail_with_a_message(recipe):
     done = run(recipe, "--experiments", "nonexistent", check=False)
-    assert done.returncode != 0 and "conf/nonexistent.yaml not found" in done.stderr
+    assert done.returncode != 0 and "experiment 'nonexistent': no nonexistent.yaml under conf/" in done.stderr
+    assert "cpu/: base_cpu baseline_cpu" in done.stderr and "paper/: paper_base" in done.stderr  # names, by folder
     done = run(recipe, "--stage", "2", "--bogus", "1", check=False)
     assert done.returncode != 0 and "unknown option '--bogus'" in done.stderr
     help_text = run(recipe, "--help").stdout

@@ -15,7 +15,7 @@ from ugr import config, report, score
 from ugr.config import ScoringConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE = config.load(ROOT / "egs" / "wsj0_esc50" / "conf" / "baseline_cpu.yaml").to_dict()
+BASELINE = config.load(ROOT / "egs" / "wsj0_esc50" / "conf" / "cpu" / "baseline_cpu.yaml").to_dict()
 
 STEPS_PER_EPOCH = 10
 UNIFORM = {"type": "uniform", "granularity": "source"}

@@ -28,7 +28,7 @@ N_MIXTURES = 6
 
 def tiny_experiment_cfg() -> dict:
     """A tiny model's config as a mapping (tests edit it; ``typed`` checks it)."""
-    cfg = config.load(CONF_DIR / "baseline_cpu.yaml").to_dict()
+    cfg = config.load(CONF_DIR / "cpu" / "baseline_cpu.yaml").to_dict()
     cfg["model"].update(num_blocks=1, n_filters=32, bn_chan=16, upsampling_depth=2)
     cfg["data"].update(segment=SEGMENT, test_mixtures=N_MIXTURES, priors={"speech+env": 1.0})
     cfg["scoring"].update(average_last_k=2, protocol="weights", metrics=["si_sdri"])
@@ -296,7 +296,7 @@ def test_another_test_list_makes_the_scores_stale(corpus, tmp_path):
 ])
 def test_unknown_metric_or_protocol_is_refused_naming_the_key(tmp_path, key, value, message):
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump({"inherit": str(CONF_DIR / "baseline_cpu.yaml"), "scoring": {key: value}}))
+    path.write_text(yaml.safe_dump({"inherit": str(CONF_DIR / "cpu" / "baseline_cpu.yaml"), "scoring": {key: value}}))
     with pytest.raises(config.ConfigError) as err:
         config.load(path)
     assert message in str(err.value) and str(path) in str(err.value)
@@ -304,7 +304,7 @@ def test_unknown_metric_or_protocol_is_refused_naming_the_key(tmp_path, key, val
 
 def test_a_metric_at_a_rate_it_does_not_support_is_refused_before_training(tmp_path):
     path = tmp_path / "pesq.yaml"
-    path.write_text(yaml.safe_dump({"inherit": str(CONF_DIR / "baseline_cpu.yaml"),
+    path.write_text(yaml.safe_dump({"inherit": str(CONF_DIR / "cpu" / "baseline_cpu.yaml"),
                                     "data": {"sample_rate": 11025}, "model": {"sample_rate": 11025},
                                     "scoring": {"metrics": ["pesq"]}}))
     with pytest.raises(config.ConfigError, match=r"pesq.yaml: scoring.metrics: metric 'pesq' supports sample rates "

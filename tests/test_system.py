@@ -24,7 +24,7 @@ BATCH = 4
 
 def tiny_cfg(weighting: Dict, micro_batches: int = 1, clip: float = 1e9) -> Dict:
     """A tiny model's config as a mapping (tests edit it; ``one_step`` checks it)."""
-    cfg = load(CONF_DIR / "baseline_cpu.yaml").to_dict()
+    cfg = load(CONF_DIR / "cpu" / "baseline_cpu.yaml").to_dict()
     cfg["model"].update(num_blocks=1, n_filters=32, bn_chan=16, upsampling_depth=2)
     cfg["weighting"] = {"granularity": "source", **weighting}
     cfg["training"].update(batch_size=BATCH, micro_batches=micro_batches, clip=clip, epochs=1, num_workers=0)

@@ -20,7 +20,7 @@ CONF = ROOT / "egs" / "wsj0_esc50" / "conf"
 
 def _expand(experiments: str, **kwargs) -> list[variants.Variant]:
     overrides = config_lib.parse_overrides([kwargs.pop("override", "")])
-    return variants.expand([CONF / f"{name}.yaml" for name in experiments.split()], overrides=overrides, **kwargs)
+    return variants.expand(variants.find_configs(CONF, experiments.split()), overrides=overrides, **kwargs)
 
 
 @pytest.mark.parametrize("text, seeds", [("", None), ("3", [0, 1, 2]), ("1", [0]), ("0,4, 7", [0, 4, 7])])
@@ -99,7 +99,7 @@ def test_values_that_print_alike_would_share_a_folder_and_are_refused():
 def test_the_command_line_gives_the_stages_names_and_tasks(tmp_path):
     conf = tmp_path / "conf"
     conf.mkdir()
-    (conf / "a.yaml").write_text(yaml.safe_dump({"inherit": str(CONF / "base_cpu.yaml")}))
+    (conf / "a.yaml").write_text(yaml.safe_dump({"inherit": str(CONF / "cpu" / "base_cpu.yaml")}))
     (conf / "b.yaml").write_text(yaml.safe_dump({"inherit": "a.yaml", "weighting": {"type": "robust", "alpha": 0.2}}))
     base = [sys.executable, "-m", "ugr.variants", "--conf", str(conf), "--experiments", "a b", "--seeds", "2",
             "--sweep", "b:weighting.alpha=0.1,0.3", "--override", "training.epochs=2 b:training.lr=5e-4"]
@@ -111,3 +111,58 @@ def test_the_command_line_gives_the_stages_names_and_tasks(tmp_path):
                     "training.epochs=2 b:training.lr=5e-4 weighting.alpha=0.3 training.seed=1"]
     bad = subprocess.run(base[:-2] + ["--override", "c:training.lr=1", "check"], capture_output=True, text=True)
     assert bad.returncode == 1 and "names experiment 'c'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _conf_tree(root: Path, files: list[str]) -> Path:
+    conf = root / "conf"
+    for name in files:
+        (conf / name).parent.mkdir(parents=True, exist_ok=True)
+        (conf / name).write_text(yaml.safe_dump({"inherit": str(CONF / "cpu" / "base_cpu.yaml")}))
+    return conf
+
+
+def test_an_experiment_name_is_its_file_in_any_folder_of_conf(tmp_path):
+    conf = _conf_tree(tmp_path, ["top.yaml", "cpu/a_cpu.yaml", "study/deep/b.yaml"])
+    assert variants.find_config(conf, "a_cpu") == conf / "cpu" / "a_cpu.yaml"
+    assert variants.find_config(conf, "b") == conf / "study" / "deep" / "b.yaml"
+    assert variants.find_config(conf, "top") == conf / "top.yaml"
+    # The shipped recipes: the names run.sh has always taken, now in folders.
+    assert variants.find_config(CONF, "baseline_cpu") == CONF / "cpu" / "baseline_cpu.yaml"
+    assert variants.find_config(CONF, "paper_robust_a5") == CONF / "paper" / "paper_robust_a5.yaml"
+    assert [v.name for v in _expand("baseline_cpu robust_a5")] == ["baseline_cpu", "robust_a5"]
+
+
+def test_an_unknown_experiment_lists_the_names_there_are_by_folder(tmp_path):
+    conf = _conf_tree(tmp_path, ["top.yaml", "cpu/a_cpu.yaml", "cpu/c_cpu.yaml", "gpu/a.yaml"])
+    with pytest.raises(config_lib.ConfigError) as err:
+        variants.find_config(conf, "a_cpux")
+    message = str(err.value)
+    assert "no a_cpux.yaml" in message
+    assert "./: top" in message and "cpu/: a_cpu c_cpu" in message and "gpu/: a" in message
+    for bad in ("cpu/a_cpu", "a_cpu.yaml", ""):  # a name, not a path
+        with pytest.raises(config_lib.ConfigError, match="without folder or .yaml"):
+            variants.find_config(conf, bad)
+
+
+def test_a_name_in_two_folders_is_refused_naming_both_files(tmp_path):
+    conf = _conf_tree(tmp_path, ["cpu/same.yaml", "study/same.yaml", "cpu/other.yaml"])
+    with pytest.raises(config_lib.ConfigError, match="ambiguous") as err:
+        variants.find_config(conf, "same")
+    assert str(conf / "cpu" / "same.yaml") in str(err.value) and str(conf / "study" / "same.yaml") in str(err.value)
+    assert variants.find_config(conf, "other") == conf / "cpu" / "other.yaml"  # the others still resolve
+    with pytest.raises(config_lib.ConfigError, match="names other twice"):
+        variants.find_configs(conf, ["other", "other"])
+
+
+def test_the_command_line_resolves_names_for_the_shell(tmp_path):
+    conf = _conf_tree(tmp_path, ["cpu/a.yaml", "gpu/b.yaml", "x/dup.yaml", "y/dup.yaml"])
+    base = [sys.executable, "-m", "ugr.variants", "--conf", str(conf)]
+    out = subprocess.run(base + ["--experiments", "b a", "configs"], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == [str(conf / "gpu" / "b.yaml"), str(conf / "cpu" / "a.yaml")]
+    task = subprocess.run(base + ["--experiments", "a b", "task", "1"], capture_output=True, text=True, check=True)
+    assert task.stdout.splitlines()[:2] == [str(conf / "gpu" / "b.yaml"), "b"]
+    for names, expected in (("a nope", "no nope.yaml"), ("dup", "ambiguous")):
+        for command in ("configs", "names", "check"):
+            bad = subprocess.run(base + ["--experiments", names, command], capture_output=True, text=True)
+            assert bad.returncode == 1 and expected in bad.stderr and "Traceback" not in bad.stderr
+            assert bad.stdout == ""

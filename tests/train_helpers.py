@@ -22,7 +22,7 @@ def tiny_config(path: Path, **training) -> Path:
     sizes = {section: dict(values) for section, values in TINY_SIZES.items()}
     sizes["data"]["train_mixtures_per_epoch"] = MIXTURES
     sizes["training"].update({"batch_size": BATCH, "epochs": EPOCHS, "num_workers": 1, **training})
-    path.write_text(yaml.safe_dump({"inherit": str(ROOT / "egs" / "wsj0_esc50" / "conf" / "base_cpu.yaml"),
+    path.write_text(yaml.safe_dump({"inherit": str(ROOT / "egs" / "wsj0_esc50" / "conf" / "cpu" / "base_cpu.yaml"),
                                     **sizes}))
     return path
 

@@ -253,7 +253,7 @@ class ExperimentConfig:
 
 def _read_yaml(path: Path) -> Dict[str, Any]:
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found; pass an existing YAML file (see conf/)")
+        raise ConfigError(f"{path}: config file not found; pass an existing YAML file (see conf/ and its folders)")
     try:
         loaded = yaml_load(path.read_text())
     except yaml.YAMLError as err:

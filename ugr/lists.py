@@ -1,6 +1,6 @@
 """Stage 1: the fixed validation and test lists of every experiment config.
 
-    python -m ugr.lists --data data conf/baseline_cpu.yaml conf/robust_cpu.yaml [--override ...]
+    python -m ugr.lists --data data conf/cpu/baseline_cpu.yaml conf/cpu/robust_a5_cpu.yaml [--override ...]
 
 Each config is loaded (with its overrides) and checked against the prepared
 data folder first: a class or mixture type the corpus lacks stops here,
@@ -64,7 +64,8 @@ def write_lists(data_dir: Path, configs: Sequence[Path], overrides: str = "", fo
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ugr.lists", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("configs", nargs="+", type=Path, help="experiment configs (conf/*.yaml)")
+    parser.add_argument("configs", nargs="+", type=Path,
+                        help="experiment config files (conf/**/NAME.yaml: python -m ugr.variants ... configs)")
     parser.add_argument("--data", required=True, type=Path, help="prepared data folder (stage 0 output)")
     parser.add_argument("--override", default="", help="[EXPERIMENT:]SECTION.KEY=VALUE ...")
     parser.add_argument("--sweep", default="", help="'[EXPERIMENT:]SECTION.KEY=V1,V2 ...' (python -m ugr.variants)")

@@ -31,10 +31,17 @@ A variant's overrides are the user's ``--override`` followed by its sweep
 values and its seed; an override of a swept key or of ``training.seed``
 beside ``--seeds`` would be silently overruled, so it is refused.
 
+An experiment is named by its file's name without ``.yaml``: ``baseline_cpu`` is the one
+file ``conf/**/baseline_cpu.yaml``, at any depth under ``conf/`` (the recipes group their
+configs in folders, e.g. ``conf/cpu/``, ``conf/gpu/``, ``conf/paper/``). A name no file has,
+or that two folders both have, stops the run (``find_config``); ugr.sh and the stages resolve
+names here, so there is one rule.
+
 The stages ask this module, so they agree on the variants without a file
 between them (a Slurm job runs long after ``run.sh`` started it)::
 
     python -m ugr.variants --experiments 'a b' [--seeds S] [--sweep S] [--tag T] [--override O] names
+    python -m ugr.variants --experiments 'a b' configs   # each experiment's config file, one per line
     python -m ugr.variants ... task I      # config, folder, overrides of variant I, one per line
     python -m ugr.variants ... check [--data DATA]
 """
@@ -237,10 +244,59 @@ def seed_group(name: str) -> Tuple[str, Optional[int]]:
     return (match["group"], int(match["seed"])) if match else (name, None)
 
 
+def available_configs(conf_dir: Path) -> Dict[str, List[Path]]:
+    """The experiment configs under ``conf_dir``, any depth: each name (file stem) with the file(s) of that name."""
+    found: Dict[str, List[Path]] = {}
+    for path in sorted(conf_dir.rglob("*.yaml")):
+        if path.is_file():
+            found.setdefault(path.stem, []).append(path)
+    return found
+
+
+def _listing(conf_dir: Path, found: Dict[str, List[Path]]) -> str:
+    """The available names grouped by folder: ``cpu/: base_cpu baseline_cpu; gpu/: ...``."""
+    by_folder: Dict[str, List[str]] = {}
+    for name, paths in found.items():
+        for path in paths:
+            folder = path.parent.relative_to(conf_dir).as_posix()
+            by_folder.setdefault("" if folder == "." else f"{folder}/", []).append(name)
+    return "; ".join(f"{folder or './'}: {' '.join(sorted(names))}" for folder, names in sorted(by_folder.items()))
+
+
+def find_config(conf_dir: Path, name: str) -> Path:
+    """The one file ``conf_dir/**/NAME.yaml`` of the experiment ``name`` (any depth under ``conf_dir``).
+
+    Raises ``ConfigError`` when no file has that name (listing the names there are, by folder) or when two
+    folders have one (naming both files: an experiment name must say which config it is)."""
+    if not name or "/" in name or name.endswith(".yaml") or name in (".", ".."):
+        raise config_lib.ConfigError(f"experiment {name!r}: name an experiment by its config's file name without "
+                                     f"folder or .yaml (e.g. baseline_cpu for {conf_dir}/cpu/baseline_cpu.yaml)")
+    if not conf_dir.is_dir():
+        raise config_lib.ConfigError(f"experiment {name!r}: no config folder {conf_dir}")
+    found = available_configs(conf_dir)
+    paths = found.get(name, [])
+    if not paths:
+        raise config_lib.ConfigError(f"experiment {name!r}: no {name}.yaml under {conf_dir}/; the experiments there "
+                                     f"are {_listing(conf_dir, found) or 'none'}")
+    if len(paths) > 1:
+        raise config_lib.ConfigError(f"experiment {name!r} is ambiguous: {' and '.join(map(str, paths))} share the "
+                                     f"name; rename one (experiment names are unique across {conf_dir}/)")
+    return paths[0]
+
+
+def find_configs(conf_dir: Path, names: Sequence[str]) -> List[Path]:
+    """``find_config`` of each name, in order; a name given twice is refused (its folders would clash)."""
+    repeated = sorted({name for name in names if list(names).count(name) > 1})
+    if repeated:
+        raise config_lib.ConfigError(f"--experiments names {', '.join(repeated)} twice; name each experiment once")
+    return [find_config(conf_dir, name) for name in names]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ugr.variants", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--experiments", required=True, help="experiment names, conf/NAME.yaml, space-separated")
+    parser.add_argument("--experiments", required=True, 
+                        help="experiment names, space-separated: NAME is the one file conf/**/NAME.yaml")
     parser.add_argument("--conf", type=Path, default=Path("conf"), help="folder of the experiment configs [conf]")
     parser.add_argument("--seeds", default="", help="training seeds: a count N (0..N-1) or a list 0,1,2 [none]")
     parser.add_argument("--sweep", default="", help="'[EXPERIMENT:]SECTION.KEY=V1,V2 ...': a grid of values [none]")
@@ -248,13 +304,17 @@ def main(argv=None) -> None:
     parser.add_argument("--override", default="", help="the user's overrides, as run.sh --override")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("names", help="print every variant's folder name, one per line, in order")
+    sub.add_parser("configs", help="print each experiment's config file (conf/**/NAME.yaml), one per line, in order")
     task = sub.add_parser("task", help="print variant I's config file, folder name and overrides, one per line")
     task.add_argument("index", type=int)
     check = sub.add_parser("check", help="validate every variant's config (and against a data folder)")
     check.add_argument("--data", type=Path, help="also check that this prepared data folder serves each variant")
     args = parser.parse_args(argv)
     try:
-        configs = [args.conf / f"{name}.yaml" for name in args.experiments.split()]
+        configs = find_configs(args.conf, args.experiments.split())
+        if args.command == "configs":
+            print("\n".join(map(str, configs)))
+            return
         variants = expand(configs, args.seeds, args.sweep, args.tag, config_lib.parse_overrides([args.override]))
         if args.command == "names":
             print("\n".join(variant.name for variant in variants))

@@ -69,12 +69,11 @@ fi
 . ./path.sh
 
 read -r -a exps <<< "$experiments"
-[ ${#exps[@]} -gt 0 ] || die "--experiments is empty; name at least one config of conf/"
-configs=()
-for name in "${exps[@]}"; do
-  [ -f "conf/$name.yaml" ] || die "conf/$name.yaml not found (from --experiments); choose among: $(cd conf && ls ./*.yaml | sed 's|^\./||; s/\.yaml$//' | tr '\n' ' ')"
-  configs+=("conf/$name.yaml")
-done
+[ ${#exps[@]} -gt 0 ] || die "--experiments is empty; name at least one config of conf/ (conf/**/NAME.yaml)"
+# Each name is the one file conf/**/NAME.yaml, any folder deep (ugr/variants.py find_config: an unknown
+# name lists the experiments there are, a name in two folders names both files).
+config_list=$(python -m ugr.variants --experiments "$experiments" configs) || exit 1
+mapfile -t configs <<< "$config_list"
 if [ -n "$fs" ]; then
   override="data.sample_rate=$fs model.sample_rate=$fs${override:+ $override}"
 fi

@@ -4,7 +4,7 @@
 # any of them; ugr.sh passes each stage what it uses.
 stage=0                  # first stage to run
 stop_stage=4             # last stage to run
-experiments=""           # experiment configs conf/NAME.yaml, in report order
+experiments=""           # experiment names: NAME is the config conf/**/NAME.yaml (any folder), in report order
 fs=""                    # sample rate (Hz) from stage 0 on; empty: the configs' data.sample_rate
 override=""              # config overrides '[EXPERIMENT:]SECTION.KEY=VALUE ...' (see ugr/config.py)
 tag=""                   # experiment folders exp/<experiment>_<tag> (a variant, e.g. with overrides)
@@ -24,7 +24,8 @@ options_help() {  # the help of the generic options, with their current values a
   echo "Generic options [defaults]:
   --stage N             first stage [$stage]
   --stop_stage N        last stage [$stop_stage]
-  --experiments 'A B'   configs conf/A.yaml conf/B.yaml, in report order [$experiments]
+  --experiments 'A B'   experiments in report order: A is the config conf/**/A.yaml, in any folder of
+                        conf/ (cpu/, gpu/...), e.g. baseline_cpu: conf/cpu/baseline_cpu.yaml [$experiments]
   --fs HZ               sample rate from stage 0 on: sets data.sample_rate and model.sample_rate
                         of every experiment [the configs' data.sample_rate]
   --override 'K=V ...'  change config values: SECTION.KEY=VALUE, or EXPERIMENT:SECTION.KEY=VALUE for
