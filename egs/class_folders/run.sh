@@ -16,7 +16,8 @@ exec ./ugr.sh --corpus_options "corpus layout coarse split_seed valid_fraction t
                          to match, e.g. --override 'data.priors={speech+env: 1}') [*:sound]
   --split_seed N --valid_fraction F --test_fraction F
                          without split folders: a seeded split by file, per class [0, 0.1, 0.1]
-Class bias towards the class you name (the experiment class_bias_cpu, gamma 3 for it):
+Experiments: NAME is conf/**/NAME.yaml (conf/cpu/, conf/gpu/; README.md). Class bias towards
+the class you name (the experiment class_bias_cpu, gamma 3 for it):
   ./run.sh --corpus DIR --experiments 'baseline_cpu class_bias_cpu' \\
            --override 'class_bias_cpu:weighting.gamma={dog: 3}'" \
   --experiments "baseline_cpu robust_a5_cpu" "$@"

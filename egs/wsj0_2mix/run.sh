@@ -10,5 +10,6 @@ exec ./ugr.sh --corpus_options "wsj0_2mix mode" --corpus_help "\
   --mode min|max         which published mixtures [min]
 Validation and test use the published cv/tt mixtures as they are; training uses the published
 tr mixtures (random segments), or remixes the tr utterances: --override data.train_from=sources.
-On one GPU: ./run.sh --wsj0_2mix /corpora/wsj0-2mix --ngpu 1 --experiments 'baseline robust_a5'" \
+Experiments: NAME is conf/**/NAME.yaml (conf/cpu/, conf/gpu/; README.md). On one GPU:
+  ./run.sh --wsj0_2mix /corpora/wsj0-2mix --ngpu 1 --experiments 'baseline robust_a5'" \
   --mode min --experiments "baseline_cpu robust_a5_cpu" "$@"

@@ -9,7 +9,8 @@ exec ./ugr.sh --corpus_options "wsj0 esc50 download" --corpus_help "\
   --wsj0 DIR             WSJ0 (si_tr_s, si_dt_05, si_et_05), or a wsj0-2mix tree [the mini corpus]
   --esc50 DIR            ESC-50 release folder (audio/, meta/esc50.csv) [the mini corpus]
   --download true|false  download ESC-50 (about 600 MB) into a missing --esc50 folder [false]
-Experiments (conf/): see README.md; the paper's Table 1 on one GPU:
+Experiments: NAME is conf/**/NAME.yaml (conf/cpu/, conf/gpu/, conf/paper/, conf/study/; README.md);
+the paper's Table 1 on one GPU:
   ./run.sh --wsj0 /corpora/wsj0 --esc50 /corpora/ESC-50 --ngpu 1 \\
            --experiments 'baseline robust_a15 robust_a10 robust_a5'" \
   --download false --experiments "baseline_cpu robust_a5_cpu" "$@"
