@@ -19,8 +19,6 @@ RUNNABLE = re.compile(r"^<!-- runnable -->\n```python\n(.*?)^```$", re.MULTILINE
 BLOCKS = [(page.name, index, block) for page in sorted(DOCS.glob("*.md"))
           for index, block in enumerate(RUNNABLE.findall(page.read_text()))]
 
-pytest.importorskip("mkdocs", reason="the docs extra is not installed: pip install -e '.[docs]'")
-pytest.importorskip("mkdocstrings_handlers.python", reason="the docs extra is not installed")
 
 
 def build(config_dir: Path, site: Path) -> subprocess.CompletedProcess:
