@@ -7,12 +7,11 @@
 # rebuilds it under them (it refuses, saying so).
 #
 # OpenMP's wait policy is left to the user. On a machine to itself the default
-# (threads spin briefly while waiting) trains fastest: a CPU-preset step at the
-# recipe's batch of 16 took 1.18 s, against 1.45 s with OMP_WAIT_POLICY=PASSIVE
-# (bench/model_speed.py --configs cpu_preset --batch 16, 2 cores, load 0.6-1.6,
-# 2026-12-07). When other jobs share the cores, spinning threads can make steps
-# 10-30x slower: export OMP_WAIT_POLICY=PASSIVE then (tools/test.sh does, as its
-# tests run side by side).
+# (threads spin briefly while waiting) trains fastest, as waking passive threads
+# for each of the model's many short parallel regions costs more than spinning.
+# When other jobs share the cores, spinning threads waiting for a descheduled
+# sibling make steps many times slower: export OMP_WAIT_POLICY=PASSIVE then
+# (tools/test.sh does, as its tests run side by side). Figures: bench/README.md.
 ugr_tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ugr_venv=${UGR_VENV:-$ugr_tools_dir/venv}
 if [ -z "${UGR_ENV_CHECKED:-}" ]; then

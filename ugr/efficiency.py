@@ -45,11 +45,10 @@ def keep_freed_memory(enabled: bool) -> bool:
     Why: glibc serves each allocation above its mmap threshold (at most 32 MB)
     with fresh pages of the OS and unmaps them when freed, and gives the top of
     its heap back past 128 kB, so every training step on the CPU faults its
-    activation memory in anew. On the CPU preset that was 1.6 million page
-    faults in 5 steps and a quarter of the step in the kernel. With mmap
-    (``M_MMAP_MAX = 0``) and trimming (``M_TRIM_THRESHOLD`` 2 GiB) off, freed
-    memory is reused instead: 2.96 -> 2.24 s a step (batch 16 x 2 s, 2 threads;
-    README "Speed and memory"). The cost: the process keeps its peak
+    activation memory in anew, in page faults that cost a large share of the
+    step. With mmap (``M_MMAP_MAX = 0``) and trimming (``M_TRIM_THRESHOLD``
+    2 GiB) off, freed memory is reused instead (the figures: README "Speed
+    and memory", bench/README.md). The cost: the process keeps its peak
     resident size. Process-wide and for the rest of the process (data workers
     forked later inherit it); a no-op returning False when ``enabled`` is
     false or the C library is not glibc.

@@ -1,48 +1,36 @@
 """CPU implementations of the layers whose stock CPU kernels are slow, each with the stock layer's parameters.
 
-``DepthwiseConv1d``: Sudo rm -rf's U-blocks hold depthwise ``Conv1d`` layers
-(groups = channels, 5 taps, stride 1 or 2). oneDNN computes their weight
-gradient as one small GEMM per channel, each a parallel region: on 2 cores
-with ``OMP_WAIT_POLICY=PASSIVE`` (the test suite's) about 170 ms a call, 59 %
-of the CPU preset's training step, against 16-20 ms with spinning threads.
-The same gradient is, per batch row and channel, a correlation of the input
-with the output gradient: one depthwise ``conv1d`` over batch x channels
-groups (``depthwise_weight_grad``), which costs about the same whatever the
-wait policy. The forward stays oneDNN's; so does the input
-gradient (for stride 1 as the forward convolution with the flipped kernel,
-oneDNN's fastest path; for other strides ``convolution_backward`` asked for
-the input gradient only).
+Each layer keeps the parameters and ``state_dict`` keys of the layer it
+replaces, so checkpoints move between them and stock asteroid, and the first
+four below are tested against the stock layer within 1e-6 (float32) and 1e-12
+(float64) relative (``tests/test_kernels.py``). ``PointwiseConv1d``,
+``OverlapAddDecoder`` and ``PReLU`` fall back to the stock layer on CUDA,
+under autocast and for other input shapes (only the CPU path was measured).
+The measurements behind each choice are in bench/README.md.
 
-``PointwiseConv1d``: the 1x1 ``Conv1d`` layers of the masker (bottleneck,
-U-block projections, the mask head's) carry most of the step's FLOPs.
-oneDNN's backward of one took 32 ms at the CPU preset's shapes (batch 16,
-128 <-> 256 channels, 1600 frames, 2 threads), about 105 GFLOP/s; the same
-two gradients as batched matrix products (``bmm`` of the transposed weight
-with the output gradient, and of the output gradient with the transposed
-input, summed over the batch) took 24-26 ms, near the 140 GFLOP/s of an
-sgemm on that machine; the whole step 3-7 % less (2026-12-07, AVX2, both
-OpenMP wait policies, interleaved in one process). On other devices the
-layer is the stock one: not measured there.
+``DepthwiseConv1d``: oneDNN computes a depthwise ``Conv1d``'s weight gradient
+as one small GEMM per channel, each a parallel region, which is slow on CPU
+and very slow with passive OpenMP threads. The same gradient is one depthwise
+``conv1d`` over batch x channels groups (``depthwise_weight_grad``), which
+costs about the same under either wait policy. The forward and the input
+gradient stay oneDNN's.
+
+``PointwiseConv1d``: the 1x1 ``Conv1d`` layers carry most of the masker's
+FLOPs, and oneDNN's backward of them runs well below its matrix-product
+rate; the two gradients as batched matrix products (``bmm``) run near it.
 
 ``OverlapAddDecoder``: asteroid's ``Decoder`` is a transposed convolution
-with one output channel (Sudo rm -rf: 21 taps, hop 10), which oneDNN ran at
-about 11 GFLOP/s: 72 ms forward + backward for the CPU preset's 32 x 256 x
-1600 frames. The same sums as one batched product of the filters (padded to
-R = ceil(K / hop) hops) with the frames, then R shifted adds of hop-long
-pieces (``overlap_add``), took 31 ms; the whole step 1.00-1.10x less
-(2026-12-07, AVX2, both OpenMP wait policies, interleaved in one process:
-within this machine's drift in some runs).
+into one channel, which oneDNN runs far below its matrix-product rate; the
+same sums are one batched product of the filters with the frames and a few
+shifted adds (``overlap_add``).
 
-``PReLU``: every U-block's norm is followed by a ``PReLU`` (12 in the CPU
-preset). Its native CPU backward writes the input gradient and a per-element
-slope gradient, then sums the latter: 10.5 ms a call in the step for 16 x 256
-x 1600 (reading and writing its tensors once takes about 2.4 ms), about 11 %
-of the step with the other shapes. The same gradients as
-``threshold_backward`` (the ReLU's), a ``lerp`` to the slope and a sum of
-``grad * min(x, 0)``, 2 MB of batch items at a time so that the temporaries
-stay in cache (``prelu_backward``), took 4.2 against 19.0 ms alone with
-spinning threads and 8.3 against 19.2 ms under PASSIVE (2026-12-07, AVX-512,
-2 threads); the whole step 0.99-1.11x less, near the machine's drift.
+``PReLU``: the native CPU backward writes a full-size per-element slope
+gradient and then sums it; ``prelu_backward`` computes both gradients a
+cache-sized chunk of the batch at a time, so memory is read and written
+about once.
+
+``Bf16PointwiseConv1d``: the 1x1 convolutions in bf16, for the opt-in
+``bf16_pointwise`` (its docstring says why only these layers).
 """
 from __future__ import annotations
 
@@ -62,13 +50,9 @@ def depthwise_weight_grad(grad_out: Tensor, x: Tensor, taps: int, stride: int, p
     For each (b, c) that is a correlation of the padded input row with the
     gradient row as a kernel of T taps (dilation ``stride``, stride
     ``dilation``), at least K outputs long: one depthwise ``conv1d`` over B*C
-    groups, one oneDNN call (its forward, a single parallel region), then a
-    sum over the batch. In a benchmark of the CPU preset's shapes it took 42
-    and 5 ms (stride 1 and 2) against 43 and 11 ms for K strided products
-    summed over batch and time, and oneDNN's own weight gradient took 33-365
-    ms depending on the OpenMP wait policy. The convolution pads the input
-    itself: a padded copy of it cost a third of the time (15.2 -> 10.9 ms at
-    stride 1, 14.5 -> 9.2 ms at stride 2, 1600 frames, 2026-12-07).
+    groups, one oneDNN call (a single parallel region), then a sum over the
+    batch. The convolution pads the input itself, as a padded copy of it
+    would cost a large share of the time.
     """
     batch, channels, frames = x.shape
     rows = x.reshape(1, batch * channels, frames)

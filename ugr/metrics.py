@@ -62,7 +62,7 @@ def sdri(est: Tensor, src: Tensor, mix: Tensor) -> Tensor:
     bss_eval definition), so it does not punish a model for a colouration; the
     two together tell filtering errors from interference.
     """
-    from torchmetrics.functional.audio import signal_distortion_ratio  # imported here: 2 s, for this metric only
+    from torchmetrics.functional.audio import signal_distortion_ratio  # slow to import: only for this metric
 
     _check_shapes(est, src, mix)
     mixture = mix.unsqueeze(-2).expand_as(src)

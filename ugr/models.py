@@ -24,33 +24,22 @@ arch is an error that lists the allowed ones:
   model 8x cheaper use asteroid's constructor values ``kernel_size: 16,
   stride: 8, chunk_size: 100, hop_size: 50``.
 
-Why a mask layer of our own for ``sudormrf``: asteroid's ``SuDORMRF`` masker ends in
-``nn.Conv2d(1, n_src, kernel_size=(N + 1, 1), padding=(N - N // 2, 0))``, a
-convolution ALONG the N encoder bases with a kernel as long as the bases. On
-CPU its backward pass takes most of a training step (about 9 of 12 s for the
-default model, batch 4 x 2 s at 8 kHz, 2 threads). The same function is a
-product with a Toeplitz matrix built from the kernel, which costs a small
-fraction of that; ``ToeplitzMaskConv2d`` computes it that way, keeping the
-Conv2d's parameters, initialisation and ``state_dict`` keys, so checkpoints
-move between the fast and the stock layer in either direction. The other
-archs have no such layer (``SuDORMRFImprovedNet`` masks with a 1x1
-``Conv1d``, which is already cheap), so ``mask_layer`` is a ``sudormrf`` key only.
+Why a mask layer of our own for ``sudormrf``: asteroid's ``SuDORMRF`` masker
+ends in ``nn.Conv2d(1, n_src, kernel_size=(N + 1, 1), padding=(N - N // 2, 0))``,
+a convolution ALONG the N encoder bases with a kernel as long as the bases,
+whose CPU backward takes most of a training step. The same function is a
+product with a Toeplitz matrix built from the kernel; ``ToeplitzMaskConv2d``
+computes it that way with the Conv2d's parameters, initialisation and
+``state_dict`` keys, so checkpoints move between the fast and the stock layer
+in either direction. The other archs have no such layer
+(``SuDORMRFImprovedNet`` masks with a cheap 1x1 ``Conv1d``), so
+``mask_layer`` is a ``sudormrf`` key only.
 
-Why depthwise layers of our own in the U-blocks (both Sudo rm -rf archs):
-oneDNN's weight gradient of a depthwise ``Conv1d`` is one small GEMM per
-channel, which with passive OpenMP threads (the test suite's
-``OMP_WAIT_POLICY=PASSIVE``) took 59 % of the CPU preset's step;
-``ugr.kernels.DepthwiseConv1d`` computes the same gradient as one depthwise
-convolution over batch x channels and keeps the ``Conv1d``'s parameters and
-``state_dict`` keys. The masker's 1x1 convolutions are
-``ugr.kernels.PointwiseConv1d``: oneDNN's backward of them ran at about 105
-GFLOP/s, and their gradients as batched matrix products made the CPU preset's
-step 3-7 % shorter
-(same parameters and keys), the masker's PReLUs ``ugr.kernels.PReLU`` (their
-backward without the native kernel's full-size slope gradient, 2.3-4.6x
-faster alone; same parameter), and the decoder is
-``ugr.kernels.OverlapAddDecoder`` (its transposed convolution as one matrix
-product and a few shifted adds, 2.3x faster alone; same filterbank).
+Both Sudo rm -rf archs also get ``ugr.kernels``' CPU layers, each with the
+stock layer's parameters and keys, for the layers whose stock CPU kernels are
+slow: the U-blocks' depthwise convolutions, the masker's 1x1 convolutions and
+PReLUs, and a free filterbank's decoder (``ugr.kernels`` says why each;
+bench/README.md has the figures).
 
 Activation checkpointing (``checkpoint_blocks``, the config's
 ``training.activation_checkpointing``) keeps only the input of each of Sudo rm
@@ -110,8 +99,8 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
 MODEL_DEFAULTS: dict[str, Any] = {"arch": "sudormrf", **ARCH_DEFAULTS["sudormrf"]}
 
 # A model that trains on 2 CPU cores in minutes: a quarter of the U-blocks and
-# half the bases of the paper's model (about 0.4 M parameters, one training
-# step of batch 4 x 2 s about 0.4 s). Override keys of MODEL_DEFAULTS.
+# half the bases of the paper's model (about 0.4 M parameters). Override keys
+# of MODEL_DEFAULTS.
 CPU_PRESET: dict[str, Any] = {"bn_chan": 128, "num_blocks": 4, "n_filters": 256}
 
 
@@ -229,8 +218,7 @@ class TwoSourceSoftmaxMask(ToeplitzMaskConv2d):
     A softmax over two logits a and b is ``(sigmoid(a - b), 1 - sigmoid(a - b))``,
     and ``a - b = (M_0 - M_1) x + (bias_0 - bias_1)``: one product with the
     difference of the two Toeplitz matrices instead of two products, and no
-    softmax over a (B, 2, N, T) tensor (a fifth of the CPU preset's step went
-    to the mask layer and its softmax before). The gradients reach both
+    softmax over a (B, 2, N, T) tensor. The gradients reach both
     kernels and biases through the difference, with opposite signs, as
     through the softmax. It returns masks, not logits: the masker's
     ``output_act`` must be the identity (``build_model`` sets it).
@@ -298,19 +286,15 @@ class ModelConfig:
 
 
 def build_model(cfg: Mapping[str, Any] | None = None) -> nn.Module:
-    """The asteroid model of ``cfg["arch"]`` (default ``sudormrf``) from a config dict.
+    """The asteroid model of ``cfg["arch"]`` (default ``sudormrf``), mapping (B, T) to (B, n_src, T).
 
     Keys: ``arch`` and those of ``ARCH_DEFAULTS[arch]`` (missing keys take its
-    values). For ``sudormrf``, ``mask_layer`` ("fast" or "stock") picks the
-    implementation of the mask layer (for two sources and softmax masks the
-    fast layer computes the softmax too, ``TwoSourceSoftmaxMask``), and
-    ``bf16_pointwise`` (default false; needs the fast mask layer) computes the
-    1x1 convolutions and the mask product in bf16 (``use_bf16_pointwise``); every other
-    key goes to asteroid's constructor. The U-blocks' depthwise convolutions
-    are ``DepthwiseConv1d``, the masker's 1x1 convolutions ``PointwiseConv1d``
-    (same function, faster CPU backward; in bf16 under ``bf16_pointwise``) and its PReLUs
-    ``PReLU``, and a free filterbank's decoder ``OverlapAddDecoder``. The model maps
-    (B, T) to (B, n_src, T), and its ``state_dict`` is interchangeable with stock asteroid's.
+    values). ``mask_layer`` ("fast" or "stock", ``sudormrf`` only) picks the
+    mask layer (``TwoSourceSoftmaxMask`` for two sources and softmax masks,
+    else ``ToeplitzMaskConv2d``); ``bf16_pointwise`` (needs the fast mask
+    layer) calls ``use_bf16_pointwise``; every other key goes to asteroid's
+    constructor. The Sudo rm -rf archs get ``ugr.kernels``' CPU layers. The
+    ``state_dict`` is interchangeable with stock asteroid's.
     """
     full = resolve_config(cfg or {})
     arch = full.pop("arch")

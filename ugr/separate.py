@@ -22,10 +22,10 @@ and the estimates go to disk as they are made.
 Defaults: chunks of 8 s, twice the paper's 4 s training mixtures: the models
 normalise over their whole input (global layer norms), so chunks near the
 training length keep them in the conditions they were trained in, and the
-whole run stays small (141 MB above the idle process with the paper's model,
-for 1 min and 6 min alike: bench/separate_memory.py). Hop 6 s: 2 s of overlap, 16,000 samples at 8 kHz for the correlation
-that matches the sources of consecutive chunks and for a crossfade that hides
-the seams, for a third more computation than no overlap (asteroid's
+whole run's memory stays that of one small chunk (bench/separate_memory.py).
+Hop 6 s: 2 s of overlap, 16,000 samples at 8 kHz for the correlation that
+matches the sources of consecutive chunks and for a crossfade that hides the
+seams, for a third more computation than no overlap (asteroid's
 ``LambdaOverlapAdd`` default, half a chunk, doubles it). The hop must be at
 least half a chunk (a sample is in at most two chunks) and shorter than a chunk.
 
