@@ -9,7 +9,10 @@
   validation and test list the training and scoring use;
 * ``launches``: per launch of the training (the first, then every resume),
   its start time, host and code version (ugr's version and the checkout's git
-  commit, ``+changes`` when it had uncommitted changes).
+  commit, ``+changes`` when it had uncommitted changes), the torch
+  version, torch's thread count and the device it trained on (the
+  CPU model and its core count, or the GPU names): stage 4's RESULTS.md
+  (``ugr.results``) shows them.
 
 ``check`` compares a data folder with that record: other manifests, or other
 lists under the same key, are refused with both folders named, so that
@@ -24,6 +27,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import platform
 import socket
 import subprocess
 import time
@@ -88,6 +93,36 @@ def code_version() -> str:
     return f"{ugr.__version__} git {commit.stdout.strip()}" + ("+changes" if changes.stdout.strip() else "")
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; elsewhere ``platform.processor()``), or ``unknown CPU``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return " ".join(value.split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_device() -> str:
+    """The CPU this process trains on: its model and the cores it may use, e.g. ``Intel(R) Xeon(R) ... (8 cores)``."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 0
+    return f"{cpu_model()} ({cores} cores)"
+
+
+def gpu_device(names: list[str], num_nodes: int = 1) -> str:
+    """GPUs by name and count, e.g. ``NVIDIA H100 80GB HBM3``, ``2 x NVIDIA A100`` or ``2 nodes x 4 x NVIDIA A100``."""
+    counts: Dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    per_node = ", ".join(name if count == 1 else f"{count} x {name}" for name, count in counts.items())
+    return per_node if num_nodes <= 1 else f"{num_nodes} nodes x {per_node}"
+
+
 def read(exp_dir: Path) -> Optional[Dict[str, Any]]:
     path = Path(exp_dir) / FILE
     return json.loads(path.read_text()) if path.is_file() else None
@@ -125,11 +160,18 @@ def check(exp_dir: Path, data_dir: Path, cfg: Optional[ExperimentConfig] = None)
                               f"{' and '.join(different)} differ; {fix}")
 
 
-def record_launch(exp_dir: Path, cfg: ExperimentConfig, data_dir: Path) -> Dict[str, Any]:
-    """Writes (first launch) or extends (a resume) the record; returns it. A resume under other code is said."""
+def record_launch(exp_dir: Path, cfg: ExperimentConfig, data_dir: Path, device: str) -> Dict[str, Any]:
+    """Writes (first launch) or extends (a resume) the record; returns it. A resume under other code is said.
+
+    ``device``: what the training runs on (``cpu_device()``, or ``gpu_device`` of the GPUs' names); the
+    launch also records the torch version and torch's thread count in this process.
+    """
+    import torch  # here: reading a record (stages 2 and 3's check) needs no torch
+
     exp_dir = Path(exp_dir)
     record = read(exp_dir) if ExperimentDir(exp_dir).trained() else None
-    launch = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(), "code": code_version()}
+    launch = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(), "code": code_version(),
+              "torch": torch.__version__, "threads": torch.get_num_threads(), "device": device}
     if record is None:
         record = {"data": describe_data(cfg, data_dir), "launches": []}
     elif record["launches"] and record["launches"][-1]["code"] != launch["code"]:

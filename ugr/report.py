@@ -28,6 +28,10 @@ the baseline. Per group:
 
 With one test list the figures are ``figures/<figure>.png``; with several,
 ``figures/<figure>_<fingerprint>.png``. report.md names them all.
+
+``python -m ugr.report`` then writes ``EXP_ROOT/RESULTS.md`` (``ugr.results``): the
+compact results to publish, titled by ``--recipe`` with the ``--command`` that
+reproduces them, the environment and each stage's wall time.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ import argparse
 import csv
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence
@@ -432,15 +437,25 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                           "folders <variant>_seed<k> are seeds of one variant")
     parser.add_argument("--sweep", default="", help="the swept keys, as run.sh --sweep writes them "
                                                     "('robust:weighting.alpha=0.1,0.2'): the operating-point figure")
+    parser.add_argument("--recipe", default="", help="RESULTS.md's title: the recipe (stage 4: its folder's name)")
+    parser.add_argument("--command", default="", help="RESULTS.md's command line that reproduces the run "
+                                                      "(stage 4: ./run.sh with the run's options)")
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> None:
+def main(argv=None, started: Optional[float] = None) -> None:
+    """``started``: when the stage began (``time.monotonic()``; default: now), for RESULTS.md's report time."""
+    from ugr import results  # imported here: it builds on this module's tables
+
+    started = time.monotonic() if started is None else started
     args = parse_args(argv)
     with one_line_errors("report", args.exp_root, ValueError):
         path = report(args.exp_root, args.experiments, args.sweep)
-    print(f"report: wrote {path} and figures in {path.parent / 'figures'}")
+        results_path = results.write(args.exp_root, args.experiments, args.recipe, args.command, started)
+    print(f"report: wrote {path} and figures in {path.parent / 'figures'}; the results to publish: {results_path}")
 
 
 if __name__ == "__main__":
-    main()
+    from ugr.results import process_started
+
+    main(started=process_started())

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import pytorch_lightning as pl
+import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.accelerators import CUDAAccelerator
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
@@ -155,7 +156,15 @@ class RecordExperiment(Callback):
             folder = ExperimentDir(self.exp_dir)
             if not folder.trained():
                 folder.save_config(self.cfg)
-            provenance.record_launch(self.exp_dir, self.cfg, self.data_dir)
+            provenance.record_launch(self.exp_dir, self.cfg, self.data_dir, self.device(trainer))
+
+    @staticmethod
+    def device(trainer: pl.Trainer) -> str:
+        """What the training runs on: the CPU's model and cores, or the GPUs' names (per node, times the nodes)."""
+        if trainer.strategy.root_device.type != "cuda":
+            return provenance.cpu_device()
+        ids = trainer.device_ids or [trainer.strategy.root_device.index or 0]
+        return provenance.gpu_device([torch.cuda.get_device_name(i) for i in ids], trainer.num_nodes)
 
 
 class DeferredRequeue(Callback):

@@ -5,4 +5,6 @@
 # lists are kept.
 set -euo pipefail
 . scripts/setup.sh
+. scripts/wall_time.sh
+wall_time_record lists   # $exp/log/lists.seconds, on success
 python -m ugr.lists --data "$data" --override "$override" --sweep "$sweep" "${force_flag[@]}" "${config_files[@]}"

@@ -6,9 +6,12 @@
 set -euo pipefail
 . scripts/setup.sh
 . scripts/task.sh
+. scripts/wall_time.sh
+wall_time_record "train.$task_id"   # $exp/log/train.<task>.seconds, on success
 if [ -f "$done_file" ] && ! $force; then
   python -m ugr.provenance check --exp-dir "$exp_dir" --data "$data"   # trained on another data folder: stop
   log "stage 2: $exp_dir is trained ($done_file) on $data; skipping (--force true retrains from scratch)"
+  wall_time_cancel   # the training's own time stays on record
   exit 0
 fi
 # Under a Slurm job of several tasks (one per GPU) this script runs once per
