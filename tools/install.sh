@@ -12,7 +12,7 @@ Creates tools/venv (override with UGR_VENV=DIR) and installs, with every pip
 call pinned by one constraints file:
   torch        2.13.0 CPU wheel, or the CUDA torch the base python already has
   asteroid     0.7.0 with --no-deps (its declared deps pull a broken torchaudio)
-  ugr          editable, with its dependencies and test and docs extras (pyproject.toml)
+  ugr          editable, with every extra (all: recipes and docs) and the test tools (pyproject.toml)
 Environment: PYTHON (base interpreter, default python3; one with a CUDA torch
 gives the venv that torch), UGR_VENV.
   --force      reinstall even when the environment is up to date
@@ -95,7 +95,7 @@ echo "$torch_pin" > "$constraints"
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check -c "$constraints")
 "${pip[@]}" -q --upgrade pip setuptools wheel
 "${pip[@]}" -q "$torch_pin"
-"${pip[@]}" -q -e "$root[test,docs]"
+"${pip[@]}" -q -e "$root[all,test]"
 "${pip[@]}" -q --no-deps "asteroid==$asteroid_version"
 
 "$venv/bin/python" - <<'PY'
