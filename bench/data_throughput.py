@@ -3,7 +3,7 @@
 Data side: ``OnTheFlyMixtures`` (4 s at 8 kHz by default) read through a
 DataLoader with ONE worker process, as training would. Model side: the
 paper's default Sudo rm -rf (asteroid ``SuDORMRFNet(n_src=2,
-sample_rate=8000)``; ``--model ugr`` uses ``ugr.models.build_model`` instead),
+sample_rate=8000)``; ``--model ugr`` uses ``ugr.separation.models.build_model`` instead),
 forward + PIT negative SI-SDR + backward on a batch of 4 x 4 s, on this
 machine's CPU. Prints both rates and data/model (target: at least 20).
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ugr import config
+from ugr.pipeline import config
 from ugr.data.dataset import EpochSampler, OnTheFlyMixtures, collate_mixtures
 from ugr.data.mixing import MixingSettings
 
@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def data_rate(data_dir: Path, seconds: float, segment: float, sample_rate: int) -> float:
     base = config.load(ROOT / "egs" / "wsj0_esc50" / "conf" / "cpu" / "base_cpu.yaml").data
-    settings = MixingSettings.from_config(dataclasses.replace(
+    settings = (dataclasses.replace(
         base, sample_rate=sample_rate, segment=segment, snr_range=[-5, 5], priors={"speech+env": 1, "env+env": 1},
-        normalize=False, seed=0))
+        normalize=False, seed=0)).mixing_settings()
     dataset = OnTheFlyMixtures(data_dir, "train", settings, num_mixtures=100_000)
     loader = DataLoader(dataset, batch_size=1, sampler=EpochSampler(len(dataset)), num_workers=1,
                         collate_fn=collate_mixtures, prefetch_factor=4)
@@ -54,9 +54,9 @@ def model_rate(kind: str, batch: int, segment: float, sample_rate: int, steps: i
 
         model, name = SuDORMRFNet(n_src=2, sample_rate=sample_rate), "asteroid SuDORMRFNet(n_src=2, sample_rate=8000)"
     else:
-        from ugr.models import build_model
+        from ugr.separation.models import build_model
 
-        model, name = build_model(), "ugr.models.build_model() defaults"
+        model, name = build_model(), "ugr.separation.models.build_model() defaults"
     loss = PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx")
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     frames = int(segment * sample_rate)

@@ -13,7 +13,7 @@ out). A variant is ``stock``, ``ours`` or ``ours`` joined with settings by
 ``training.activation_checkpointing``), ``bf16pw`` (the model config's
 ``bf16_pointwise``: only the 1x1 convolutions and the mask product in bf16),
 ``microK`` (K micro-batches through
-``ugr.step.reweighted_backward``, as ``training.micro_batches: K``: the same
+``ugr.core.step.reweigh_backward``, as ``training.micro_batches: K``: the same
 gradient for less activation memory). Timings alternate between the variants
 so that drift of the machine hits all alike; the figure is the median. Peak
 memory over two steps: see ``peak_memory.py`` (the CUDA allocator's peak,
@@ -38,8 +38,8 @@ large copy. ``FLOP bound`` = FLOPs / sgemm rate (memory traffic free);
 bytes / copy rate: the time of the step if every op ran at its roof, which
 is the bound of the target.
 
-Configs: ``default`` (the paper's model, ugr.models.MODEL_DEFAULTS),
-``cpu_preset`` (ugr.models.CPU_PRESET over the defaults).
+Configs: ``default`` (the paper's model, ugr.separation.models.MODEL_DEFAULTS),
+``cpu_preset`` (ugr.separation.models.CPU_PRESET over the defaults).
 Targets: ours at least 4 times faster than stock under every policy, and the
 CPU step of ours within 2 times its roofline bound under every policy; on
 GPU, the best variant at least 6 times faster than stock at the paper's
@@ -69,10 +69,12 @@ from torch.utils.flop_counter import conv_flop_count, flop_registry, shape_wrapp
 from tqdm import tqdm
 
 from peak_memory import run_probe, step_peak_bytes
-from ugr import efficiency, models, weighting
-from ugr.losses import pit_neg_sisdr
-from ugr.models import CPU_PRESET, MODEL_DEFAULTS, build_model
-from ugr.step import Terms, reweighted_backward
+from ugr.pipeline import efficiency
+from ugr.separation import models
+from ugr.core import weighting
+from ugr.separation.losses import pit_neg_sisdr
+from ugr.separation.models import CPU_PRESET, MODEL_DEFAULTS, build_model
+from ugr.core.step import Terms, reweigh_backward
 
 CONFIGS = {"default": {}, "cpu_preset": CPU_PRESET}
 SETTINGS = ("tf32", "compile", "bf16", "bf16pw", "ckpt")  # and microK
@@ -193,7 +195,7 @@ def make_step(model: torch.nn.Module, mixture: torch.Tensor, sources: torch.Tens
     def terms(piece: tuple) -> Terms:
         with torch.autocast(device_type, dtype=torch.bfloat16) if chosen["bf16"] else contextlib.nullcontext():
             estimates = model(piece[0])
-        per_source, _ = pit_neg_sisdr(estimates.float(), piece[1])  # the loss in fp32, as ugr.system
+        per_source, _ = pit_neg_sisdr(estimates.float(), piece[1])  # the loss in fp32, as ugr.pipeline.system
         return Terms(per_source, classes=piece[2], coarse=piece[2])
 
     def step() -> None:
@@ -203,7 +205,7 @@ def make_step(model: torch.nn.Module, mixture: torch.Tensor, sources: torch.Tens
         if chosen["micro"] == 1:
             terms(pieces[0]).losses.mean().backward()
         else:  # the recipe's micro-batch path: one pass without graph, then K weighted backward passes
-            reweighted_backward(terms, pieces, uniform, step=0, epoch=0)
+            reweigh_backward(terms, pieces, uniform, step=0, epoch=0)
         if args.optimizer_step:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
@@ -275,7 +277,7 @@ class StepCosts(TorchDispatchMode):
 def step_costs(step: Callable[[], None]) -> list[tuple[str, int, int]]:
     """(op, FLOPs, bytes) of every op of one call of ``step`` (``StepCosts``).
 
-    ``ugr.kernels.DepthwiseConv1d`` computes its gradients with convolutions
+    ``ugr.separation.kernels.DepthwiseConv1d`` computes its gradients with convolutions
     too, so its multiply-adds are counted as those of the stock layer.
     """
     with StepCosts() as costs:

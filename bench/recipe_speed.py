@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training steps/s inside the recipe (Lightning, data workers, logging) against the bare step, same config.
 
-The recipe part runs stage 2's own trainer (``ugr.train.build_trainer``, the
+The recipe part runs stage 2's own trainer (``ugr.pipeline.train.build_trainer``, the
 ``MixtureData`` loaders, ``SeparationSystem``) on a prepared data folder for
 ``--warmup`` + ``--steps`` steps of one epoch (validation cut to one batch),
 in a temporary experiment folder, and times the steps after the warm-up,
@@ -30,10 +30,10 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from model_speed import make_step
-from ugr import config as config_lib
-from ugr import efficiency
-from ugr.system import SeparationSystem
-from ugr.train import MixtureData, build_trainer
+from ugr.pipeline import config as config_lib
+from ugr.pipeline import efficiency
+from ugr.pipeline.system import SeparationSystem
+from ugr.pipeline.train import MixtureData, build_trainer
 
 TARGET_RATIO = 0.9
 
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=Path("egs/wsj0_esc50/conf/cpu/baseline_cpu.yaml"),
                         help="experiment config (default: %(default)s)")
-    parser.add_argument("--override", action="append", default=[], help="SECTION.KEY=VALUE ..., as ugr.train")
+    parser.add_argument("--override", action="append", default=[], help="SECTION.KEY=VALUE ..., as ugr.pipeline.train")
     parser.add_argument("--data", type=Path, default=Path("egs/wsj0_esc50/data"),
                         help="prepared data folder with the config's lists (stages 0-1; default: %(default)s)")
     parser.add_argument("--ngpu", type=int, default=0, choices=[0, 1], help="0: CPU, 1: one GPU (default: 0)")
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     record["data"]["train_mixtures_per_epoch"] = (args.warmup + args.steps) * record["training"]["batch_size"]
     record["training"]["epochs"] = 1
     cfg = config_lib.validate(record, where=str(args.config))
-    efficiency.keep_freed_memory(cfg.training.keep_freed_memory)  # as ugr.train does, for both
+    efficiency.keep_freed_memory(cfg.training.keep_freed_memory)  # as ugr.pipeline.train does, for both
     if cfg.training.precision == "16-mixed":
         sys.exit("recipe_speed: the bare step has no fp16 scaler; use 32-true or bf16-mixed")
     load_before, cpu_before = os.getloadavg()[0], time.process_time()

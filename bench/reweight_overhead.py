@@ -4,7 +4,7 @@
 Both variants run the same model, batch, seed and optimiser step (Adam,
 gradient clipping after backward); they differ only in how the per-example
 PIT losses become the scalar to differentiate: ``losses.mean()`` against
-``reweighted_loss(losses, weighting(...))``. Timings alternate between the two
+``reweigh(losses, weighting, ...)``. Timings alternate between the two
 variants so that drift of the machine hits both alike; the figure is the
 median. Peak memory: see ``peak_memory.py`` (the CUDA allocator's peak, or on CPU
 the resident peak of fresh processes), median over several probes.
@@ -21,10 +21,10 @@ import time
 import torch
 
 from peak_memory import run_probe, step_peak_bytes
-from ugr import efficiency
-from ugr import losses as L
-from ugr.reweight import reweighted_loss
-from ugr.weighting import build
+from ugr.pipeline import efficiency
+from ugr.separation import losses as L
+from ugr.core.weighting import build
+from ugr.core.step import reweigh
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,7 +65,7 @@ def make_step(args: argparse.Namespace, variant: str):
         else:
             logits = weighting(losses=losses, neg_sisdri=L.neg_sisdri(per_source.detach(), mix, src).detach(),
                                classes=classes, step=0, epoch=0)
-            loss = reweighted_loss(losses, logits)
+            loss = reweigh(losses, lambda **context: logits).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

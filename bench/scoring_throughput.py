@@ -1,9 +1,9 @@
-"""Scoring throughput (estimated sources per second): ugr.score vs. a PITLossWrapper evaluation.
+"""Scoring throughput (estimated sources per second): ugr.pipeline.score vs. a PITLossWrapper evaluation.
 
 Both compute, per estimated source, the SI-SDR under the best permutation and
 the mixture's SI-SDR against the same reference. The asteroid-style
 evaluation reorders the estimates with ``PITLossWrapper(..., return_est=True)``
-and then scores them again; ``ugr.score.score_batch`` reads the matched
+and then scores them again; ``ugr.pipeline.score.score_batch`` reads the matched
 values off the pairwise matrix the permutation search already computed. The
 model's forward pass is left out: it is the same for both and would hide the
 difference. Both run side by side in one process on the same signals, and
@@ -19,7 +19,7 @@ import time
 import torch
 from asteroid.losses import PITLossWrapper, pairwise_neg_sisdr, singlesrc_neg_sisdr
 
-from ugr.score import score_batch
+from ugr.pipeline.score import score_batch
 
 
 def asteroid_evaluation(est: torch.Tensor, sources: torch.Tensor, mixture: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,7 +74,7 @@ def main() -> None:
     t_ast = measure(asteroid_evaluation, batches, args.repeats)
     print(f"torch threads: {torch.get_num_threads()}; {args.mixtures} mixtures x 2 sources, {args.seconds:g} s at 8 kHz, "
           f"batch {args.batch}")
-    print(f"ugr.score.score_batch       : {n_sources / t_ugr:10.0f} estimated sources/s ({t_ugr:.3f} s)")
+    print(f"ugr.pipeline.score.score_batch       : {n_sources / t_ugr:10.0f} estimated sources/s ({t_ugr:.3f} s)")
     print(f"PITLossWrapper + re-scoring : {n_sources / t_ast:10.0f} estimated sources/s ({t_ast:.3f} s)")
     print(f"ratio (ugr / asteroid)      : {t_ast / t_ugr:.2f}x")
 

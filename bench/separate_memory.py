@@ -3,7 +3,7 @@
 
 Both runs separate one file (stereo, 16-bit, at --rate, downmixed and
 resampled to the model's 8 kHz, in chunks) with an experiment of random
-weights of the --model config, through ``ugr.separate.separate_files`` (model
+weights of the --model config, through ``ugr.pipeline.separate.separate_files`` (model
 loading included), each in a fresh process: see ``peak_memory.py`` (the rise
 of VmHWM over the idle process, fixed glibc mmap threshold). Target: the long
 file's peak within 1.3x the short file's.
@@ -22,9 +22,9 @@ import soundfile as sf
 import torch
 
 from peak_memory import run_probe, step_peak_bytes
-from ugr import checkpoints, config, separate
-from ugr.experiment_dir import ExperimentDir
-from ugr.models import CPU_PRESET
+from ugr.pipeline import checkpoints, config, separate
+from ugr.pipeline.experiment_dir import ExperimentDir
+from ugr.separation.models import CPU_PRESET
 
 CONF = Path(__file__).resolve().parents[1] / "egs" / "wsj0_esc50" / "conf" / "gpu" / "base_gpu.yaml"
 MODELS = {"default": {}, "cpu_preset": CPU_PRESET}

@@ -3,7 +3,7 @@
 Three Gaussian classes in the plane; a fraction ``noise`` of the training
 labels is replaced by another class at random; the test labels are clean. The
 same MLP is trained with the same seed under each weighting, in plain PyTorch
-(``ugr.step.reweigh``), and scored on the clean test set:
+(``ugr.core.step.reweigh``), and scored on the clean test set:
 
 * ``uniform``: the ordinary mean.
 * ``robust`` (alpha > 0, TERM's positive tilt): the hardest examples, here
@@ -24,8 +24,8 @@ from typing import Any, Mapping
 
 import torch
 
-from ugr.step import reweigh
-from ugr.weighting import build
+from ugr.core.step import reweigh
+from ugr.core.weighting import build
 
 WEIGHTINGS: dict[str, Mapping[str, Any]] = {
     "uniform": {"type": "uniform"},

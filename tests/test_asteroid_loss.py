@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from ugr.asteroid_loss import UGRLoss, UGRProgress
+from ugr.integrations.asteroid import UGRLoss, UGRProgress
 
 BATCH, T = 4, 64
 

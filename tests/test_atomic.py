@@ -1,4 +1,4 @@
-"""ugr.atomic: outputs appear whole or not at all, with the umask's mode (not mkstemp's 0600); a write the
+"""ugr.io.atomic: outputs appear whole or not at all, with the umask's mode (not mkstemp's 0600); a write the
 system refuses (full disk, read-only folder) is one error naming the file and the cause, whatever the writer."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from small_disk import left_behind, run_with_folder_on
-from ugr.atomic import atomic_write, atomic_write_text
+from ugr.io.atomic import atomic_write, atomic_write_text
 
 
 def test_written_files_take_the_umask_mode(tmp_path):
@@ -49,8 +49,8 @@ PROBE = """
 import sys, numpy as np, torch, matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from ugr.atomic import OutputError, atomic_write, atomic_write_text
-from ugr.checkpoints import atomic_torch_save
+from ugr.io.atomic import OutputError, atomic_write, atomic_write_text
+from ugr.pipeline.checkpoints import atomic_torch_save
 from ugr.data.audio import write_wav
 for kind, write in {writers!r}.items():
     target = f"{{sys.argv[1]}}/output.{{kind}}"

@@ -16,8 +16,9 @@ import torch
 
 from test_score import corpus, save_epoch_checkpoints, tiny_experiment_cfg  # noqa: F401 (corpus: a fixture)
 from train_helpers import train_command
-from ugr import checkpoints, export, score, separate
-from ugr.models import build_model
+from ugr.pipeline import checkpoints, score, separate
+from ugr.report import export
+from ugr.separation.models import build_model
 
 
 class CreatesFile:
@@ -86,15 +87,15 @@ def entry_points(exp_dir: Path, work: Path, data: Path) -> dict:
         "ugr-export": (export.main, ["--exp-dir", str(exp_dir), "--out", str(work / "pub" / "m.pth")]),
         "ugr-export --checkpoint": (export.main, ["--exp-dir", str(exp_dir), "--out", str(work / "pub" / "m.pth"),
                                                   "--checkpoint", "{ckpt}"]),
-        "python -m ugr.score": (score.main, ["--exp-dir", str(exp_dir), "--data", str(data), "--no-progress"]),
-        "python -m ugr.score --checkpoint": (score.main, ["--exp-dir", str(exp_dir), "--data", str(data),
+        "python -m ugr.pipeline.score": (score.main, ["--exp-dir", str(exp_dir), "--data", str(data), "--no-progress"]),
+        "python -m ugr.pipeline.score --checkpoint": (score.main, ["--exp-dir", str(exp_dir), "--data", str(data),
                                                           "--no-progress", "--checkpoint", "{ckpt}"]),
     }
 
 
 @pytest.mark.parametrize("entry", ["ugr-separate --exp-dir", "ugr-separate --checkpoint", "ugr-export",
-                                   "ugr-export --checkpoint", "python -m ugr.score",
-                                   "python -m ugr.score --checkpoint"])
+                                   "ugr-export --checkpoint", "python -m ugr.pipeline.score",
+                                   "python -m ugr.pipeline.score --checkpoint"])
 def test_every_entry_point_refuses_it_in_one_line_and_the_file_is_not_created(entry, evil_exp, corpus, marker,
                                                                               tmp_path):  # noqa: F811
     data, _ = corpus
@@ -102,7 +103,7 @@ def test_every_entry_point_refuses_it_in_one_line_and_the_file_is_not_created(en
     main, argv = entry_points(evil_exp, tmp_path, data)[entry]
     with pytest.raises(SystemExit) as exited:
         main([word.replace("{ckpt}", str(evil)) for word in argv])
-    prog = entry.split(" --")[0].removeprefix("python -m ugr.")
+    prog = entry.split(" --")[0].removeprefix("python -m ugr.pipeline.")
     assert exited.value.code in (f"{prog}: error: {refusal(evil)}", f"{prog}: {refusal(evil)}")
     assert not marker.exists()
     assert not (tmp_path / "pub").exists() and not list((tmp_path / "sep").glob("*.wav"))

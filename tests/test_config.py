@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ugr import config
-from ugr.data.corpus_check import check_corpus
-from ugr.data.eval_list import lists_dir, lists_key
+from ugr.pipeline import config
+from ugr.pipeline.corpus_check import check_corpus
+from ugr.pipeline.lists import lists_dir, lists_key
 
 EGS = Path(__file__).resolve().parents[1] / "egs"
 CONF_DIR = EGS / "wsj0_esc50" / "conf"
@@ -168,24 +168,6 @@ def test_a_curriculum_longer_than_the_training_is_refused(tmp_path, base):
     with pytest.raises(config.ConfigError, match="horizon_epochs"):
         config.load(_write(tmp_path, "t.yaml", {"inherit": "base.yaml", "weighting": inside,
                                                 "training": {"epochs": 6}}))
-
-
-def test_cli_check_and_get_exit_naming_the_problem(tmp_path, base, capsys):
-    bad = _write(tmp_path, "bad.yaml", {"inherit": "base.yaml", "training": {"epochs": 0}})
-    with pytest.raises(SystemExit) as err:
-        config.main(["check", str(base), str(bad)])
-    assert "training.epochs" in str(err.value)
-    config.main(["get", "training.batch_size", str(base)])
-    assert capsys.readouterr().out.strip() == str(config.load(base).training.batch_size)
-    fast = _write(tmp_path, "fast.yaml", {"inherit": "base.yaml", "data": {"sample_rate": 16000},
-                                          "model": {"sample_rate": 16000}})
-    with pytest.raises(SystemExit, match="disagree on data.sample_rate: base.yaml 8000, fast.yaml 16000"):
-        config.main(["get", "data.sample_rate", str(base), str(fast)])
-    config.main(["get", "data.sample_rate", str(base), str(fast), "--override", "data.sample_rate=16000 "
-                                                                                "model.sample_rate=16000"])
-    assert capsys.readouterr().out.strip() == "16000"
-    with pytest.raises(SystemExit, match="model.sample_rate \\(8000\\) differs from data.sample_rate"):
-        config.main(["check", str(base), "--override", "data.sample_rate=16000"])
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader
 
 from test_corpora import make_2mix
 from test_data_helpers import make_esc50, make_wsj0
-from ugr.config import DataConfig
+from ugr.pipeline.config import DataConfig
 from ugr.data.dataset import EpochSampler, ListedMixtures, OnTheFlyMixtures, PublishedCrops, collate_mixtures
 from ugr.data.eval_list import StaleListError, read_eval_list, write_drawn_list, write_published_list
 from ugr.data.mixing import MixingSettings, SourcePool, draw_mixture, parse_pair, stream
@@ -22,7 +22,7 @@ def settings(priors=None, seed=3, normalize=False, snr=(-5, 5), rate=8000) -> Mi
         "sample_rate": rate, "segment": SEGMENT, "snr_range": list(snr), "normalize": normalize, "seed": seed,
         "priors": priors or {"speech+env": 1, "env+env": 1, "speech+speech": 1}, "train_from": "sources",
         "eval_from": "sources", "train_mixtures_per_epoch": 8, "valid_mixtures": 4, "test_mixtures": 4}, "settings()")
-    return MixingSettings.from_config(data)
+    return data.mixing_settings()
 
 
 @pytest.fixture(scope="module")

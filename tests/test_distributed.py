@@ -10,10 +10,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from asteroid.models import SuDORMRFImprovedNet
 
-from ugr import losses as L
-from ugr.reweight import pmf
-from ugr.step import Terms, reweighted_backward
-from ugr.weighting import build
+from ugr.separation import losses as L
+from ugr.core.pmf import pmf
+from ugr.core.step import Terms, reweigh_backward
+from ugr.core.weighting import build
 
 BATCH = 4
 CLASSES = [["speech", "dog"], ["rain", "speech"], ["dog", "rain"], ["speech", "rain"]]
@@ -51,7 +51,7 @@ def _one_step(model, indices, weighting, micro_batches, wrap=lambda m: m):
 
     chunks = [c.tolist() for c in torch.tensor(indices).chunk(micro_batches)]
     no_sync = net.no_sync if isinstance(net, torch.nn.parallel.DistributedDataParallel) else contextlib.nullcontext
-    reweighted_backward(compute, chunks, weighting, step=0, epoch=0, skip_gradient_sync=no_sync)
+    reweigh_backward(compute, chunks, weighting, step=0, epoch=0, skip_gradient_sync=no_sync)
     optimizer.step()
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 

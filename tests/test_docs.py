@@ -53,9 +53,9 @@ def test_the_docs_site_builds_strict(tmp_path):
         html = site / ("index.html" if page == "index.md" else f"{page[:-3]}/index.html")
         assert html.is_file(), f"{page} produced no {html.relative_to(site)}"
     reference = (site / "reference/index.html").read_text()
-    for name in ("reweighted_backward", "reweigh", "global_pmf", "UGRLoss", "ReweightedModule", "build"):
+    for name in ("reweigh_backward", "reweigh", "global_pmf", "UGRLoss", "UGRModule", "build"):
         assert name in reference, f"the API reference lacks {name}"
-    assert 'id="ugr.step.reweighted_backward"' in reference  # generated from the code, not written by hand
+    assert 'id="ugr.core.step.reweigh_backward"' in reference  # generated from the code, not written by hand
     benchmarks = (site / "benchmarks/index.html").read_text()
     assert "model_speed.py" in benchmarks  # bench/README.md included by the snippets extension
     assert (site / "figures/three_effects_operating_points.png").is_file()
@@ -76,7 +76,7 @@ def test_a_broken_docs_link_fails_the_strict_build(tmp_path):
 
 def test_the_three_entry_points_are_runnable_in_the_api_page():
     api = [block for page, _, block in BLOCKS if page == "api.md"]
-    assert [("reweigh(" in b, "UGRLoss(" in b, "ReweightedModule" in b) for b in api] == [
+    assert [("reweigh(" in b, "UGRLoss(" in b, "UGRModule" in b) for b in api] == [
         (True, False, False), (False, True, False), (False, False, True)]
 
 

@@ -14,9 +14,10 @@ import torch
 
 from test_config import CONF_DIR
 from test_system import BATCH, FixedBatches, collate, one_step, tiny_cfg
-from ugr import config, efficiency, models
-from ugr.config import ConfigError, load, parse_overrides
-from ugr.system import SeparationSystem
+from ugr.pipeline import config, efficiency
+from ugr.separation import models
+from ugr.pipeline.config import ConfigError, load, parse_overrides
+from ugr.pipeline.system import SeparationSystem
 
 
 def test_compiled_model_trains_like_the_eager_one(tmp_path):
@@ -89,7 +90,7 @@ def test_activation_checkpointing_needs_u_blocks():
 # page faults of each round.
 _FAULTS_OF_REPEATED_ALLOCATIONS = """
 import json, resource, sys, torch
-from ugr import efficiency
+from ugr.pipeline import efficiency
 took = efficiency.keep_freed_memory(sys.argv[1] == "on")
 per_round = []
 for _ in range(30):

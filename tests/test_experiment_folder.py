@@ -1,4 +1,4 @@
-"""An experiment folder knows its data and is trained by one run at a time: `python -m ugr.train` refuses a
+"""An experiment folder knows its data and is trained by one run at a time: `python -m ugr.pipeline.train` refuses a
 folder trained on other data (it does not say "already trained"), refuses a second training while one runs
 (and not once it was killed), leaves no config behind when it fails before training, and says how to get
 a CUDA torch when GPUs are asked of a CPU one."""
@@ -16,14 +16,14 @@ import torch
 import yaml
 
 from train_helpers import start_training, tiny_config, train
-from ugr import provenance, score
-from ugr.experiment_dir import ExperimentBusy, ExperimentDir
-from ugr import train as train_module
-from ugr.lists import write_lists
+from ugr.pipeline import provenance, score
+from ugr.pipeline.experiment_dir import ExperimentBusy, ExperimentDir
+from ugr.pipeline import train as train_module
+from ugr.pipeline.lists import write_lists
 
 
 def provenance_check(exp_dir: Path, data: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ugr.provenance", "check", "--exp-dir", str(exp_dir),
+    return subprocess.run([sys.executable, "-m", "ugr.pipeline.provenance", "check", "--exp-dir", str(exp_dir),
                            "--data", str(data)], capture_output=True, text=True)
 
 
@@ -121,7 +121,7 @@ def test_gpus_asked_of_a_cpu_torch_are_refused_with_the_way_to_a_cuda_torch(tiny
 
 def test_the_shell_and_python_share_one_lock_name_and_one_lock(tmp_path):
     folder = ExperimentDir(tmp_path / "exp" / "robust")
-    printed = subprocess.run([sys.executable, "-m", "ugr.experiment_dir", "lock", str(folder.path)],
+    printed = subprocess.run([sys.executable, "-m", "ugr.pipeline.experiment_dir", "lock", str(folder.path)],
                              capture_output=True, text=True, check=True).stdout.strip()
     assert Path(printed) == folder.lock_file == tmp_path / "exp" / ".robust.lock"
     folder.lock_file.parent.mkdir(parents=True)

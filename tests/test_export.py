@@ -16,8 +16,10 @@ from torch import nn
 
 from test_models import TINY_ARCHS
 from test_score import corpus, save_epoch_checkpoints, tiny_experiment_cfg  # noqa: F401 (corpus: a fixture)
-from ugr import checkpoints, export, score, separate, weighting
-from ugr.models import ARCHS, ToeplitzMaskConv2d
+from ugr.pipeline import checkpoints, score, separate
+from ugr.report import export
+from ugr.core import weighting
+from ugr.separation.models import ARCHS, ToeplitzMaskConv2d
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -186,10 +188,10 @@ def test_errors_name_the_experiment_and_the_fix(tmp_path):
 
 def test_cli_writes_both_files_and_has_help(tmp_path):
     exp_dir = trained(tmp_path / "exp", tiny_experiment_cfg())
-    done = subprocess.run([sys.executable, "-m", "ugr.export", "--exp-dir", str(exp_dir), "--out",
+    done = subprocess.run([sys.executable, "-m", "ugr.report.export", "--exp-dir", str(exp_dir), "--out",
                            str(tmp_path / "pub" / "m.pth"), "--average-last", "1"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "pub/m.pth" in done.stdout and sorted(p.name for p in (tmp_path / "pub").iterdir()) == ["m.md", "m.pth"]
     assert torch.load(tmp_path / "pub" / "m.pth")["infos"]["weights"] == "average of epoch=1.ckpt"
-    helped = subprocess.run([sys.executable, "-m", "ugr.export", "--help"], capture_output=True, text=True)
+    helped = subprocess.run([sys.executable, "-m", "ugr.report.export", "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "from_pretrained" in helped.stdout and "--average-last" in helped.stdout

@@ -1,6 +1,6 @@
 """Fuzzing the data contract (hand-written manifests, read by stage 1) and the class-folder indexer (stage 0, then
 stage 1): whatever the names (unicode, spaces, '+', leading dots, very long), durations, rates and columns, the
-outcome is a prepared folder whose lists ``ugr.lists`` writes and reads back, or one line naming the file (and
+outcome is a prepared folder whose lists ``ugr.pipeline.lists`` writes and reads back, or one line naming the file (and
 the row, when one row is at fault): never a traceback."""
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from recipe_helpers import ROOT, TINY_SIZES
-from ugr import lists
+from ugr.pipeline import lists
 from ugr.data import prepare
 from ugr.data.eval_list import read_eval_list
 from ugr.data.manifest import REQUIRED_COLUMNS, SPLITS
@@ -47,7 +47,7 @@ def tiny_config(folder: Path) -> Path:
 
 
 def stage1(data: Path, config: Path) -> str | None:
-    """``python -m ugr.lists`` on ``data``: None when it wrote lists (then read back), else its error line."""
+    """``python -m ugr.pipeline.lists`` on ``data``: None when it wrote lists (then read back), else its error line."""
     try:
         lists.main(["--data", str(data), str(config)])
     except SystemExit as exited:

@@ -1,4 +1,4 @@
-"""ugr.kernels' layers compute the stock layers' function and gradients, and build_model uses them in the U-blocks
+"""ugr.separation.kernels' layers compute the stock layers' function and gradients, and build_model uses them in the U-blocks
 without changing the state_dict."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from asteroid.models import SuDORMRFImprovedNet, SuDORMRFNet
 from asteroid_filterbanks import make_enc_dec
 from torch import nn
 
-from ugr import kernels
-from ugr.kernels import Bf16PointwiseConv1d, DepthwiseConv1d, OverlapAddDecoder, PointwiseConv1d, PReLU, overlap_add
-from ugr.models import build_model
+from ugr.separation import kernels
+from ugr.separation.kernels import Bf16PointwiseConv1d, DepthwiseConv1d, OverlapAddDecoder, PointwiseConv1d, PReLU, overlap_add
+from ugr.separation.models import build_model
 
 TINY = {"n_src": 2, "bn_chan": 16, "num_blocks": 2, "n_filters": 32, "kernel_size": 16, "upsampling_depth": 3}
 

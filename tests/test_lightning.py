@@ -1,4 +1,4 @@
-"""ReweightedModule: any LightningModule's per-example losses trained with UGR; under 2-process gloo DDP with
+"""UGRModule: any LightningModule's per-example losses trained with UGR; under 2-process gloo DDP with
 micro-batches its step equals the one-process full-batch step, and the logged figures are the global batch's."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from ugr.lightning import ReweightedModule, split_batch
-from ugr.step import Terms
+from ugr.integrations.lightning import UGRModule, split_batch
+from ugr.core.step import Terms
 
 BATCH = 8
 # Robust weighting plus a bias keyed by the integer label: weights that depend on losses and labels.
@@ -20,7 +20,7 @@ WEIGHTING = {"type": "sum", "terms": [{"type": "robust", "alpha": 0.7}, {"type":
 LOGGED = ("train/loss_step", "train/uniform_loss_step", "train/ess_step", "train/max_p_step")
 
 
-class Classifier(ReweightedModule):
+class Classifier(UGRModule):
     """A linear classifier: per-example cross-entropy, labels for the class bias."""
 
     def __init__(self, micro_batches: int = 1) -> None:
@@ -102,4 +102,4 @@ def test_bad_settings_name_the_value_and_the_fix():
     with pytest.raises(ValueError, match="micro_batches must be an integer >= 1, got 0"):
         Classifier(micro_batches=0)
     with pytest.raises(NotImplementedError, match="must define example_losses"):
-        ReweightedModule({"type": "uniform"}).example_losses(None)
+        UGRModule({"type": "uniform"}).example_losses(None)

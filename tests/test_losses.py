@@ -4,7 +4,7 @@ import pytest
 import torch
 from asteroid.losses import PITLossWrapper, pairwise_neg_sisdr
 
-from ugr import losses as L
+from ugr.separation import losses as L
 
 
 def numpy_si_sdr(est: np.ndarray, ref: np.ndarray) -> float:

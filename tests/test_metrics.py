@@ -1,4 +1,4 @@
-"""ugr.metrics against known answers and independent implementations; the registry's checks."""
+"""ugr.separation.metrics against known answers and independent implementations; the registry's checks."""
 from __future__ import annotations
 
 import math
@@ -12,7 +12,7 @@ import torch
 from scipy.signal import lfilter, resample_poly
 
 from test_score import np_si_sdr
-from ugr import metrics
+from ugr.separation import metrics
 
 
 def speech_like(seconds: float, rate: int, seed: int) -> np.ndarray:

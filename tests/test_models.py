@@ -6,7 +6,7 @@ import torch
 from asteroid.models import ConvTasNet, DPRNNTasNet, SuDORMRFImprovedNet, SuDORMRFNet
 from torch import nn
 
-from ugr.models import (ARCH_DEFAULTS, ARCHS, CPU_PRESET, MODEL_DEFAULTS, ToeplitzMaskConv2d, TwoSourceSoftmaxMask,
+from ugr.separation.models import (ARCH_DEFAULTS, ARCHS, CPU_PRESET, MODEL_DEFAULTS, ToeplitzMaskConv2d, TwoSourceSoftmaxMask,
                         build_model)
 from test_system import one_step, tiny_cfg
 

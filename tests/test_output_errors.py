@@ -42,7 +42,7 @@ def test_lists_in_a_read_only_folder(tiny, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(tiny["data"], data, ignore=shutil.ignore_patterns("lists"))
     (data / "lists").mkdir()
-    done = run_with_folder_on(data / "lists", [sys.executable, "-m", "ugr.lists", "--data", str(data),
+    done = run_with_folder_on(data / "lists", [sys.executable, "-m", "ugr.pipeline.lists", "--data", str(data),
                                                str(tiny["config"])], read_only=True)
     assert f"cannot write {data}/lists/" in check_one_line(done, "lists", data / "lists", READ_ONLY)
 
@@ -50,7 +50,7 @@ def test_lists_in_a_read_only_folder(tiny, tmp_path):
 def test_train_on_a_full_disk(tiny, tmp_path):
     exp_dir = tmp_path / "exp"
     exp_dir.mkdir()
-    done = run_with_folder_on(exp_dir, [sys.executable, "-m", "ugr.train", "--config", str(tiny["config"]),
+    done = run_with_folder_on(exp_dir, [sys.executable, "-m", "ugr.pipeline.train", "--config", str(tiny["config"]),
                                         "--exp-dir", str(exp_dir), "--data", str(tiny["data"]), "--no-progress"])
     assert f"cannot write {exp_dir}/checkpoints/" in check_one_line(done, "train", exp_dir, FULL)
 
@@ -59,7 +59,7 @@ def test_score_in_a_read_only_folder(tiny, tiny_trained, tmp_path):
     exp_dir = tmp_path / "exp"
     shutil.copytree(tiny_trained, exp_dir)
     (exp_dir / "scores").mkdir(exist_ok=True)
-    done = run_with_folder_on(exp_dir / "scores", [sys.executable, "-m", "ugr.score", "--exp-dir", str(exp_dir),
+    done = run_with_folder_on(exp_dir / "scores", [sys.executable, "-m", "ugr.pipeline.score", "--exp-dir", str(exp_dir),
                                                    "--data", str(tiny["data"]), "--no-progress"], read_only=True)
     assert f"{exp_dir}/scores/test" in check_one_line(done, "score", exp_dir / "scores", READ_ONLY)
 
@@ -69,7 +69,7 @@ def test_report_in_a_read_only_folder(tmp_path):
     fake_experiment(tmp_path, "baseline", np.linspace(-5, 10, 20), classes,
                     {"type": "uniform", "granularity": "source"}, [{0: 1.0, 1: 2.0}])
     (tmp_path / "figures").mkdir()
-    done = run_with_folder_on(tmp_path / "figures", [sys.executable, "-m", "ugr.report", "--exp-root",
+    done = run_with_folder_on(tmp_path / "figures", [sys.executable, "-m", "ugr.report.report", "--exp-root",
                                                      str(tmp_path), "--experiments", "baseline"], read_only=True)
     assert f"cannot write {tmp_path}/figures/" in check_one_line(done, "report", tmp_path / "figures", READ_ONLY)
     assert not (tmp_path / "report.md").exists(), "the report is written after its figures"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-CORE = ("ugr", "ugr.weighting", "ugr.reweight", "ugr.step", "ugr.distributed")
+CORE = ("ugr", "ugr.core.weighting", "ugr.core.pmf", "ugr.core.step", "ugr.core.distributed")
 HEAVY = ("pytorch_lightning", "lightning", "lightning_fabric", "matplotlib", "asteroid", "asteroid_filterbanks",
          "julius", "soundfile", "torchaudio", "torchmetrics", "pystoi", "pesq", "tensorboard")
 
@@ -24,12 +24,12 @@ def test_importing_the_core_loads_no_lightning_matplotlib_or_audio_stack():
 
 def test_the_check_sees_heavy_imports_where_there_are_some():
     """The control: the Lightning integration does load Lightning, so the check above can fail."""
-    assert "pytorch_lightning" in imported_after(("ugr.lightning",))
+    assert "pytorch_lightning" in imported_after(("ugr.integrations.lightning",))
 
 
 def test_the_tables_and_the_model_card_load_no_matplotlib_or_lightning():
-    """Layering: the report's tables and ugr.export need no plotting and no trainer; ugr.figures is the
+    """Layering: the report's tables and ugr.report.export need no plotting and no trainer; ugr.report.figures is the
     control that loads matplotlib."""
-    loaded = imported_after(("ugr.report", "ugr.export", "ugr.score"))
+    loaded = imported_after(("ugr.report.report", "ugr.report.export", "ugr.pipeline.score"))
     assert loaded.isdisjoint({"matplotlib", "pytorch_lightning", "lightning"}), sorted(loaded)
-    assert "matplotlib" in imported_after(("ugr.figures",))
+    assert "matplotlib" in imported_after(("ugr.report.figures",))

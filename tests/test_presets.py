@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ugr import config, variants
-from ugr.weighting import build
+from ugr.pipeline import config, variants
+from ugr.core.weighting import build
 
 EGS = Path(__file__).resolve().parents[1] / "egs"
 CONF = EGS / "wsj0_esc50" / "conf"

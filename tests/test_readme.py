@@ -14,7 +14,7 @@ BLOCKS = RUNNABLE.findall(README.read_text())
 
 def test_the_three_entry_points_are_marked_runnable():
     assert len(BLOCKS) == 3
-    assert [("reweigh(" in b, "UGRLoss(" in b, "ReweightedModule" in b) for b in BLOCKS] == [
+    assert [("reweigh(" in b, "UGRLoss(" in b, "UGRModule" in b) for b in BLOCKS] == [
         (True, False, False), (False, True, False), (False, False, True)]
 
 

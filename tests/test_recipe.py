@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from recipe_helpers import EXPERIMENTS, TINY, copy_recipe, make_corpora, run_recipe as run
-from ugr.lists import write_lists
+from ugr.pipeline.lists import write_lists
 
 EPOCHS = TINY["training"]["epochs"]
 

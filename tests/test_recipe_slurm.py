@@ -146,7 +146,7 @@ def test_a_failed_stage_cancels_the_stages_after_it_and_run_fails(tree, slurm_cl
 
 def test_requeued_training_resumes_from_its_last_checkpoint_and_finishes(tree, slurm_cluster):
     """`scontrol requeue` (as preemption) kills the training job after its first epoch;
-    Slurm starts it again and ugr.train goes on from checkpoints/last.ckpt."""
+    Slurm starts it again and ugr.pipeline.train goes on from checkpoints/last.ckpt."""
     root, _, local = tree
     copy = slurm_copy(root, "requeue")
     epochs = SMALL["training"]["epochs"] + 1

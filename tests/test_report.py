@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
-from ugr import config, report, score
-from ugr.config import ScoringConfig
+from ugr.pipeline import config, score
+from ugr.report import cli as report_cli
+from ugr.report import report
+from ugr.pipeline.config import ScoringConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = config.load(ROOT / "egs" / "wsj0_esc50" / "conf" / "cpu" / "baseline_cpu.yaml").to_dict()
@@ -251,7 +253,7 @@ def test_missing_scores_are_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no scored experiment"):
         report.report(tmp_path)
     with pytest.raises(SystemExit, match="not scored yet"):
-        report.main(["--exp-root", str(tmp_path), "--experiments", "ghost"])
+        report_cli.main(["--exp-root", str(tmp_path), "--experiments", "ghost"])
 
 
 def _seeded(root: Path, name: str, seed: int, values: np.ndarray, weighting: dict, curve: dict[int, float],
@@ -320,4 +322,4 @@ def test_a_seed_folder_trained_at_another_seed_is_refused(seeds_root):
     (seeds_root / "baseline_seed1" / "config.yaml").write_text(yaml.safe_dump(saved))
     with pytest.raises(SystemExit, match="baseline_seed1: named as training seed 1, but its config.yaml has "
                                          "training.seed 7"):
-        report.main(["--exp-root", str(seeds_root), "--experiments", "baseline_seed0", "baseline_seed1"])
+        report_cli.main(["--exp-root", str(seeds_root), "--experiments", "baseline_seed0", "baseline_seed1"])

@@ -1,4 +1,4 @@
-"""RESULTS.md (stage 4's publishable results, ugr.results): the reproducing command, the environment from the
+"""RESULTS.md (stage 4's publishable results, ugr.report.results): the reproducing command, the environment from the
 experiments' provenance and the stages' recorded wall times, the report's own table rows; names never break a
 table or reach the page as HTML. Also the records it reads: provenance's launch fields, the stages' wall times."""
 from __future__ import annotations
@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from test_report import BASELINE, ROBUST, UNIFORM, _table_rows, fake_experiment, seeds_root  # noqa: F401 (a fixture)
-from ugr import config, provenance, report, results
+from ugr.pipeline import config, provenance
+from ugr.report import cli as report_cli
+from ugr.report import report, results
 
 ROOT = Path(__file__).resolve().parents[1]
 WALL_TIME = ROOT / "egs" / "TEMPLATE" / "scripts" / "wall_time.sh"
@@ -68,7 +70,7 @@ def _section(text: str, heading: str) -> str:
 
 def test_results_md_names_the_recipe_command_environment_and_stage_times_and_repeats_the_reports_rows(run_root):
     command = "./run.sh --experiments 'baseline robust_a5'"
-    report.main(["--exp-root", str(run_root), "--experiments", "baseline", "robust_a5", "--recipe", "wsj0_esc50",
+    report_cli.main(["--exp-root", str(run_root), "--experiments", "baseline", "robust_a5", "--recipe", "wsj0_esc50",
                  "--command", command])
     text = (run_root / results.FILE).read_text()
     assert text.startswith("# RESULTS: wsj0_esc50\n")
@@ -177,7 +179,7 @@ def test_record_launch_records_torch_threads_and_device(tmp_path):
 
 
 def test_the_training_records_the_cpu_or_the_gpus_it_runs_on():
-    from ugr.train import RecordExperiment
+    from ugr.pipeline.train import RecordExperiment
 
     cpu = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu")), device_ids=[0], num_nodes=1)
     device = RecordExperiment.device(cpu)

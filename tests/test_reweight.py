@@ -8,10 +8,10 @@ from asteroid.models import SuDORMRFImprovedNet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ugr import losses as L
-from ugr.reweight import effective_sample_size, max_weight, pmf, reweighted_loss
-from ugr.step import reweigh
-from ugr.weighting import build
+from ugr.separation import losses as L
+from ugr.core.pmf import effective_sample_size, max_weight, pmf
+from ugr.core.step import reweigh
+from ugr.core.weighting import build
 
 shapes = st.lists(st.integers(1, 6), min_size=1, max_size=3)
 
@@ -49,12 +49,7 @@ def test_pmf_rejects_logits_that_define_no_distribution(logits, message):
 
 def test_uniform_logits_give_the_mean():
     losses = torch.randn(4, 3)
-    assert reweighted_loss(losses, torch.zeros(4, 3)).item() == pytest.approx(losses.mean().item(), abs=1e-6)
-
-
-def test_reweighted_loss_rejects_mismatched_shapes():
-    with pytest.raises(ValueError, match="same shape"):
-        reweighted_loss(torch.zeros(4, 2), torch.zeros(4))
+    assert reweigh(losses, lambda **context: torch.zeros(4, 3)).loss.item() == pytest.approx(losses.mean().item(), abs=1e-6)
 
 
 def test_reweigh_refuses_a_weighting_that_gives_one_logit_per_batch():
@@ -66,7 +61,7 @@ def test_weights_are_constants_for_backward():
     losses = torch.tensor([0.5, 2.0, -1.0], requires_grad=True)
     logits = 0.7 * losses  # not detached by the caller
     assert not pmf(logits).requires_grad
-    reweighted_loss(losses, logits).backward()
+    reweigh(losses, lambda **context: logits).loss.backward()
     # d/dL sum p L with p constant is p itself; a p with a graph would add p*(L - sum pL)*alpha.
     assert torch.allclose(losses.grad, pmf(logits), atol=0, rtol=0)
 
@@ -123,7 +118,7 @@ def test_gradient_equals_weighted_sum_of_per_example_gradients(separation_batch,
     losses, neg_sisdri = _terms(model, mix, src, granularity)
     logits = weighting(losses=losses, neg_sisdri=neg_sisdri, classes=CLASSES, coarse=COARSE, step=3, epoch=0)
     p = pmf(logits)
-    batch_grad = _flat_grad(model, reweighted_loss(losses, logits))
+    batch_grad = _flat_grad(model, reweigh(losses, lambda **context: logits).loss)
 
     expected = torch.zeros_like(batch_grad)
     for b in range(mix.shape[0]):  # one example at a time: its own forward pass
@@ -141,7 +136,7 @@ def test_uniform_weights_give_the_gradient_of_the_plain_mean(separation_batch, g
     model, mix, src = separation_batch
     losses, _ = _terms(model, mix, src, granularity)
     logits = build({"type": "uniform", "granularity": granularity})(losses=losses)
-    reweighted = _flat_grad(model, reweighted_loss(losses, logits))
+    reweighted = _flat_grad(model, reweigh(losses, lambda **context: logits).loss)
     losses, _ = _terms(model, mix, src, granularity)
     plain = _flat_grad(model, losses.mean())
     assert torch.allclose(reweighted, plain, rtol=1e-10, atol=1e-14)

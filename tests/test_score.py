@@ -14,12 +14,13 @@ import torch
 import yaml
 
 from test_data_helpers import make_esc50, make_wsj0
-from ugr import checkpoints, config, score
+from ugr.pipeline import checkpoints, config, score
 from ugr.data.dataset import ListedMixtures
-from ugr.data.eval_list import lists_dir, write_drawn_list
+from ugr.data.eval_list import write_drawn_list
+from ugr.pipeline.lists import lists_dir
 from ugr.data.mixing import MixingSettings
 from ugr.data.prepare import CorpusInput, prepare
-from ugr.models import build_model
+from ugr.separation.models import build_model
 from test_config import CONF_DIR
 
 SEGMENT = 0.5
@@ -73,7 +74,7 @@ def corpus(tmp_path_factory):
     cfg = tiny_experiment_cfg()
     lists = lists_dir(typed(cfg), root / "data")
     write_drawn_list(root / "data", "test", lists / "test.csv", num=N_MIXTURES,
-                     settings=MixingSettings.from_config(typed(cfg).data))
+                     settings=(typed(cfg).data).mixing_settings())
     return root / "data", lists
 
 
@@ -234,7 +235,7 @@ def test_protocol_epochs_scores_each_checkpoint_and_averages_the_statistics_acro
 def test_other_metrics_are_columns_and_statistics_where_they_apply(corpus, tmp_path):
     from pystoi import stoi as reference_stoi
 
-    from ugr import metrics
+    from ugr.separation import metrics
 
     data, lists = corpus
     exp = tmp_path / "exp"
@@ -271,7 +272,7 @@ def test_other_metrics_are_columns_and_statistics_where_they_apply(corpus, tmp_p
 
 
 def test_another_test_list_makes_the_scores_stale(corpus, tmp_path):
-    """`python -m ugr.score --data B` after scoring on A must score B's list, not report A's scores as current."""
+    """`python -m ugr.pipeline.score --data B` after scoring on A must score B's list, not report A's scores as current."""
     data, lists = corpus
     exp = tmp_path / "exp"
     cfg = tiny_experiment_cfg()
@@ -280,7 +281,7 @@ def test_another_test_list_makes_the_scores_stale(corpus, tmp_path):
     other = tmp_path / "data_b"
     shutil.copytree(data, other)
     write_drawn_list(other, "test", lists_dir(typed(cfg), other) / "test.csv", num=N_MIXTURES - 2,
-                     settings=MixingSettings.from_config(typed(cfg).data))
+                     settings=(typed(cfg).data).mixing_settings())
     on_b = score.score(exp, other, progress=False)
     assert not on_b.get("up_to_date") and on_b["n"] == 2 * (N_MIXTURES - 2)
     assert on_b["test_list"] == str(lists_dir(typed(cfg), other) / "test.csv")

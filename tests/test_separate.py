@@ -10,8 +10,8 @@ import soundfile as sf
 import torch
 
 from test_score import save_epoch_checkpoints, tiny_experiment_cfg
-from ugr import checkpoints, separate
-from ugr.models import build_model
+from ugr.pipeline import checkpoints, separate
+from ugr.separation.models import build_model
 
 RATE = 8000  # the tiny experiment's model rate
 
@@ -241,7 +241,7 @@ def test_cuda_separates_like_cpu(exp_dir, tmp_path):
 
 def test_cli(exp_dir, tmp_path, capsys):
     sf.write(tmp_path / "c.wav", noise(3000, 1), 11025)
-    command = [sys.executable, "-m", "ugr.separate", "--exp-dir", str(exp_dir), "--out", str(tmp_path / "out"),
+    command = [sys.executable, "-m", "ugr.pipeline.separate", "--exp-dir", str(exp_dir), "--out", str(tmp_path / "out"),
                "--device", "cpu", str(tmp_path / "c.wav")]
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ugr import stats
+from ugr.report import stats
 
 SOURCES = 2
 

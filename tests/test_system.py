@@ -13,9 +13,10 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.plugins.precision import MixedPrecision
 from torch.utils.data import DataLoader, Dataset
 
-from ugr import losses, reweight
-from ugr.config import load, validate
-from ugr.system import SeparationSystem
+from ugr.separation import losses
+from ugr.core.pmf import pmf
+from ugr.pipeline.config import load, validate
+from ugr.pipeline.system import SeparationSystem
 from test_config import CONF_DIR
 
 T = 800  # 0.1 s at 8 kHz: the update rule does not depend on the length
@@ -138,7 +139,7 @@ def test_class_weighting_uses_the_labels(tmp_path):
     batch = collate([FixedBatches(BATCH)[i] for i in range(BATCH)])
     per_source, _ = losses.pit_neg_sisdr(initial.model(batch["mixture"]), batch["sources"])
     logits = torch.tensor([[3.0 if c == "speech" else 0.0 for c in row] for row in batch["classes"]])
-    (reweight.pmf(logits) * per_source).sum().backward()
+    (pmf(logits) * per_source).sum().backward()
     for name, param in initial.named_parameters():
         torch.testing.assert_close(grads[name], param.grad, rtol=1e-4, atol=1e-6)
 

@@ -1,6 +1,6 @@
 """The Lightning training step under real DDP (gloo, 2 CPU processes) equals the one-process step.
 
-tests/test_distributed.py checks ``ugr.step`` under plain torch DDP; this checks
+tests/test_distributed.py checks ``ugr.core.step`` under plain torch DDP; this checks
 the wiring of the LightningModule itself: ``manual_backward``, DDP's
 ``no_sync`` with micro-batches, the world-size factor, and the logged
 training figures (global over the ranks, not rank 0's share).
@@ -16,8 +16,8 @@ from pytorch_lightning.callbacks import Callback
 from torch.utils.data import DataLoader
 
 from test_system import BATCH, FixedBatches, collate, tiny_cfg
-from ugr.config import validate
-from ugr.system import SeparationSystem
+from ugr.pipeline.config import validate
+from ugr.pipeline.system import SeparationSystem
 
 WEIGHTINGS = {
     "robust": {"type": "robust", "alpha": 0.5},

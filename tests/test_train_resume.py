@@ -2,7 +2,7 @@
 warning signal and requeued, it ends with bit-identical weights to an uninterrupted run, with a data
 worker process (every shipped config has one).
 
-Each case runs ``python -m ugr.train`` as the recipe does, in its own process, on a tiny corpus:
+Each case runs ``python -m ugr.pipeline.train`` as the recipe does, in its own process, on a tiny corpus:
 3 epochs of 6 steps.
 """
 from __future__ import annotations

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ugr import config as config_lib
-from ugr import variants
-from ugr.data.eval_list import lists_key
+from ugr.pipeline import config as config_lib
+from ugr.pipeline import variants
+from ugr.pipeline.lists import lists_key
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "egs" / "wsj0_esc50" / "conf"
@@ -101,7 +101,7 @@ def test_the_command_line_gives_the_stages_names_and_tasks(tmp_path):
     conf.mkdir()
     (conf / "a.yaml").write_text(yaml.safe_dump({"inherit": str(CONF / "cpu" / "base_cpu.yaml")}))
     (conf / "b.yaml").write_text(yaml.safe_dump({"inherit": "a.yaml", "weighting": {"type": "robust", "alpha": 0.2}}))
-    base = [sys.executable, "-m", "ugr.variants", "--conf", str(conf), "--experiments", "a b", "--seeds", "2",
+    base = [sys.executable, "-m", "ugr.pipeline.variants", "--conf", str(conf), "--experiments", "a b", "--seeds", "2",
             "--sweep", "b:weighting.alpha=0.1,0.3", "--override", "training.epochs=2 b:training.lr=5e-4"]
     names = subprocess.run(base + ["names"], capture_output=True, text=True, check=True).stdout.split()
     assert names == ["a_seed0", "a_seed1", "b_alpha0.1_seed0", "b_alpha0.1_seed1", "b_alpha0.3_seed0",
@@ -156,7 +156,7 @@ def test_a_name_in_two_folders_is_refused_naming_both_files(tmp_path):
 
 def test_the_command_line_resolves_names_for_the_shell(tmp_path):
     conf = _conf_tree(tmp_path, ["cpu/a.yaml", "gpu/b.yaml", "x/dup.yaml", "y/dup.yaml"])
-    base = [sys.executable, "-m", "ugr.variants", "--conf", str(conf)]
+    base = [sys.executable, "-m", "ugr.pipeline.variants", "--conf", str(conf)]
     out = subprocess.run(base + ["--experiments", "b a", "configs"], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == [str(conf / "gpu" / "b.yaml"), str(conf / "cpu" / "a.yaml")]
     task = subprocess.run(base + ["--experiments", "a b", "task", "1"], capture_output=True, text=True, check=True)

@@ -6,9 +6,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ugr.reweight import pmf
-from ugr.step import reweigh
-from ugr.weighting import build
+from ugr.core.pmf import pmf
+from ugr.core.step import reweigh
+from ugr.core.weighting import build
 
 loss_vectors = st.lists(st.floats(-30, 30, allow_nan=False), min_size=2, max_size=40).map(torch.tensor)
 

@@ -1,4 +1,4 @@
-"""A prepared tiny corpus with its lists and a tiny experiment config, and `python -m ugr.train` on them, for
+"""A prepared tiny corpus with its lists and a tiny experiment config, and `python -m ugr.pipeline.train` on them, for
 the tests of stage 2 (conftest.py's fixtures ``tiny`` and ``tiny_trained``); no tests here."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import yaml
 
 from recipe_helpers import ROOT, TINY_SIZES, make_corpora
 from ugr.data.prepare import CorpusInput, prepare
-from ugr.lists import write_lists
+from ugr.pipeline.lists import write_lists
 
 EPOCHS, MIXTURES, BATCH = 3, 24, 4
 STEPS_PER_EPOCH = MIXTURES // BATCH
@@ -39,7 +39,7 @@ def tiny_setup(root: Path) -> dict:
 
 def train_command(setup: dict, exp_dir: Path, *args: str, config: Path | None = None,
                   data: Path | None = None) -> list[str]:
-    return [sys.executable, "-m", "ugr.train", "--config", str(config or setup["config"]), "--exp-dir", str(exp_dir),
+    return [sys.executable, "-m", "ugr.pipeline.train", "--config", str(config or setup["config"]), "--exp-dir", str(exp_dir),
             "--data", str(data or setup["data"]), "--no-progress", *args]
 
 

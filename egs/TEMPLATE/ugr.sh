@@ -70,20 +70,14 @@ fi
 
 read -r -a exps <<< "$experiments"
 [ ${#exps[@]} -gt 0 ] || die "--experiments is empty; name at least one config of conf/ (conf/**/NAME.yaml)"
-# Each name is the one file conf/**/NAME.yaml, any folder deep (ugr/variants.py find_config: an unknown
-# name lists the experiments there are, a name in two folders names both files).
-config_list=$(python -m ugr.variants --experiments "$experiments" configs) || exit 1
-mapfile -t configs <<< "$config_list"
 if [ -n "$fs" ]; then
   override="data.sample_rate=$fs model.sample_rate=$fs${override:+ $override}"
 fi
 variant_options=(--experiments "$experiments" --seeds "$seeds" --sweep "$sweep" --tag "$tag" --override "$override")
-python -m ugr.variants "${variant_options[@]}" check   # a typo stops the run now, not after hours
-names=$(python -m ugr.variants "${variant_options[@]}" names)
-mapfile -t variants <<< "$names"
-if [ ${#variants[@]} -gt ${#exps[@]} ]; then log "${#variants[@]} experiment folders in $exp: ${variants[*]}"; fi
-fs=$(python -m ugr.config get data.sample_rate --override "$override" "${configs[@]}") \
-  || die "the experiments must share one sample rate: run them separately, or pass --fs HZ"
+# One call checks every variant's config (a typo stops the run now, not after hours; each name is the one file
+# conf/**/NAME.yaml) and says how many variants there are and their one sample rate (ugr/pipeline/variants.py).
+plan=$(python -m ugr.pipeline.variants "${variant_options[@]}" plan) || exit 1
+read -r n_variants fs <<< "$plan"
 corpus_args=()
 for name in $corpus_options; do corpus_args+=("--$name" "${!name}"); done
 
@@ -94,7 +88,7 @@ after=""    # the previous stage's job id(s): slurm chains the stages with after
 job_ids=()  # every submitted stage's job id, for --wait
 
 # launch NAME cpu|gpu ARRAY NGPU NODES -- COMMAND...: one stage as one job (an
-# array job, task i = variant i of python -m ugr.variants, when ARRAY > 0), after the previous stage's
+# array job, task i = variant i of python -m ugr.pipeline.variants, when ARRAY > 0), after the previous stage's
 # job. Kind gpu asks NGPU GPUs per node on NODES nodes, one task (process) per
 # GPU; with --ngpu 0 the per-experiment stages are CPU jobs.
 model_kind=cpu
@@ -119,12 +113,12 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   launch lists cpu 0 0 1 -- scripts/stage1_lists.sh "${common[@]}"
 fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  launch train $model_kind ${#variants[@]} "$ngpu" "$num_nodes" -- scripts/stage2_train.sh "${common[@]}" \
+  launch train $model_kind $n_variants "$ngpu" "$num_nodes" -- scripts/stage2_train.sh "${common[@]}" \
     --ngpu "$ngpu" --num_nodes "$num_nodes"
 fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   # Scoring uses one GPU: one process on one node.
-  launch score $model_kind ${#variants[@]} "$((ngpu > 0 ? 1 : 0))" 1 -- scripts/stage3_score.sh "${common[@]}" \
+  launch score $model_kind $n_variants "$((ngpu > 0 ? 1 : 0))" 1 -- scripts/stage3_score.sh "${common[@]}" \
     --ngpu "$((ngpu > 0 ? 1 : 0))"
 fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then

@@ -62,7 +62,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from ugr.atomic import atomic_write, atomic_write_text  # noqa: E402
+from ugr.io.atomic import atomic_write, atomic_write_text  # noqa: E402
 from ugr.data.audio import resample  # noqa: E402
 
 DEFAULT_SOURCES = Path(__file__).with_name("sources.tsv")

@@ -15,7 +15,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from ..atomic import atomic_write
+from ugr.io.atomic import atomic_write
 
 SPHERE_SUFFIXES = (".wv1", ".wv2")
 

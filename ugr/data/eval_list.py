@@ -29,8 +29,7 @@ from typing import Optional
 import yaml
 from tqdm import tqdm
 
-from ..atomic import atomic_write_text
-from ..config import ExperimentConfig
+from ugr.io.atomic import atomic_write_text
 from .manifest import manifest_path, mixtures_path, rate_problem, read_mixtures
 from .mixing import MixingSettings, MixtureSpec, SourceCrop, SourcePool, draw_mixture, stream
 
@@ -39,30 +38,6 @@ KINDS = ("drawn", "published")
 DRAWN_COLUMNS = ["id", "src1", "offset1", "fine1", "coarse1", "src2", "offset2", "fine2", "coarse2", "snr_db"]
 PUBLISHED_COLUMNS = ["id"]
 # The data settings that define the validation and test mixtures: configs that agree on them share lists.
-LIST_KEYS = ("sample_rate", "segment", "snr_range", "priors", "normalize", "eval_from", "valid_mixtures",
-             "test_mixtures", "seed")
-
-
-def lists_key(cfg: ExperimentConfig) -> str:
-    """Name of the folder of validation/test lists for this config's data settings.
-
-    Experiments whose data settings agree share one test list, so their
-    scores compare the same mixtures; any other setting gets its own lists.
-    """
-    data = cfg.data
-    canonical = yaml.safe_dump({k: getattr(data, k) for k in LIST_KEYS}, sort_keys=True)
-    return f"{data.sample_rate // 1000}k_{data.segment:g}s_" + hashlib.sha1(canonical.encode()).hexdigest()[:8]
-
-
-def lists_dir(cfg: ExperimentConfig, data_dir: str | os.PathLike) -> Path:
-    """Where stage 1 writes this config's lists (and stages 2-3 read them)."""
-    return Path(data_dir) / "lists" / lists_key(cfg)
-
-
-class StaleListError(ValueError):
-    """A list that no longer describes its data folder, or is of an older format; regenerate it (stage 1)."""
-
-
 def fingerprint(path: Path) -> str:
     """A short hash of a manifest's bytes: the identity of the data a list was drawn from."""
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
@@ -142,7 +117,7 @@ def read_eval_list(path: str | os.PathLike, data_dir: Optional[str | os.PathLike
     lines = path.read_text(encoding="utf-8").splitlines()
     if lines and lines[0].startswith("# ugr-mixture-list"):
         raise StaleListError(f"{path}: a list of the older format v1 (its validation and test lists shared their "
-                             f"random streams); run stage 1 again (python -m ugr.lists) to regenerate it")
+                             f"random streams); run stage 1 again (python -m ugr.pipeline.lists) to regenerate it")
     if len(lines) < 3 or lines[0] != FORMAT_TAG:
         raise ValueError(f"{path}: not an evaluation list ({FORMAT_TAG}); regenerate it with stage 1")
     header = dict(item.split("=", 1) for item in lines[1].lstrip("# ").split())

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable, Optional
 
-from ..atomic import atomic_write_text
+from ugr.io.atomic import atomic_write_text
 
 SPLITS = ("train", "valid", "test")
 REQUIRED_COLUMNS = ("id", "path", "duration", "sample_rate", "group", "fine", "coarse")

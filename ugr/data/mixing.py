@@ -23,7 +23,6 @@ from typing import Optional
 import numpy as np
 import soundfile as sf
 
-from ..config import DataConfig
 from .audio import read_segment
 from .manifest import SPLITS, SourceRow, manifest_path, rate_problem, read_manifest, resolve
 
@@ -48,7 +47,7 @@ def parse_pair(name: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class MixingSettings:
-    """How mixtures are made; built from a config's ``data`` section (``from_config``).
+    """How mixtures are made; built from a config's ``data`` section (``ugr.pipeline.config.DataConfig.mixing_settings``).
 
     ``priors`` maps pairs of coarse classes to probabilities (normalised);
     ``normalize`` scales each mixture and its sources to unit mixture power.
@@ -60,16 +59,6 @@ class MixingSettings:
     priors: tuple[tuple[tuple[str, str], float], ...]
     normalize: bool
     seed: int
-
-    @classmethod
-    def from_config(cls, data: DataConfig) -> "MixingSettings":
-        """The settings of a checked ``data`` section (``ugr.config.DataConfig``)."""
-        weights = {parse_pair(name): float(weight) for name, weight in data.priors.items() if weight > 0}
-        total = sum(weights.values())
-        return cls(sample_rate=int(data.sample_rate), segment=float(data.segment),
-                   snr_range=(float(data.snr_range[0]), float(data.snr_range[1])),
-                   priors=tuple((pair, w / total) for pair, w in weights.items()),
-                   normalize=bool(data.normalize), seed=int(data.seed))
 
     @property
     def segment_frames(self) -> int:

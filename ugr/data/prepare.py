@@ -34,8 +34,8 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from ..atomic import atomic_write_text
-from ..cli import one_line_errors
+from ugr.io.atomic import atomic_write_text
+from ugr.io.cli import one_line_errors
 from .audio import SPHERE_SUFFIXES, AudioError, load_mono, resample, write_wav
 from .corpora import SPLITS, CorpusLayoutError, Index, MixtureFile, SourceFile, index_corpus, registered
 from .manifest import (ManifestError, MixtureRow, SourceRow, check_label, manifest_path, mixtures_path,

@@ -6,10 +6,10 @@ stage=0                  # first stage to run
 stop_stage=4             # last stage to run
 experiments=""           # experiment names: NAME is the config conf/**/NAME.yaml (any folder), in report order
 fs=""                    # sample rate (Hz) from stage 0 on; empty: the configs' data.sample_rate
-override=""              # config overrides '[EXPERIMENT:]SECTION.KEY=VALUE ...' (see ugr/config.py)
+override=""              # config overrides '[EXPERIMENT:]SECTION.KEY=VALUE ...' (see ugr/pipeline/config.py)
 tag=""                   # experiment folders exp/<experiment>_<tag> (a variant, e.g. with overrides)
-seeds=""                 # training seeds: a count N (0..N-1) or a list 0,1,2; folders exp/<...>_seed<k> (ugr/variants.py)
-sweep=""                 # '[EXPERIMENT:]SECTION.KEY=V1,V2 ...': one variant per grid point (ugr/variants.py)
+seeds=""                 # training seeds: a count N (0..N-1) or a list 0,1,2; folders exp/<...>_seed<k> (ugr/pipeline/variants.py)
+sweep=""                 # '[EXPERIMENT:]SECTION.KEY=V1,V2 ...': one variant per grid point (ugr/pipeline/variants.py)
 ngpu=0                   # GPUs per training job (0: CPU; >1: DDP)
 num_nodes=1              # nodes per training job, --ngpu GPUs each (slurm)
 cmd_backend=local        # local (here, one stage after another) or slurm (sbatch jobs; see cmd.sh)

@@ -8,5 +8,5 @@ set -euo pipefail
 . scripts/wall_time.sh
 wall_time_record data   # $exp/log/data.seconds, on success
 local/data.sh --data "$data" --fs "$fs" --downloads "$downloads" --force "$force" "$@"
-python -m ugr.variants "${variant_options[@]}" check --data "$data"
+python -m ugr.pipeline.variants "${variant_options[@]}" check --data "$data"
 log "stage 0: $data serves ${exps[*]} (report: $data/prepare_report.json)"

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Stage 4: EXP/report.md (distribution, per-class tables) and EXP/figures/*.png of
-# the variants of the run (python -m ugr.variants), written anew from their scores (a
+# the variants of the run (python -m ugr.pipeline.variants), written anew from their scores (a
 # few seconds): per folder, and across the training seeds of each variant (--seeds).
-# Also EXP/RESULTS.md (python -m ugr.results): the compact results to publish, with
+# Also EXP/RESULTS.md (python -m ugr.report.results): the compact results to publish, with
 # the command that reproduces them, the environment and each stage's wall time; a
 # recipe publishes it by copying it to its folder (cp exp/RESULTS.md RESULTS.md).
 set -euo pipefail
 . scripts/setup.sh
-names=$(python -m ugr.variants "${variant_options[@]}" names)
+names=$(python -m ugr.pipeline.variants "${variant_options[@]}" names)
 mapfile -t names <<< "$names"
 
 # The run's command line, for RESULTS.md: ./run.sh with the options of the run that are not the defaults

@@ -1,4 +1,4 @@
-# Sourced by the stage scripts 0-3: the stage's wall time, for EXP/RESULTS.md (python -m ugr.results).
+# Sourced by the stage scripts 0-3: the stage's wall time, for EXP/RESULTS.md (python -m ugr.report.results).
 #
 #   wall_time_record NAME   # right after the stage's setup: on a successful exit (status 0) the script's
 #                           # wall time ($SECONDS) is written to $exp/log/NAME.seconds, atomically

@@ -1,0 +1,414 @@
+"""Weighting functions F: the logits whose softmax over the batch gives the pmf.
+
+``build(cfg)`` turns one config mapping into a callable. Called with keyword
+context it returns logits shaped like ``losses``:
+
+    weighting = build({"type": "robust", "alpha": 0.2})
+    logits = weighting(losses=losses, classes=classes, step=step, epoch=epoch)
+
+Each type is a frozen dataclass that owns its config keys and their
+validation (``from_config``), its short label for the report's tables
+(``label()``: ``robust (alpha=0.2)``) and its sentence for the model card
+(``describe()``; ``in_words`` adds what UGR is). ``TYPES`` maps the config's
+``type`` to them, so a new type is one class and one entry.
+
+Context keys: ``losses`` (per-example training losses, (B, n_src) or (B,)),
+``neg_sisdri`` (negative SI-SDR improvement, same shape; only needed by
+``signal: neg_sisdri``), ``classes`` and ``coarse`` (fine and coarse labels
+per loss, or per source with per-mixture losses: nested lists or an integer
+tensor; any hashable labels, looked up by their ``str``), ``step`` and ``epoch``
+(optimisation step and epoch, from 0). Other keys are ignored, so the trainer
+can pass one context to every type. Nothing here imports the audio stack or
+Lightning: the weightings serve any per-example loss.
+
+Types (F of the paper):
+
+* ``uniform``: F = 0, the ordinary mean.
+* ``robust``: F = alpha * signal, alpha >= 0. Hard examples weigh more.
+* ``curriculum``: F = beta(k) * signal with beta(0) = beta0 < 0 rising to
+  exactly 0 at the horizon (``horizon_steps`` or ``horizon_epochs``) and 0
+  after it. Easy examples first, then the uniform update. Schedules of the
+  progress ``r = k / horizon`` in [0, 1]:
+  ``linear`` beta0 * (1 - r);
+  ``exponential`` beta0 * (exp(-rate r) - exp(-rate)) / (1 - exp(-rate)),
+  fast early relaxation (``rate``, default 5);
+  ``step`` beta0 * (1 - floor(r * levels) / levels), ``levels`` plateaus
+  (default 4); ``constant`` beta0 throughout, with no horizon (never
+  uniform: TERM's negative tilt, below).
+* ``class``: F = gamma[label]. A source is looked up by its fine class
+  first, then by its coarse class (any labels of the corpus, e.g. ``dog``
+  then ``env``; ``coarse`` may be left out); sources not named get 0. With per-mixture losses a
+  mixture's logit is the mean over its sources, so a speech-vs-env bias needs
+  ``granularity: source`` when every mixture holds one source of each.
+* ``sum``: the sum of ``terms`` (e.g. robust + class).
+
+The signal of loss-based types (``signal``): ``loss`` (default, the paper's
+formula) or ``neg_sisdri`` (negative SI-SDR improvement, the authors' code).
+
+``granularity`` (top level only; default ``source``) is carried as an
+attribute for the trainer, which picks per-source or per-mixture losses
+accordingly (see ``ugr.separation.losses``).
+
+Tilted empirical risk minimisation (TERM, Li, Beirami, Sanjabi, Smith, ICLR
+2021) is this softmax weighting of ``t * L``: the gradient of its objective
+``(1/t) log mean_i exp(t L_i)`` is ``sum_i softmax(t L)_i g_i``. So tilt
+``t > 0`` is ``robust`` with ``alpha = t``, ``t < 0`` is ``curriculum`` with
+``beta0 = t, schedule: constant``, and ``t -> 0`` is ``uniform``; TERM's
+per-sample loss is a mixture's (``granularity: mixture``) or, with
+``granularity: source``, each source is a sample. Over a batch this is TERM's
+mini-batch estimate (the paper's stochastic TERM with no running
+normaliser). ``t -> +inf`` tends to the hardest example alone (the max-loss,
+top-1 limit), ``t -> -inf`` to the easiest. TERM's hierarchical tilt (one
+tilt across groups, another within) and top-k/CVaR (uniform over the hardest
+fraction) do not fit: their weight of an example depends on the other losses
+of its group, or on the batch's k-th loss, not on the example alone, so they
+are no per-example F whose softmax over every rank and micro-batch stays
+exact.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from numbers import Real
+from typing import Any, Callable, ClassVar, Mapping, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ugr.core.checks import finite_number, one_of
+
+GRANULARITIES = ("source", "mixture")
+SIGNALS = ("loss", "neg_sisdri")
+SCHEDULES = ("linear", "exponential", "step", "constant")
+
+
+def _signal(context: Mapping[str, Any], signal: str) -> Tensor:
+    key = "losses" if signal == "loss" else "neg_sisdri"
+    if key not in context:
+        raise ValueError(f"weighting with signal {signal!r} needs the context key {key!r}")
+    return context[key].detach()
+
+
+# ----------------------------------------------------------------------------- config values, one style: raise naming where
+
+
+def _number(cfg: Mapping[str, Any], key: str, where: str) -> float:
+    problem = finite_number(cfg[key])
+    if problem:
+        raise ValueError(f"{where}: {key!r} {problem}")
+    return float(cfg[key])
+
+
+def _check_keys(cfg: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(cfg) - allowed)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(allowed)}")
+
+
+def _check_choice(value: Any, choices: Sequence[str], key: str, where: str) -> str:
+    problem = one_of(*choices)(value)
+    if problem:
+        raise ValueError(f"{where}: {key!r} {problem}")
+    return value
+
+
+def number_text(value: float) -> str:
+    """A number as configs write it: ``5`` for 5.0, ``0.2``, ``0.066667``."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _signal_words(signal: str) -> str:
+    return "its negative SI-SDR improvement" if signal == "neg_sisdri" else "its loss L"
+
+
+# ----------------------------------------------------------------------------- the types
+# Each type owns its config keys (``from_config``, which validates them), its
+# short label for tables (``label``) and its sentence for model cards
+# (``describe``); ``parts`` lists it and the terms inside it, for the checks of
+# a whole config (curriculum horizons, class names).
+
+
+@dataclass(frozen=True)
+class Uniform:
+    granularity: str = "source"
+
+    KEYS: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], where: str, granularity: str) -> "Uniform":
+        return cls(granularity=granularity)
+
+    def __call__(self, **context: Any) -> Tensor:
+        return torch.zeros_like(context["losses"].detach())
+
+    def label(self) -> str:
+        return "uniform"
+
+    def describe(self) -> str:
+        return "uniform: every example weighs the same (the ordinary mean of the losses; the baseline)"
+
+    def parts(self) -> tuple[Any, ...]:
+        return (self,)
+
+
+@dataclass(frozen=True)
+class Robust:
+    alpha: float
+    signal: str = "loss"
+    granularity: str = "source"
+
+    KEYS: ClassVar[frozenset[str]] = frozenset({"alpha", "signal"})
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], where: str, granularity: str) -> "Robust":
+        if "alpha" not in cfg:
+            raise ValueError(f"{where}: missing 'alpha' (a number >= 0; 0 is the uniform update)")
+        alpha = _number(cfg, "alpha", where)
+        if alpha < 0:
+            raise ValueError(f"{where}: 'alpha' must be >= 0 (alpha < 0 favours easy examples: use type curriculum), "
+                             f"got {alpha}")
+        signal = _check_choice(cfg.get("signal", "loss"), SIGNALS, "signal", where)
+        return cls(alpha=alpha, signal=signal, granularity=granularity)
+
+    def __call__(self, **context: Any) -> Tensor:
+        return self.alpha * _signal(context, self.signal)
+
+    def label(self) -> str:
+        signal = "" if self.signal == "loss" else f", signal={self.signal}"
+        return f"robust (alpha={number_text(self.alpha)}{signal})"
+
+    def describe(self) -> str:
+        return (f"robust, alpha = {self.alpha:g}: an example's weight grows as exp(alpha x "
+                f"{_signal_words(self.signal)}), so the hard examples weigh more (fewer catastrophic failures, the "
+                f"paper's robust setting)")
+
+    def parts(self) -> tuple[Any, ...]:
+        return (self,)
+
+
+@dataclass(frozen=True)
+class Curriculum:
+    beta0: float
+    horizon: float | None  # None: schedule constant
+    unit: str | None  # "step" or "epoch": the context key that measures progress; None: schedule constant
+    schedule: str = "linear"
+    rate: float = 5.0
+    levels: int = 4
+    signal: str = "loss"
+    granularity: str = "source"
+
+    KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"beta0", "horizon_steps", "horizon_epochs", "schedule", "rate", "levels", "signal"})
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], where: str, granularity: str) -> "Curriculum":
+        if "beta0" not in cfg:
+            raise ValueError(f"{where}: missing 'beta0' (a number < 0)")
+        beta0 = _number(cfg, "beta0", where)
+        if beta0 >= 0:
+            raise ValueError(f"{where}: 'beta0' must be < 0 (beta rises from beta0 to 0), got {beta0}")
+        schedule = _check_choice(cfg.get("schedule", "linear"), SCHEDULES, "schedule", where)
+        signal = _check_choice(cfg.get("signal", "loss"), SIGNALS, "signal", where)
+        horizons = [k for k in ("horizon_steps", "horizon_epochs") if k in cfg]
+        if schedule == "constant":
+            if horizons:
+                raise ValueError(f"{where}: schedule 'constant' keeps beta0 for good, so it takes no {horizons[0]!r}; "
+                                 "drop it, or pick a schedule that rises to 0")
+            return cls(beta0=beta0, horizon=None, unit=None, schedule=schedule, signal=signal,
+                       granularity=granularity)
+        if len(horizons) != 1:
+            raise ValueError(f"{where}: give exactly one of 'horizon_steps' or 'horizon_epochs' "
+                             f"(got {horizons or 'none'})")
+        horizon = _number(cfg, horizons[0], where)
+        if horizon <= 0:
+            raise ValueError(f"{where}: {horizons[0]!r} must be > 0, got {horizon}")
+        rate = _number(cfg, "rate", where) if "rate" in cfg else 5.0
+        if rate <= 0:
+            raise ValueError(f"{where}: 'rate' must be > 0, got {rate}")
+        levels = cfg.get("levels", 4)
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+            raise ValueError(f"{where}: 'levels' must be an integer >= 1, got {levels!r}")
+        unit = "step" if horizons[0] == "horizon_steps" else "epoch"
+        return cls(beta0=beta0, horizon=horizon, unit=unit, schedule=schedule, rate=rate, levels=levels,
+                   signal=signal, granularity=granularity)
+
+    @property
+    def horizon_key(self) -> str | None:
+        """The config key of the horizon: ``horizon_steps`` or ``horizon_epochs`` (None: schedule constant)."""
+        return None if self.unit is None else f"horizon_{self.unit}s"
+
+    def beta(self, progress: float) -> float:
+        """beta at step/epoch ``progress``: beta0 at 0, exactly 0 from the horizon on (beta0 throughout: constant)."""
+        if self.horizon is None:
+            return self.beta0
+        r = progress / self.horizon
+        if r >= 1.0:
+            return 0.0
+        r = max(r, 0.0)
+        if self.schedule == "linear":
+            factor = 1.0 - r
+        elif self.schedule == "exponential":
+            floor = math.exp(-self.rate)
+            factor = (math.exp(-self.rate * r) - floor) / (1.0 - floor)
+        else:
+            factor = 1.0 - math.floor(r * self.levels) / self.levels
+        return self.beta0 * factor
+
+    def __call__(self, **context: Any) -> Tensor:
+        if self.unit is None:
+            return self.beta0 * _signal(context, self.signal)
+        if context.get(self.unit) is None:
+            raise ValueError(f"curriculum weighting needs the context key {self.unit!r} (the {self.unit} from 0)")
+        return self.beta(float(context[self.unit])) * _signal(context, self.signal)
+
+    def label(self) -> str:
+        details = [f"beta0={number_text(self.beta0)}"]
+        if self.horizon is not None:
+            details.append(f"{self.horizon_key}={number_text(self.horizon)}")
+        details.append(f"schedule={self.schedule}")
+        if self.schedule == "exponential":
+            details.append(f"rate={number_text(self.rate)}")
+        if self.schedule == "step":
+            details.append(f"levels={self.levels}")
+        if self.signal != "loss":
+            details.append(f"signal={self.signal}")
+        return f"curriculum ({', '.join(details)})"
+
+    def describe(self) -> str:
+        signal = _signal_words(self.signal)
+        if self.horizon is None:
+            return (f"curriculum, constant: weights exp(beta0 x {signal}) with beta0 = {self.beta0:g} throughout "
+                    f"(TERM's negative tilt), so the easy examples weigh more for the whole training")
+        return (f"curriculum: weights exp(beta x {signal}) with beta rising from {self.beta0:g} to 0 over "
+                f"{self.horizon:g} {self.unit}s ({self.schedule} schedule), so the easy examples weigh more at first, "
+                f"and the update is uniform after that")
+
+    def parts(self) -> tuple[Any, ...]:
+        return (self,)
+
+
+@dataclass(frozen=True)
+class ClassBias:
+    gamma: Mapping[str, float]
+    granularity: str = "source"
+
+    KEYS: ClassVar[frozenset[str]] = frozenset({"gamma"})
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], where: str, granularity: str) -> "ClassBias":
+        gamma = cfg.get("gamma")
+        if not isinstance(gamma, Mapping) or not gamma:
+            raise ValueError(f"{where}: 'gamma' must be a non-empty mapping {{class_name: number}}, got {gamma!r}")
+        values = {}
+        for name, value in gamma.items():
+            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+                raise ValueError(f"{where}: gamma[{name!r}] must be a finite number, got {value!r}")
+            values[str(name)] = float(value)
+        return cls(gamma=values, granularity=granularity)
+
+    def __call__(self, **context: Any) -> Tensor:
+        losses = context["losses"].detach()
+        if context.get("classes") is None:
+            raise ValueError("class weighting needs the context key 'classes' (a label per loss, or per source)")
+        fine = _labels(context["classes"])
+        coarse = fine if context.get("coarse") is None else _labels(context["coarse"])
+        if fine.shape != coarse.shape:
+            raise ValueError(f"class weighting: fine labels {fine.shape} and coarse labels {coarse.shape} differ")
+        values = (np.vectorize(self._lookup, otypes=[float])(fine, coarse) if fine.size
+                  else fine.astype(float))
+        logits = torch.as_tensor(values, dtype=losses.dtype, device=losses.device)
+        if logits.shape == losses.shape:
+            return logits
+        if logits.dim() == losses.dim() + 1 and logits.shape[: losses.dim()] == losses.shape:
+            return logits.mean(dim=-1)  # per-mixture losses, per-source labels
+        raise ValueError(
+            f"class weighting: classes of shape {tuple(logits.shape)} do not match losses "
+            f"{tuple(losses.shape)}; pass one label per loss, or (B, n_src) labels for (B,) losses"
+        )
+
+    def _lookup(self, fine: Any, coarse: Any) -> float:
+        return self.gamma.get(str(fine), self.gamma.get(str(coarse), 0.0))
+
+    def label(self) -> str:
+        return f"class (gamma {', '.join(f'{name}={number_text(v)}' for name, v in self.gamma.items())})"
+
+    def describe(self) -> str:
+        biases = ", ".join(f"{name} {value:g}" for name, value in self.gamma.items())
+        return (f"class bias: weights exp(gamma[class]) with gamma {biases} (other classes 0), so an example "
+                f"of a class with gamma g weighs e^g times more")
+
+    def parts(self) -> tuple[Any, ...]:
+        return (self,)
+
+
+def _labels(labels: Any) -> np.ndarray:
+    """Labels as an object array: nested lists as they are, a tensor (on any device) by its values."""
+    if isinstance(labels, Tensor):
+        labels = labels.tolist()
+    return np.asarray(labels, dtype=object)
+
+
+@dataclass(frozen=True)
+class Sum:
+    terms: Sequence[Callable[..., Tensor]] = field(default_factory=tuple)
+    granularity: str = "source"
+
+    KEYS: ClassVar[frozenset[str]] = frozenset({"terms"})
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], where: str, granularity: str) -> "Sum":
+        terms = cfg.get("terms")
+        if not isinstance(terms, Sequence) or isinstance(terms, (str, bytes)) or not terms:
+            raise ValueError(f"{where}: 'terms' must be a non-empty list of weighting configs, got {terms!r}")
+        built = tuple(_build(term, f"{where} terms[{i}]", granularity=None) for i, term in enumerate(terms))
+        return cls(terms=built, granularity=granularity)
+
+    def __call__(self, **context: Any) -> Tensor:
+        total = torch.zeros_like(context["losses"].detach())
+        for term in self.terms:
+            total = total + term(**context)
+        return total
+
+    def label(self) -> str:
+        return " + ".join(term.label() for term in self.terms)
+
+    def describe(self) -> str:
+        return "the sum of: " + "; ".join(term.describe() for term in self.terms)
+
+    def parts(self) -> tuple[Any, ...]:
+        return (self,) + tuple(part for term in self.terms for part in term.parts())
+
+
+Weighting = Union[Uniform, Robust, Curriculum, ClassBias, Sum]
+TYPES: dict[str, type] = {"uniform": Uniform, "robust": Robust, "curriculum": Curriculum, "class": ClassBias,
+                          "sum": Sum}
+_UNITS = {"source": "(mixture, source) pair", "mixture": "mixture"}
+
+
+def build(cfg: Mapping[str, Any] | Weighting) -> Weighting:
+    """A weighting function from its config mapping (a built one is returned as it is); bad configs raise
+    ``ValueError`` naming the key."""
+    if isinstance(cfg, tuple(TYPES.values())):
+        return cfg
+    return _build(cfg, where="weighting", granularity="source")
+
+
+def _build(cfg: Mapping[str, Any], where: str, granularity: str | None) -> Weighting:
+    """``granularity`` is the default of a top-level section; None for a term of a sum, which takes none."""
+    if not isinstance(cfg, Mapping):
+        raise ValueError(f"{where}: expected a mapping with a 'type' key, got {cfg!r}")
+    kind = _check_choice(cfg.get("type"), list(TYPES), "type", where)
+    where = f"{where} ({kind})"
+    weighting_type = TYPES[kind]
+    _check_keys(cfg, {"type"} | set(weighting_type.KEYS) | ({"granularity"} if granularity else set()), where)
+    if granularity:
+        granularity = _check_choice(cfg.get("granularity", granularity), GRANULARITIES, "granularity", where)
+    return weighting_type.from_config(cfg, where, granularity or "source")
+
+
+def in_words(weighting: Weighting) -> str:
+    """What a weighting does, in a sentence or two: the model card's paragraph."""
+    return (f"Unified gradient reweighting (Tzinis et al., ICASSP 2021): each training step takes sum_i p_i grad L_i "
+            f"with p the softmax over the batch of a logit per {_UNITS[weighting.granularity]}. "
+            f"Here {weighting.describe()}.")

@@ -1,0 +1,35 @@
+"""Stage 4's command line: ``python -m ugr.report`` writes report.md with its figures, then RESULTS.md."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ugr.io.cli import one_line_errors
+from ugr.report import report as report_lib
+from ugr.report import results
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m ugr.report", description=report_lib.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp-root", required=True, type=Path, help="folder holding one folder per experiment")
+    parser.add_argument("--experiments", nargs="*", help="experiment names in table order (default: all scored); "
+                                                          "folders <variant>_seed<k> are seeds of one variant")
+    parser.add_argument("--sweep", default="", help="the swept keys, as run.sh --sweep writes them "
+                                                    "('robust:weighting.alpha=0.1,0.2'): the operating-point figure")
+    parser.add_argument("--recipe", default="", help="RESULTS.md's title: the recipe (stage 4: its folder's name)")
+    parser.add_argument("--command", default="", help="RESULTS.md's command line that reproduces the run "
+                                                      "(stage 4: ./run.sh with the run's options)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None, started: Optional[float] = None) -> None:
+    """``started``: when the stage began (``time.monotonic()``; default: now), for RESULTS.md's report time."""
+    started = time.monotonic() if started is None else started
+    args = parse_args(argv)
+    with one_line_errors("report", args.exp_root, ValueError):
+        path = report_lib.report(args.exp_root, args.experiments, args.sweep)
+        results_path = results.write(args.exp_root, args.experiments, args.recipe, args.command, started)
+    print(f"report: wrote {path} and figures in {path.parent / 'figures'}; the results to publish: {results_path}")

@@ -1,0 +1,429 @@
+"""Stage 4: the paper-style report of every scored experiment.
+
+Reads ``EXP_ROOT/<experiment>/scores/`` (stage 3) and the training logs, and
+writes ``EXP_ROOT/report.md`` and its figures under ``EXP_ROOT/figures/``.
+Experiments are grouped by the test list they were scored on (the
+fingerprint of its contents: another data folder or other data settings make
+another group); in each group the first experiment with uniform weighting is
+the baseline. Per group:
+
+* a distribution table per metric (n, mean, std, p1 ... p99 per estimated
+  source; the paper's Table 1); under ``scoring.protocol: epochs`` each cell
+  is the mean ± the std across the scored epochs;
+* the paired comparison of every experiment with the baseline: the mean
+  per-source SI-SDRi difference over the same (mixture, source) pairs (each
+  source's mean over the epochs under ``epochs``), its 95 % bootstrap
+  interval (resampling mixtures, seeded: the report is reproducible) and the
+  share of sources improved;
+* the per-class table: mean SI-SDRi per coarse class and combined, ± the std
+  across epochs under ``epochs``, else the standard error of the mean (a
+  column says which);
+* convergence: each run's final validation SI-SDRi and the training steps it
+  needed to first reach the baseline's final validation SI-SDRi;
+* figures: the SI-SDRi density (smoothed, and both tails as cumulative
+  shares, on log axes: the tails are where robust weighting acts; the
+  paper's Figure 1), mean against 5th percentile with error bars (std across
+  epochs under ``epochs``, else bootstrap std), validation SI-SDRi against
+  training steps.
+
+With one test list the figures are ``figures/<figure>.png``; with several,
+``figures/<figure>_<fingerprint>.png``. report.md names them all.
+
+``python -m ugr.report`` then writes ``EXP_ROOT/RESULTS.md`` (``ugr.report.results``): the
+compact results to publish, titled by ``--recipe`` with the ``--command`` that
+reproduces them, the environment and each stage's wall time.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, NamedTuple, Optional, Sequence
+
+import numpy as np
+
+from ugr.report import across_seeds, stats
+from ugr.pipeline import variants as variants_lib
+from ugr.io.atomic import atomic_write_text
+from ugr.io.cli import one_line_errors
+from ugr.data.manifest import SPEECH
+from ugr.pipeline.experiment_dir import ExperimentDir
+from ugr.pipeline.score import MAIN_METRIC, PERCENTILES, STATS_FILE
+from ugr.core.weighting import Uniform
+
+STAT_COLUMNS = ("n", "mean", "std") + tuple(f"p{q}" for q in PERCENTILES)
+FIGURES = {"density": "si_sdri_density.png", "convergence": "valid_si_sdri.png", "tradeoff": "mean_vs_p5.png"}
+# Drawn only for runs at several seeds (--seeds) and for a sweep (--sweep):
+SEED_FIGURES = {"seeds_convergence": "valid_si_sdri_seeds.png", "operating_point": across_seeds.OPERATING_POINT}
+METRIC_TITLES = {"si_sdri": "SI-SDRi (dB)", "sdri": "SDRi, bss_eval (dB)", "stoi": "STOI, speech sources only",
+                 "pesq": "PESQ (MOS-LQO), speech sources only"}
+
+
+class Point(NamedTuple):
+    """One validation: the epoch (from 1), the optimizer steps done, the mean validation SI-SDRi (dB)."""
+
+    epoch: int
+    steps: int
+    value: float
+
+
+@dataclass(frozen=True)
+class Paired:
+    """An experiment against its baseline over the same (mixture, source) pairs."""
+
+    sources: int
+    mixtures: int
+    mean_difference: float
+    low: float
+    high: float
+    improved: float  # share of sources with a higher value than the baseline's
+
+
+@dataclass
+class Scored:
+    """One scored experiment as stage 4 reads it."""
+
+    name: str
+    stats: Dict
+    rows: List[Dict[str, str]]
+    weighting: str
+    is_uniform: bool
+    curve: List[Point]
+    config: Optional[Dict] = None  # the resolved config (ExperimentConfig.record); None for a folder without one
+
+    @property
+    def by_epochs(self) -> bool:
+        return "across_epochs_std" in self.stats
+
+    @property
+    def test_list(self) -> str:
+        """The identity of the test list scored: the fingerprint of its contents (the path for older scores)."""
+        return self.stats.get("test_list_fingerprint") or self.stats.get("test_list", "?")
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def scored_experiments(exp_root: Path) -> List[str]:
+    """Experiments under ``exp_root`` whose scoring finished, by name."""
+    return sorted(p.parent.parent.name for p in exp_root.glob(f"*/scores/{STATS_FILE}"))
+
+
+def load_stats(exp_dir: Path) -> Dict:
+    path = exp_dir / "scores" / STATS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not scored yet; run stage 3 for {exp_dir.name}")
+    return json.loads(path.read_text())
+
+
+def load_rows(exp_dir: Path) -> List[Dict[str, str]]:
+    with open(exp_dir / "scores" / "test.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def validation_curve(exp_dir: Path) -> List[Point]:
+    """Every epoch's validation from every launch's CSV log, by epoch; a resumed launch wins ties.
+
+    Lightning logs a validation at the step index of the batch it follows
+    (0-based), so the optimizer steps done are that index + 1.
+    """
+    by_epoch: Dict[int, Point] = {}
+    versions = sorted((exp_dir / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
+    for path in versions:
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("val/si_sdri"):
+                    epoch = int(row["epoch"]) + 1
+                    by_epoch[epoch] = Point(epoch, int(row["step"]) + 1, float(row["val/si_sdri"]))
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
+def load_experiment(exp_dir: Path) -> Scored:
+    folder = ExperimentDir(exp_dir)
+    config = folder.config() if folder.config_file.is_file() else None  # a folder without one: labelled ?
+    weighting = config.weighting if config is not None else None
+    label = "?" if weighting is None else weighting.label()
+    return Scored(exp_dir.name, load_stats(exp_dir), load_rows(exp_dir), label, isinstance(weighting, Uniform),
+                  validation_curve(exp_dir), None if config is None else config.record)
+
+
+def per_source(rows: List[Dict[str, str]], metric: str = MAIN_METRIC) -> Dict[tuple[str, str], float]:
+    """Each (mixture_id, source)'s value: its mean over the epochs scored (one row each), where it applies."""
+    values: Dict[tuple[str, str], List[float]] = {}
+    for row in rows:
+        if row.get(metric):
+            values.setdefault((row["mixture_id"], row["source"]), []).append(float(row[metric]))
+    return {key: float(np.mean(v)) for key, v in values.items()}
+
+
+def pooled(rows: List[Dict[str, str]], metric: str = MAIN_METRIC) -> np.ndarray:
+    """Every row's value (all epochs pooled), where the metric applies."""
+    return np.array([float(row[metric]) for row in rows if row.get(metric)])
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def paired_comparison(values: Dict[tuple[str, str], float], baseline: Dict[tuple[str, str], float],
+                      resamples: int = stats.RESAMPLES, seed: int = stats.SEED) -> Optional[Paired]:
+    """Mean per-source difference ``values - baseline`` over their common (mixture, source) pairs, its 95 %
+    bootstrap interval and the share of sources improved; None without a common pair.
+
+    Sources of one mixture are not independent (they share the mixture), so
+    the bootstrap resamples whole mixtures (``ugr.report.stats``).
+    """
+    common = sorted(set(values) & set(baseline))
+    if not common:
+        return None
+    differences = {key: values[key] - baseline[key] for key in common}
+    _, sums, counts = stats.by_mixture(differences)
+    low, high = stats.interval(stats.bootstrap_means(sums, counts, resample_seeds=False, resamples=resamples,
+                                                     seed=seed))
+    d = np.array(list(differences.values()))
+    return Paired(len(common), sums.size, float(d.mean()), low, high, float((d > 0).mean()))
+
+
+def steps_to_reach(curve: Sequence[Point], target: float) -> Optional[int]:
+    """The optimizer steps after which the validation SI-SDRi first reached ``target``; None if it never did."""
+    return next((point.steps for point in curve if point.value >= target), None)
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _cell(stats: Dict, spread: Optional[Dict], key: str) -> str:
+    if key == "n":
+        return str(stats["n"])
+    return f"{stats[key]:.2f}" + (f" ± {spread[key]:.2f}" if spread is not None else "")
+
+
+def distribution_table(stats: Dict[str, Dict], weightings: Dict[str, str], metric: str = MAIN_METRIC) -> str:
+    """One row per experiment: n, mean, std, p1 ... p99 of ``metric``; mean ± std across epochs where scored so."""
+    lines = ["| experiment | weighting | " + " | ".join(STAT_COLUMNS) + " |", "|" + "---|" * (len(STAT_COLUMNS) + 2)]
+    for name, s in stats.items():
+        if metric == MAIN_METRIC:
+            values, spread = s, s.get("across_epochs_std")
+        else:
+            values = s.get("metrics", {}).get(metric)
+            spread = s["across_epochs_std"]["metrics"][metric] if values and "across_epochs_std" in s else None
+        if not values or not values["n"]:
+            reason = "not scored" if not values else "no source it applies to"
+            lines.append(f"| {name} | {weightings[name]} | 0 | " + " | ".join([reason] + ["-"] * 10) + " |")
+            continue
+        lines.append(f"| {name} | {weightings[name]} | " + " | ".join(_cell(values, spread, c) for c in STAT_COLUMNS)
+                     + " |")
+    return "\n".join(lines)
+
+
+def _mean_pm(stats: Optional[Dict], spread: Optional[Dict]) -> str:
+    """``mean ± x``: x the std across epochs when ``spread`` is given, else the standard error of the mean."""
+    if stats is None:
+        return "-"
+    if spread is not None:
+        return f"{stats['mean']:.2f} ± {spread['mean']:.2f}"
+    se = stats["std"] / math.sqrt(stats["n"]) if stats["n"] > 1 else float("nan")
+    return f"{stats['mean']:.2f} ± {se:.2f}"
+
+
+def class_table(stats: Dict[str, Dict]) -> str:
+    """Mean SI-SDRi per coarse class (those of every experiment, in name order) and combined, ± the std across
+    epochs (protocol epochs) or the standard error of the mean (protocol weights); the last column says which."""
+    classes = sorted({c for s in stats.values() for c in s["per_coarse"]})
+    lines = ["| experiment | " + " | ".join(classes) + " | combined | ± |", "|---|" + "---|" * (len(classes) + 2)]
+    for name, s in stats.items():
+        spread = s.get("across_epochs_std")
+        kind = (f"std across {len(s.get('checkpoints', []))} epochs" if spread is not None
+                else "standard error of the mean")
+        cells = [_mean_pm(s["per_coarse"].get(c), spread and spread["per_coarse"].get(c)) for c in classes]
+        lines.append(f"| {name} | " + " | ".join(cells + [_mean_pm(s, spread), kind]) + " |")
+    return "\n".join(lines)
+
+
+def paired_table(group: List[Scored], baseline: Scored) -> str:
+    base = per_source(baseline.rows)
+    lines = ["| experiment | sources (mixtures) | mean difference (dB) | 95 % bootstrap interval | improved |",
+             "|---|---|---|---|---|"]
+    for exp in group:
+        if exp is baseline:
+            continue
+        paired = paired_comparison(per_source(exp.rows), base)
+        if paired is None:
+            lines.append(f"| {exp.name} | 0 | no (mixture, source) in common with {baseline.name} | - | - |")
+            continue
+        lines.append(f"| {exp.name} | {paired.sources} ({paired.mixtures}) | {paired.mean_difference:+.2f} | "
+                     f"[{paired.low:+.2f}, {paired.high:+.2f}] | {100 * paired.improved:.1f} % |")
+    return "\n".join(lines)
+
+
+def convergence_table(group: List[Scored], baseline: Optional[Scored]) -> str:
+    target = baseline.curve[-1].value if baseline is not None and baseline.curve else None
+    reach = f"steps to reach {baseline.name}'s final {target:.2f} dB" if target is not None else "steps to reach -"
+    lines = [f"| experiment | epochs | steps | final validation SI-SDRi (dB) | {reach} |", "|---|---|---|---|---|"]
+    for exp in group:
+        if not exp.curve:
+            lines.append(f"| {exp.name} | - | - | no validation in the logs | - |")
+            continue
+        steps = steps_to_reach(exp.curve, target) if target is not None else None
+        reached = "-" if target is None else ("not reached" if steps is None else str(steps))
+        last = exp.curve[-1]
+        lines.append(f"| {exp.name} | {last.epoch} | {last.steps} | {last.value:.2f} | {reached} |")
+    return "\n".join(lines)
+
+
+def tradeoff_points(exp: Scored) -> tuple[float, float, float, float]:
+    """(p5, mean, p5 error, mean error): errors the std across epochs, else bootstrap std over mixtures."""
+    s = exp.stats
+    if exp.by_epochs:
+        spread = s["across_epochs_std"]
+        return s["p5"], s["mean"], spread["p5"], spread["mean"]
+    mean_err, p5_err = stats.bootstrap_std(per_source(exp.rows))
+    return s["p5"], s["mean"], p5_err, mean_err
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def _seeds_parts(variants: List[across_seeds.SeedRuns], exp_root: Path, figures: Dict[str, str]) -> List[str]:
+    """The section across training seeds (``ugr.report.across_seeds``)."""
+    from ugr.report import figures as figures_lib  # imported here: matplotlib, which the tables alone do not need
+    baseline = next((variant for variant in variants if variant.is_uniform), None)
+    final = across_seeds.baseline_final(baseline)
+    figures_lib.plot_validation(variants, (baseline.name, final) if final is not None else None,
+                                exp_root / figures["seeds_convergence"])
+    parts = ["### Across training seeds",
+             "Each variant's runs at its training seeds (`--seeds`; folders `<variant>_seed<k>`). A cell is the "
+             "mean of the statistic over the seeds ± its std across them (ddof 1); under `protocol: epochs` each "
+             "seed's value is its mean over the scored epochs.",
+             f"#### {METRIC_TITLES[MAIN_METRIC]} per estimated source, across seeds",
+             across_seeds.distribution_table(variants)]
+    if baseline is not None and len(variants) > 1:
+        parts += [f"#### Paired comparison against {baseline.name}, across seeds (SI-SDRi)",
+                  f"Difference = variant - {baseline.name} per (mixture, source), seed k against seed k (a baseline "
+                  f"of one run against every seed). Interval: {stats.RESAMPLES} bootstrap resamples drawing seeds "
+                  f"and mixtures with replacement (the same mixtures for every drawn seed: all seeds are scored on "
+                  f"one test list; seed {stats.SEED}); mixtures only: every seed kept, mixtures resampled, the "
+                  f"interval that ignores how the seeds disagree. Seeds agreeing: those whose own mean difference "
+                  f"has the sign of the overall one.",
+                  across_seeds.paired_table(variants, baseline, per_source)]
+    parts += ["#### Per coarse class (mean SI-SDRi, dB), across seeds", across_seeds.class_table(variants),
+              "#### Convergence across seeds",
+              f"Final validation SI-SDRi (mean ± std over seeds) and, per seed, the training steps to the first "
+              f"validation at or above {100 * across_seeds.REACH_SHARE:.0f} % of the baseline's final value "
+              f"(its mean over seeds) and at or above that value: mean ± std over the seeds that reached it.",
+              across_seeds.convergence_table(variants, baseline)]
+    return parts
+
+
+def _group_section(group: List[Scored], exp_root: Path, suffix: str,
+                   axes: Sequence[variants_lib.SweepAxis] = ()) -> str:
+    from ugr.report import figures as figures_lib  # imported here: matplotlib, which the tables alone do not need
+
+    by_name = {exp.name: exp.stats for exp in group}
+    weightings = {exp.name: exp.weighting for exp in group}
+    baseline = next((exp for exp in group if exp.is_uniform), None)
+    first = group[0].stats
+    list_path = Path(first.get("test_list", "?"))
+    try:
+        shown = list_path.relative_to(exp_root.resolve().parent)
+    except ValueError:
+        shown = list_path
+    figures = {key: f"figures/{Path(name).stem}{suffix}.png" for key, name in {**FIGURES, **SEED_FIGURES}.items()}
+    variants = across_seeds.seed_groups(group)
+    seeded = across_seeds.has_seeds(variants)
+    if seeded:  # one density per variant, its seeds pooled: Figure 1 over every swept value
+        figures_lib.plot_density({v.name: np.concatenate([pooled(run.rows) for run in v.runs]) for v in variants},
+                     exp_root / figures["density"])
+    else:
+        figures_lib.plot_density({exp.name: pooled(exp.rows) for exp in group}, exp_root / figures["density"])
+    swept = figures_lib.plot_operating_point(variants, axes, exp_root / figures["operating_point"])
+    target = (baseline.name, baseline.curve[-1].value) if baseline is not None and baseline.curve else None
+    figures_lib.plot_convergence({exp.name: exp.curve for exp in group}, target, exp_root / figures["convergence"])
+    figures_lib.plot_tradeoff({exp.name: tradeoff_points(exp) for exp in group}, exp_root / figures["tradeoff"])
+
+    protocols = sorted({"epochs" if exp.by_epochs else "weights" for exp in group})
+    notes = []
+    if "epochs" in protocols:
+        notes.append("Experiments scored with `protocol: epochs`: every statistic is the mean across the scored "
+                     "epochs ± its std across them.")
+    if "weights" in protocols:
+        notes.append("Experiments scored with `protocol: weights`: the statistics of one model, the average of "
+                     "the weights of the last epochs.")
+    parts = [f"## Test list `{shown}` (contents {group[0].test_list[:16]})", " ".join(notes)]
+    parts += [f"### {METRIC_TITLES[MAIN_METRIC]} per estimated source", distribution_table(by_name, weightings)]
+    for metric in METRIC_TITLES:
+        found = [s["metrics"][metric]["n"] for s in by_name.values() if metric in s.get("metrics", {})]
+        if metric == MAIN_METRIC or not found:
+            continue
+        parts += [f"### {METRIC_TITLES[metric]}",
+                  distribution_table(by_name, weightings, metric) if any(found) else
+                  f"Scored, but no test source is one it applies to (coarse class `{SPEECH}`)."]
+    if baseline is None:
+        parts += ["### Against the baseline", "No experiment with uniform weighting was scored on this test list: "
+                                              "no paired comparison, no steps to a baseline."]
+    elif len(group) == 1:
+        parts += [f"### Paired comparison against {baseline.name} (SI-SDRi)",
+                  "No other experiment was scored on this test list."]
+    else:
+        parts += [f"### Paired comparison against {baseline.name} (SI-SDRi)",
+                  f"Difference = experiment - {baseline.name} per (mixture, source); under `protocol: epochs` a "
+                  f"source's value is its mean over the epochs. Interval: {stats.RESAMPLES} bootstrap "
+                  f"resamples of the mixtures (seed {stats.SEED}). Improved: the share of sources whose "
+                  f"SI-SDRi is higher than the baseline's.",
+                  paired_table(group, baseline)]
+    parts += ["### Per coarse class (mean SI-SDRi, dB)", class_table(by_name)]
+    parts += ["### Convergence (validation SI-SDRi against training steps)",
+              "Steps: optimizer steps done at the validation. Steps to reach: the first validation at or above "
+              "the baseline's final one.", convergence_table(group, baseline)]
+    if seeded:
+        parts += _seeds_parts(variants, exp_root, figures)
+    listed = [f"- `{figures['density']}`: test SI-SDRi, smoothed density and both tails (share of sources below / "
+              f"above x) on log axes, all scored epochs pooled" + (", one curve per variant, its seeds pooled"
+                                                                  if seeded else ""),
+              f"- `{figures['tradeoff']}`: mean against 5th percentile; error bars: ± std across epochs "
+              f"(`protocol: epochs`) or ± bootstrap std over resampled mixtures (`protocol: weights`)",
+              f"- `{figures['convergence']}`: validation SI-SDRi against training steps"
+              + (f", the dashed line {baseline.name}'s final value" if target else "")]
+    shown_figures = [f"![SI-SDRi density and tails (log scale)]({figures['density']})",
+                     f"![mean against 5th percentile]({figures['tradeoff']})",
+                     f"![validation SI-SDRi against training steps]({figures['convergence']})"]
+    if seeded:
+        listed.append(f"- `{figures['seeds_convergence']}`: validation SI-SDRi against training steps per variant, "
+                      f"the mean over its seeds and a band of ± one std")
+        shown_figures.append(f"![validation SI-SDRi across seeds]({figures['seeds_convergence']})")
+    if swept:
+        listed.append(f"- `{figures['operating_point']}`: the operating points of the sweep "
+                      f"({', '.join(axis.dotted for axis in axes)}): mean against p5, p1 and std per swept value, "
+                      f"error bars ± std across seeds; squares: the variants without the swept keys")
+        shown_figures.append(f"![operating points of the sweep]({figures['operating_point']})")
+    parts += ["### Figures", "\n".join(listed), "\n".join(shown_figures)]
+    return "\n\n".join(part for part in parts if part)
+
+
+def report(exp_root: Path, experiments: Optional[Sequence[str]] = None, sweep: str = "") -> Path:
+    """Writes report.md and the figures for ``experiments`` (default: every scored one); returns report.md.
+
+    ``sweep`` (run.sh's ``--sweep``) names the swept keys of the operating-point figure (its values are read
+    from each folder's config.yaml).
+    """
+    axes = variants_lib.parse_sweep(sweep)
+    names = list(experiments) if experiments else scored_experiments(exp_root)
+    if not names:
+        raise FileNotFoundError(f"{exp_root}: no scored experiment (*/scores/{STATS_FILE}); run stages 2-3 first")
+    scored = [load_experiment(exp_root / name) for name in names]
+    groups: Dict[str, List[Scored]] = {}
+    for exp in scored:
+        groups.setdefault(exp.test_list, []).append(exp)
+    (exp_root / "figures").mkdir(parents=True, exist_ok=True)
+    sections = [_group_section(group, exp_root, "" if len(groups) == 1 else f"_{key[:8]}", axes)
+                for key, group in groups.items()]
+    weights = "\n".join(f"- {exp.name}: {exp.stats.get('weights', '?')}" for exp in scored)
+    text = ("# Test scores per estimated source\n\n"
+            "Experiments are grouped by the test list they were scored on; the first one with uniform weighting "
+            "on a list is its baseline.\n\n" + "\n\n".join(sections) + f"\n\n## Weights scored\n\n{weights}\n")
+    path = exp_root / "report.md"
+    atomic_write_text(path, text)
+    return path
