@@ -69,7 +69,7 @@ def test_report_in_a_read_only_folder(tmp_path):
     fake_experiment(tmp_path, "baseline", np.linspace(-5, 10, 20), classes,
                     {"type": "uniform", "granularity": "source"}, [{0: 1.0, 1: 2.0}])
     (tmp_path / "figures").mkdir()
-    done = run_with_folder_on(tmp_path / "figures", [sys.executable, "-m", "ugr.report.report", "--exp-root",
+    done = run_with_folder_on(tmp_path / "figures", [sys.executable, "-m", "ugr.report", "--exp-root",
                                                      str(tmp_path), "--experiments", "baseline"], read_only=True)
     assert f"cannot write {tmp_path}/figures/" in check_one_line(done, "report", tmp_path / "figures", READ_ONLY)
     assert not (tmp_path / "report.md").exists(), "the report is written after its figures"

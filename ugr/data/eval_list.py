@@ -38,6 +38,10 @@ KINDS = ("drawn", "published")
 DRAWN_COLUMNS = ["id", "src1", "offset1", "fine1", "coarse1", "src2", "offset2", "fine2", "coarse2", "snr_db"]
 PUBLISHED_COLUMNS = ["id"]
 # The data settings that define the validation and test mixtures: configs that agree on them share lists.
+class StaleListError(ValueError):
+    """A list that no longer describes its data folder, or is of an older format; regenerate it (stage 1)."""
+
+
 def fingerprint(path: Path) -> str:
     """A short hash of a manifest's bytes: the identity of the data a list was drawn from."""
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]

@@ -50,10 +50,6 @@ def lists_dir(cfg: ExperimentConfig, data_dir: str | os.PathLike) -> Path:
     return Path(data_dir) / "lists" / lists_key(cfg)
 
 
-class StaleListError(ValueError):
-    """A list that no longer describes its data folder, or is of an older format; regenerate it (stage 1)."""
-
-
 def write_lists(data_dir: Path, configs: Sequence[Path], overrides: str = "", force: bool = False,
                 sweep: str = "") -> list[Path]:
     """Writes (or finds current) the lists of every config at every sweep point; returns the list files, in order.
