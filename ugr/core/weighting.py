@@ -351,7 +351,7 @@ def _labels(labels: Any) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Sum:
-    terms: Sequence[Callable[..., Tensor]] = field(default_factory=tuple)
+    terms: Sequence["Weighting"] = field(default_factory=tuple)
     granularity: str = "source"
 
     KEYS: ClassVar[frozenset[str]] = frozenset({"terms"})
@@ -381,7 +381,8 @@ class Sum:
 
 
 Weighting = Union[Uniform, Robust, Curriculum, ClassBias, Sum]
-TYPES: dict[str, type] = {"uniform": Uniform, "robust": Robust, "curriculum": Curriculum, "class": ClassBias,
+WeightingType = Union[type[Uniform], type[Robust], type[Curriculum], type[ClassBias], type[Sum]]
+TYPES: dict[str, WeightingType] = {"uniform": Uniform, "robust": Robust, "curriculum": Curriculum, "class": ClassBias,
                           "sum": Sum}
 _UNITS = {"source": "(mixture, source) pair", "mixture": "mixture"}
 
@@ -389,7 +390,7 @@ _UNITS = {"source": "(mixture, source) pair", "mixture": "mixture"}
 def build(cfg: Mapping[str, Any] | Weighting) -> Weighting:
     """A weighting function from its config mapping (a built one is returned as it is); bad configs raise
     ``ValueError`` naming the key."""
-    if isinstance(cfg, tuple(TYPES.values())):
+    if isinstance(cfg, (Uniform, Robust, Curriculum, ClassBias, Sum)):
         return cfg
     return _build(cfg, where="weighting", granularity="source")
 

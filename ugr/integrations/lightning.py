@@ -21,7 +21,7 @@ Logged through the module's logger, for the global batch: ``train/loss``
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager, Mapping
+from typing import Any, ContextManager, Mapping, cast
 
 import pytorch_lightning as pl
 import torch
@@ -117,7 +117,7 @@ class UGRModule(pl.LightningModule):
         # One all-gather of this rank's weights and losses: under DDP each rank holds a slice of the global pmf,
         # and the global weighted loss is the sum of every rank's share sum_i p_i L_i.
         local = torch.stack([outcome.weights.reshape(-1), outcome.losses.reshape(-1).to(outcome.weights.dtype)])
-        gathered = self.all_gather(local).reshape(-1, 2, local.shape[-1])  # (ranks, 2, examples per rank)
+        gathered = cast(Tensor, self.all_gather(local)).reshape(-1, 2, local.shape[-1])  # (ranks, 2, examples)
         weights, per_example = gathered[:, 0].reshape(-1), gathered[:, 1].reshape(-1)
         figures = {"train/loss": (weights * per_example).sum(), "train/uniform_loss": per_example.mean(),
                    "train/ess": effective_sample_size(weights), "train/max_p": max_weight(weights)}
