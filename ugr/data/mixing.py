@@ -3,7 +3,7 @@
 One draw, as in the paper: pick a pair of coarse classes by prior (e.g.
 ``env+env``, ``speech+env``), for each source a group of that class (the two
 groups differ: another speaker, another sound class), a file of that group,
-a random crop that is not silent (short files are placed at a random offset
+a random crop that is neither silent nor near-constant (short files are placed at a random offset
 in silence), and an SNR. Rendering scales each crop to unit power, source 1
 by the SNR relative to source 2, and sums, so the mixture is exactly the sum
 of the sources.
@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 import soundfile as sf
 
-from .audio import read_segment
+from .audio import DEGENERATE_RATIO, is_degenerate, read_segment
 from .manifest import SPLITS, SourceRow, manifest_path, rate_problem, read_manifest, resolve
 
 # A crop counts as silent when its power is this far below the whole file's power.
@@ -143,6 +143,13 @@ class SourcePool:
         return ValueError(f"{self.manifest}: row {row.id}: {path}: {cause}; correct the row's path, or prepare the "
                           f"data folder again (stage 0)")
 
+    def degenerate(self, row: SourceRow) -> ValueError:
+        """A row whose audio has no crop to draw: near-constant (DC) everywhere."""
+        return ValueError(f"{self.manifest}: row {row.id}: {self.path(row)}: the audio is constant (DC: its power after "
+                          f"removing the mean is at most {DEGENERATE_RATIO:g} of its power in every crop), so it has "
+                          f"nothing to separate or score; prepare the data folder again (stage 0 skips such files) "
+                          f"or drop the row")
+
     def problem(self, pair: tuple[str, str]) -> Optional[str]:
         """Why this split cannot form mixtures of ``pair``, or None when it can."""
         for coarse in pair:
@@ -186,25 +193,47 @@ def draw_mixture(pool: SourcePool, rng: np.random.Generator,
 
 
 def _draw_crop(pool: SourcePool, row: SourceRow, rng: np.random.Generator, frames: int) -> tuple[int, np.ndarray]:
+    """A crop of ``frames`` samples that is not silent and not degenerate (``is_degenerate``: near-constant, e.g.
+    the flat part of a clip with an offset), drawn from ``rng`` alone so the same stream gives the same crop.
+
+    Up to ``CROP_TRIES`` random offsets: the first whose power reaches ``SILENT_CROP_RATIO`` of the file's and
+    that is not degenerate, else the most powerful non-degenerate one; when every try was silent or
+    degenerate, the crop centred on the loudest sample, or if that one is degenerate too, the crop of most
+    power after its mean. A file with no such crop (a constant one, which stage 0 skips) is an error naming it.
+    """
     length = pool.frames(row)
     if length <= frames:
         offset = -int(rng.integers(0, frames - length + 1))
-        return offset, pool.read(row, offset, frames)
+        samples = pool.read(row, offset, frames)
+        if is_degenerate(samples[-offset:-offset + length]):
+            raise pool.degenerate(row)
+        return offset, samples
     floor = SILENT_CROP_RATIO * pool.rms(row) ** 2
     best: tuple[float, int, np.ndarray] | None = None
     for _ in range(CROP_TRIES):
         offset = int(rng.integers(0, length - frames + 1))
         samples = pool.read(row, offset, frames)
+        if is_degenerate(samples):
+            continue
         power = float(np.mean(np.square(samples, dtype=np.float64)))
         if power >= floor:
             return offset, samples
         if best is None or power > best[0]:
             best = (power, offset, samples)
-    if best[0] > 0:
+    if best is not None:
         return best[1], best[2]
-    # Every random crop was digital silence: centre the crop on the loudest sample instead.
+    # Every random crop was digital silence or near-constant: centre the crop on the loudest sample instead.
     whole = pool.read(row, 0, length)
     offset = int(np.clip(np.argmax(np.abs(whole)) - frames // 2, 0, length - frames))
+    if is_degenerate(whole[offset : offset + frames]):
+        # The crop of most power after removing its mean (sums over every window, in float64).
+        values = whole.astype(np.float64)
+        sums = np.concatenate([[0.0], np.cumsum(values)])
+        squares = np.concatenate([[0.0], np.cumsum(values * values)])
+        window_sum = sums[frames:] - sums[:-frames]
+        offset = int(np.argmax((squares[frames:] - squares[:-frames]) - window_sum * window_sum / frames))
+        if is_degenerate(whole[offset : offset + frames]):
+            raise pool.degenerate(row)
     return offset, whole[offset : offset + frames].copy()
 
 

@@ -5,7 +5,8 @@
 Each ``--corpus NAME DIR [KEY=VALUE ...]`` is indexed by the indexer
 registered as NAME (``ugr.data.corpora``); every file it lists is read once,
 downmixed to mono, resampled to ``--fs`` (julius) and checked (unreadable,
-empty, non-finite, silent, or shorter than ``--min-seconds`` after
+empty, non-finite, silent, constant (DC: ``ugr.data.audio.DEGENERATE_RATIO``), or shorter than
+``--min-seconds`` after
 resampling: skipped and counted with the reason). Mono WAV files already at
 ``--fs`` are used where they are; the others are cached under
 ``OUT/audio/`` (a re-run reuses cache files newer than their original).
@@ -36,13 +37,14 @@ from tqdm import tqdm
 
 from ugr.io.atomic import atomic_write_text
 from ugr.io.cli import one_line_errors
-from .audio import SPHERE_SUFFIXES, AudioError, load_mono, resample, write_wav
+from .audio import DEGENERATE_RATIO, SPHERE_SUFFIXES, AudioError, load_mono, resample, write_wav, zero_mean_fraction
 from .corpora import SPLITS, CorpusLayoutError, Index, MixtureFile, SourceFile, index_corpus, registered
 from .manifest import (ManifestError, MixtureRow, SourceRow, check_label, manifest_path, mixtures_path,
                        write_manifest, write_mixtures)
 
 REPORT_NAME = "prepare_report.json"
 REPORT_FORMAT = 2
+CONSTANT = "constant (DC) signal"  # the skip reason of a degenerate clip (its kind in the report's counts)
 MIN_SECONDS = 0.1  # shorter recordings carry too little to separate: a counted skip, not a 5-frame source
 # Longest id (UTF-8 bytes): the cache file <id>.wav and atomic_write's temporary .<id>.wav.XXXXXXXX.tmp beside it
 # must fit the 255-byte file names of common file systems.
@@ -201,6 +203,10 @@ def _prepare_file(task: _Task) -> _Prepared:
         return _Prepared(None, skip_reason="non-finite samples (NaN/inf)")
     if not np.any(samples):
         return _Prepared(None, skip_reason="silent (all samples are zero)")
+    fraction = zero_mean_fraction(samples)
+    if fraction <= DEGENERATE_RATIO:
+        return _Prepared(None, skip_reason=f"{CONSTANT}: its power after removing the mean is {fraction:.2g} of its "
+                                           f"power, at most {DEGENERATE_RATIO:g} (nothing to separate or score)")
     if samples.size < task.min_frames:
         return _Prepared(None, skip_reason=f"too short: {samples.size} frames at {task.sample_rate} Hz after "
                                            f"resampling, the minimum is {task.min_frames} (--min-seconds)")
@@ -325,6 +331,8 @@ def _report(out: Path, settings: dict, rows, mixtures, index: Index, tasks: list
 
 def _reason_kind(reason: str) -> str:
     """Group per-file reasons for the summary: the words before any detail (``: ...``, `` (...)``, `` id ...``)."""
+    if reason.startswith(CONSTANT):
+        return CONSTANT
     return reason.split(" (")[0].split(":")[0].split(" id ")[0]
 
 
