@@ -13,7 +13,7 @@ import yaml
 
 from ugr.pipeline import config, score
 from ugr.report import cli as report_cli
-from ugr.report import report
+from ugr.report import report, tables
 from ugr.pipeline.config import ScoringConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,11 +108,11 @@ def test_tables_carry_the_scored_statistics(exp_root):
     for name in table:
         stats = _stats(exp_root, name)
         weighting, *numbers = table[name]
-        assert [float(x) for x in numbers] == pytest.approx([stats[c] for c in report.STAT_COLUMNS], abs=0.006)
+        assert [float(x) for x in numbers] == pytest.approx([stats[c] for c in tables.STAT_COLUMNS], abs=0.006)
     assert table["robust_a5"][0] == "robust (alpha=0.2)"
     sdri = _table_rows(text, "### SDRi")
     assert [float(x) for x in sdri["robust_a5"][1:]] == pytest.approx(
-        [_stats(exp_root, "robust_a5")["metrics"]["sdri"][c] for c in report.STAT_COLUMNS], abs=0.006)
+        [_stats(exp_root, "robust_a5")["metrics"]["sdri"][c] for c in tables.STAT_COLUMNS], abs=0.006)
     assert sdri["baseline"][1:3] == ["0", "not scored"]
     classes = _table_rows(text, "### Per coarse class")
     assert "| experiment | env | speech | combined | ± |" in text  # the corpus's coarse classes, in name order
@@ -158,7 +158,7 @@ def test_paired_bootstrap_interval_covers_the_true_difference():
         baseline = {k: mixture_effect[int(k[0][1:])] + rng.normal(0, 3) for k in keys}
         shared = rng.normal(0, 1.5, 80)  # a per-mixture part of the difference: sources of a mixture correlate
         other = {k: baseline[k] + true + shared[int(k[0][1:])] + rng.normal(0, 1) for k in keys}
-        paired = report.paired_comparison(other, baseline, resamples=500, seed=int(rng.integers(1 << 30)))
+        paired = tables.paired_comparison(other, baseline, resamples=500, seed=int(rng.integers(1 << 30)))
         covered += paired.low <= true <= paired.high
         assert paired.sources == 160 and paired.mixtures == 80
     assert 0.9 <= covered / draws <= 0.99
@@ -167,19 +167,19 @@ def test_paired_bootstrap_interval_covers_the_true_difference():
 def test_paired_comparison_mean_and_share_improved_are_exact():
     baseline = {("a", "0"): 1.0, ("a", "1"): 2.0, ("b", "0"): 3.0, ("b", "1"): 4.0, ("c", "0"): 0.0}
     other = {("a", "0"): 2.0, ("a", "1"): 2.0, ("b", "0"): 1.0, ("b", "1"): 6.0, ("d", "0"): 9.0}
-    paired = report.paired_comparison(other, baseline)
+    paired = tables.paired_comparison(other, baseline)
     assert paired.sources == 4 and paired.mixtures == 2  # only the common pairs count
     assert paired.mean_difference == pytest.approx((1 + 0 - 2 + 2) / 4)
     assert paired.improved == pytest.approx(2 / 4)  # a tie is not an improvement
     assert paired.low <= paired.mean_difference <= paired.high
-    assert report.paired_comparison({("x", "0"): 1.0}, baseline) is None
+    assert tables.paired_comparison({("x", "0"): 1.0}, baseline) is None
 
 
 def test_per_source_averages_the_epochs_of_each_source():
     rows = [{"mixture_id": "m", "source": "0", "si_sdri": "1.0"}, {"mixture_id": "m", "source": "0", "si_sdri": "3.0"},
             {"mixture_id": "m", "source": "1", "si_sdri": "5.0", "stoi": ""}]
-    assert report.per_source(rows) == {("m", "0"): 2.0, ("m", "1"): 5.0}
-    assert report.per_source(rows, "stoi") == {}
+    assert tables.per_source(rows) == {("m", "0"): 2.0, ("m", "1"): 5.0}
+    assert tables.per_source(rows, "stoi") == {}
 
 
 def test_paired_table_and_steps_to_reach_the_baseline(tmp_path):
@@ -200,7 +200,7 @@ def test_paired_table_and_steps_to_reach_the_baseline(tmp_path):
     assert convergence["baseline"] == ["4", "40", "3.10", "40"]
     assert convergence["fast"][-1] == "20"  # 3.2 dB after epoch 2, i.e. 2 x 10 steps
     assert convergence["slow"][-1] == "not reached"
-    assert report.steps_to_reach(report.validation_curve(tmp_path / "fast"), 3.5) == 30
+    assert tables.steps_to_reach(report.validation_curve(tmp_path / "fast"), 3.5) == 30
 
 
 def test_experiments_of_two_test_lists_are_reported_separately(tmp_path):

@@ -424,19 +424,20 @@ def validate(cfg: Mapping[str, Any], where: str = "config") -> ExperimentConfig:
         raise ConfigError(f"{where}: model.sample_rate ({cfg['model']['sample_rate']}) differs from data.sample_rate "
                           f"({data.sample_rate}); set both (run.sh --fs sets both)")
     _check_curriculum_horizon(experiment)
-    _check_metric_rates(experiment)
+    check_metric_rates(scoring, data.sample_rate, where)
     _check_activation_checkpointing(experiment)
     return experiment
 
 
-def _check_metric_rates(cfg: ExperimentConfig) -> None:
-    """A metric defined at other sample rates only (PESQ: 8 and 16 kHz) would fail after the training."""
+def check_metric_rates(scoring: ScoringConfig, sample_rate: int, where: str = "") -> None:
+    """ConfigError for a metric of ``scoring`` that is unknown or defined at other sample rates only (PESQ: 8 and
+    16 kHz), which would fail after the training; ``where`` (the config's file) leads the message."""
     from ugr.separation import metrics
 
     try:
-        metrics.check(cfg.scoring.metrics, cfg.data.sample_rate)
+        metrics.check(scoring.metrics, sample_rate)
     except ValueError as err:
-        raise ConfigError(f"{cfg.where}: scoring.metrics: {err}") from err
+        raise ConfigError(f"{where + ': ' if where else ''}scoring.metrics: {err}") from err
 
 
 def _check_activation_checkpointing(cfg: ExperimentConfig) -> None:

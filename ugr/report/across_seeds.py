@@ -1,5 +1,6 @@
-"""The report's part across training seeds: statistics as mean ± std over seeds, paired differences with
-intervals over seeds and mixtures, and their tables (the figures are drawn by ``ugr.report.figures``).
+"""The report's part across training seeds: the runs grouped by variant (``SeedRuns``), statistics as mean ± std
+over seeds, paired differences with intervals over seeds and mixtures, the baseline's final validation (tables:
+``ugr.report.tables`` with ``over_seeds=True``; figures: ``ugr.report.figures``).
 
 Stage 4 hands the report the folders of ``ugr.pipeline.variants``; those named
 ``<variant>_seed<k>`` are the seeds of one variant (their configs agree but
@@ -29,10 +30,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ugr.report import stats
 from ugr.pipeline.variants import SEED_KEY, seed_group
+from ugr.report import stats
 
-SPREAD_COLUMNS = ("mean", "std", "p1", "p5", "p10", "p25", "p50", "p75", "p90", "p95", "p99")
 OPERATING_POINT = "operating_point.png"
 REACH_SHARE = 0.9
 
@@ -94,16 +94,7 @@ def has_seeds(variants: Sequence[SeedRuns]) -> bool:
     return any(seed is not None for variant in variants for seed in variant.seeds)
 
 
-# ----------------------------------------------------------------------------- tables
-
-
-def distribution_table(variants: Sequence[SeedRuns]) -> str:
-    lines = ["| variant | weighting | seeds | " + " | ".join(SPREAD_COLUMNS) + " |",
-             "|" + "---|" * (len(SPREAD_COLUMNS) + 3)]
-    for variant in variants:
-        cells = [str(variant.spread(key) or "-") for key in SPREAD_COLUMNS]
-        lines.append(f"| {variant.name} | {variant.weighting} | {len(variant.runs)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+# ----------------------------------------------------------------------------- paired seeds and the baseline
 
 
 def _pairs(variant: SeedRuns, baseline: SeedRuns) -> List[Tuple[Any, Any]]:
@@ -115,7 +106,7 @@ def _pairs(variant: SeedRuns, baseline: SeedRuns) -> List[Tuple[Any, Any]]:
 
 
 def paired(variant: SeedRuns, baseline: SeedRuns, per_source) -> Optional[stats.SeedsPaired]:
-    """The variant against the baseline over its paired seeds (``per_source``: ugr.report.report's mapping)."""
+    """The variant against the baseline over its paired seeds (``per_source``: ugr.report.tables' mapping)."""
     differences = []
     for run, base in _pairs(variant, baseline):
         mine, theirs = per_source(run.rows), per_source(base.rows)
@@ -123,68 +114,8 @@ def paired(variant: SeedRuns, baseline: SeedRuns, per_source) -> Optional[stats.
     return stats.paired_over_seeds(differences) if differences else None
 
 
-def paired_table(variants: Sequence[SeedRuns], baseline: SeedRuns, per_source) -> str:
-    lines = ["| variant | seeds paired | mixtures | mean difference (dB) | 95 % interval, seeds and mixtures | "
-             "mixtures only | seeds agreeing in sign | per seed |", "|---|---|---|---|---|---|---|---|"]
-    for variant in variants:
-        if variant is baseline:
-            continue
-        result = paired(variant, baseline, per_source)
-        if result is None:
-            lines.append(f"| {variant.name} | 0 | no seed or (mixture, source) in common with {baseline.name} | "
-                         "- | - | - | - | - |")
-            continue
-        lines.append(f"| {variant.name} | {result.seeds} | {result.mixtures} | {result.mean_difference:+.2f} | "
-                     f"[{result.low:+.2f}, {result.high:+.2f}] | [{result.mixtures_low:+.2f}, "
-                     f"{result.mixtures_high:+.2f}] | {result.agree} of {result.seeds} | "
-                     + ", ".join(f"{value:+.2f}" for value in result.per_seed) + " |")
-    return "\n".join(lines)
-
-
-def class_table(variants: Sequence[SeedRuns]) -> str:
-    classes = sorted({c for variant in variants for run in variant.runs for c in run.stats["per_coarse"]})
-    lines = ["| variant | seeds | " + " | ".join(classes) + " | combined |", "|---|---|" + "---|" * (len(classes) + 1)]
-    for variant in variants:
-        cells = [str(variant.spread("mean", c) or "-") for c in classes] + [str(variant.spread("mean") or "-")]
-        lines.append(f"| {variant.name} | {len(variant.runs)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _steps_to(curve, target: float) -> Optional[int]:
-    return next((point.steps for point in curve if point.value >= target), None)
-
-
-def _reach_cell(steps: Sequence[Optional[int]]) -> str:
-    reached = [s for s in steps if s is not None]
-    if not reached:
-        return f"not reached (0 of {len(steps)})"
-    text = f"{np.mean(reached):.0f}" + (f" ± {np.std(reached, ddof=1):.0f}" if len(reached) > 1 else "")
-    return f"{text} ({len(reached)} of {len(steps)})"
-
-
 def baseline_final(baseline: Optional[SeedRuns]) -> Optional[float]:
     """The baseline's final validation SI-SDRi, the mean over its seeds; None without validations."""
     if baseline is None or not all(run.curve for run in baseline.runs):
         return None
     return float(np.mean([run.curve[-1].value for run in baseline.runs]))
-
-
-def convergence_table(variants: Sequence[SeedRuns], baseline: Optional[SeedRuns]) -> str:
-    final = baseline_final(baseline)
-    head = ("| variant | seeds | final validation SI-SDRi (dB) | "
-            + (f"steps to {100 * REACH_SHARE:.0f} % of it ({REACH_SHARE * final:.2f} dB) | steps to "
-               f"{baseline.name}'s final ({final:.2f} dB) |" if final is not None else "steps to reach | - |"))
-    lines = [head, "|---|---|---|---|---|"]
-    for variant in variants:
-        curves = [run.curve for run in variant.runs]
-        if not all(curves):
-            lines.append(f"| {variant.name} | {len(curves)} | no validation in the logs | - | - |")
-            continue
-        last = stats.spread(curve[-1].value for curve in curves)
-        if final is None:
-            lines.append(f"| {variant.name} | {len(curves)} | {last} | - | - |")
-            continue
-        lines.append(f"| {variant.name} | {len(curves)} | {last} | "
-                     f"{_reach_cell([_steps_to(c, REACH_SHARE * final) for c in curves])} | "
-                     f"{_reach_cell([_steps_to(c, final) for c in curves])} |")
-    return "\n".join(lines)

@@ -48,7 +48,7 @@ from ugr.pipeline.config import DataConfig, ExperimentConfig
 from ugr.data.corpora import LICENCES
 from ugr.data.prepare import REPORT_NAME
 from ugr.pipeline.experiment_dir import DONE_FILE, ExperimentDir
-from ugr.report.report import class_table, distribution_table
+from ugr.report.tables import class_table, distribution_table
 from ugr.pipeline.score import STATS_FILE
 
 TOLERANCE = 1e-5  # largest difference allowed between the exported model's estimates and the experiment's

@@ -1,7 +1,7 @@
 """The report's figures (matplotlib, Agg): the test SI-SDRi density and tails, validation against steps, mean
 against p5, and across training seeds the operating points and the validation band.
 
-Apart from the tables (``ugr.report.report``, ``ugr.report.across_seeds``) so that what needs a table alone (the model
+Apart from the tables (``ugr.report.tables``) so that what needs a table alone (the model
 card of ``ugr.report.export``) does not load matplotlib. Every PNG is written atomically.
 """
 from __future__ import annotations

@@ -27,7 +27,9 @@ the baseline. Per group:
   training steps.
 
 With one test list the figures are ``figures/<figure>.png``; with several,
-``figures/<figure>_<fingerprint>.png``. report.md names them all.
+``figures/<figure>_<fingerprint>.png``. report.md names them all. The tables
+are ``ugr.report.tables``' (one run per row, and with training seeds across
+them: ``ugr.report.across_seeds``), the figures ``ugr.report.figures``'.
 
 ``python -m ugr.report`` then writes ``EXP_ROOT/RESULTS.md`` (``ugr.report.results``): the
 compact results to publish, titled by ``--recipe`` with the ``--command`` that
@@ -35,27 +37,22 @@ reproduces them, the environment and each stage's wall time.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from ugr.report import across_seeds, stats
-from ugr.pipeline import variants as variants_lib
-from ugr.io.atomic import atomic_write_text
-from ugr.io.cli import one_line_errors
-from ugr.data.manifest import SPEECH
-from ugr.pipeline.experiment_dir import ExperimentDir
-from ugr.pipeline.score import MAIN_METRIC, PERCENTILES, STATS_FILE
 from ugr.core.weighting import Uniform
+from ugr.data.manifest import SPEECH
+from ugr.io.atomic import atomic_write_text
+from ugr.pipeline import variants as variants_lib
+from ugr.pipeline.experiment_dir import ExperimentDir
+from ugr.pipeline.score import MAIN_METRIC, STATS_FILE
+from ugr.report import across_seeds, stats, tables
 
-STAT_COLUMNS = ("n", "mean", "std") + tuple(f"p{q}" for q in PERCENTILES)
 FIGURES = {"density": "si_sdri_density.png", "convergence": "valid_si_sdri.png", "tradeoff": "mean_vs_p5.png"}
 # Drawn only for runs at several seeds (--seeds) and for a sweep (--sweep):
 SEED_FIGURES = {"seeds_convergence": "valid_si_sdri_seeds.png", "operating_point": across_seeds.OPERATING_POINT}
@@ -69,18 +66,6 @@ class Point(NamedTuple):
     epoch: int
     steps: int
     value: float
-
-
-@dataclass(frozen=True)
-class Paired:
-    """An experiment against its baseline over the same (mixture, source) pairs."""
-
-    sources: int
-    mixtures: int
-    mean_difference: float
-    low: float
-    high: float
-    improved: float  # share of sources with a higher value than the baseline's
 
 
 @dataclass
@@ -142,7 +127,8 @@ def validation_curve(exp_dir: Path) -> List[Point]:
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
-def load_experiment(exp_dir: Path) -> Scored:
+def load_scored(exp_dir: Path) -> Scored:
+    """The scored experiment in ``exp_dir`` for the tables: its scores, rows, weighting, validation curve."""
     folder = ExperimentDir(exp_dir)
     config = folder.config() if folder.config_file.is_file() else None  # a folder without one: labelled ?
     weighting = config.weighting if config is not None else None
@@ -151,127 +137,12 @@ def load_experiment(exp_dir: Path) -> Scored:
                   validation_curve(exp_dir), None if config is None else config.record)
 
 
-def per_source(rows: List[Dict[str, str]], metric: str = MAIN_METRIC) -> Dict[tuple[str, str], float]:
-    """Each (mixture_id, source)'s value: its mean over the epochs scored (one row each), where it applies."""
-    values: Dict[tuple[str, str], List[float]] = {}
-    for row in rows:
-        if row.get(metric):
-            values.setdefault((row["mixture_id"], row["source"]), []).append(float(row[metric]))
-    return {key: float(np.mean(v)) for key, v in values.items()}
-
-
 def pooled(rows: List[Dict[str, str]], metric: str = MAIN_METRIC) -> np.ndarray:
     """Every row's value (all epochs pooled), where the metric applies."""
     return np.array([float(row[metric]) for row in rows if row.get(metric)])
 
 
-# ----------------------------------------------------------------------------- numbers
-
-
-def paired_comparison(values: Dict[tuple[str, str], float], baseline: Dict[tuple[str, str], float],
-                      resamples: int = stats.RESAMPLES, seed: int = stats.SEED) -> Optional[Paired]:
-    """Mean per-source difference ``values - baseline`` over their common (mixture, source) pairs, its 95 %
-    bootstrap interval and the share of sources improved; None without a common pair.
-
-    Sources of one mixture are not independent (they share the mixture), so
-    the bootstrap resamples whole mixtures (``ugr.report.stats``).
-    """
-    common = sorted(set(values) & set(baseline))
-    if not common:
-        return None
-    differences = {key: values[key] - baseline[key] for key in common}
-    _, sums, counts = stats.by_mixture(differences)
-    low, high = stats.interval(stats.bootstrap_means(sums, counts, resample_seeds=False, resamples=resamples,
-                                                     seed=seed))
-    d = np.array(list(differences.values()))
-    return Paired(len(common), sums.size, float(d.mean()), low, high, float((d > 0).mean()))
-
-
-def steps_to_reach(curve: Sequence[Point], target: float) -> Optional[int]:
-    """The optimizer steps after which the validation SI-SDRi first reached ``target``; None if it never did."""
-    return next((point.steps for point in curve if point.value >= target), None)
-
-
-# ----------------------------------------------------------------------------- tables
-
-
-def _cell(stats: Dict, spread: Optional[Dict], key: str) -> str:
-    if key == "n":
-        return str(stats["n"])
-    return f"{stats[key]:.2f}" + (f" ± {spread[key]:.2f}" if spread is not None else "")
-
-
-def distribution_table(stats: Dict[str, Dict], weightings: Dict[str, str], metric: str = MAIN_METRIC) -> str:
-    """One row per experiment: n, mean, std, p1 ... p99 of ``metric``; mean ± std across epochs where scored so."""
-    lines = ["| experiment | weighting | " + " | ".join(STAT_COLUMNS) + " |", "|" + "---|" * (len(STAT_COLUMNS) + 2)]
-    for name, s in stats.items():
-        if metric == MAIN_METRIC:
-            values, spread = s, s.get("across_epochs_std")
-        else:
-            values = s.get("metrics", {}).get(metric)
-            spread = s["across_epochs_std"]["metrics"][metric] if values and "across_epochs_std" in s else None
-        if not values or not values["n"]:
-            reason = "not scored" if not values else "no source it applies to"
-            lines.append(f"| {name} | {weightings[name]} | 0 | " + " | ".join([reason] + ["-"] * 10) + " |")
-            continue
-        lines.append(f"| {name} | {weightings[name]} | " + " | ".join(_cell(values, spread, c) for c in STAT_COLUMNS)
-                     + " |")
-    return "\n".join(lines)
-
-
-def _mean_pm(stats: Optional[Dict], spread: Optional[Dict]) -> str:
-    """``mean ± x``: x the std across epochs when ``spread`` is given, else the standard error of the mean."""
-    if stats is None:
-        return "-"
-    if spread is not None:
-        return f"{stats['mean']:.2f} ± {spread['mean']:.2f}"
-    se = stats["std"] / math.sqrt(stats["n"]) if stats["n"] > 1 else float("nan")
-    return f"{stats['mean']:.2f} ± {se:.2f}"
-
-
-def class_table(stats: Dict[str, Dict]) -> str:
-    """Mean SI-SDRi per coarse class (those of every experiment, in name order) and combined, ± the std across
-    epochs (protocol epochs) or the standard error of the mean (protocol weights); the last column says which."""
-    classes = sorted({c for s in stats.values() for c in s["per_coarse"]})
-    lines = ["| experiment | " + " | ".join(classes) + " | combined | ± |", "|---|" + "---|" * (len(classes) + 2)]
-    for name, s in stats.items():
-        spread = s.get("across_epochs_std")
-        kind = (f"std across {len(s.get('checkpoints', []))} epochs" if spread is not None
-                else "standard error of the mean")
-        cells = [_mean_pm(s["per_coarse"].get(c), spread and spread["per_coarse"].get(c)) for c in classes]
-        lines.append(f"| {name} | " + " | ".join(cells + [_mean_pm(s, spread), kind]) + " |")
-    return "\n".join(lines)
-
-
-def paired_table(group: List[Scored], baseline: Scored) -> str:
-    base = per_source(baseline.rows)
-    lines = ["| experiment | sources (mixtures) | mean difference (dB) | 95 % bootstrap interval | improved |",
-             "|---|---|---|---|---|"]
-    for exp in group:
-        if exp is baseline:
-            continue
-        paired = paired_comparison(per_source(exp.rows), base)
-        if paired is None:
-            lines.append(f"| {exp.name} | 0 | no (mixture, source) in common with {baseline.name} | - | - |")
-            continue
-        lines.append(f"| {exp.name} | {paired.sources} ({paired.mixtures}) | {paired.mean_difference:+.2f} | "
-                     f"[{paired.low:+.2f}, {paired.high:+.2f}] | {100 * paired.improved:.1f} % |")
-    return "\n".join(lines)
-
-
-def convergence_table(group: List[Scored], baseline: Optional[Scored]) -> str:
-    target = baseline.curve[-1].value if baseline is not None and baseline.curve else None
-    reach = f"steps to reach {baseline.name}'s final {target:.2f} dB" if target is not None else "steps to reach -"
-    lines = [f"| experiment | epochs | steps | final validation SI-SDRi (dB) | {reach} |", "|---|---|---|---|---|"]
-    for exp in group:
-        if not exp.curve:
-            lines.append(f"| {exp.name} | - | - | no validation in the logs | - |")
-            continue
-        steps = steps_to_reach(exp.curve, target) if target is not None else None
-        reached = "-" if target is None else ("not reached" if steps is None else str(steps))
-        last = exp.curve[-1]
-        lines.append(f"| {exp.name} | {last.epoch} | {last.steps} | {last.value:.2f} | {reached} |")
-    return "\n".join(lines)
+# ----------------------------------------------------------------------------- figures
 
 
 def tradeoff_points(exp: Scored) -> tuple[float, float, float, float]:
@@ -280,7 +151,7 @@ def tradeoff_points(exp: Scored) -> tuple[float, float, float, float]:
     if exp.by_epochs:
         spread = s["across_epochs_std"]
         return s["p5"], s["mean"], spread["p5"], spread["mean"]
-    mean_err, p5_err = stats.bootstrap_std(per_source(exp.rows))
+    mean_err, p5_err = stats.bootstrap_std(tables.per_source(exp.rows))
     return s["p5"], s["mean"], p5_err, mean_err
 
 
@@ -299,7 +170,7 @@ def _seeds_parts(variants: List[across_seeds.SeedRuns], exp_root: Path, figures:
              "mean of the statistic over the seeds ± its std across them (ddof 1); under `protocol: epochs` each "
              "seed's value is its mean over the scored epochs.",
              f"#### {METRIC_TITLES[MAIN_METRIC]} per estimated source, across seeds",
-             across_seeds.distribution_table(variants)]
+             tables.distribution_table(variants, over_seeds=True)]
     if baseline is not None and len(variants) > 1:
         parts += [f"#### Paired comparison against {baseline.name}, across seeds (SI-SDRi)",
                   f"Difference = variant - {baseline.name} per (mixture, source), seed k against seed k (a baseline "
@@ -308,13 +179,13 @@ def _seeds_parts(variants: List[across_seeds.SeedRuns], exp_root: Path, figures:
                   f"one test list; seed {stats.SEED}); mixtures only: every seed kept, mixtures resampled, the "
                   f"interval that ignores how the seeds disagree. Seeds agreeing: those whose own mean difference "
                   f"has the sign of the overall one.",
-                  across_seeds.paired_table(variants, baseline, per_source)]
-    parts += ["#### Per coarse class (mean SI-SDRi, dB), across seeds", across_seeds.class_table(variants),
+                  tables.paired_table(variants, baseline, over_seeds=True)]
+    parts += ["#### Per coarse class (mean SI-SDRi, dB), across seeds", tables.class_table(variants, over_seeds=True),
               "#### Convergence across seeds",
               f"Final validation SI-SDRi (mean ± std over seeds) and, per seed, the training steps to the first "
               f"validation at or above {100 * across_seeds.REACH_SHARE:.0f} % of the baseline's final value "
               f"(its mean over seeds) and at or above that value: mean ± std over the seeds that reached it.",
-              across_seeds.convergence_table(variants, baseline)]
+              tables.convergence_table(variants, baseline, over_seeds=True)]
     return parts
 
 
@@ -353,13 +224,13 @@ def _group_section(group: List[Scored], exp_root: Path, suffix: str,
         notes.append("Experiments scored with `protocol: weights`: the statistics of one model, the average of "
                      "the weights of the last epochs.")
     parts = [f"## Test list `{shown}` (contents {group[0].test_list[:16]})", " ".join(notes)]
-    parts += [f"### {METRIC_TITLES[MAIN_METRIC]} per estimated source", distribution_table(by_name, weightings)]
+    parts += [f"### {METRIC_TITLES[MAIN_METRIC]} per estimated source", tables.distribution_table(by_name, weightings)]
     for metric in METRIC_TITLES:
         found = [s["metrics"][metric]["n"] for s in by_name.values() if metric in s.get("metrics", {})]
         if metric == MAIN_METRIC or not found:
             continue
         parts += [f"### {METRIC_TITLES[metric]}",
-                  distribution_table(by_name, weightings, metric) if any(found) else
+                  tables.distribution_table(by_name, weightings, metric) if any(found) else
                   f"Scored, but no test source is one it applies to (coarse class `{SPEECH}`)."]
     if baseline is None:
         parts += ["### Against the baseline", "No experiment with uniform weighting was scored on this test list: "
@@ -373,11 +244,11 @@ def _group_section(group: List[Scored], exp_root: Path, suffix: str,
                   f"source's value is its mean over the epochs. Interval: {stats.RESAMPLES} bootstrap "
                   f"resamples of the mixtures (seed {stats.SEED}). Improved: the share of sources whose "
                   f"SI-SDRi is higher than the baseline's.",
-                  paired_table(group, baseline)]
-    parts += ["### Per coarse class (mean SI-SDRi, dB)", class_table(by_name)]
+                  tables.paired_table(group, baseline)]
+    parts += ["### Per coarse class (mean SI-SDRi, dB)", tables.class_table(by_name)]
     parts += ["### Convergence (validation SI-SDRi against training steps)",
               "Steps: optimizer steps done at the validation. Steps to reach: the first validation at or above "
-              "the baseline's final one.", convergence_table(group, baseline)]
+              "the baseline's final one.", tables.convergence_table(group, baseline)]
     if seeded:
         parts += _seeds_parts(variants, exp_root, figures)
     listed = [f"- `{figures['density']}`: test SI-SDRi, smoothed density and both tails (share of sources below / "
@@ -413,7 +284,7 @@ def report(exp_root: Path, experiments: Optional[Sequence[str]] = None, sweep: s
     names = list(experiments) if experiments else scored_experiments(exp_root)
     if not names:
         raise FileNotFoundError(f"{exp_root}: no scored experiment (*/scores/{STATS_FILE}); run stages 2-3 first")
-    scored = [load_experiment(exp_root / name) for name in names]
+    scored = [load_scored(exp_root / name) for name in names]
     groups: Dict[str, List[Scored]] = {}
     for exp in scored:
         groups.setdefault(exp.test_list, []).append(exp)

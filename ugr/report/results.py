@@ -17,8 +17,7 @@ made from files only:
 * per test list (its path and mixture count): the SI-SDRi distribution table
   and the paired comparison with the baseline (the first experiment with
   uniform weighting), or with training seeds (``--seeds``) the same across
-  seeds; the tables of ``ugr.report.report`` and ``ugr.report.across_seeds``, so that their
-  rows are report.md's.
+  seeds; the tables of ``ugr.report.tables``, so that their rows are report.md's.
 
 Experiment names, labels and recorded values go through ``markdown_cell``:
 ``|`` is escaped and HTML is neutralised, so that no name breaks a table or
@@ -36,11 +35,11 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import ugr
-from ugr.report import across_seeds
-from ugr.pipeline import provenance
-from ugr.report import report as report_lib
 from ugr.io.atomic import atomic_write_text
+from ugr.pipeline import provenance
 from ugr.pipeline.score import MAIN_METRIC, STATS_FILE
+from ugr.report import across_seeds, tables
+from ugr.report import report as report_lib
 
 FILE = "RESULTS.md"
 LOG = "log"
@@ -188,21 +187,21 @@ def _group_section(group: List[report_lib.Scored], exp_root: Path) -> str:
         base = next((variant for variant in variants if variant.is_uniform), None)
         parts += [f"### {title} per estimated source, across training seeds",
                   "A cell: the statistic's mean over the seeds ± its std across them.",
-                  across_seeds.distribution_table(variants)]
+                  tables.distribution_table(variants, over_seeds=True)]
         if base is not None and len(variants) > 1:
             parts += [f"### Paired comparison against {base.name}, across seeds (SI-SDRi)",
                       f"Difference = variant - {base.name} per (mixture, source), seed k against seed k; 95 % "
                       f"bootstrap interval over seeds and mixtures.",
-                      across_seeds.paired_table(variants, base, report_lib.per_source)]
+                      tables.paired_table(variants, base, over_seeds=True)]
         return "\n\n".join(parts)
     parts += [f"### {title} per estimated source",
-              report_lib.distribution_table({exp.name: exp.stats for exp in group},
-                                            {exp.name: exp.weighting for exp in group})]
+              tables.distribution_table({exp.name: exp.stats for exp in group},
+                                        {exp.name: exp.weighting for exp in group})]
     if baseline is not None and len(group) > 1:
         parts += [f"### Paired comparison against {baseline.name} (SI-SDRi)",
                   f"Difference = experiment - {baseline.name} per (mixture, source); 95 % bootstrap interval "
                   f"over mixtures.",
-                  report_lib.paired_table(group, baseline)]
+                  tables.paired_table(group, baseline)]
     return "\n\n".join(parts)
 
 
@@ -219,7 +218,7 @@ def _names(exp_root: Path, experiments: Optional[Sequence[str]]) -> List[str]:
 def _sections(exp_root: Path, names: Sequence[str]) -> List[str]:
     """The tables, per test list (the report's grouping: the test list's contents)."""
     groups: Dict[str, List[report_lib.Scored]] = {}
-    for exp in (report_lib.load_experiment(exp_root / name) for name in names):
+    for exp in (report_lib.load_scored(exp_root / name) for name in names):
         groups.setdefault(exp.test_list, []).append(exp)
     return [_group_section(group, exp_root) for group in groups.values()]
 
