@@ -151,14 +151,6 @@ def across_epochs(per_epoch: List[Dict[str, Any]]) -> tuple[Dict[str, Any], Dict
     return mean, std
 
 
-def _check_metric_rates(scoring: ScoringConfig, sample_rate: int) -> None:
-    """Scoring settings handed in were checked against their own config's rate, not the experiment's."""
-    try:
-        metrics_lib.check(other_metrics(scoring), sample_rate)
-    except ValueError as err:
-        raise config_lib.ConfigError(f"scoring.metrics: {err}") from err
-
-
 def _current(stats_path: Path, what: Dict[str, Any], files: List[Path], protocol: str) -> Optional[Dict[str, Any]]:
     """The scores on disk if they are those of ``what`` and newer than the checkpoints, else None."""
     if not stats_path.is_file() or (protocol == "epochs" and not (stats_path.parent / EPOCHS_FILE).is_file()):
@@ -180,7 +172,7 @@ def score(exp_dir: Path, data_dir: Path, *, scoring: Optional[ScoringConfig] = N
     trained = ExperimentDir(exp_dir).config()
     rate = trained.data.sample_rate
     scoring = scoring or trained.scoring
-    _check_metric_rates(scoring, rate)
+    config_lib.check_metric_rates(scoring, rate)  # settings handed in were checked at their config's rate
     if checkpoint:
         scoring = replace(scoring, protocol="weights")  # one file: there are no epochs to score separately
     protocol = scoring.protocol
