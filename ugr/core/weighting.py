@@ -387,11 +387,64 @@ TYPES: dict[str, WeightingType] = {"uniform": Uniform, "robust": Robust, "curric
 _UNITS = {"source": "(mixture, source) pair", "mixture": "mixture"}
 
 
+# Bounds of a weighting config, checked before anything of it is built or shown: YAML anchors and aliases let a
+# file of a few hundred bytes stand for 10^9 nested terms (or a value that refers to itself), which building,
+# or only printing it in an error, would never finish. Real weightings have a handful of terms.
+MAX_TERMS = 64  # terms of every sum, in all
+MAX_SUM_DEPTH = 4  # sums inside sums (a top-level sum is depth 1)
+MAX_VALUES = 4096  # mapping entries and list items of the whole section
+MAX_NESTING = 16  # mappings and lists inside each other
+
+
+def _check_size(cfg: Any, where: str) -> None:
+    """Raise ``ValueError`` naming the key and the limit when the config passes a bound (``MAX_TERMS``...).
+
+    Each container is counted before it is looked into, so the walk stops after at most ``MAX_VALUES`` values
+    however many times aliases repeat them."""
+    counts = {"terms": 0, "values": 0}
+    aliases = "(a YAML alias counts each time it is used)"
+
+    def walk(node: Any, path: str, sums: int, nesting: int) -> None:
+        if nesting > MAX_NESTING:
+            raise ValueError(f"{path}: nested more than {MAX_NESTING} mappings or lists deep, the limit "
+                             f"{aliases}; a weighting config is a few levels deep")
+        if isinstance(node, Mapping):
+            children: list[tuple[Any, Any]] = list(node.items())
+        elif isinstance(node, (list, tuple)):
+            children = list(enumerate(node))
+        else:
+            return
+        counts["values"] += len(children)
+        if counts["values"] > MAX_VALUES:
+            raise ValueError(f"{path}: the weighting config holds more than {MAX_VALUES} values, the limit "
+                             f"{aliases}; write a smaller one")
+        is_sum = isinstance(node, Mapping) and node.get("type") == "sum"
+        for key, value in children:
+            if is_sum and key == "terms" and isinstance(value, (list, tuple)):
+                if sums + 1 > MAX_SUM_DEPTH:
+                    raise ValueError(f"{path}: 'terms' nests sums {sums + 1} deep, more than the limit "
+                                     f"{MAX_SUM_DEPTH} {aliases}; flatten the sum (a sum of sums is one sum)")
+                counts["terms"] += len(value)
+                if counts["terms"] > MAX_TERMS:
+                    raise ValueError(f"{path}: 'terms' makes more than {MAX_TERMS} terms in all, the limit "
+                                     f"{aliases}; write a smaller sum")
+                for i, term in enumerate(value):
+                    walk(term, f"{path} terms[{i}]", sums + 1, nesting + 2)
+            elif isinstance(node, Mapping):
+                walk(value, f"{path} {key}", sums, nesting + 1)
+            else:
+                walk(value, f"{path}[{key}]", sums, nesting + 1)
+
+    walk(cfg, where, 0, 0)
+
+
 def build(cfg: Mapping[str, Any] | Weighting) -> Weighting:
     """A weighting function from its config mapping (a built one is returned as it is); bad configs raise
-    ``ValueError`` naming the key."""
+    ``ValueError`` naming the key, and so do configs past the bounds (``MAX_TERMS``, ``MAX_SUM_DEPTH``,
+    ``MAX_VALUES``, ``MAX_NESTING``), before anything is built."""
     if isinstance(cfg, (Uniform, Robust, Curriculum, ClassBias, Sum)):
         return cfg
+    _check_size(cfg, "weighting")
     return _build(cfg, where="weighting", granularity="source")
 
 
