@@ -45,7 +45,8 @@ def check_corpus(cfg: ExperimentConfig, data_dir: str | os.PathLike, where: str)
                 need = {"train": 1, "valid": data.valid_mixtures, "test": data.test_mixtures}[split]
                 if len(rows) < need:
                     raise ConfigError(f"{where}: data.{'train' if split == 'train' else 'eval'}_from is "
-                                      f"{PUBLISHED}, but {path} has {len(rows)} mixtures, {need} needed")
+                                      f"{PUBLISHED}, but {path} has {len(rows)} mixtures, {need} needed "
+                                      f"{_fewer_mixtures_fix(split, len(rows))}")
                 problem = rate_problem(path, (row.sample_rate for row in rows), settings.sample_rate)
                 if problem:
                     raise ConfigError(f"{where}: {problem}")
@@ -65,3 +66,12 @@ def check_corpus(cfg: ExperimentConfig, data_dir: str | os.PathLike, where: str)
         raise ConfigError(f"{where}: weighting gamma names class(es) {', '.join(missing)}, which the training data "
                           f"of {data_dir} does not have; its classes are: {', '.join(sorted(labels))} (name one, "
                           f"e.g. --override \"EXPERIMENT:weighting.gamma={{{sorted(labels)[0]}: 3}}\")")
+
+
+def _fewer_mixtures_fix(split: str, available: int) -> str:
+    """The fix for a split with too few published mixtures: ask for those there are, or draw them from sources."""
+    origin = "data.train_from" if split == "train" else "data.eval_from"
+    draw = f"--override {origin}={SOURCES} to draw them from the sources"
+    if split == "train" or available == 0:
+        return f"(e.g. {draw}, or prepare a corpus that publishes them)"
+    return f"(e.g. --override data.{split}_mixtures={available} to use the {available} there are, or {draw})"
