@@ -96,6 +96,17 @@ def model_state(ckpt_path: Path) -> Dict[str, torch.Tensor]:
     return {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
 
 
+def check_finite(state: Dict[str, torch.Tensor], path: Path) -> None:
+    """Raises ``CheckpointError`` naming ``path`` when a floating-point weight holds NaN or inf: the model of a
+    diverged training would separate into constant garbage, written as if it were a result."""
+    bad = [name for name, value in state.items()
+           if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if bad:
+        raise CheckpointError(f"{path}: the weights are not finite (the training diverged): {len(bad)} of "
+                              f"{len(state)} tensor(s) hold NaN or inf, e.g. {bad[0]}; use an earlier checkpoint "
+                              f"(--checkpoint .../checkpoints/epoch=N.ckpt) or train again with a lower learning rate")
+
+
 def last_epochs(ckpt_dir: Path, k: int) -> List[Path]:
     """The last ``k`` epoch checkpoints; fewer is an error rather than a silently smaller average."""
     if k < 1:
@@ -114,7 +125,9 @@ def average_last_epochs(ckpt_dir: Path, k: int) -> tuple[Dict[str, torch.Tensor]
     total: Dict[str, torch.Tensor] = {}
     dtypes: Dict[str, torch.dtype] = {}
     for path in chosen:
-        for name, value in model_state(path).items():
+        state = model_state(path)
+        check_finite(state, path)
+        for name, value in state.items():
             dtypes[name] = value.dtype
             if value.is_floating_point():
                 total[name] = total.get(name, 0) + value.double()
@@ -143,12 +156,15 @@ def load_experiment(exp_dir: Path, *, checkpoint: Optional[Path] = None,
 
     The weights are ``checkpoint`` when given, else the average of the last
     ``average_last`` epochs (default: the config's ``scoring.average_last_k``).
+    Weights holding NaN or inf (a diverged training) are refused with one
+    ``CheckpointError`` naming the file (``check_finite``), for every caller alike.
     """
     cfg = ExperimentDir(exp_dir).config()
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise FileNotFoundError(f"{checkpoint}: checkpoint not found; pass an existing .ckpt file")
         state, used = model_state(Path(checkpoint)), str(checkpoint)
+        check_finite(state, Path(checkpoint))
     else:
         state, files = average_last_epochs(ExperimentDir(exp_dir).checkpoints,
                                            average_last or cfg.scoring.average_last_k)

@@ -62,6 +62,7 @@ from ugr.io.cli import one_line_errors
 
 DEFAULT_CHUNK_SECONDS = 8.0
 DEFAULT_HOP_SECONDS = 6.0
+MIN_CHUNK_SECONDS = 0.1  # shorter chunks round to a handful of samples (none at all below a sample: no chunking)
 PEAK = 0.99  # estimates louder than this are scaled down to it, so that 16-bit output clips nothing
 # What a folder's audio files are: the extensions of the formats soundfile reads (RAW needs parameters).
 AUDIO_SUFFIXES = frozenset({f".{name.lower()}" for name in sf.available_formats() if name != "RAW"}
@@ -286,9 +287,20 @@ def write_estimates(blocks: Iterable[np.ndarray], targets: Sequence[Path], rate:
             atomic_write(target, lambda handle, s=source, k=scale: copy(handle, s, k))
 
 
+def _option(option: str, value: float) -> str:
+    return f"{option} {value:g}"
+
+
 def _check_chunking(chunk_seconds: float, hop_seconds: float) -> None:
-    if not chunk_seconds > 0:
-        raise InputError(f"--chunk-seconds {chunk_seconds}: must be > 0")
+    """Both finite, a chunk of at least ``MIN_CHUNK_SECONDS``, a hop in [chunk / 2, chunk); one error naming the
+    option (the model's own minimum, in samples, is checked per recording by ``_check_lengths``)."""
+    for option, value in (("--chunk-seconds", chunk_seconds), ("--hop-seconds", hop_seconds)):
+        if not math.isfinite(value):
+            raise InputError(f"{option} {value}: must be a finite number of seconds")
+    if not chunk_seconds >= MIN_CHUNK_SECONDS:
+        raise InputError(f"{_option('--chunk-seconds', chunk_seconds)}: must be at least {MIN_CHUNK_SECONDS:g} s "
+                         f"(the default is {DEFAULT_CHUNK_SECONDS:g} s: the models normalise over their input, so "
+                         f"shorter chunks separate worse)")
     if not chunk_seconds / 2 <= hop_seconds < chunk_seconds:
         raise InputError(f"--hop-seconds {hop_seconds}: must be at least half of --chunk-seconds and shorter than it "
                          f"([{chunk_seconds / 2:g}, {chunk_seconds:g}) s), so that chunks overlap and a sample is in "
@@ -301,6 +313,13 @@ def _check_lengths(recordings: Sequence[Recording], model_frames: int, model_rat
     for rec in recordings:
         needed = -(-model_frames * rec.rate // model_rate)  # julius gives floor(n * model_rate / rate) samples
         chunk, hop = in_samples(chunk_seconds, hop_seconds, rec.rate)
+        if rec.frames > chunk and (hop < 1 or chunk - hop < 1):
+            raise InputError(f"{_option('--hop-seconds', hop_seconds)}: {hop} sample(s) at {rec.rate} Hz "
+                             f"({rec.path}) with chunks of {chunk}: the hop must be at least one sample and shorter "
+                             f"than a chunk; raise --chunk-seconds")
+        if rec.frames > chunk and chunk < needed:
+            raise InputError(f"{_option('--chunk-seconds', chunk_seconds)}: {chunk} sample(s) at {rec.rate} Hz "
+                             f"({rec.path}), fewer than the model's minimum {needed} at that rate; raise it")
         shortest = rec.frames - chunk_starts(rec.frames, chunk, hop)[-1]
         if shortest >= needed:
             continue
