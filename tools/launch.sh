@@ -80,10 +80,18 @@ ugr_log_footer() {  # ugr_log_footer STATUS SECONDS
   printf '# Ended (code %s) at %s, elapsed time %s seconds\n' "$1" "$(date)" "$2"
 }
 
-write_atomically() {  # write_atomically FILE TEXT
-  mkdir -p "$(dirname "$1")"
-  printf '%s\n' "$2" >"$1.tmp.$$"
-  mv -f "$1.tmp.$$" "$1"
+write_atomically() {  # write_atomically FILE TEXT: via FILE.tmp.PID, removed if the write fails (full disk)
+  local tmp="$1.tmp.$$" stale pid
+  mkdir -p "$(dirname "$1")" || die "cannot create the folder of $1"
+  for stale in "$1".tmp.*; do  # what killed launchers left: their pid is not running here
+    pid=${stale##*.tmp.}
+    [[ -f $stale && $pid =~ ^[0-9]+$ && $pid != "$$" ]] || continue
+    kill -0 "$pid" 2>/dev/null || [ -d "/proc/$pid" ] || rm -f -- "$stale"
+  done
+  if ! { printf '%s\n' "$2" >"$tmp" && mv -f -- "$tmp" "$1"; } 2>/dev/null; then
+    rm -f -- "$tmp"
+    die "cannot write $1 (check that $(dirname "$1") is writable and has free space)"
+  fi
 }
 
 check_ids() {  # check_ids OPTION IDS: job ids are Slurm ids, array tasks or 'local'

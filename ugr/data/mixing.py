@@ -145,8 +145,8 @@ class SourcePool:
 
     def degenerate(self, row: SourceRow) -> ValueError:
         """A row whose audio has no crop to draw: near-constant (DC) everywhere."""
-        return ValueError(f"{self.manifest}: row {row.id}: {self.path(row)}: the audio is constant (DC: its power after "
-                          f"removing the mean is at most {DEGENERATE_RATIO:g} of its power in every crop), so it has "
+        return ValueError(f"{self.manifest}: row {row.id}: {self.path(row)}: the audio is constant (DC: its power "
+                          f"after removing the mean is at most {DEGENERATE_RATIO:g} of its power in every crop), so it has "
                           f"nothing to separate or score; prepare the data folder again (stage 0 skips such files) "
                           f"or drop the row")
 

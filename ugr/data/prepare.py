@@ -46,7 +46,8 @@ REPORT_NAME = "prepare_report.json"
 REPORT_FORMAT = 2
 CONSTANT = "constant (DC) signal"  # the skip reason of a degenerate clip (its kind in the report's counts)
 MIN_SECONDS = 0.1  # shorter recordings carry too little to separate: a counted skip, not a 5-frame source
-# Longest id (UTF-8 bytes): the cache file <id>.wav and atomic_write's temporary .<id>.wav.XXXXXXXX.tmp beside it
+# Longest id (UTF-8 bytes): the cache file <id>.wav and atomic_write's temporary .<id>.wav.HHHHHH-PID.XXXXXXXX.tmp
+# (up to 29 bytes more than the id and its .wav) beside it
 # must fit the 255-byte file names of common file systems.
 MAX_ID_BYTES = 200
 
