@@ -294,11 +294,11 @@ def test_across_seeds_every_statistic_is_the_mean_and_std_over_the_seeds(seeds_r
             assert (mean, std) == (pytest.approx(np.mean(values), abs=0.006),
                                    pytest.approx(np.std(values, ddof=1), abs=0.006))
     paired = _table_rows(text, "#### Paired comparison against baseline, across seeds")
-    seeds, mixtures, mean, interval, mixtures_only, agree, per_seed = paired["robust_alpha0.1"]
+    seeds, mixtures, mean, interval, mixtures_only, shows, agree, per_seed = paired["robust_alpha0.1"]
     assert (seeds, mixtures, agree) == ("3", "30", "3 of 3")
     assert float(mean) == pytest.approx(1.0, abs=0.2)
     low, high = (float(x) for x in interval.strip("[]").split(", "))
-    assert low < float(mean) < high and low > 0
+    assert low < float(mean) < high and low > 0 and shows == "higher"
     assert [float(x) for x in per_seed.split(", ")] == pytest.approx(
         [_stats(seeds_root, f"robust_alpha0.1_seed{s}")["mean"] - _stats(seeds_root, f"baseline_seed{s}")["mean"]
          for s in range(3)], abs=0.006)

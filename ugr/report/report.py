@@ -174,11 +174,14 @@ def _seeds_parts(variants: List[across_seeds.SeedRuns], exp_root: Path, figures:
     if baseline is not None and len(variants) > 1:
         parts += [f"#### Paired comparison against {baseline.name}, across seeds (SI-SDRi)",
                   f"Difference = variant - {baseline.name} per (mixture, source), seed k against seed k (a baseline "
-                  f"of one run against every seed). Interval: {stats.RESAMPLES} bootstrap resamples drawing seeds "
-                  f"and mixtures with replacement (the same mixtures for every drawn seed: all seeds are scored on "
-                  f"one test list; seed {stats.SEED}); mixtures only: every seed kept, mixtures resampled, the "
-                  f"interval that ignores how the seeds disagree. Seeds agreeing: those whose own mean difference "
-                  f"has the sign of the overall one.",
+                  f"of one run against every seed). Interval over seeds and mixtures: Student's t on the per-seed "
+                  f"mean differences, its standard error adding the seeds' spread and the mixtures' sampling error "
+                  f"(Welch-Satterthwaite degrees of freedom, seeds - 1 where the seeds dominate: valid at 3 seeds). "
+                  f"Mixtures only: {stats.RESAMPLES} bootstrap resamples of the mixtures (seed {stats.SEED}), every "
+                  f"seed kept, the interval that ignores how the seeds disagree. What the seeds show: the sign of "
+                  f"the difference where the interval over seeds excludes 0, else the seeds that would detect the "
+                  f"observed difference at 80 % power given the seeds' spread. Seeds agreeing: those whose own "
+                  f"mean difference has the sign of the overall one.",
                   tables.paired_table(variants, baseline, over_seeds=True)]
     parts += ["#### Per coarse class (mean SI-SDRi, dB), across seeds", tables.class_table(variants, over_seeds=True),
               "#### Convergence across seeds",
@@ -238,6 +241,10 @@ def _group_section(group: List[Scored], exp_root: Path, suffix: str,
     elif len(group) == 1:
         parts += [f"### Paired comparison against {baseline.name} (SI-SDRi)",
                   "No other experiment was scored on this test list."]
+    elif seeded:  # two seeds of one variant are no two methods: the comparisons are across seeds, below
+        parts += [f"### Paired comparison against {baseline.name} (SI-SDRi)",
+                  "These runs are training seeds of their variants: each variant is compared with the baseline "
+                  "seed k against seed k, with an interval over seeds, in *Across training seeds* below."]
     else:
         parts += [f"### Paired comparison against {baseline.name} (SI-SDRi)",
                   f"Difference = experiment - {baseline.name} per (mixture, source); under `protocol: epochs` a "

@@ -71,7 +71,7 @@ def paired_comparison(values: Dict[tuple[str, str], float], baseline: Dict[tuple
         return None
     differences = {key: values[key] - baseline[key] for key in common}
     _, sums, counts = stats.by_mixture(differences)
-    low, high = stats.interval(stats.bootstrap_means(sums, counts, resample_seeds=False, resamples=resamples,
+    low, high = stats.interval(stats.bootstrap_means(sums, counts, resamples=resamples,
                                                      seed=seed))
     d = np.array(list(differences.values()))
     return Paired(len(common), sums.size, float(d.mean()), low, high, float((d > 0).mean()))
@@ -146,6 +146,16 @@ def distribution_table(experiments: Any, weightings: Optional[Mapping[str, str]]
     return "\n".join(lines)
 
 
+def verdict(result: stats.SeedsPaired) -> str:
+    """What the seeds settle: the sign of the difference, or how many seeds would (80 % power at their spread)."""
+    if result.seeds < 2:
+        return "one seed: nothing over seeds"
+    if result.resolved:
+        return "higher" if result.mean_difference > 0 else "lower"
+    more = f"about {result.seeds_needed} seeds would detect it" if result.seeds_needed else "no seed count in reach"
+    return f"not settled at {result.seeds} seeds; {more}"
+
+
 def paired_table(experiments: Sequence[Any], baseline: Any, *, over_seeds: bool = False) -> str:
     """Every experiment but ``baseline`` against it (SI-SDRi): the mean per-source difference and its 95 %
     bootstrap interval over mixtures, the share of sources improved.
@@ -154,19 +164,21 @@ def paired_table(experiments: Sequence[Any], baseline: Any, *, over_seeds: bool 
     against seed k, the interval over seeds and mixtures (``across_seeds.paired``).
     """
     if over_seeds:
-        lines = ["| variant | seeds paired | mixtures | mean difference (dB) | 95 % interval, seeds and mixtures | "
-                 "mixtures only | seeds agreeing in sign | per seed |", "|---|---|---|---|---|---|---|---|"]
+        lines = ["| variant | seeds paired | mixtures | mean difference (dB) | 95 % interval over seeds and mixtures | "
+                 "mixtures only | what the seeds show | seeds agreeing in sign | per seed |",
+                 "|---|---|---|---|---|---|---|---|---|"]
         for variant in experiments:
             if variant is baseline:
                 continue
             result = across_seeds.paired(variant, baseline, per_source)
             if result is None:
                 lines.append(f"| {variant.name} | 0 | no seed or (mixture, source) in common with {baseline.name} | "
-                             "- | - | - | - | - |")
+                             "- | - | - | - | - | - |")
                 continue
+            interval = "-" if result.seeds < 2 else f"[{result.low:+.2f}, {result.high:+.2f}]"
             lines.append(f"| {variant.name} | {result.seeds} | {result.mixtures} | {result.mean_difference:+.2f} | "
-                         f"[{result.low:+.2f}, {result.high:+.2f}] | [{result.mixtures_low:+.2f}, "
-                         f"{result.mixtures_high:+.2f}] | {result.agree} of {result.seeds} | "
+                         f"{interval} | [{result.mixtures_low:+.2f}, {result.mixtures_high:+.2f}] | "
+                         f"{verdict(result)} | {result.agree} of {result.seeds} | "
                          + ", ".join(f"{value:+.2f}" for value in result.per_seed) + " |")
         return "\n".join(lines)
     base = per_source(baseline.rows)
