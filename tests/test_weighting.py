@@ -131,7 +131,7 @@ def test_granularity_is_carried_and_extra_context_is_ignored():
 @pytest.mark.parametrize(
     "cfg, message",
     [
-        ({"type": "focal"}, r"'type' must be one of \['uniform', 'robust', 'curriculum', 'class', 'sum'\]"),
+        ({"type": "focal"}, r"'type' must be one of \['uniform', 'robust', 'curriculum', 'class', 'group_dro', 'sum'\]"),
         ({"alpha": 1}, "'type' must be one of"),
         ({"type": "robust", "alpha": 1, "beta": 2}, r"unknown key\(s\) \['beta'\]; allowed keys are"),
         ({"type": "robust"}, "missing 'alpha'"),

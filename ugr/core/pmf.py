@@ -11,14 +11,8 @@ import torch
 from torch import Tensor
 
 
-def pmf(logits: Tensor) -> Tensor:
-    """Softmax over *all* elements of ``logits`` (any shape), as constants.
-
-    The softmax subtracts the maximum, so logits of +-1e4 are fine; ``-inf``
-    gives weight 0. Logits that cannot define a pmf raise ``ValueError``
-    instead of quietly producing NaN weights that would poison the model.
-    """
-    z = logits.detach()
+def check_logits(z: Tensor) -> None:
+    """Raises ``ValueError`` when logits cannot define a pmf: empty, NaN, +inf, or all -inf."""
     if z.numel() == 0:
         raise ValueError("pmf: got an empty logits tensor; a batch needs at least one example")
     if torch.isnan(z).any():
@@ -30,6 +24,17 @@ def pmf(logits: Tensor) -> Tensor:
         raise ValueError("pmf: logits contain +inf; scale the weighting function down (alpha, gamma)")
     if torch.isneginf(z).all():
         raise ValueError("pmf: every logit is -inf, so no example has any weight")
+
+
+def pmf(logits: Tensor) -> Tensor:
+    """Softmax over *all* elements of ``logits`` (any shape), as constants.
+
+    The softmax subtracts the maximum, so logits of +-1e4 are fine; ``-inf``
+    gives weight 0. Logits that cannot define a pmf raise ``ValueError``
+    instead of quietly producing NaN weights that would poison the model.
+    """
+    z = logits.detach()
+    check_logits(z)
     compute_dtype = torch.promote_types(z.dtype, torch.float32)
     p = torch.softmax(z.reshape(-1).to(compute_dtype), dim=0)
     return p.reshape(z.shape).to(z.dtype)

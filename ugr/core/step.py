@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ugr.core.distributed import global_pmf, world_size
+from ugr.core.weighting import begin_step
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,9 @@ class Terms:
     granularity (with a graph in the second pass); ``classes`` and ``coarse``
     labels per loss (or per source with per-mixture losses) for class bias,
     any hashable labels (strings, integers, an integer tensor); ``neg_sisdri``
-    the negative SI-SDR improvement of the losses' shape. Each is None where
+    the negative SI-SDR improvement of the losses' shape; ``groups`` the group
+    labels of group DRO's ``group_by: group`` (e.g. the speaker), shaped as
+    ``classes``. Each is None where
     no weighting of the run uses it.
     """
 
@@ -40,10 +43,12 @@ class Terms:
     classes: Sequence[Any] | Tensor | None = None
     coarse: Sequence[Any] | Tensor | None = None
     neg_sisdri: Tensor | None = None
+    groups: Sequence[Any] | Tensor | None = None
 
     def context(self) -> dict[str, Any]:
         """The weighting's context keys this forward pass provides (labels and signals that are not None)."""
-        given = {"classes": self.classes, "coarse": self.coarse, "neg_sisdri": self.neg_sisdri}
+        given = {"classes": self.classes, "coarse": self.coarse, "neg_sisdri": self.neg_sisdri,
+                 "groups": self.groups}
         return {key: value for key, value in given.items() if value is not None}
 
 
@@ -74,17 +79,33 @@ def reweigh(losses: Tensor, weighting: Callable[..., Tensor], **context: Any) ->
     examples. In one process it is just ``sum_i p_i L_i``. A batch split into
     micro-batches needs ``reweigh_backward`` instead: one pmf over all of
     them.
+
+    One call is one optimizer step for a stateful weighting (group DRO's q, a
+    running normaliser's Z): each is updated once, from this batch.
     """
-    logits = weighting(losses=losses.detach(), **context)
+    full = {"losses": losses.detach(), **context}
+    begin_step(weighting, [full])
+    logits = weighting(**full)
     if logits.shape != losses.shape:
         raise ValueError(f"reweigh: the weighting gave logits {tuple(logits.shape)} for losses "
                          f"{tuple(losses.shape)}; it must give one logit per per-example loss")
-    weights = global_pmf(logits)
+    weights = normalise(weighting, logits)
     return WeightedLoss(world_size() * (weights * losses).sum(), weights)
 
 
-def _logits(weighting: Callable[..., Tensor], terms: Terms, step: int, epoch: int) -> Tensor:
-    return weighting(losses=terms.losses.detach(), step=step, epoch=epoch, **terms.context())
+def normalise(weighting: Callable[..., Tensor], logits: Tensor) -> Tensor:
+    """This rank's weights from the step's logits: the weighting's normaliser (``weighting.normaliser``: the
+    softmax over the global batch, or TERM's running normaliser), ``global_pmf`` for a weighting without one.
+    Call it once per optimizer step: a running normaliser updates its state."""
+    normaliser = getattr(weighting, "normaliser", None)
+    if normaliser is None:
+        return global_pmf(logits)
+    weights: Tensor = normaliser.weights(logits)
+    return weights
+
+
+def _context(terms: Terms, step: int, epoch: int) -> dict[str, Any]:
+    return {"losses": terms.losses.detach(), "step": step, "epoch": epoch, **terms.context()}
 
 
 def reweigh_backward(
@@ -105,6 +126,10 @@ def reweigh_backward(
     world size because DDP averages gradients over ranks.
     ``skip_gradient_sync()`` (DDP's ``no_sync``) wraps every second-pass
     micro-batch but the last, so gradients are all-reduced once per step.
+
+    One call is one optimizer step for the weighting's state: group DRO
+    updates q once from every micro-batch's losses (``begin_step``), then the
+    running normaliser updates Z once from every micro-batch's logits.
     """
     if len(micro_batches) == 1:
         terms = compute(micro_batches[0])
@@ -115,8 +140,10 @@ def reweigh_backward(
     scale = world_size()
     with torch.no_grad():
         first_pass = [compute(micro_batch) for micro_batch in micro_batches]
-    logits = torch.cat([_logits(weighting, terms, step, epoch).reshape(-1) for terms in first_pass])
-    weights = global_pmf(logits)
+    contexts = [_context(terms, step, epoch) for terms in first_pass]
+    begin_step(weighting, contexts)
+    logits = torch.cat([weighting(**context).reshape(-1) for context in contexts])
+    weights = normalise(weighting, logits)
     weighted_total = torch.zeros((), dtype=weights.dtype, device=weights.device)
     offset = 0
     for index, (micro_batch, first) in enumerate(zip(micro_batches, first_pass)):

@@ -40,7 +40,23 @@ Types (F of the paper):
   then ``env``; ``coarse`` may be left out); sources not named get 0. With per-mixture losses a
   mixture's logit is the mean over its sources, so a speech-vs-env bias needs
   ``granularity: source`` when every mixture holds one source of each.
+* ``group_dro``: F = log q[group] - log n[group] (group DRO, Sagawa et al.,
+  ICLR 2020): ``group_by`` (``fine``, ``coarse``, or ``group``: the context key
+  ``groups``, e.g. the speaker) names the groups, ``step_size`` (eta > 0) how
+  fast q moves, ``size_adjustment`` (C >= 0, default 0) adds C / sqrt(n_g) to
+  a group's loss. Stateful: q is updated once per optimizer step
+  (``begin_step``, called by ``ugr.core.step``) from the group means over the
+  global batch, q_g <- q_g exp(eta mean_g) normalised, before the step's
+  logits. Fixed gamma (``class``) when you know what you want; group DRO when
+  you want the worst group up.
 * ``sum``: the sum of ``terms`` (e.g. robust + class).
+
+Top-level ``normaliser`` (``batch``, the default: softmax over the global
+batch; or ``running``: TERM's running normaliser, ``decay`` in [0, 1), default
+0.9) says how the logits become weights: see ``ugr.core.normaliser``. The
+built weighting carries it (``weighting.normaliser``); ``weighting_state`` and
+``load_weighting_state`` save and restore the state of the normaliser and of
+group DRO for checkpoints.
 
 The signal of loss-based types (``signal``): ``loss`` (default, the paper's
 formula) or ``neg_sisdri`` (negative SI-SDR improvement, the authors' code).
@@ -57,7 +73,7 @@ Tilted empirical risk minimisation (TERM, Li, Beirami, Sanjabi, Smith, ICLR
 per-sample loss is a mixture's (``granularity: mixture``) or, with
 ``granularity: source``, each source is a sample. Over a batch this is TERM's
 mini-batch estimate (the paper's stochastic TERM with no running
-normaliser). ``t -> +inf`` tends to the hardest example alone (the max-loss,
+normaliser; ``normaliser: running`` adds it). ``t -> +inf`` tends to the hardest example alone (the max-loss,
 top-1 limit), ``t -> -inf`` to the easiest. TERM's hierarchical tilt (one
 tilt across groups, another within) and top-k/CVaR (uniform over the hardest
 fraction) do not fit: their weight of an example depends on the other losses
@@ -67,6 +83,7 @@ exact.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from numbers import Real
@@ -77,6 +94,8 @@ import torch
 from torch import Tensor
 
 from ugr.core.checks import finite_number, one_of
+from ugr.core.distributed import gather_objects
+from ugr.core.normaliser import NORMALISERS, BatchNormaliser, Normaliser, RunningNormaliser, make
 
 GRANULARITIES = ("source", "mixture")
 SIGNALS = ("loss", "neg_sisdri")
@@ -129,9 +148,23 @@ def _signal_words(signal: str) -> str:
 # a whole config (curriculum horizons, class names).
 
 
+class _Labelled:
+    """``label()``: the type's own label, with the normaliser's settings where it is not the batch softmax."""
+
+    normaliser: Normaliser
+
+    def _label(self) -> str:
+        raise NotImplementedError
+
+    def label(self) -> str:
+        extra = self.normaliser.label()
+        return f"{self._label()}, {extra}" if extra else self._label()
+
+
 @dataclass(frozen=True)
-class Uniform:
+class Uniform(_Labelled):
     granularity: str = "source"
+    normaliser: Normaliser = field(default_factory=BatchNormaliser, compare=False, repr=False)
 
     KEYS: ClassVar[frozenset[str]] = frozenset()
 
@@ -142,7 +175,7 @@ class Uniform:
     def __call__(self, **context: Any) -> Tensor:
         return torch.zeros_like(context["losses"].detach())
 
-    def label(self) -> str:
+    def _label(self) -> str:
         return "uniform"
 
     def describe(self) -> str:
@@ -153,10 +186,11 @@ class Uniform:
 
 
 @dataclass(frozen=True)
-class Robust:
+class Robust(_Labelled):
     alpha: float
     signal: str = "loss"
     granularity: str = "source"
+    normaliser: Normaliser = field(default_factory=BatchNormaliser, compare=False, repr=False)
 
     KEYS: ClassVar[frozenset[str]] = frozenset({"alpha", "signal"})
 
@@ -174,7 +208,7 @@ class Robust:
     def __call__(self, **context: Any) -> Tensor:
         return self.alpha * _signal(context, self.signal)
 
-    def label(self) -> str:
+    def _label(self) -> str:
         signal = "" if self.signal == "loss" else f", signal={self.signal}"
         return f"robust (alpha={number_text(self.alpha)}{signal})"
 
@@ -188,7 +222,7 @@ class Robust:
 
 
 @dataclass(frozen=True)
-class Curriculum:
+class Curriculum(_Labelled):
     beta0: float
     horizon: float | None  # None: schedule constant
     unit: str | None  # "step" or "epoch": the context key that measures progress; None: schedule constant
@@ -197,6 +231,7 @@ class Curriculum:
     levels: int = 4
     signal: str = "loss"
     granularity: str = "source"
+    normaliser: Normaliser = field(default_factory=BatchNormaliser, compare=False, repr=False)
 
     KEYS: ClassVar[frozenset[str]] = frozenset(
         {"beta0", "horizon_steps", "horizon_epochs", "schedule", "rate", "levels", "signal"})
@@ -262,7 +297,7 @@ class Curriculum:
             raise ValueError(f"curriculum weighting needs the context key {self.unit!r} (the {self.unit} from 0)")
         return self.beta(float(context[self.unit])) * _signal(context, self.signal)
 
-    def label(self) -> str:
+    def _label(self) -> str:
         details = [f"beta0={number_text(self.beta0)}"]
         if self.horizon is not None:
             details.append(f"{self.horizon_key}={number_text(self.horizon)}")
@@ -289,9 +324,10 @@ class Curriculum:
 
 
 @dataclass(frozen=True)
-class ClassBias:
+class ClassBias(_Labelled):
     gamma: Mapping[str, float]
     granularity: str = "source"
+    normaliser: Normaliser = field(default_factory=BatchNormaliser, compare=False, repr=False)
 
     KEYS: ClassVar[frozenset[str]] = frozenset({"gamma"})
 
@@ -330,7 +366,7 @@ class ClassBias:
     def _lookup(self, fine: Any, coarse: Any) -> float:
         return self.gamma.get(str(fine), self.gamma.get(str(coarse), 0.0))
 
-    def label(self) -> str:
+    def _label(self) -> str:
         return f"class (gamma {', '.join(f'{name}={number_text(v)}' for name, v in self.gamma.items())})"
 
     def describe(self) -> str:
@@ -350,9 +386,10 @@ def _labels(labels: Any) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Sum:
+class Sum(_Labelled):
     terms: Sequence["Weighting"] = field(default_factory=tuple)
     granularity: str = "source"
+    normaliser: Normaliser = field(default_factory=BatchNormaliser, compare=False, repr=False)
 
     KEYS: ClassVar[frozenset[str]] = frozenset({"terms"})
 
@@ -370,7 +407,7 @@ class Sum:
             total = total + term(**context)
         return total
 
-    def label(self) -> str:
+    def _label(self) -> str:
         return " + ".join(term.label() for term in self.terms)
 
     def describe(self) -> str:
@@ -380,10 +417,163 @@ class Sum:
         return (self,) + tuple(part for term in self.terms for part in term.parts())
 
 
-Weighting = Union[Uniform, Robust, Curriculum, ClassBias, Sum]
-WeightingType = Union[type[Uniform], type[Robust], type[Curriculum], type[ClassBias], type[Sum]]
+GROUP_BY = ("fine", "coarse", "group")
+_GROUP_KEYS = {"fine": "classes", "coarse": "coarse", "group": "groups"}
+
+
+class GroupState:
+    """Group DRO's state: ``log q`` per group seen (float64, normalised), the steps taken, this step's counts.
+
+    ``state_dict`` holds ``log_q`` and ``steps`` as Python floats and ints, so a
+    checkpoint restores q bit for bit; ``counts`` (the global batch's count per
+    group, set by ``GroupDRO.begin_step``) lives within a step and is not saved.
+    """
+
+    def __init__(self) -> None:
+        self.log_q: dict[str, float] = {}
+        self.steps = 0
+        self.counts: dict[str, int] | None = None
+        self.means: dict[str, float] = {}
+
+    def q(self) -> dict[str, float]:
+        """q per group seen, by name."""
+        return {name: math.exp(value) for name, value in self.log_q.items()}
+
+    def update(self, means: Mapping[str, float], counts: Mapping[str, int], step_size: float,
+               size_adjustment: float) -> None:
+        """One exponentiated-gradient step: ``q_g <- q_g exp(eta (mean_g + C / sqrt(n_g)))``, then normalised.
+
+        Groups seen for the first time join with q = 1 / (number of groups seen), the others scaled to make
+        room, so the first step starts from the uniform q."""
+        new = sorted(set(counts) - set(self.log_q))
+        if new:
+            total = len(self.log_q) + len(new)
+            shift = math.log(len(self.log_q) / total) if self.log_q else 0.0
+            self.log_q = {name: value + shift for name, value in self.log_q.items()}
+            self.log_q.update({name: -math.log(total) for name in new})
+        for name in sorted(counts):
+            self.log_q[name] += step_size * (means[name] + size_adjustment / math.sqrt(counts[name]))
+        names = sorted(self.log_q)
+        top = max(self.log_q[name] for name in names)
+        log_total = top + math.log(math.fsum(math.exp(self.log_q[name] - top) for name in names))
+        self.log_q = {name: self.log_q[name] - log_total for name in names}
+        self.counts, self.means = dict(counts), dict(means)
+        self.steps += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"log_q": dict(self.log_q), "steps": self.steps}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if "log_q" not in state or not isinstance(state["log_q"], Mapping):
+            raise ValueError(f"group DRO state: expected a mapping with 'log_q', got {sorted(state)}")
+        self.log_q = {str(name): float(value) for name, value in state["log_q"].items()}
+        self.steps = int(state.get("steps", 0))
+        self.counts = None
+
+
+@dataclass(frozen=True)
+class GroupDRO(_Labelled):
+    """Group DRO (Sagawa, Koh, Hashimoto, Liang, ICLR 2020) as logits ``F_i = log q_g(i) - log n_g(i)``.
+
+    q is updated once per optimizer step (``begin_step``, called by
+    ``ugr.core.step.reweigh`` and ``reweigh_backward`` with every micro-batch's
+    context) from each group's mean loss over the global batch, then the
+    softmax over the batch gives an example ``q_g / n_g`` renormalised over
+    the groups present.
+    """
+
+    step_size: float
+    group_by: str
+    size_adjustment: float = 0.0
+    granularity: str = "source"
+    normaliser: Normaliser = field(default_factory=BatchNormaliser, compare=False, repr=False)
+    state: GroupState = field(default_factory=GroupState, compare=False, repr=False)
+
+    KEYS: ClassVar[frozenset[str]] = frozenset({"step_size", "group_by", "size_adjustment"})
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], where: str, granularity: str) -> "GroupDRO":
+        if "step_size" not in cfg:
+            raise ValueError(f"{where}: missing 'step_size' (eta > 0: how fast q moves toward the worst group)")
+        step_size = _number(cfg, "step_size", where)
+        if step_size <= 0:
+            raise ValueError(f"{where}: 'step_size' must be > 0, got {step_size}")
+        if "group_by" not in cfg:
+            raise ValueError(f"{where}: missing 'group_by' (one of {list(GROUP_BY)})")
+        group_by = _check_choice(cfg["group_by"], GROUP_BY, "group_by", where)
+        adjustment = _number(cfg, "size_adjustment", where) if "size_adjustment" in cfg else 0.0
+        if adjustment < 0:
+            raise ValueError(f"{where}: 'size_adjustment' must be >= 0, got {adjustment}")
+        return cls(step_size=step_size, group_by=group_by, size_adjustment=adjustment, granularity=granularity)
+
+    def groups_of(self, context: Mapping[str, Any]) -> list[str]:
+        """The group of each loss, flattened: per-loss labels as they are; with per-mixture losses and
+        per-source labels a mixture's group is its sources' labels, sorted and joined by ``+``."""
+        key = _GROUP_KEYS[self.group_by]
+        if context.get(key) is None:
+            raise ValueError(f"group_dro weighting with group_by {self.group_by!r} needs the context key {key!r} "
+                             f"(a label per loss, or per source)")
+        shape = tuple(context["losses"].shape)
+        labels = _labels(context[key])
+        if labels.shape == shape:
+            return [str(label) for label in labels.reshape(-1)]
+        if labels.ndim == len(shape) + 1 and labels.shape[: len(shape)] == shape:
+            return ["+".join(sorted(str(label) for label in row)) for row in labels.reshape(-1, labels.shape[-1])]
+        raise ValueError(f"group_dro weighting: {key} of shape {labels.shape} do not match losses {shape}; pass "
+                         f"one label per loss, or (B, n_src) labels for (B,) losses")
+
+    def begin_step(self, contexts: Sequence[Mapping[str, Any]]) -> None:
+        """Updates q once from the step's contexts (every micro-batch), gathered over every DDP rank."""
+        names: list[str] = []
+        values: list[float] = []
+        for context in contexts:
+            names += self.groups_of(context)
+            values += context["losses"].detach().reshape(-1).to(torch.float64).tolist()
+        by_group: dict[str, list[float]] = {}
+        for rank_names, rank_values in gather_objects((names, values)):
+            for name, value in zip(rank_names, rank_values):
+                by_group.setdefault(name, []).append(value)
+        means = {name: math.fsum(group) / len(group) for name, group in by_group.items()}
+        bad = sorted(name for name, mean in means.items() if not math.isfinite(mean))
+        if bad:
+            raise ValueError(f"group_dro weighting: the losses of group(s) {bad} are not finite")
+        self.state.update(means, {name: len(group) for name, group in by_group.items()}, self.step_size,
+                          self.size_adjustment)
+
+    def __call__(self, **context: Any) -> Tensor:
+        losses = context["losses"].detach()
+        counts = self.state.counts
+        if counts is None:
+            raise ValueError("group_dro weighting: no step begun; q is updated once per optimizer step by "
+                             "ugr.core.step.reweigh or reweigh_backward (or call begin_step(weighting, contexts))")
+        names = self.groups_of(context)
+        unknown = sorted(set(names) - set(counts))
+        if unknown:
+            raise ValueError(f"group_dro weighting: group(s) {unknown} are not in this step's batch")
+        values = [self.state.log_q[name] - math.log(counts[name]) for name in names]
+        return torch.tensor(values, dtype=losses.dtype, device=losses.device).reshape(losses.shape)
+
+    def _label(self) -> str:
+        adjustment = f", size_adjustment={number_text(self.size_adjustment)}" if self.size_adjustment else ""
+        return f"group DRO (group_by={self.group_by}, step_size={number_text(self.step_size)}{adjustment})"
+
+    def describe(self) -> str:
+        groups = {"fine": "fine classes", "coarse": "coarse classes", "group": "groups"}[self.group_by]
+        adjustment = (f" plus {self.size_adjustment:g} / sqrt(its count in the batch)" if self.size_adjustment
+                      else "")
+        return (f"group DRO over the {groups}, step size {self.step_size:g}: each group's weight q grows as "
+                f"exp(step size x its mean loss{adjustment}) every step, and an example weighs q of its group over "
+                f"the group's count in the batch, so the worst group is pulled up (fixed gamma, class bias, when "
+                f"you know what you want; group DRO when you want the worst group up)")
+
+    def parts(self) -> tuple[Any, ...]:
+        return (self,)
+
+
+Weighting = Union[Uniform, Robust, Curriculum, ClassBias, GroupDRO, Sum]
+WeightingType = Union[type[Uniform], type[Robust], type[Curriculum], type[ClassBias], type[GroupDRO], type[Sum]]
 TYPES: dict[str, WeightingType] = {"uniform": Uniform, "robust": Robust, "curriculum": Curriculum, "class": ClassBias,
-                          "sum": Sum}
+                                  "group_dro": GroupDRO, "sum": Sum}
 _UNITS = {"source": "(mixture, source) pair", "mixture": "mixture"}
 
 
@@ -442,7 +632,7 @@ def build(cfg: Mapping[str, Any] | Weighting) -> Weighting:
     """A weighting function from its config mapping (a built one is returned as it is); bad configs raise
     ``ValueError`` naming the key, and so do configs past the bounds (``MAX_TERMS``, ``MAX_SUM_DEPTH``,
     ``MAX_VALUES``, ``MAX_NESTING``), before anything is built."""
-    if isinstance(cfg, (Uniform, Robust, Curriculum, ClassBias, Sum)):
+    if isinstance(cfg, (Uniform, Robust, Curriculum, ClassBias, GroupDRO, Sum)):
         return cfg
     _check_size(cfg, "weighting")
     return _build(cfg, where="weighting", granularity="source")
@@ -455,14 +645,65 @@ def _build(cfg: Mapping[str, Any], where: str, granularity: str | None) -> Weigh
     kind = _check_choice(cfg.get("type"), list(TYPES), "type", where)
     where = f"{where} ({kind})"
     weighting_type = TYPES[kind]
-    _check_keys(cfg, {"type"} | set(weighting_type.KEYS) | ({"granularity"} if granularity else set()), where)
-    if granularity:
-        granularity = _check_choice(cfg.get("granularity", granularity), GRANULARITIES, "granularity", where)
-    return weighting_type.from_config(cfg, where, granularity or "source")
+    top_level = {"granularity", "normaliser", "decay"} if granularity else set()
+    _check_keys(cfg, {"type"} | set(weighting_type.KEYS) | top_level, where)
+    if not granularity:
+        return weighting_type.from_config(cfg, where, "source")
+    granularity = _check_choice(cfg.get("granularity", granularity), GRANULARITIES, "granularity", where)
+    kind = _check_choice(cfg.get("normaliser", "batch"), NORMALISERS, "normaliser", where)
+    decay = None
+    if "decay" in cfg:
+        if kind != "running":
+            raise ValueError(f"{where}: 'decay' goes only with 'normaliser: running' (normaliser is {kind!r})")
+        decay = _number(cfg, "decay", where)
+        if not 0 <= decay < 1:
+            raise ValueError(f"{where}: 'decay' must be in [0, 1) (0 is the batch softmax), got {decay}")
+    built = weighting_type.from_config(cfg, where, granularity)
+    return dataclasses.replace(built, normaliser=make(kind, decay))
 
 
 def in_words(weighting: Weighting) -> str:
     """What a weighting does, in a sentence or two: the model card's paragraph."""
+    running = "" if weighting.normaliser.kind == "batch" else f" The weights use {weighting.normaliser.describe()}."
     return (f"Unified gradient reweighting (Tzinis et al., ICASSP 2021): each training step takes sum_i p_i grad L_i "
             f"with p the softmax over the batch of a logit per {_UNITS[weighting.granularity]}. "
-            f"Here {weighting.describe()}.")
+            f"Here {weighting.describe()}.{running}")
+
+
+def begin_step(weighting: Weighting | Callable[..., Tensor], contexts: Sequence[Mapping[str, Any]]) -> None:
+    """Starts one optimizer step of a stateful weighting (group DRO updates q) from every micro-batch's
+    context; a no-op for the others. ``ugr.core.step`` calls it once per step, before the logits."""
+    parts: Callable[[], tuple[Any, ...]] | None = getattr(weighting, "parts", None)
+    for part in parts() if parts else ():
+        if isinstance(part, GroupDRO):
+            part.begin_step(contexts)
+
+
+def _group_parts(weighting: Weighting) -> list[GroupDRO]:
+    return [part for part in weighting.parts() if isinstance(part, GroupDRO)]
+
+
+def group_weights(weighting: Weighting) -> dict[str, float]:
+    """q per group of the group DRO terms (``<group>``; ``<i>/<group>`` with several group DRO terms), for logs."""
+    parts = _group_parts(weighting)
+    if len(parts) == 1:
+        return parts[0].state.q()
+    return {f"{i}/{name}": value for i, part in enumerate(parts) for name, value in part.state.q().items()}
+
+
+def weighting_state(weighting: Weighting) -> dict[str, Any]:
+    """The state a checkpoint keeps: the normaliser's (running: log Z, steps) and each group DRO term's q."""
+    return {"normaliser": weighting.normaliser.state_dict(),
+            "group_dro": [part.state.state_dict() for part in _group_parts(weighting)]}
+
+
+def load_weighting_state(weighting: Weighting, state: Mapping[str, Any]) -> None:
+    """Restores ``weighting_state``: training resumes with the same log Z and q, bit for bit."""
+    parts = _group_parts(weighting)
+    saved = list(state.get("group_dro", []))
+    if len(saved) != len(parts):
+        raise ValueError(f"weighting state: the checkpoint holds {len(saved)} group DRO state(s), the weighting "
+                         f"has {len(parts)} group_dro term(s); resume with the config it was trained with")
+    weighting.normaliser.load_state_dict(state.get("normaliser", {}))
+    for part, part_state in zip(parts, saved):
+        part.state.load_state_dict(part_state)
