@@ -50,7 +50,10 @@ import argparse
 import copy
 import json
 import re
+import math
+import os
 import shlex
+import stat
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -59,8 +62,8 @@ from typing import Any, ClassVar, Dict, Iterable, List, Mapping, Optional, Seque
 import yaml
 
 from ugr.data.mixing import MixingSettings, parse_pair
-from ugr.core.checks import (Check, boolean, non_negative_int, one_of, positive_int, positive_number,
-                        positive_number_or_null)
+from ugr.core.checks import (Check, at_most, between, boolean, non_negative_int, one_of, positive_int,
+                             positive_number, positive_number_or_null)
 
 SOURCES, PUBLISHED = "sources", "published"
 
@@ -87,17 +90,20 @@ def yaml_load(text: str) -> Any:
 # ----------------------------------------------------------------------------- value checks
 
 
+def _finite(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _snr_range(value: Any) -> Optional[str]:
-    if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)
+    if (not isinstance(value, (list, tuple)) or len(value) != 2 or not all(_finite(v) for v in value)
             or value[0] > value[1]):
-        return f"must be [low_db, high_db] with low <= high, got {value!r}"
+        return f"must be [low_db, high_db], two finite numbers with low <= high, got {value!r}"
     return None
 
 
 def _priors(value: Any) -> Optional[str]:
-    usage = ("must map mixture types, pairs of coarse classes such as speech+env or sound+sound, to weights "
-             f">= 0 with a positive sum; got {value!r}")
+    usage = ("must map mixture types, pairs of coarse classes such as speech+env or sound+sound, to finite "
+             f"weights >= 0 with a positive sum; got {value!r}")
     if not isinstance(value, dict) or not value:
         return usage
     for name, weight in value.items():
@@ -105,12 +111,22 @@ def _priors(value: Any) -> Optional[str]:
             parse_pair(str(name))
         except ValueError as err:
             return f"{usage} ({err})"
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+        if not _finite(weight) or weight < 0:
             return usage
     return None if sum(value.values()) > 0 else usage
 
 
 SCORING_PROTOCOLS = ("weights", "epochs")
+
+# Bounds of what the code can use: it allocates from a rate and a segment, and a learning rate above 1 diverges.
+SAMPLE_RATES = (1000, 192000)  # Hz
+MAX_SEGMENT = 60.0  # seconds
+MAX_LR = 1.0
+_sample_rate = between(positive_int, *SAMPLE_RATES, unit="Hz",
+                       why="a rate allocates the buffers of every mixture (8000 or 16000 for speech)")
+_segment = at_most(positive_number, MAX_SEGMENT, unit="seconds",
+                   why="a training mixture is a few seconds; a longer one allocates its batch from it")
+_lr = at_most(positive_number, MAX_LR, why="a learning rate above 1 diverges; Adam's usual rates are 1e-4 to 1e-3")
 
 
 def _metric_names(value: Any) -> Optional[str]:
@@ -169,8 +185,8 @@ class DataConfig(_Section):
 
     NAME: ClassVar[str] = "data"
 
-    sample_rate: int = _key(positive_int)            # Hz; the data folder must be prepared at this rate (--fs)
-    segment: float = _key(positive_number)           # seconds per training (and drawn evaluation) mixture
+    sample_rate: int = _key(_sample_rate)            # Hz; the data folder must be prepared at this rate (--fs)
+    segment: float = _key(_segment)                  # seconds per training (and drawn evaluation) mixture
     snr_range: List[float] = _key(_snr_range)         # dB, drawn uniformly per mixture
     priors: Dict[str, float] = _key(_priors)          # weights of the mixture types (pairs of coarse classes)
     normalize: bool = _key(boolean)                  # scale each mixture and its sources to unit mixture power
@@ -199,7 +215,7 @@ class TrainingConfig(_Section):
 
     batch_size: int = _key(positive_int)             # the effective batch: the pmf spans all of it
     micro_batches: int = _key(positive_int)          # split the batch into K forward/backward passes
-    lr: float = _key(positive_number)
+    lr: float = _key(_lr)
     clip: Optional[float] = _key(positive_number_or_null)  # max gradient norm after backward; null: no clipping
     epochs: int = _key(positive_int)
     num_workers: int = _key(non_negative_int)
@@ -259,17 +275,68 @@ class ExperimentConfig:
 # ----------------------------------------------------------------------------- files and merging
 
 
+CONFIG_SUFFIXES = (".yaml", ".yml")
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few kB
+
+
+def _where(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "an unknown place"
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """What is wrong and where, without the file's text: no snippet, no quoted token (a file inherited by mistake,
+    e.g. one of secrets, is never echoed into the error or the log)."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = re.sub(r"'[^']*'|\"[^\"]*\"", "...", str(getattr(err, "problem", None) or "a syntax error"))
+    return f"not valid YAML at {_where(mark)} ({problem[:80]})"
+
+
 def _read_yaml(path: Path) -> Dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found; pass an existing YAML file (see conf/ and its folders)")
+    """One config file's mapping. Only a regular file named .yaml or .yml of at most ``MAX_CONFIG_BYTES`` is
+    opened (no device, FIFO or folder: they would hang or never end); errors name the file and the line and
+    column, never its content."""
     try:
-        loaded = yaml_load(path.read_text())
+        info = path.stat()
+    except OSError:
+        raise ConfigError(f"{path}: config file not found; pass an existing YAML file (see conf/ and its folders)") \
+            from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{path}: is not a regular file (a device, a FIFO or a folder); inherit a .yaml config")
+    if path.suffix.lower() not in CONFIG_SUFFIXES:
+        raise ConfigError(f"{path}: is not a config (its name does not end in .yaml or .yml); inherit a .yaml config")
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {info.st_size} bytes, too large to be a config (at most "
+                          f"{MAX_CONFIG_BYTES // 1024} kB); inherit a .yaml config")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a file swapped for a FIFO: no hang
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ConfigError(f"{path}: is not a regular file (a device, a FIFO or a folder); inherit a .yaml "
+                                  f"config")
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err.strerror}); check its permissions") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: too large to be a config (more than {MAX_CONFIG_BYTES // 1024} kB); inherit a "
+                          f".yaml config")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (line {line}); a config is a YAML text file") from None
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        loaded = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err}); fix the syntax") from err
+        raise ConfigError(f"{path}: {_yaml_problem(err)}; fix the syntax") from None
+    finally:
+        loader.dispose()
     if loaded is None:
         loaded = {}
     if not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: must be a mapping of sections {list(SECTIONS)}, got {type(loaded).__name__}")
+        raise ConfigError(f"{path}: must be a mapping of sections {list(SECTIONS)}, got a {type(loaded).__name__} "
+                          f"at {_where(node.start_mark)}")
     return loaded
 
 

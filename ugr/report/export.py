@@ -32,6 +32,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -48,6 +49,7 @@ from ugr.pipeline.config import DataConfig, ExperimentConfig
 from ugr.data.corpora import LICENCES
 from ugr.data.prepare import REPORT_NAME
 from ugr.pipeline.experiment_dir import DONE_FILE, ExperimentDir
+from ugr.report.markdown import code_span, fenced, markdown_cell
 from ugr.report.tables import class_table, distribution_table
 from ugr.pipeline.score import STATS_FILE
 
@@ -173,9 +175,10 @@ def _scores_section(exp_dir: Path, stats: Optional[Dict[str, Any]], weights: str
         return (f"Not scored yet (no `scores/{STATS_FILE}`): score the experiment (stage 3, `python -m ugr.pipeline.score`) "
                 f"and export again to have the table here.")
     name, scored = exp_dir.name, stats.get("weights", "?")
-    caveat = "" if scored == weights else f" (not the exported weights, {weights}: these scores are not theirs)"
+    caveat = ("" if scored == weights else
+              f" (not the exported weights, {markdown_cell(weights)}: these scores are not theirs)")
     return (f"SI-SDR improvement (dB) per estimated source on the recipe's fixed test list, weights: "
-            f"{scored}{caveat}.\n\n{distribution_table({name: stats}, {name: cfg.weighting.label()})}"
+            f"{markdown_cell(scored)}{caveat}.\n\n{distribution_table({name: stats}, {name: cfg.weighting.label()})}"
             f"\n\nPer class of the reference (mean ±, the last column says what the ± is):\n\n{class_table({name: stats})}")
 
 
@@ -186,25 +189,37 @@ def _data_section(report_path: Optional[Path], report: Optional[Dict[str, Any]],
         made = (f"Training mixtures: random {d.segment:g} s segments of the corpus's published training "
                 f"mixtures at {d.sample_rate} Hz, {d.train_mixtures_per_epoch} per epoch, seed {d.seed}.")
     else:
-        mixtures = ", ".join(f"{kind} {weight:g}" for kind, weight in d.priors.items())
+        mixtures = ", ".join(f"{markdown_cell(kind)} {weight:g}" for kind, weight in d.priors.items())
         made = (f"Mixtures made on the fly: {mixtures} (priors), {d.segment:g} s at {d.sample_rate} Hz, SNR "
                 f"uniform in [{d.snr_range[0]:g}, {d.snr_range[1]:g}] dB, {d.train_mixtures_per_epoch} "
                 f"per epoch, seed {d.seed}.")
-    lines = [made, "", f"Corpus: {data['dataset']}."]
+    lines = [made, "", f"Corpus: {markdown_cell(data['dataset'])}."]
     if report is None:
         lines += ["", "No preparation report found (`prepare_report.json` of the data folder); pass `--data DIR` to "
                       "include it."]
         return "\n".join(lines)
-    reasons = ", ".join(f"{reason}: {count}" for reason, count in report["skipped_reasons"].items())
-    lines += ["", f"Preparation report `{report_path}`: {report['prepared_sources']} source recordings and "
-                  f"{report['prepared_mixtures']} published mixtures at {report['sample_rate']} Hz; skipped "
-                  f"{report['skipped_count']}{f' ({reasons})' if reasons else ''}; downmixed "
-                  f"{report['downmixed_count']}.", "", "| split | coarse class | files | hours | groups |",
+    reasons = ", ".join(f"{markdown_cell(reason)}: {markdown_cell(count)}"
+                        for reason, count in report["skipped_reasons"].items())
+    value = {key: markdown_cell(report[key]) for key in ("prepared_sources", "prepared_mixtures", "sample_rate",
+                                                         "skipped_count", "downmixed_count")}
+    lines += ["", f"Preparation report {code_span(report_path)}: {value['prepared_sources']} source recordings and "
+                  f"{value['prepared_mixtures']} published mixtures at {value['sample_rate']} Hz; skipped "
+                  f"{value['skipped_count']}{f' ({reasons})' if reasons else ''}; downmixed "
+                  f"{value['downmixed_count']}.", "", "| split | coarse class | files | hours | groups |",
               "|---|---|---|---|---|"]
     for split, content in report["splits"].items():
         for coarse, counts in content["sources"].items():
-            lines.append(f"| {split} | {coarse} | {counts['files']} | {counts['hours']:.3f} | {counts['groups']} |")
+            lines.append(f"| {markdown_cell(split)} | {markdown_cell(coarse)} | {markdown_cell(counts['files'])} | "
+                         f"{counts['hours']:.3f} | {markdown_cell(counts['groups'])} |")
     return "\n".join(lines)
+
+
+def _linked(text: Any, link: Any) -> str:
+    """``text`` escaped, as a link to ``link`` where that is a plain http(s) address (no other scheme, e.g.
+    ``javascript:``, becomes a link)."""
+    if isinstance(link, str) and re.fullmatch(r"https?://[^\s()<>\[\]`|\\]+", link):
+        return f"[{markdown_cell(text)}]({link})"
+    return markdown_cell(text)
 
 
 def _licence_section(data: Dict[str, Any]) -> str:
@@ -216,8 +231,7 @@ def _licence_section(data: Dict[str, Any]) -> str:
                      "the terms of the corpora it was prepared from.")
     lines += ["", "| data | licence | commercial use |", "|---|---|---|"]
     for lic in data["licenses"]:
-        title = f"[{lic['title']}]({lic['title_link']})" if lic["title_link"] else lic["title"]
-        licence = f"[{lic['license']}]({lic['license_link']})" if lic["license_link"] else lic["license"]
+        title, licence = _linked(lic["title"], lic["title_link"]), _linked(lic["license"], lic["license_link"])
         lines.append(f"| {title} | {licence} | {'no' if lic['non_commercial'] else 'per the licence'} |")
     lines += ["", "The table lists the data these weights learnt from, as the corpora's plug-ins record their "
                   "licences (ESC-50 is CC BY-NC 3.0, no commercial use; WSJ0 and wsj0-2mix are the LDC's)."]
@@ -233,6 +247,7 @@ def model_card(file: Path, package: Dict[str, Any], n_params: int, cfg: Experime
     header = {"library_name": "asteroid", "pipeline_tag": "audio-to-audio", "license": "other",
               "tags": ["asteroid", "audio", "audio-source-separation", name, "ugr"],
               "datasets": [lic["title"] for lic in data["licenses"]]}
+    weights = markdown_cell(package["infos"]["weights"])
     record = cfg.to_dict()
     config = yaml.safe_dump({k: record[k] for k in ("model", "data", "weighting", "training", "scoring")},
                             sort_keys=False)
@@ -240,10 +255,10 @@ def model_card(file: Path, package: Dict[str, Any], n_params: int, cfg: Experime
 {yaml.safe_dump(header, sort_keys=False).strip()}
 ---
 
-# {exp_dir.name}: asteroid {name} trained with unified gradient reweighting
+# {markdown_cell(exp_dir.name)}: asteroid {markdown_cell(name)} trained with unified gradient reweighting
 
-asteroid `{name}`, {n_params:,} parameters, {n_src} sources, {rate:g} Hz, trained with ugr's
-`{exp_dir.name}` experiment. Weights: {package['infos']['weights']}. File: `{file.name}` (sha256 `{digest}`),
+asteroid {code_span(name)}, {n_params:,} parameters, {n_src} sources, {rate:g} Hz, trained with ugr's
+experiment {markdown_cell(exp_dir.name)}. Weights: {weights}. File: {code_span(file.name)} (sha256 `{digest}`),
 asteroid's pretrained-model format.
 
 ## How to load
@@ -253,7 +268,7 @@ import soundfile as sf
 import torch
 from asteroid.models import BaseModel
 
-model = BaseModel.from_pretrained("{file.name}").eval()
+model = BaseModel.from_pretrained({json.dumps(file.name)}).eval()
 mixture, rate = sf.read("mixture.wav", dtype="float32")   # mono, at {rate:g} Hz
 with torch.no_grad():
     estimates = model(torch.from_numpy(mixture)[None])[0]   # ({n_src}, T)
@@ -265,7 +280,7 @@ gives the same estimates.
 
 ## Training: the weighting
 
-{weighting.in_words(cfg.weighting)}
+{markdown_cell(weighting.in_words(cfg.weighting))}
 
 ## Test scores
 
@@ -279,9 +294,7 @@ gives the same estimates.
 
 The experiment's resolved `config.yaml`:
 
-```yaml
-{config.strip()}
-```
+{fenced(config.strip(), "yaml")}
 
 ## Licences
 

@@ -31,6 +31,9 @@ With one test list the figures are ``figures/<figure>.png``; with several,
 are ``ugr.report.tables``' (one run per row, and with training seeds across
 them: ``ugr.report.across_seeds``), the figures ``ugr.report.figures``'.
 
+Every experiment name, label and recorded value goes through ``ugr.report.markdown``
+(no name adds a table column, forms a link or reaches the page as HTML).
+
 ``python -m ugr.report`` then writes ``EXP_ROOT/RESULTS.md`` (``ugr.report.results``): the
 compact results to publish, titled by ``--recipe`` with the ``--command`` that
 reproduces them, the environment and each stage's wall time.
@@ -52,6 +55,7 @@ from ugr.pipeline import variants as variants_lib
 from ugr.pipeline.experiment_dir import ExperimentDir
 from ugr.pipeline.score import MAIN_METRIC, STATS_FILE
 from ugr.report import across_seeds, stats, tables
+from ugr.report.markdown import code_span, markdown_cell
 
 FIGURES = {"density": "si_sdri_density.png", "convergence": "valid_si_sdri.png", "tradeoff": "mean_vs_p5.png"}
 # Drawn only for runs at several seeds (--seeds) and for a sweep (--sweep):
@@ -172,8 +176,9 @@ def _seeds_parts(variants: List[across_seeds.SeedRuns], exp_root: Path, figures:
              f"#### {METRIC_TITLES[MAIN_METRIC]} per estimated source, across seeds",
              tables.distribution_table(variants, over_seeds=True)]
     if baseline is not None and len(variants) > 1:
-        parts += [f"#### Paired comparison against {baseline.name}, across seeds (SI-SDRi)",
-                  f"Difference = variant - {baseline.name} per (mixture, source), seed k against seed k (a baseline "
+        parts += [f"#### Paired comparison against {markdown_cell(baseline.name)}, across seeds (SI-SDRi)",
+                  f"Difference = variant - {markdown_cell(baseline.name)} per (mixture, source), seed k against "
+                  f"seed k (a baseline "
                   f"of one run against every seed). Interval over seeds and mixtures: Student's t on the per-seed "
                   f"mean differences, its standard error adding the seeds' spread and the mixtures' sampling error "
                   f"(Welch-Satterthwaite degrees of freedom, seeds - 1 where the seeds dominate: valid at 3 seeds). "
@@ -226,7 +231,7 @@ def _group_section(group: List[Scored], exp_root: Path, suffix: str,
     if "weights" in protocols:
         notes.append("Experiments scored with `protocol: weights`: the statistics of one model, the average of "
                      "the weights of the last epochs.")
-    parts = [f"## Test list `{shown}` (contents {group[0].test_list[:16]})", " ".join(notes)]
+    parts = [f"## Test list {code_span(shown)} (contents {markdown_cell(group[0].test_list[:16])})", " ".join(notes)]
     parts += [f"### {METRIC_TITLES[MAIN_METRIC]} per estimated source", tables.distribution_table(by_name, weightings)]
     for metric in METRIC_TITLES:
         found = [s["metrics"][metric]["n"] for s in by_name.values() if metric in s.get("metrics", {})]
@@ -239,15 +244,16 @@ def _group_section(group: List[Scored], exp_root: Path, suffix: str,
         parts += ["### Against the baseline", "No experiment with uniform weighting was scored on this test list: "
                                               "no paired comparison, no steps to a baseline."]
     elif len(group) == 1:
-        parts += [f"### Paired comparison against {baseline.name} (SI-SDRi)",
+        parts += [f"### Paired comparison against {markdown_cell(baseline.name)} (SI-SDRi)",
                   "No other experiment was scored on this test list."]
     elif seeded:  # two seeds of one variant are no two methods: the comparisons are across seeds, below
-        parts += [f"### Paired comparison against {baseline.name} (SI-SDRi)",
+        parts += [f"### Paired comparison against {markdown_cell(baseline.name)} (SI-SDRi)",
                   "These runs are training seeds of their variants: each variant is compared with the baseline "
                   "seed k against seed k, with an interval over seeds, in *Across training seeds* below."]
     else:
-        parts += [f"### Paired comparison against {baseline.name} (SI-SDRi)",
-                  f"Difference = experiment - {baseline.name} per (mixture, source); under `protocol: epochs` a "
+        parts += [f"### Paired comparison against {markdown_cell(baseline.name)} (SI-SDRi)",
+                  f"Difference = experiment - {markdown_cell(baseline.name)} per (mixture, source); under "
+                  f"`protocol: epochs` a "
                   f"source's value is its mean over the epochs. Interval: {stats.RESAMPLES} bootstrap "
                   f"resamples of the mixtures (seed {stats.SEED}). Improved: the share of sources whose "
                   f"SI-SDRi is higher than the baseline's.",
@@ -264,7 +270,7 @@ def _group_section(group: List[Scored], exp_root: Path, suffix: str,
               f"- `{figures['tradeoff']}`: mean against 5th percentile; error bars: ± std across epochs "
               f"(`protocol: epochs`) or ± bootstrap std over resampled mixtures (`protocol: weights`)",
               f"- `{figures['convergence']}`: validation SI-SDRi against training steps"
-              + (f", the dashed line {baseline.name}'s final value" if target else "")]
+              + (f", the dashed line {markdown_cell(baseline.name)}'s final value" if target else "")]
     shown_figures = [f"![SI-SDRi density and tails (log scale)]({figures['density']})",
                      f"![mean against 5th percentile]({figures['tradeoff']})",
                      f"![validation SI-SDRi against training steps]({figures['convergence']})"]
@@ -274,7 +280,8 @@ def _group_section(group: List[Scored], exp_root: Path, suffix: str,
         shown_figures.append(f"![validation SI-SDRi across seeds]({figures['seeds_convergence']})")
     if swept:
         listed.append(f"- `{figures['operating_point']}`: the operating points of the sweep "
-                      f"({', '.join(axis.dotted for axis in axes)}): mean against p5, p1 and std per swept value, "
+                      f"({', '.join(markdown_cell(axis.dotted) for axis in axes)}): mean against p5, p1 and std "
+                      f"per swept value, "
                       f"error bars ± std across seeds; squares: the variants without the swept keys")
         shown_figures.append(f"![operating points of the sweep]({figures['operating_point']})")
     parts += ["### Figures", "\n".join(listed), "\n".join(shown_figures)]
@@ -298,7 +305,8 @@ def report(exp_root: Path, experiments: Optional[Sequence[str]] = None, sweep: s
     (exp_root / "figures").mkdir(parents=True, exist_ok=True)
     sections = [_group_section(group, exp_root, "" if len(groups) == 1 else f"_{key[:8]}", axes)
                 for key, group in groups.items()]
-    weights = "\n".join(f"- {exp.name}: {exp.stats.get('weights', '?')}" for exp in scored)
+    weights = "\n".join(f"- {markdown_cell(exp.name)}: {markdown_cell(exp.stats.get('weights', '?'))}"
+                        for exp in scored)
     text = ("# Test scores per estimated source\n\n"
             "Experiments are grouped by the test list they were scored on; the first one with uniform weighting "
             "on a list is its baseline.\n\n" + "\n\n".join(sections) + f"\n\n## Weights scored\n\n{weights}\n")

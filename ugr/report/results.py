@@ -19,16 +19,14 @@ made from files only:
   uniform weighting), or with training seeds (``--seeds``) the same across
   seeds; the tables of ``ugr.report.tables``, so that their rows are report.md's.
 
-Experiment names, labels and recorded values go through ``markdown_cell``:
-``|`` is escaped and HTML is neutralised, so that no name breaks a table or
-the page.
+Experiment names, labels and recorded values go through ``ugr.report.markdown``
+(``markdown_cell``, also importable from here): no name adds a table column,
+forms a link or reaches the page as HTML.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import platform
-import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -40,32 +38,13 @@ from ugr.pipeline import provenance
 from ugr.pipeline.score import MAIN_METRIC, STATS_FILE
 from ugr.report import across_seeds, tables
 from ugr.report import report as report_lib
+from ugr.report.markdown import code_span as _code
+from ugr.report.markdown import fenced as _fenced
+from ugr.report.markdown import markdown_cell
 
 FILE = "RESULTS.md"
 LOG = "log"
 SUFFIX = ".seconds"
-
-
-def markdown_cell(text: object) -> str:
-    """``text`` on one line, safe in a markdown table cell and as markdown text: ``\\`` and ``|`` escaped,
-    ``&``, ``<`` and ``>`` as HTML entities (no tag, e.g. ``<img onerror=...>``, reaches the page)."""
-    one_line = " ".join(str(text).split())
-    escaped = one_line.replace("\\", "\\\\").replace("|", "\\|")
-    return escaped.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _code(text: str) -> str:
-    """``text`` on one line as an inline code span (HTML and ``|`` are literal there, but a table would still
-    split at ``|``: not for table cells)."""
-    text = " ".join(text.split())
-    ticks = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{ticks}{pad}{text}{pad}{ticks}"
-
-
-def _fenced(text: str, language: str = "") -> str:
-    fence = "`" * max(3, max((len(run) + 1 for run in re.findall("`+", text)), default=0))
-    return f"{fence}{language}\n{text}\n{fence}"
 
 
 # ----------------------------------------------------------------------------- wall times
@@ -164,12 +143,7 @@ def environment(exp_root: Path, names: Sequence[str], report_seconds: Optional[f
 # ----------------------------------------------------------------------------- tables
 
 
-def _escaped(exp: report_lib.Scored) -> report_lib.Scored:
-    return dataclasses.replace(exp, name=markdown_cell(exp.name), weighting=markdown_cell(exp.weighting))
-
-
 def _group_section(group: List[report_lib.Scored], exp_root: Path) -> str:
-    group = [_escaped(exp) for exp in group]
     baseline = next((exp for exp in group if exp.is_uniform), None)
     list_path = Path(group[0].stats.get("test_list", "?"))
     try:
@@ -189,8 +163,9 @@ def _group_section(group: List[report_lib.Scored], exp_root: Path) -> str:
                   "A cell: the statistic's mean over the seeds ± its std across them.",
                   tables.distribution_table(variants, over_seeds=True)]
         if base is not None and len(variants) > 1:
-            parts += [f"### Paired comparison against {base.name}, across seeds (SI-SDRi)",
-                      f"Difference = variant - {base.name} per (mixture, source), seed k against seed k; 95 % "
+            shown_base = markdown_cell(base.name)
+            parts += [f"### Paired comparison against {shown_base}, across seeds (SI-SDRi)",
+                      f"Difference = variant - {shown_base} per (mixture, source), seed k against seed k; 95 % "
                       f"bootstrap interval over seeds and mixtures.",
                       tables.paired_table(variants, base, over_seeds=True)]
         return "\n\n".join(parts)
@@ -198,8 +173,9 @@ def _group_section(group: List[report_lib.Scored], exp_root: Path) -> str:
               tables.distribution_table({exp.name: exp.stats for exp in group},
                                         {exp.name: exp.weighting for exp in group})]
     if baseline is not None and len(group) > 1:
-        parts += [f"### Paired comparison against {baseline.name} (SI-SDRi)",
-                  f"Difference = experiment - {baseline.name} per (mixture, source); 95 % bootstrap interval "
+        shown_base = markdown_cell(baseline.name)
+        parts += [f"### Paired comparison against {shown_base} (SI-SDRi)",
+                  f"Difference = experiment - {shown_base} per (mixture, source); 95 % bootstrap interval "
                   f"over mixtures.",
                   tables.paired_table(group, baseline)]
     return "\n\n".join(parts)

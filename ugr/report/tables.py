@@ -17,6 +17,10 @@ table takes the variants of ``ugr.report.across_seeds.seed_groups`` (a
 The numbers behind the tables are here too: ``per_source`` (each (mixture,
 source)'s value), ``paired_comparison`` (the paired bootstrap over mixtures)
 and ``steps_to_reach`` (the steps of a validation curve to a target).
+
+Every name, weighting label and class written into a cell goes through
+``ugr.report.markdown.markdown_cell``: no name adds a column, forms a link or
+reaches the page as HTML.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ import numpy as np
 from ugr.pipeline.score import MAIN_METRIC, PERCENTILES
 from ugr.report import across_seeds, stats
 from ugr.report.across_seeds import REACH_SHARE, SeedRuns
+from ugr.report.markdown import markdown_cell as _md
 
 STAT_COLUMNS = ("n", "mean", "std") + tuple(f"p{q}" for q in PERCENTILES)
 SPREAD_COLUMNS = ("mean", "std", "p1", "p5", "p10", "p25", "p50", "p75", "p90", "p95", "p99")
@@ -127,7 +132,8 @@ def distribution_table(experiments: Any, weightings: Optional[Mapping[str, str]]
                  "|" + "---|" * (len(SPREAD_COLUMNS) + 3)]
         for variant in variants:
             cells = [str(variant.spread(key) or "-") for key in SPREAD_COLUMNS]
-            lines.append(f"| {variant.name} | {variant.weighting} | {len(variant.runs)} | " + " | ".join(cells)
+            lines.append(f"| {_md(variant.name)} | {_md(variant.weighting)} | {len(variant.runs)} | "
+                         + " | ".join(cells)
                          + " |")
         return "\n".join(lines)
     lines = ["| experiment | weighting | " + " | ".join(STAT_COLUMNS) + " |", "|" + "---|" * (len(STAT_COLUMNS) + 2)]
@@ -139,9 +145,10 @@ def distribution_table(experiments: Any, weightings: Optional[Mapping[str, str]]
             spread = s["across_epochs_std"]["metrics"][metric] if values and "across_epochs_std" in s else None
         if not values or not values["n"]:
             reason = "not scored" if not values else "no source it applies to"
-            lines.append(f"| {name} | {weightings[name]} | 0 | " + " | ".join([reason] + ["-"] * 10) + " |")
+            lines.append(f"| {_md(name)} | {_md(weightings[name])} | 0 | " + " | ".join([reason] + ["-"] * 10) + " |")
             continue
-        lines.append(f"| {name} | {weightings[name]} | " + " | ".join(_cell(values, spread, c) for c in STAT_COLUMNS)
+        lines.append(f"| {_md(name)} | {_md(weightings[name])} | "
+                     + " | ".join(_cell(values, spread, c) for c in STAT_COLUMNS)
                      + " |")
     return "\n".join(lines)
 
@@ -172,11 +179,13 @@ def paired_table(experiments: Sequence[Any], baseline: Any, *, over_seeds: bool 
                 continue
             result = across_seeds.paired(variant, baseline, per_source)
             if result is None:
-                lines.append(f"| {variant.name} | 0 | no seed or (mixture, source) in common with {baseline.name} | "
+                lines.append(f"| {_md(variant.name)} | 0 | no seed or (mixture, source) in common with "
+                             f"{_md(baseline.name)} | "
                              "- | - | - | - | - | - |")
                 continue
             interval = "-" if result.seeds < 2 else f"[{result.low:+.2f}, {result.high:+.2f}]"
-            lines.append(f"| {variant.name} | {result.seeds} | {result.mixtures} | {result.mean_difference:+.2f} | "
+            lines.append(f"| {_md(variant.name)} | {result.seeds} | {result.mixtures} | "
+                         f"{result.mean_difference:+.2f} | "
                          f"{interval} | [{result.mixtures_low:+.2f}, {result.mixtures_high:+.2f}] | "
                          f"{verdict(result)} | {result.agree} of {result.seeds} | "
                          + ", ".join(f"{value:+.2f}" for value in result.per_seed) + " |")
@@ -189,9 +198,9 @@ def paired_table(experiments: Sequence[Any], baseline: Any, *, over_seeds: bool 
             continue
         paired = paired_comparison(per_source(exp.rows), base)
         if paired is None:
-            lines.append(f"| {exp.name} | 0 | no (mixture, source) in common with {baseline.name} | - | - |")
+            lines.append(f"| {_md(exp.name)} | 0 | no (mixture, source) in common with {_md(baseline.name)} | - | - |")
             continue
-        lines.append(f"| {exp.name} | {paired.sources} ({paired.mixtures}) | {paired.mean_difference:+.2f} | "
+        lines.append(f"| {_md(exp.name)} | {paired.sources} ({paired.mixtures}) | {paired.mean_difference:+.2f} | "
                      f"[{paired.low:+.2f}, {paired.high:+.2f}] | {100 * paired.improved:.1f} % |")
     return "\n".join(lines)
 
@@ -206,20 +215,21 @@ def class_table(experiments: Any, *, over_seeds: bool = False) -> str:
     if over_seeds:
         variants: Sequence[SeedRuns] = experiments
         classes = sorted({c for variant in variants for run in variant.runs for c in run.stats["per_coarse"]})
-        lines = ["| variant | seeds | " + " | ".join(classes) + " | combined |",
+        lines = ["| variant | seeds | " + " | ".join(_md(c) for c in classes) + " | combined |",
                  "|---|---|" + "---|" * (len(classes) + 1)]
         for variant in variants:
             cells = [str(variant.spread("mean", c) or "-") for c in classes] + [str(variant.spread("mean") or "-")]
-            lines.append(f"| {variant.name} | {len(variant.runs)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {_md(variant.name)} | {len(variant.runs)} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
     classes = sorted({c for s in experiments.values() for c in s["per_coarse"]})
-    lines = ["| experiment | " + " | ".join(classes) + " | combined | ± |", "|---|" + "---|" * (len(classes) + 2)]
+    lines = ["| experiment | " + " | ".join(_md(c) for c in classes) + " | combined | ± |",
+             "|---|" + "---|" * (len(classes) + 2)]
     for name, s in experiments.items():
         spread = s.get("across_epochs_std")
         kind = (f"std across {len(s.get('checkpoints', []))} epochs" if spread is not None
                 else "standard error of the mean")
         cells = [_mean_pm(s["per_coarse"].get(c), spread and spread["per_coarse"].get(c)) for c in classes]
-        lines.append(f"| {name} | " + " | ".join(cells + [_mean_pm(s, spread), kind]) + " |")
+        lines.append(f"| {_md(name)} | " + " | ".join(cells + [_mean_pm(s, spread), kind]) + " |")
     return "\n".join(lines)
 
 
@@ -235,30 +245,30 @@ def convergence_table(experiments: Sequence[Any], baseline: Optional[Any], *, ov
         final = across_seeds.baseline_final(baseline)
         head = ("| variant | seeds | final validation SI-SDRi (dB) | "
                 + (f"steps to {100 * REACH_SHARE:.0f} % of it ({REACH_SHARE * final:.2f} dB) | steps to "
-                   f"{baseline.name}'s final ({final:.2f} dB) |" if final is not None else "steps to reach | - |"))
+                   f"{_md(baseline.name)}'s final ({final:.2f} dB) |" if final is not None else "steps to reach | - |"))
         lines = [head, "|---|---|---|---|---|"]
         for variant in experiments:
             curves = [run.curve for run in variant.runs]
             if not all(curves):
-                lines.append(f"| {variant.name} | {len(curves)} | no validation in the logs | - | - |")
+                lines.append(f"| {_md(variant.name)} | {len(curves)} | no validation in the logs | - | - |")
                 continue
             last = stats.spread(curve[-1].value for curve in curves)
             if final is None:
-                lines.append(f"| {variant.name} | {len(curves)} | {last} | - | - |")
+                lines.append(f"| {_md(variant.name)} | {len(curves)} | {last} | - | - |")
                 continue
-            lines.append(f"| {variant.name} | {len(curves)} | {last} | "
+            lines.append(f"| {_md(variant.name)} | {len(curves)} | {last} | "
                          f"{_reach_cell([steps_to_reach(c, REACH_SHARE * final) for c in curves])} | "
                          f"{_reach_cell([steps_to_reach(c, final) for c in curves])} |")
         return "\n".join(lines)
     target = baseline.curve[-1].value if baseline is not None and baseline.curve else None
-    reach = f"steps to reach {baseline.name}'s final {target:.2f} dB" if target is not None else "steps to reach -"
+    reach = f"steps to reach {_md(baseline.name)}'s final {target:.2f} dB" if target is not None else "steps to reach -"
     lines = [f"| experiment | epochs | steps | final validation SI-SDRi (dB) | {reach} |", "|---|---|---|---|---|"]
     for exp in experiments:
         if not exp.curve:
-            lines.append(f"| {exp.name} | - | - | no validation in the logs | - |")
+            lines.append(f"| {_md(exp.name)} | - | - | no validation in the logs | - |")
             continue
         steps = steps_to_reach(exp.curve, target) if target is not None else None
         reached = "-" if target is None else ("not reached" if steps is None else str(steps))
         last = exp.curve[-1]
-        lines.append(f"| {exp.name} | {last.epoch} | {last.steps} | {last.value:.2f} | {reached} |")
+        lines.append(f"| {_md(exp.name)} | {last.epoch} | {last.steps} | {last.value:.2f} | {reached} |")
     return "\n".join(lines)
