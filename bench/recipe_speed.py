@@ -13,12 +13,33 @@ and speed settings (activation checkpointing, compile) on a fixed random
 batch, without Lightning. The two parts alternate ``--rounds`` times, so
 that drift of the machine hits both alike. Printed: steps/s of each, and
 their ratio (target: the recipe at least 0.9 of the bare step).
+
+``recipe_speed.py task-startup``: the start-up of one task of stage 2 on a
+trained experiment folder, from the start of its processes to the decision
+"trained; skipping", before and after stage 2 became one process:
+
+* before: the processes the stage ran then, one after another, with the code of
+  the last commit that had ``egs/TEMPLATE/scripts/task.sh`` (``git archive`` of
+  its ``ugr/``): ``python -m ugr.pipeline.variants configs`` (setup.sh),
+  ``variants names``, ``variants task I``, ``python -m ugr.pipeline.experiment_dir
+  done`` and ``lock`` (task.sh), ``python -m ugr.pipeline.provenance check``
+  (stage2_train.sh);
+* after: ``python -m ugr.pipeline.task train --index I`` (exit status 3: skipped).
+
+Run in the folder of the configs (``--conf``), e.g. a recipe after ``./run.sh
+--stop_stage 2``::
+
+    cd egs/wsj0_esc50 && ../../tools/venv/bin/python ../../bench/recipe_speed.py task-startup \
+        --experiments baseline_cpu --data data --exp exp
+
+Printed: the median seconds of each over ``--rounds`` and their ratio.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -101,7 +122,91 @@ def bare_steps_per_second(cfg: config_lib.ExperimentConfig, args: argparse.Names
     return args.steps / (time.perf_counter() - start)
 
 
+ROOT = Path(__file__).resolve().parents[1]
+OLD_TASK_SCRIPT = "egs/TEMPLATE/scripts/task.sh"
+
+
+def _old_code(into: Path) -> str:
+    """Extracts ``ugr/`` of the last commit that had the stage-2 chain of processes (scripts/task.sh) into
+    ``into``; returns the commit."""
+    def git(*words: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(ROOT), *words], capture_output=True, text=True, check=check)
+
+    commit = git("rev-parse", "HEAD").stdout.strip()
+    if git("cat-file", "-e", f"{commit}:{OLD_TASK_SCRIPT}", check=False).returncode != 0:
+        removed = git("rev-list", "-1", "HEAD", "--", OLD_TASK_SCRIPT).stdout.strip()
+        if not removed:
+            raise SystemExit(f"recipe_speed: no commit of this checkout has {OLD_TASK_SCRIPT}")
+        commit = git("rev-parse", f"{removed}^").stdout.strip()  # the commit that removed it: its parent
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "ugr"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return commit
+
+
+def _timed(commands: list[list[str]], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> float:
+    start = time.perf_counter()
+    for command in commands:
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        if done.returncode not in ok:
+            raise SystemExit(f"recipe_speed: {' '.join(command)} failed ({done.returncode}): {done.stderr[-1000:]}")
+    return time.perf_counter() - start
+
+
+def task_startup(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="recipe_speed.py task-startup",
+                                     description="stage 2's per-task start-up on a trained folder, before and after "
+                                                 "it became one process (see the module's help)")
+    parser.add_argument("--experiments", required=True, help="the run's experiments (the trained one first)")
+    parser.add_argument("--conf", default="conf")
+    parser.add_argument("--seeds", default="")
+    parser.add_argument("--sweep", default="")
+    parser.add_argument("--tag", default="")
+    parser.add_argument("--override", default="")
+    parser.add_argument("--data", default="data")
+    parser.add_argument("--exp", default="exp")
+    parser.add_argument("--index", type=int, default=0, help="the trained variant's number [0]")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations before/after; medians [3]")
+    args = parser.parse_args(argv)
+    python = sys.executable
+    options = ["--experiments", args.experiments, "--conf", args.conf, "--seeds", args.seeds, "--sweep", args.sweep,
+               "--tag", args.tag, "--override", args.override]
+    after = [[python, "-m", "ugr.pipeline.task", "train", "--index", str(args.index), *options, "--data", args.data,
+              "--exp", args.exp]]
+    with tempfile.TemporaryDirectory(prefix="recipe_speed_old_") as old:
+        commit = _old_code(Path(old))
+        old_env = {**os.environ, "PYTHONPATH": old}
+        new_env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        task = subprocess.run([python, "-m", "ugr.pipeline.variants", *options, "task", str(args.index)],
+                              capture_output=True, text=True, env=old_env, check=True).stdout.splitlines()
+        exp_dir = str(Path(args.exp) / task[1])
+        before = [[python, "-m", "ugr.pipeline.variants", "--experiments", args.experiments, "--conf", args.conf,
+                   "configs"],
+                  [python, "-m", "ugr.pipeline.variants", *options, "names"],
+                  [python, "-m", "ugr.pipeline.variants", *options, "task", str(args.index)],
+                  [python, "-m", "ugr.pipeline.experiment_dir", "done", exp_dir],
+                  [python, "-m", "ugr.pipeline.experiment_dir", "lock", exp_dir],
+                  [python, "-m", "ugr.pipeline.provenance", "check", "--exp-dir", exp_dir, "--data", args.data]]
+        if not (Path(exp_dir) / "train.done").is_file():
+            raise SystemExit(f"recipe_speed: {exp_dir} is not trained (no train.done): train it first")
+        old_times, new_times = [], []
+        for _ in range(args.rounds):
+            old_times.append(_timed(before, old_env))
+            new_times.append(_timed(after, new_env, ok=(3,)))  # ugr.pipeline.task.CURRENT: skipped
+    old_s, new_s = statistics.median(old_times), statistics.median(new_times)
+    print(f"task start-up of stage 2 on the trained {exp_dir}, until 'skipping' ({os.cpu_count()} CPUs, 1-min load "
+          f"average {os.getloadavg()[0]:.1f}); median of {args.rounds} rounds:")
+    print(f"  before ({commit[:10]}: {len(before)} processes): {old_s:.2f} s "
+          f"({', '.join(f'{t:.2f}' for t in old_times)})")
+    print(f"  after (python -m ugr.pipeline.task, 1 process): {new_s:.2f} s "
+          f"({', '.join(f'{t:.2f}' for t in new_times)})")
+    print(f"  ratio before/after: {old_s / new_s:.2f}")
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["task-startup"]:
+        task_startup(argv[1:])
+        return
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     record = config_lib.load(args.config, config_lib.parse_overrides(args.override)).to_dict()

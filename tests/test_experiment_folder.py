@@ -5,6 +5,7 @@ a CUDA torch when GPUs are asked of a CPU one."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -119,14 +120,12 @@ def test_gpus_asked_of_a_cpu_torch_are_refused_with_the_way_to_a_cuda_torch(tiny
         score.main(["--exp-dir", str(tiny_trained), "--data", str(tiny["data"]), "--device", "cuda"])
 
 
-def test_the_shell_and_python_share_one_lock_name_and_one_lock(tmp_path):
+def test_the_lock_of_another_process_is_refused_naming_it_and_ours_is_not_taken_twice(tmp_path):
     folder = ExperimentDir(tmp_path / "exp" / "robust")
-    printed = subprocess.run([sys.executable, "-m", "ugr.pipeline.experiment_dir", "lock", str(folder.path)],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    assert Path(printed) == folder.lock_file == tmp_path / "exp" / ".robust.lock"
+    assert folder.lock_file == tmp_path / "exp" / ".robust.lock"  # beside the folder: --force keeps it
     folder.lock_file.parent.mkdir(parents=True)
     folder.lock_file.write_text("pid 1 on elsewhere\n")
-    holder = subprocess.Popen(["flock", "--close", str(folder.lock_file), "sleep", "60"])  # as the recipe's stage
+    holder = subprocess.Popen(["flock", "--close", str(folder.lock_file), "sleep", "60"])  # another process
     try:
         deadline = time.time() + 30
         while subprocess.run(["flock", "--nonblock", str(folder.lock_file), "true"]).returncode == 0:
@@ -140,3 +139,7 @@ def test_the_shell_and_python_share_one_lock_name_and_one_lock(tmp_path):
         holder.wait()
     with folder.lock():  # free once the holder is gone
         assert "pid" in folder.lock_file.read_text()
+        with folder.lock():  # the task holds it around the training, which asks for it again: not a second run
+            assert f"pid {os.getpid()} " in folder.lock_file.read_text()
+        assert subprocess.run(["flock", "--nonblock", str(folder.lock_file), "true"]).returncode == 1  # still held
+    assert subprocess.run(["flock", "--nonblock", str(folder.lock_file), "true"]).returncode == 0

@@ -106,9 +106,16 @@ def test_the_command_line_gives_the_stages_names_and_tasks(tmp_path):
     names = subprocess.run(base + ["names"], capture_output=True, text=True, check=True).stdout.split()
     assert names == ["a_seed0", "a_seed1", "b_alpha0.1_seed0", "b_alpha0.1_seed1", "b_alpha0.3_seed0",
                      "b_alpha0.3_seed1"]
-    task = subprocess.run(base + ["task", "5"], capture_output=True, text=True, check=True).stdout.splitlines()
-    assert task == [str(conf / "b.yaml"), "b_alpha0.3_seed1",
-                    "training.epochs=2 b:training.lr=5e-4 weighting.alpha=0.3 training.seed=1"]
+    found = variants.expand(variants.find_configs(conf, ["a", "b"]), "2", "b:weighting.alpha=0.1,0.3")
+    task = variants.task_variant(found, 5)
+    assert (task.config, task.name) == (conf / "b.yaml", "b_alpha0.3_seed1")
+    overrides = variants.variant_override_list("training.epochs=2 b:training.lr=5e-4", task)
+    assert [(o.experiment, o.keys, o.value) for o in overrides] == [
+        (None, ("training", "epochs"), 2), ("b", ("training", "lr"), 5e-4), (None, ("weighting", "alpha"), 0.3),
+        (None, ("training", "seed"), 1)]
+    for index, message in ((6, "UGR_TASK_ID=6 is out of range for 6 variants"), (None, "UGR_TASK_ID is not set")):
+        with pytest.raises(config_lib.ConfigError, match=message):
+            variants.task_variant(found, index)
     bad = subprocess.run(base[:-2] + ["--override", "c:training.lr=1", "check"], capture_output=True, text=True)
     assert bad.returncode == 1 and "names experiment 'c'" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -159,8 +166,8 @@ def test_the_command_line_resolves_names_for_the_shell(tmp_path):
     base = [sys.executable, "-m", "ugr.pipeline.variants", "--conf", str(conf)]
     out = subprocess.run(base + ["--experiments", "b a", "configs"], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == [str(conf / "gpu" / "b.yaml"), str(conf / "cpu" / "a.yaml")]
-    task = subprocess.run(base + ["--experiments", "a b", "task", "1"], capture_output=True, text=True, check=True)
-    assert task.stdout.splitlines()[:2] == [str(conf / "gpu" / "b.yaml"), "b"]
+    names = subprocess.run(base + ["--experiments", "a b", "names"], capture_output=True, text=True, check=True)
+    assert names.stdout.splitlines() == ["a", "b"]
     for names, expected in (("a nope", "no nope.yaml"), ("dup", "ambiguous")):
         for command in ("configs", "names", "check"):
             bad = subprocess.run(base + ["--experiments", names, command], capture_output=True, text=True)

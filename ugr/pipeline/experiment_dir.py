@@ -2,17 +2,17 @@
 
 Stage 2 writes the folder (``ugr.pipeline.train``), stages 3-4 and the tools read it
 (score, report, export, separate, provenance). They all go through
-``ExperimentDir``, so a file name is written once. The lock's name is shared
-with the recipe's shell through this module's entry point:
+``ExperimentDir``, so a file name is written once.
 
-    python -m ugr.pipeline.experiment_dir lock exp/baseline_cpu    # prints exp/.baseline_cpu.lock
-
-The lock lives beside the folder, not inside it, so removing the folder
+One run at a time works on a folder: its lock (``ExperimentDir.lock``) is taken
+in Python only, by the recipe's task (``python -m ugr.pipeline.task``) or by
+``python -m ugr.pipeline.train`` run alone; the training inside a task finds it
+held by its own process and does not take it again. The lock lives beside the
+folder (``exp/.baseline_cpu.lock``), not inside it, so removing the folder
 (``run.sh --force true``) keeps it.
 """
 from __future__ import annotations
 
-import argparse
 import fcntl
 import os
 import socket
@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Sequence
+from typing import Any, Dict, Iterator, Optional
 
 import yaml
 
@@ -29,7 +29,6 @@ from ugr.pipeline.config import ExperimentConfig, validate
 
 CONFIG_FILE = "config.yaml"
 DONE_FILE = "train.done"
-LOCK_ENV = "UGR_EXPERIMENT_LOCK"  # set by the recipe's stages 2-3 (scripts/task.sh), which hold the lock already
 
 
 class ExperimentBusy(RuntimeError):
@@ -90,18 +89,18 @@ class ExperimentDir:
         atomic_write_text(self.config_file, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     @contextmanager
-    def lock(self, is_global_zero: bool = True) -> Iterator[None]:
-        """Holds the folder's lock (flock) for the block, or raises ExperimentBusy naming the run that holds it.
+    def lock(self, is_global_zero: bool = True, busy: str = "is being trained") -> Iterator[None]:
+        """Holds the folder's lock (flock) for the block, or raises ExperimentBusy naming the run that holds it
+        (``"<folder> <busy> by another run (<holder>)..."``).
 
         The kernel releases it when the process ends, killed or not. Taken by
         the global rank 0 only (the other DDP ranks belong to its run), and not
-        again when the recipe's stage 2 holds it for this process
-        (``UGR_EXPERIMENT_LOCK``).
+        again inside a block of this process that holds it already (the
+        recipe's task holds it around the training).
         """
         global _held_lock
         path = self.lock_file
-        held = os.environ.get(LOCK_ENV)
-        if not is_global_zero or (held and path.exists() and os.path.samefile(held, path)):
+        if not is_global_zero or (_held_lock is not None and _is_file(_held_lock, path)):
             yield
             return
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +110,7 @@ class ExperimentDir:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.read(fd, 1000).decode(errors="replace").strip() or "holder unknown"
-                raise ExperimentBusy(f"{self.path} is being trained by another run ({holder}); wait for it to end, "
+                raise ExperimentBusy(f"{self.path} {busy} by another run ({holder}); wait for it to end, "
                                      f"or stop it (lock {path})") from None
             os.ftruncate(fd, 0)
             os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n"
@@ -126,26 +125,24 @@ class ExperimentDir:
 _held_lock: Optional[int] = None  # the descriptor of the experiment lock this process holds, if any
 
 
+def _is_file(fd: int, path: Path) -> bool:
+    """Whether the open descriptor ``fd`` is the file at ``path``."""
+    try:
+        here = os.stat(path)
+    except OSError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (here.st_dev, here.st_ino)
+
+
 def _release_in_child() -> None:
     """A forked child (a data worker) closes its copy of the lock: the lock ends with this process, not with
     the last of its children."""
+    global _held_lock
     if _held_lock is not None:
         os.close(_held_lock)
+        _held_lock = None
 
 
 os.register_at_fork(after_in_child=_release_in_child)
 
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Prints an experiment folder's file paths for the recipe's shell scripts."""
-    parser = argparse.ArgumentParser(prog="python -m ugr.pipeline.experiment_dir", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("lock", "config", "done"), help="which path to print")
-    parser.add_argument("exp_dir", type=Path, help="the experiment folder (need not exist)")
-    args = parser.parse_args(argv)
-    folder = ExperimentDir(args.exp_dir)
-    print({"lock": folder.lock_file, "config": folder.config_file, "done": folder.done_file}[args.what])
-
-
-if __name__ == "__main__":
-    main()

@@ -88,16 +88,22 @@ def write_lists(data_dir: Path, configs: Sequence[Path], overrides: str = "", fo
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ugr.pipeline.lists", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("configs", nargs="+", type=Path,
-                        help="experiment config files (conf/**/NAME.yaml: python -m ugr.pipeline.variants ... configs)")
+    parser.add_argument("configs", nargs="*", type=Path,
+                        help="experiment config files; or name the experiments with --experiments")
+    parser.add_argument("--experiments", help="experiment names, space-separated: NAME is the one file "
+                                              "CONF/**/NAME.yaml (the recipe's stage 1)")
+    parser.add_argument("--conf", type=Path, default=Path("conf"), help="folder of the experiment configs [conf]")
     parser.add_argument("--data", required=True, type=Path, help="prepared data folder (stage 0 output)")
     parser.add_argument("--override", default="", help="[EXPERIMENT:]SECTION.KEY=VALUE ...")
     parser.add_argument("--sweep", default="", help="'[EXPERIMENT:]SECTION.KEY=V1,V2 ...' (python -m ugr.pipeline.variants)")
     parser.add_argument("--force", action="store_true", help="write the lists again even when they are current")
     args = parser.parse_args(argv)
+    if (args.experiments is None) == (not args.configs):
+        parser.error("give the config files or --experiments, one of them")
     with one_line_errors("lists", args.data / "lists", ValueError):
-        write_lists(args.data, args.configs, args.override, args.force, args.sweep)
-
+        variants.check_run_text(experiments=args.experiments or "", override=args.override, sweep=args.sweep)
+        configs = args.configs or variants.find_configs(args.conf, args.experiments.split())
+        write_lists(args.data, configs, args.override, args.force, args.sweep)
 
 if __name__ == "__main__":
     main()

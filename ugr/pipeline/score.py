@@ -283,21 +283,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_device(device: str) -> None:
+    """ValueError saying why ``device`` (a torch device) cannot score here, before torch would fail."""
+    if device.startswith("cuda") and (problem := gpu_problem(1, f"--device {device}")):
+        raise ValueError(problem)
+
+
+def summary_line(exp_dir: Path, stats: Dict[str, Any]) -> str:
+    """What a scoring says when it ends: scored or kept, the count, the mean and p5, where."""
+    state = "up to date, kept" if stats.get("up_to_date") else "scored"
+    across = " (means across epochs)" if "across_epochs_std" in stats else ""
+    return (f"score: {exp_dir} {state}: {stats['n']} estimated sources, SI-SDRi mean {stats['mean']:.2f} dB, "
+            f"p5 {stats['p5']:.2f} dB{across} ({stats['weights']}) -> {exp_dir / 'scores'}")
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     with one_line_errors("score", args.exp_dir / "scores", ValueError):
-        if args.device.startswith("cuda") and (problem := gpu_problem(1, f"--device {args.device}")):
-            raise ValueError(problem)
+        check_device(args.device)
         overrides = config_lib.parse_overrides(args.override)
         if overrides and args.config is None:
             raise config_lib.ConfigError("--override needs --config (the overrides apply to that config)")
         scoring = config_lib.load(args.config, overrides).scoring if args.config else None
         stats = score(args.exp_dir, args.data, scoring=scoring, checkpoint=args.checkpoint,
                       batch_size=args.batch_size, device=args.device, progress=not args.no_progress, force=args.force)
-    state = "up to date, kept" if stats.get("up_to_date") else "scored"
-    across = " (means across epochs)" if "across_epochs_std" in stats else ""
-    print(f"score: {args.exp_dir} {state}: {stats['n']} estimated sources, SI-SDRi mean {stats['mean']:.2f} dB, "
-          f"p5 {stats['p5']:.2f} dB{across} ({stats['weights']}) -> {args.exp_dir / 'scores'}")
+    print(summary_line(args.exp_dir, stats))
 
 
 if __name__ == "__main__":

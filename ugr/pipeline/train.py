@@ -26,7 +26,8 @@ resumed or reported as done; config.yaml and provenance.json are written once
 the training starts, so a launch that fails before leaves nothing that a
 corrected rerun would be refused for. One training per folder at a time: a
 second is refused while the first runs (the lock ``.<folder>.lock`` beside it,
-released when the first ends or is killed).
+released when the first ends or is killed; the recipe's stage 2 runs this
+training through ``python -m ugr.pipeline.task``, which holds that lock).
 """
 from __future__ import annotations
 
@@ -307,6 +308,22 @@ def train(cfg: ExperimentConfig, exp_dir: Path, data_dir: Path, ngpu: int = 0,
         return summary
 
 
+def check_devices(cfg: ExperimentConfig, config: Path, ngpu: int, num_nodes: int = 1) -> None:
+    """ValueError saying why ``ngpu`` GPUs on ``num_nodes`` nodes cannot train ``cfg`` (from the file ``config``)
+    here: said before Lightning or torch would fail with a traceback, or change the precision silently."""
+    if ngpu < 0:
+        raise ValueError(f"--ngpu must be >= 0, got {ngpu}")
+    if num_nodes < 1 or (num_nodes > 1 and ngpu == 0):
+        raise ValueError(f"--num-nodes must be 1, or more with --ngpu >= 1; got --num-nodes {num_nodes} "
+                         f"--ngpu {ngpu}")
+    problem = gpu_problem(ngpu, f"--ngpu {ngpu}") if ngpu > 0 else None
+    if problem:
+        raise ValueError(problem)
+    if ngpu == 0 and cfg.training.precision == "16-mixed":  # Lightning would switch to bf16 silently
+        raise ValueError(f"{config}: training.precision 16-mixed needs a GPU (--ngpu >= 1); on CPU use "
+                         f"bf16-mixed or 32-true")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m ugr.pipeline.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -329,17 +346,7 @@ def main(argv=None) -> None:
     with one_line_errors("train", args.exp_dir, config_lib.ConfigError, provenance.ProvenanceError, ExperimentBusy,
                          ValueError):
         cfg = config_lib.load(args.config, config_lib.parse_overrides(args.override))
-        if args.ngpu < 0:
-            raise ValueError(f"--ngpu must be >= 0, got {args.ngpu}")
-        if args.num_nodes < 1 or (args.num_nodes > 1 and args.ngpu == 0):
-            raise ValueError(f"--num-nodes must be 1, or more with --ngpu >= 1; got --num-nodes {args.num_nodes} "
-                             f"--ngpu {args.ngpu}")
-        problem = gpu_problem(args.ngpu, f"--ngpu {args.ngpu}") if args.ngpu > 0 else None
-        if problem:
-            raise ValueError(problem)
-        if args.ngpu == 0 and cfg.training.precision == "16-mixed":  # Lightning would switch to bf16 silently
-            raise ValueError(f"{args.config}: training.precision 16-mixed needs a GPU (--ngpu >= 1); on CPU use "
-                             f"bf16-mixed or 32-true")
+        check_devices(cfg, args.config, args.ngpu, args.num_nodes)
         train(cfg, args.exp_dir, args.data, args.ngpu, progress=sys.stderr.isatty() and not args.no_progress,
               num_nodes=args.num_nodes)
 

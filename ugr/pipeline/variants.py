@@ -40,10 +40,16 @@ names here, so there is one rule.
 The stages ask this module, so they agree on the variants without a file
 between them (a Slurm job runs long after ``run.sh`` started it)::
 
-    python -m ugr.pipeline.variants --experiments 'a b' [--seeds S] [--sweep S] [--tag T] [--override O] names
-    python -m ugr.pipeline.variants --experiments 'a b' configs   # each experiment's config file, one per line
-    python -m ugr.pipeline.variants ... task I      # config, folder, overrides of variant I, one per line
+    python -m ugr.pipeline.variants --experiments 'a b' [--seeds S] [--sweep S] [--tag T] [--override O] plan
+    python -m ugr.pipeline.variants ... names       # every variant's folder, one per line
     python -m ugr.pipeline.variants ... check [--data DATA]
+
+The per-variant stages (2, 3) resolve their variant in Python (``python -m ugr.pipeline.task``,
+``task_variant``), with its overrides as values (``variant_override_list``), never as text read back;
+stage 1 (``python -m ugr.pipeline.lists --experiments``) and stage 4 (``python -m ugr.report
+--variants-of-run``) expand the run's options themselves. The run options are read in one way
+everywhere (``add_run_options``, ``check_run_text``): a value holding a control character (a newline
+would split it where a line is read back) is refused, naming its option.
 """
 from __future__ import annotations
 
@@ -234,9 +240,79 @@ def variant_overrides(user: str, variant: Variant) -> str:
     return " ".join(([user] if user.strip() else []) + list(variant.overrides))
 
 
-def load(variant: Variant, user: str) -> config_lib.ExperimentConfig:
+def _override(keys: Sequence[str], value: Any) -> config_lib.Override:
+    return config_lib.Override(f"{'.'.join(keys)}={json.dumps(value)}", None, tuple(keys), value)
+
+
+def variant_override_list(user: str | Sequence[config_lib.Override], variant: Variant) -> List[config_lib.Override]:
+    """The overrides of one variant as values: the user's (text, or parsed already), then its sweep values and
+    its seed (the later win). The swept values are the values ``--sweep`` gave, not text to parse again."""
+    parsed = config_lib.parse_overrides([user]) if isinstance(user, str) else list(user)
+    swept = [_override(tuple(dotted.split(".")), value) for dotted, value in variant.point]
+    seeded = [] if variant.seed is None else [_override(SEED_KEY, variant.seed)]
+    return parsed + swept + seeded
+
+
+def load(variant: Variant, user: str | Sequence[config_lib.Override]) -> config_lib.ExperimentConfig:
     """The variant's resolved, validated config (errors name its file and the overrides applied)."""
-    return config_lib.load(variant.config, config_lib.parse_overrides([variant_overrides(user, variant)]))
+    return config_lib.load(variant.config, variant_override_list(user, variant))
+
+
+# What a run option may not hold: a control character (C0, DEL). A newline would end the value where a
+# line is read back; a tab or a carriage return would show one thing in the logs and mean another.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+RUN_TEXT_OPTIONS = ("experiments", "seeds", "sweep", "tag", "override")
+
+
+def check_run_text(**options: Any) -> None:
+    """Refuses a run option (``experiments=..., override=...``; a list is checked word by word) whose value
+    holds a control character, naming the option and the character."""
+    for name, value in options.items():
+        for text in ([value] if isinstance(value, str) else list(value or ())):
+            found = _CONTROL.search(text)
+            if found:
+                raise config_lib.ConfigError(
+                    f"--{name.replace('_', '-')} {text!r} holds a control character ({found.group()!r} at "
+                    f"{found.start()}); write the value on one line, without tabs or other control characters")
+
+
+def add_run_options(parser: Any, leave_out: Sequence[str] = ()) -> None:
+    """The run's options (run.sh's) on ``parser`` (or an argument group): ``--experiments``, ``--conf``,
+    ``--seeds``, ``--sweep``, ``--tag``, ``--override``, less those named in ``leave_out`` (the caller has its own)."""
+    options = {
+        "experiments": dict(required=True, help="experiment names, space-separated: NAME is the one file "
+                                                "conf/**/NAME.yaml"),
+        "conf": dict(type=Path, default=Path("conf"), help="folder of the experiment configs [conf]"),
+        "seeds": dict(default="", help="training seeds: a count N (0..N-1) or a list 0,1,2 [none]"),
+        "sweep": dict(default="", help="'[EXPERIMENT:]SECTION.KEY=V1,V2 ...': a grid of values [none]"),
+        "tag": dict(default="", help="folder tag, as run.sh --tag [none]"),
+        "override": dict(default="", help="the user's overrides, as run.sh --override"),
+    }
+    for name, settings in options.items():
+        if name not in leave_out:
+            parser.add_argument(f"--{name}", **settings)
+
+
+def task_variant(variants: Sequence[Variant], index: Optional[int]) -> Variant:
+    """Variant number ``index`` of a run (``UGR_TASK_ID``: task i of a stage's array job is variant i); None
+    picks the one variant of a run that has one."""
+    if index is None:
+        if len(variants) != 1:
+            raise config_lib.ConfigError(f"UGR_TASK_ID is not set; it picks one of the {len(variants)} variants "
+                                         f"(tools/launch.sh --array sets it)")
+        index = 0
+    if not 0 <= index < len(variants):
+        raise config_lib.ConfigError(f"UGR_TASK_ID={index} is out of range for {len(variants)} variants")
+    return variants[index]
+
+
+def run_variants(args: argparse.Namespace, experiments: Optional[str] = None) -> Tuple[List[Path], List[Variant]]:
+    """The configs and the variants of a run from its options (``add_run_options``), checked
+    (``check_run_text``); ``experiments`` replaces ``args.experiments``."""
+    names = args.experiments if experiments is None else experiments
+    check_run_text(**{name: names if name == "experiments" else getattr(args, name) for name in RUN_TEXT_OPTIONS})
+    configs = find_configs(args.conf, names.split())
+    return configs, expand(configs, args.seeds, args.sweep, args.tag, config_lib.parse_overrides([args.override]))
 
 
 def seed_group(name: str) -> Tuple[str, Optional[int]]:
@@ -309,36 +385,21 @@ def load_each(variants: Sequence[Variant], user: str) -> List[Tuple[Variant, con
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ugr.pipeline.variants", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--experiments", required=True, 
-                        help="experiment names, space-separated: NAME is the one file conf/**/NAME.yaml")
-    parser.add_argument("--conf", type=Path, default=Path("conf"), help="folder of the experiment configs [conf]")
-    parser.add_argument("--seeds", default="", help="training seeds: a count N (0..N-1) or a list 0,1,2 [none]")
-    parser.add_argument("--sweep", default="", help="'[EXPERIMENT:]SECTION.KEY=V1,V2 ...': a grid of values [none]")
-    parser.add_argument("--tag", default="", help="folder tag, as run.sh --tag [none]")
-    parser.add_argument("--override", default="", help="the user's overrides, as run.sh --override")
+    add_run_options(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("names", help="print every variant's folder name, one per line, in order")
     sub.add_parser("configs", help="print each experiment's config file (conf/**/NAME.yaml), one per line, in order")
-    task = sub.add_parser("task", help="print variant I's config file, folder name and overrides, one per line")
-    task.add_argument("index", type=int)
     sub.add_parser("plan", help="validate every variant's config; print the number of variants and their one "
                                 "sample rate (for run.sh: array sizes, stage 0's rate)")
     check = sub.add_parser("check", help="validate every variant's config (and against a data folder)")
     check.add_argument("--data", type=Path, help="also check that this prepared data folder serves each variant")
     args = parser.parse_args(argv)
     try:
-        configs = find_configs(args.conf, args.experiments.split())
+        configs, variants = run_variants(args)
         if args.command == "configs":
             print("\n".join(map(str, configs)))
-            return
-        variants = expand(configs, args.seeds, args.sweep, args.tag, config_lib.parse_overrides([args.override]))
-        if args.command == "names":
+        elif args.command == "names":
             print("\n".join(variant.name for variant in variants))
-        elif args.command == "task":
-            if not 0 <= args.index < len(variants):
-                raise config_lib.ConfigError(f"task {args.index} is out of range for {len(variants)} variants")
-            variant = variants[args.index]
-            print(f"{variant.config}\n{variant.name}\n{variant_overrides(args.override, variant)}")
         else:
             loaded = load_each(variants, args.override)
             if args.command == "plan":

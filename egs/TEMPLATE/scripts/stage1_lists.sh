@@ -7,4 +7,5 @@ set -euo pipefail
 . scripts/setup.sh
 . scripts/wall_time.sh
 wall_time_record lists   # $exp/log/lists.seconds, on success
-python -m ugr.pipeline.lists --data "$data" --override "$override" --sweep "$sweep" "${force_flag[@]}" "${config_files[@]}"
+python -m ugr.pipeline.lists --data "$data" --experiments "$experiments" --override "$override" --sweep "$sweep" \
+  "${force_flag[@]}"

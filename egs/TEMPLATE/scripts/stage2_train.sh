@@ -1,26 +1,21 @@
 #!/usr/bin/env bash
-# Stage 2: train one variant (number $UGR_TASK_ID of python -m ugr.pipeline.variants). Complete
-# when EXP/<experiment>/train.done exists and it was trained on this data folder;
-# an interrupted training resumes from its last checkpoint; --force true trains
-# from scratch. One run at a time per experiment folder (a second one stops).
+# Stage 2: train one variant, number $UGR_TASK_ID of the run (python -m ugr.pipeline.variants; left
+# unset when the run has one), in one Python process (python -m ugr.pipeline.task train): it
+# resolves the variant, takes its folder's lock (one run at a time per experiment folder: a second
+# one stops, naming the first), checks that a trained folder was trained on this data folder,
+# then skips a finished training, resumes an interrupted one from its last checkpoint, or trains;
+# --force true trains from scratch (removing the folder, only one of ours).
 set -euo pipefail
 . scripts/setup.sh
-. scripts/task.sh
 . scripts/wall_time.sh
+task_id=${UGR_TASK_ID:-0}   # the range is checked in Python
+index=()
+[ -z "${UGR_TASK_ID:-}" ] || index=(--index "$UGR_TASK_ID")
 wall_time_record "train.$task_id"   # $exp/log/train.<task>.seconds, on success
-if [ -f "$done_file" ] && ! $force; then
-  python -m ugr.pipeline.provenance check --exp-dir "$exp_dir" --data "$data"   # trained on another data folder: stop
-  log "stage 2: $exp_dir is trained ($done_file) on $data; skipping (--force true retrains from scratch)"
+status=0
+python -m ugr.pipeline.task train "${index[@]}" "${run_options[@]}" || status=$?
+if [ "$status" -eq 3 ]; then   # ugr.pipeline.task's CURRENT: trained already, nothing done
   wall_time_cancel   # the training's own time stays on record
   exit 0
 fi
-# Under a Slurm job of several tasks (one per GPU) this script runs once per
-# task; task 0 alone clears the folder, long before any rank's Python (seconds
-# of imports) writes to it.
-if $force && [ -d "$exp_dir" ] && [ "${SLURM_PROCID:-0}" -eq 0 ]; then
-  log "stage 2: --force true: removing $exp_dir to train from scratch"
-  rm -rf "$exp_dir"
-fi
-python -m ugr.pipeline.train --config "$config" --override "$task_override" --exp-dir "$exp_dir" --data "$data" \
-  --ngpu "$ngpu" --num-nodes "$num_nodes"
-log "stage 2: trained $exp_dir"
+exit "$status"

@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Stage 4: EXP/report.md (distribution, per-class tables) and EXP/figures/*.png of
-# the variants of the run (python -m ugr.pipeline.variants), written anew from their scores (a
+# the variants of the run (python -m ugr.report --variants-of-run expands them: python -m
+# ugr.pipeline.variants), written anew from their scores (a
 # few seconds): per folder, and across the training seeds of each variant (--seeds).
 # Also EXP/RESULTS.md (python -m ugr.report.results): the compact results to publish, with
 # the command that reproduces them, the environment and each stage's wall time; a
 # recipe publishes it by copying it to its folder (cp exp/RESULTS.md RESULTS.md).
 set -euo pipefail
 . scripts/setup.sh
-names=$(python -m ugr.pipeline.variants "${variant_options[@]}" names)
-mapfile -t names <<< "$names"
 
 # The run's command line, for RESULTS.md: ./run.sh with the options of the run that are not the defaults
 # (the experiments always: each recipe's run.sh has its own default).
@@ -24,5 +23,5 @@ command="./run.sh --experiments $(quote "$experiments")"
 [ "$data" = data ] || command+=" --data $(quote "$data")"
 [ "$exp" = exp ] || command+=" --exp $(quote "$exp")"
 
-python -m ugr.report --exp-root "$exp" --sweep "$sweep" --recipe "$(basename "$PWD")" --command "$command" \
-  --experiments "${names[@]}"
+python -m ugr.report --exp-root "$exp" --recipe "$(basename "$PWD")" --command "$command" \
+  --variants-of-run "${variant_options[@]}"
