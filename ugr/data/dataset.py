@@ -24,9 +24,9 @@ from .mixing import MixingSettings, SourcePool, draw_mixture, render, stream
 
 
 def _item(mixture: np.ndarray, sources: np.ndarray, fine: Sequence[str], coarse: Sequence[str],
-          mixture_id: str) -> dict:
+          mixture_id: str, groups: Sequence[str]) -> dict:
     return {"mixture": torch.from_numpy(mixture), "sources": torch.from_numpy(sources), "classes": list(fine),
-            "coarse": list(coarse), "id": mixture_id}
+            "coarse": list(coarse), "groups": list(groups), "id": mixture_id}
 
 
 class OnTheFlyMixtures(Dataset):
@@ -52,7 +52,7 @@ class OnTheFlyMixtures(Dataset):
         mixture, sources = render(crops, spec.snr_db, self.settings.normalize)
         rows = [self.pool.by_id[c.id] for c in spec.sources]
         return _item(mixture, sources, [r.fine for r in rows], [r.coarse for r in rows],
-                     f"{self.split}-s{self.settings.seed}-k{key}")
+                     f"{self.split}-s{self.settings.seed}-k{key}", [r.group for r in rows])
 
 
 def _read_published(data_dir: Path, row: MixtureRow, offset: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +87,7 @@ class PublishedCrops(Dataset):
         spare = row.frames - frames
         offset = int(rng.integers(0, spare + 1)) if spare >= 0 else -int(rng.integers(0, -spare + 1))
         mixture, sources = _read_published(self.data_dir, row, offset, frames)
-        return _item(mixture, sources, row.fines, row.coarses, f"{row.id}@{offset}")
+        return _item(mixture, sources, row.fines, row.coarses, f"{row.id}@{offset}", row.groups)
 
 
 class EpochSampler(Sampler[int]):
@@ -161,20 +161,23 @@ class ListedMixtures(Dataset):
         if not self.fixed_length:
             row = self.published[index]
             mixture, sources = _read_published(self.data_dir, row, 0, row.frames)
-            return _item(mixture, sources, row.fines, row.coarses, row.id)
+            return _item(mixture, sources, row.fines, row.coarses, row.id, row.groups)
         mixture_id, spec = self.list.drawn[index]
         rows = [self.pool.by_id[c.id] for c in spec.sources]
         crops = [self.pool.read(row, c.offset, self.segment_frames) for row, c in zip(rows, spec.sources)]
         mixture, sources = render(crops, spec.snr_db, self.normalize)
-        return _item(mixture, sources, [r.fine for r in rows], [r.coarse for r in rows], mixture_id)
+        return _item(mixture, sources, [r.fine for r in rows], [r.coarse for r in rows], mixture_id,
+                     [r.group for r in rows])
 
 
 def collate_mixtures(batch: list[dict]) -> dict:
-    """Stack tensors to (B, T) and (B, n_src, T); labels stay nested lists, ids a list."""
+    """Stack tensors to (B, T) and (B, n_src, T); labels (classes, coarse, groups: per source) stay nested lists,
+    ids a list."""
     return {
         "mixture": torch.stack([b["mixture"] for b in batch]),
         "sources": torch.stack([b["sources"] for b in batch]),
         "classes": [b["classes"] for b in batch],
         "coarse": [b["coarse"] for b in batch],
+        "groups": [b["groups"] for b in batch],
         "id": [b["id"] for b in batch],
     }

@@ -10,7 +10,13 @@ A ``System`` hands its loss only ``(est_targets, targets)``. The two other
 things a weighting may need come in two ways that leave ``System`` as it is:
 ``step`` and ``epoch`` (curriculum) from the callback ``UGRProgress``, which
 copies the trainer's counters into the loss before every batch; labels (class
-bias) with the targets, the dataset yielding ``(inputs, (targets, labels))``.
+bias) with the targets, the dataset yielding ``(inputs, (targets, labels))``;
+``labels`` is the fine labels, or a mapping with any of ``classes``, ``coarse``
+and ``groups`` (group DRO's ``group_by: group``, e.g. the speaker).
+
+The weighting's state (a running normaliser's log Z, group DRO's q) is the
+loss's extra state (``get_extra_state``), so the ``System``'s ``state_dict``,
+hence every Lightning checkpoint, carries it and a resume restores it.
 """
 from __future__ import annotations
 
@@ -22,7 +28,9 @@ from torch import Tensor, nn
 
 from ugr.separation import losses
 from ugr.core.step import reweigh
-from ugr.core.weighting import build
+from ugr.core.weighting import build, load_weighting_state, weighting_state
+
+_LABEL_KEYS = ("classes", "coarse", "groups")
 
 
 class UGRLoss(nn.Module):
@@ -109,7 +117,12 @@ class UGRLoss(nn.Module):
         terms = self.per_example(est_targets, targets, **kwargs)
         if not self.training:
             return terms.mean()
-        context = {"step": self.step, "epoch": self.epoch, "classes": labels}
+        given = dict(labels) if isinstance(labels, Mapping) else {"classes": labels}
+        unknown = sorted(set(given) - set(_LABEL_KEYS))
+        if unknown:
+            raise ValueError(f"UGRLoss: labels keys {unknown} unknown; a labels mapping holds any of "
+                             f"{list(_LABEL_KEYS)}")
+        context = {"step": self.step, "epoch": self.epoch, **given}
         try:
             outcome = reweigh(terms, self.weighting, **{k: v for k, v in context.items() if v is not None})
         except ValueError as error:
@@ -117,6 +130,13 @@ class UGRLoss(nn.Module):
                              "Trainer's callbacks, labels from (targets, labels) targets)") from error
         self.last_weights = outcome.weights
         return outcome.loss
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The weighting's state, saved with the module's ``state_dict``."""
+        return weighting_state(self.weighting)
+
+    def set_extra_state(self, state: Any) -> None:
+        load_weighting_state(self.weighting, state)
 
 
 class UGRProgress(pl.Callback):

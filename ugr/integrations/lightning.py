@@ -16,7 +16,13 @@ subclass (Lightning leaves them to manual optimisation).
 
 Logged through the module's logger, for the global batch: ``train/loss``
 (``sum_i p_i L_i``), ``train/uniform_loss`` (the mean), ``train/ess`` and
-``train/max_p`` (how peaked the pmf is).
+``train/max_p`` (how peaked the pmf is); with group DRO, ``train/q/<group>``
+(each group's q after the step's update).
+
+The weighting's state (a running normaliser's log Z, group DRO's q) goes into
+every checkpoint (``on_save_checkpoint``, under ``"ugr_weighting_state"``) and
+comes back on resume (``on_load_checkpoint``); a subclass that overrides
+either calls ``super()``.
 """
 from __future__ import annotations
 
@@ -29,7 +35,9 @@ from torch import Tensor
 
 from ugr.core.pmf import effective_sample_size, max_weight
 from ugr.core.step import Terms, reweigh_backward
-from ugr.core.weighting import build
+from ugr.core.weighting import build, group_weights, load_weighting_state, weighting_state
+
+CHECKPOINT_KEY = "ugr_weighting_state"
 
 
 def split_batch(batch: Any, pieces: int) -> list[Any]:
@@ -124,4 +132,15 @@ class UGRModule(pl.LightningModule):
         batch_size = _batch_size(batch) * self.trainer.world_size
         for name, value in figures.items():
             self.log(name, value, prog_bar=name == "train/loss", on_step=True, on_epoch=True, batch_size=batch_size)
+        for group, q in group_weights(self.weighting).items():  # the same on every rank: no sync needed
+            self.log(f"train/q/{group}", q, on_step=True, on_epoch=False, batch_size=batch_size)
         return outcome.weighted_loss
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keeps the weighting's state (running normaliser, group DRO's q) in the checkpoint."""
+        checkpoint[CHECKPOINT_KEY] = weighting_state(self.weighting)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restores the weighting's state on resume (checkpoints written before it existed have none)."""
+        if CHECKPOINT_KEY in checkpoint:
+            load_weighting_state(self.weighting, checkpoint[CHECKPOINT_KEY])

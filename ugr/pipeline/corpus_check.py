@@ -66,6 +66,25 @@ def check_corpus(cfg: ExperimentConfig, data_dir: str | os.PathLike, where: str)
         raise ConfigError(f"{where}: weighting gamma names class(es) {', '.join(missing)}, which the training data "
                           f"of {data_dir} does not have; its classes are: {', '.join(sorted(labels))} (name one, "
                           f"e.g. --override \"EXPERIMENT:weighting.gamma={{{sorted(labels)[0]}: 3}}\")")
+    _check_group_dro(cfg, rows, data_dir, where)
+
+
+def _check_group_dro(cfg: ExperimentConfig, rows: list, data_dir: str | os.PathLike, where: str) -> None:
+    """Group DRO needs its ``group_by`` labels in the training data, and at least two groups (one group's q is 1:
+    the uniform update). ``rows`` are the training split's source rows or published mixtures."""
+    from ugr.core.weighting import GroupDRO  # imported here: it pulls in torch
+
+    columns = {"fine": ("fine", "fines"), "coarse": ("coarse", "coarses"), "group": ("group", "groups")}
+    for term in cfg.weighting.parts():
+        if not isinstance(term, GroupDRO):
+            continue
+        one, many = columns[term.group_by]
+        groups = {label for r in rows for label in (getattr(r, many, None) or (getattr(r, one, None),)) if label}
+        if len(groups) < 2:
+            carried = f"only the group {sorted(groups)[0]}" if groups else f"no {one!r} labels"
+            raise ConfigError(f"{where}: weighting.group_by is {term.group_by!r}, but the training data of {data_dir} "
+                              f"carries {carried}; group DRO needs at least two groups (pick another group_by: "
+                              f"{', '.join(k for k in columns if k != term.group_by)})")
 
 
 def _fewer_mixtures_fix(split: str, available: int) -> str:

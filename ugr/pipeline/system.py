@@ -62,12 +62,13 @@ class SeparationSystem(UGRModule):
     # --- training -----------------------------------------------------------------------------
 
     def example_losses(self, batch: Dict[str, Any]) -> Terms:
-        """What the weighting needs from one forward pass: losses at the granularity, signal, classes."""
+        """What the weighting needs from one forward pass: losses at the granularity, signal, classes, groups."""
         per_source, _ = self._losses(batch)
         # neg_sisdri costs one SI-SDR of the mixture per source: cheap enough to always provide.
         neg_sisdri = losses.neg_sisdri(per_source.detach(), batch["mixture"], batch["sources"])
         return Terms(losses.at_granularity(per_source, self.granularity), classes=batch["classes"],
-                     coarse=batch["coarse"], neg_sisdri=losses.at_granularity(neg_sisdri, self.granularity))
+                     coarse=batch["coarse"], neg_sisdri=losses.at_granularity(neg_sisdri, self.granularity),
+                     groups=batch.get("groups"))
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Clips the gradient norm to ``training.clip``: called by ``opt.step()`` after unscaling (16-mixed)."""
