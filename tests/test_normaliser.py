@@ -218,3 +218,92 @@ def test_the_built_weighting_carries_a_fresh_normaliser_and_its_label_says_so():
     assert isinstance(build({"type": "uniform"}).normaliser, BatchNormaliser)
     assert a.label() == "robust (alpha=0.5), normaliser=running, decay=0.8"
     assert build({"type": "robust", "alpha": 0.5}).label() == "robust (alpha=0.5)"
+
+
+# ----------------------------------------------------------------------------- the three entry points
+
+
+def test_in_a_plain_loop_the_state_carries_over_steps():
+    weighting = build({"type": "robust", "alpha": 1.0, "normaliser": "running"})
+    model = torch.nn.Linear(2, 1).double()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    g = torch.Generator().manual_seed(0)
+    sums = []
+    for _ in range(5):
+        x, y = torch.randn(2, 2, generator=g, dtype=torch.float64), torch.randn(2, generator=g, dtype=torch.float64)
+        outcome = reweigh((model(x).squeeze(1) - y).pow(2), weighting)
+        optimizer.zero_grad()
+        outcome.loss.backward()
+        optimizer.step()
+        sums.append(outcome.weights.sum().item())
+    assert weighting.normaliser.steps == 5 and sums[0] == pytest.approx(1.0)
+    assert any(abs(total - 1) > 1e-3 for total in sums[1:])  # exp(F) / (B Z): no longer a pmf per batch
+
+
+def test_ugr_loss_in_a_stock_asteroid_system_for_one_epoch_keeps_z_in_the_state_dict(tmp_path):
+    from asteroid.engine import System
+    from asteroid.losses import PITLossWrapper, pairwise_neg_sisdr
+    from pytorch_lightning import Trainer
+    from pytorch_lightning.loggers import CSVLogger
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from ugr.integrations.asteroid import UGRLoss
+
+    g = torch.Generator().manual_seed(1)
+    sources = torch.randn(8, 2, 64, generator=g, dtype=torch.float64)
+    data = TensorDataset(sources.sum(1), sources)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Unflatten(1, (1, 64)), torch.nn.Conv1d(1, 2, 5, padding=2)).double()
+
+    def loss() -> UGRLoss:
+        return UGRLoss(PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx"), ROBUST_RUNNING)
+
+    loss_func = loss()
+    system = System(model, torch.optim.SGD(model.parameters(), lr=0.1), loss_func,
+                    DataLoader(data, batch_size=2), DataLoader(data, batch_size=4))
+    Trainer(max_epochs=1, accelerator="cpu", devices=1, precision="64-true", logger=CSVLogger(tmp_path),
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0).fit(system)
+    assert loss_func.weighting.normaliser.steps == 4  # one update per training batch, none in validation
+    fresh = loss()
+    System(model, None, fresh, None).load_state_dict(system.state_dict())
+    assert fresh.weighting.normaliser.state_dict() == loss_func.weighting.normaliser.state_dict()
+
+
+def test_ugr_module_in_a_lightning_trainer_for_one_epoch_saves_and_resumes_z(tmp_path):
+    from pytorch_lightning import Trainer
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from ugr.integrations.lightning import UGRModule
+
+    class Regression(UGRModule):
+        def __init__(self) -> None:
+            super().__init__(ROBUST_RUNNING, micro_batches=2)
+            torch.manual_seed(0)
+            self.net = torch.nn.Linear(2, 1).double()
+
+        def example_losses(self, batch) -> Terms:
+            x, y = batch
+            return Terms((self.net(x).squeeze(1) - y).pow(2))
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    g = torch.Generator().manual_seed(1)
+    data = TensorDataset(torch.randn(12, 2, generator=g, dtype=torch.float64), torch.randn(12, generator=g,
+                                                                                         dtype=torch.float64))
+
+    def fit(epochs: int, ckpt_path: str | None = None) -> tuple[Regression, Trainer]:
+        module = Regression()
+        trainer = Trainer(max_epochs=epochs, accelerator="cpu", devices=1, precision="64-true", logger=False,
+                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                          default_root_dir=tmp_path)
+        trainer.fit(module, train_dataloaders=DataLoader(data, batch_size=4), ckpt_path=ckpt_path)
+        return module, trainer
+
+    continuous, _ = fit(2)
+    assert continuous.weighting.normaliser.steps == 6  # 3 steps an epoch, one update each (2 micro-batches)
+    _, trainer = fit(1)
+    trainer.save_checkpoint(tmp_path / "one.ckpt")
+    resumed, _ = fit(2, str(tmp_path / "one.ckpt"))
+    assert resumed.weighting.normaliser.state_dict() == continuous.weighting.normaliser.state_dict()
+    assert torch.equal(resumed.net.weight, continuous.net.weight)
