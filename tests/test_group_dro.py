@@ -15,9 +15,8 @@ from asteroid.losses import PITLossWrapper, pairwise_neg_sisdr
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from ugr.core.pmf import pmf
 from ugr.core.step import Terms, reweigh, reweigh_backward
-from ugr.core.weighting import GroupDRO, begin_step, build, group_weights, load_weighting_state, weighting_state
+from ugr.core.weighting import GroupDRO, build, group_weights, load_weighting_state, weighting_state
 from ugr.integrations.asteroid import UGRLoss, UGRProgress
 from ugr.integrations.lightning import CHECKPOINT_KEY, UGRModule
 from ugr.pipeline.config import ConfigError
@@ -115,7 +114,7 @@ def _run(indices: list[int], micro_batches: int) -> dict:
         x, y = torch.randn(TOTAL, 2, generator=g, dtype=torch.float64), torch.randn(TOTAL, generator=g,
                                                                                    dtype=torch.float64)
 
-        def compute(chunk: list[int]) -> Terms:
+        def compute(chunk: list[int], x: torch.Tensor = x, y: torch.Tensor = y) -> Terms:
             return Terms((x[chunk] @ parameter - y[chunk]).pow(2), groups=[GROUPS[i] for i in chunk])
 
         chunks = [c.tolist() for c in torch.tensor(indices).chunk(micro_batches)]

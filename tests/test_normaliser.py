@@ -152,7 +152,7 @@ def _run(indices: list[int], micro_batches: int) -> dict:
     for step in range(STEPS):
         x, y = _data(step)
 
-        def compute(chunk: list[int]) -> Terms:
+        def compute(chunk: list[int], x: torch.Tensor = x, y: torch.Tensor = y) -> Terms:
             return Terms((x[chunk] @ parameter - y[chunk]).pow(2))
 
         chunks = [c.tolist() for c in torch.tensor(indices).chunk(micro_batches)]
@@ -262,7 +262,8 @@ def test_ugr_loss_in_a_stock_asteroid_system_for_one_epoch_keeps_z_in_the_state_
     system = System(model, torch.optim.SGD(model.parameters(), lr=0.1), loss_func,
                     DataLoader(data, batch_size=2), DataLoader(data, batch_size=4))
     Trainer(max_epochs=1, accelerator="cpu", devices=1, precision="64-true", logger=CSVLogger(tmp_path),
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0).fit(system)
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            num_sanity_val_steps=0).fit(system)
     assert loss_func.weighting.normaliser.steps == 4  # one update per training batch, none in validation
     fresh = loss()
     System(model, None, fresh, None).load_state_dict(system.state_dict())

@@ -95,7 +95,7 @@ from torch import Tensor
 
 from ugr.core.checks import finite_number, one_of
 from ugr.core.distributed import gather_objects
-from ugr.core.normaliser import NORMALISERS, BatchNormaliser, Normaliser, RunningNormaliser, make
+from ugr.core.normaliser import NORMALISERS, BatchNormaliser, Normaliser, make
 
 GRANULARITIES = ("source", "mixture")
 SIGNALS = ("loss", "neg_sisdri")
