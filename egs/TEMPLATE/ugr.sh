@@ -77,7 +77,8 @@ variant_options=(--experiments "$experiments" --seeds "$seeds" --sweep "$sweep" 
 # One call checks every variant's config (a typo stops the run now, not after hours; each name is the one file
 # conf/**/NAME.yaml) and says how many variants there are and their one sample rate (ugr/pipeline/variants.py).
 plan=$(python -m ugr.pipeline.variants "${variant_options[@]}" plan) || exit 1
-read -r n_variants fs <<< "$plan"
+{ read -r n_variants fs; read -r folder_names; } <<< "$plan"
+[ "$n_variants" -le ${#exps[@]} ] || log "$n_variants experiment folders in $exp: $folder_names"
 corpus_args=()
 for name in $corpus_options; do corpus_args+=("--$name" "${!name}"); done
 

@@ -390,7 +390,7 @@ def main(argv=None) -> None:
     sub.add_parser("names", help="print every variant's folder name, one per line, in order")
     sub.add_parser("configs", help="print each experiment's config file (conf/**/NAME.yaml), one per line, in order")
     sub.add_parser("plan", help="validate every variant's config; print the number of variants and their one "
-                                "sample rate (for run.sh: array sizes, stage 0's rate)")
+                                "sample rate (for run.sh: array sizes, stage 0's rate), then the folder names")
     check = sub.add_parser("check", help="validate every variant's config (and against a data folder)")
     check.add_argument("--data", type=Path, help="also check that this prepared data folder serves each variant")
     args = parser.parse_args(argv)
@@ -408,9 +408,8 @@ def main(argv=None) -> None:
                     raise config_lib.ConfigError(
                         "the experiments must share one sample rate (run them separately, or pass --fs HZ): "
                         + ", ".join(f"{name} {rate}" for name, rate in rates.items()))
-                if len(variants) > len(configs):
-                    print(f"variants: {len(variants)} experiment folders: {' '.join(rates)}", file=sys.stderr)
                 print(len(variants), next(iter(rates.values())))
+                print(" ".join(rates))  # the folders, for the log (run options hold no control character)
             elif args.data is not None:
                 groups = {(variant.config, variant.group): (variant, cfg) for variant, cfg in reversed(loaded)}
                 for variant, cfg in reversed(groups.values()):  # one check per group, by its first variant
