@@ -341,16 +341,17 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
 
 
 # The key that switches a section to another kind, and the keys kept across the switch.
-_SWITCHES = {"weighting": ("type", ("granularity",)), "model": ("arch", ("sample_rate", "n_src"))}
+_SWITCHES = {"weighting": ("type", ("granularity", "normaliser", "decay")), "model": ("arch", ("sample_rate", "n_src"))}
 
 
 def _merge(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
     """Section-wise merge: a key in ``override`` replaces the same key of ``base``.
 
     A new weighting ``type`` replaces the whole weighting section but its
-    ``granularity``, and a new model ``arch`` the whole model section but its
-    ``sample_rate`` and ``n_src``: the arguments of one weighting type or one
-    architecture make no sense for another.
+    ``granularity``, ``normaliser`` and ``decay`` (they apply to any type),
+    and a new model ``arch`` the whole model section but its ``sample_rate``
+    and ``n_src``: the arguments of one weighting type or one architecture
+    make no sense for another.
     """
     merged = copy.deepcopy(base)
     for section, values in override.items():

@@ -29,9 +29,10 @@ seams, for a third more computation than no overlap (asteroid's
 ``LambdaOverlapAdd`` default, half a chunk, doubles it). The hop must be at
 least half a chunk (a sample is in at most two chunks) and shorter than a chunk.
 
-Every input is checked before any separation starts (it exists, soundfile
-reads it, it has samples, and it is long enough for the model), so a typo in
-the last name or a one-sample file does not waste the time spent on the others.
+Every input is checked before any separation starts (it is a regular file,
+not a pipe such as bash's ``<(...)``, soundfile reads it, it has samples, and
+it is long enough for the model), so a typo in the last name or a one-sample
+file does not waste the time spent on the others.
 
 Why not asteroid's ``LambdaOverlapAdd`` (whose ``reorder_chunks`` is the same
 idea): it unfolds the whole recording and keeps every chunk's estimates until
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -109,6 +111,9 @@ def find_inputs(paths: Sequence[Path]) -> List[tuple[Path, Path]]:
 def inspect_input(path: Path, stem: Path) -> Recording:
     """The recording's length and rate from its header; unreadable or empty files are errors naming the file."""
     if not path.is_file():
+        if path.exists():  # a pipe (bash's <(...) is /dev/fd/N), a device, a socket: read once, or never ends
+            kind = "a pipe" if stat.S_ISFIFO(path.stat().st_mode) else "a device, socket or other special file"
+            raise InputError(f"not a regular file: {path} ({kind}); pass a file path")
         raise InputError(f"{path}: no such file; check the path")
     try:
         info = sf.info(str(path))

@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     variant = variants.task_variant(found, args.index)
     index = 0 if args.index is None else args.index
     overrides: List[config_lib.Override] = variants.variant_override_list(args.override, variant)
-    exp_dir = args.exp / variant.name
+    exp_dir = variants.variant_dir(args.exp, variant.name)  # inside --exp, or a ConfigError
     shown = " ".join(override.text for override in overrides)
     log(f"task {index}: {variant.config} -> {exp_dir}" + (f" (overrides: {shown})" if shown else ""))
     folder = ExperimentDir(exp_dir)

@@ -21,6 +21,13 @@ ends at: the result is bit-identical to an uninterrupted run's. The resume
 point is unpickled as plain data only (``ugr.pipeline.checkpoints.load_checkpoint``):
 a shared folder whose checkpoint would run code when loaded is refused.
 
+A training that cannot end as trained fails (exit status 1, one line, no
+train.done): one that diverges (a loss or a parameter that is not finite after
+a step, ``StopOnDivergence``, or a validation SI-SDRi that is not finite at
+the end), naming the step and the likely causes; and one stopped by SIGTERM
+outside Slurm ("stopped by SIGTERM at step N"; the next launch resumes from
+the last checkpoint). Under Slurm the SIGTERM is Slurm's and requeues the job.
+
 A folder trained with another config or on other data is refused, not
 resumed or reported as done; config.yaml and provenance.json are written once
 the training starts, so a launch that fails before leaves nothing that a
@@ -34,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import signal
 import sys
 import time
@@ -47,6 +55,8 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.accelerators import CUDAAccelerator
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.plugins.environments import SLURMEnvironment
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
 from ugr.pipeline import config as config_lib
@@ -191,6 +201,65 @@ class DeferredRequeue(Callback):
             self._requeue(*received)
 
 
+class TrainingFailed(ValueError):
+    """A training that cannot end as trained: it diverged, or it was stopped by SIGTERM (outside Slurm). The
+    entry points print it as one line and exit 1; no train.done is written."""
+
+
+def divergence_causes(cfg: ExperimentConfig) -> str:
+    """The settings that most often make a training diverge, with this config's values."""
+    weighting = cfg.record.get("weighting", {})
+    scale = ", ".join(f"{key} {weighting[key]!r}" for key in ("alpha", "gamma", "beta0") if key in weighting)
+    return (f"likely causes: a learning rate too high (training.lr {cfg.training.lr:g}; training.clip "
+            f"{cfg.training.clip}), the mixtures' SNR range (data.snr_range {list(cfg.data.snr_range)}), the "
+            f"weighting's scale (weighting.alpha/gamma/beta0 where its type has them{': ' + scale if scale else ''}); "
+            f"fix the config and train again from scratch (--force)")
+
+
+def _loss_of(outputs: Any) -> Optional[torch.Tensor]:
+    """The training step's loss from Lightning's ``outputs`` (a tensor, or a mapping with ``loss``)."""
+    if isinstance(outputs, dict):
+        outputs = outputs.get("loss")
+    return outputs if isinstance(outputs, torch.Tensor) else None
+
+
+class StopOnDivergence(Callback):
+    """Stops the training (``TrainingFailed``) at the first step whose loss is not finite, or after which a
+    parameter is not finite (NaN or inf), naming the step, the epoch and the likely causes: a diverged
+    training would otherwise run to its end on NaN and be reported as trained. One device-to-host copy per
+    step; under DDP the ranks agree (one all-reduce of the flag) so that all of them stop at the same step."""
+
+    def __init__(self, cfg: ExperimentConfig) -> None:
+        self.cfg = cfg
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, *args: Any) -> None:
+        loss = _loss_of(outputs)
+        params = [p.detach() for p in pl_module.parameters()]
+        sums = torch.stack([p.sum(dtype=torch.float32) for p in params]) if params else torch.zeros(1)
+        flags = torch.stack([torch.isfinite(loss.detach().float()).all() if loss is not None else
+                             torch.tensor(True, device=sums.device), torch.isfinite(sums).all()]).to(sums.device)
+        bad_loss, bad_params = (not bool(flag) for flag in flags.tolist())
+        if not trainer.strategy.reduce_boolean_decision(bad_loss or bad_params, all=False):
+            return
+        shown = f"{float(loss):g}" if loss is not None and loss.numel() == 1 else "not finite"
+        what = (f"the training loss is {shown}" if bad_loss
+                else "a parameter is not finite (NaN or inf) after the optimizer step" if bad_params
+                else "another rank's loss or parameters are not finite")
+        if bad_params and not bad_loss:
+            named = next((name for name, p in pl_module.named_parameters() if not torch.isfinite(p.detach()).all()),
+                         None)
+            what += f" ({named})" if named else ""
+        raise TrainingFailed(f"training diverged at step {trainer.global_step} (epoch {trainer.current_epoch + 1}/"
+                             f"{trainer.max_epochs}): {what}; {divergence_causes(self.cfg)}")
+
+
+def _under_slurm_requeue(trainer: pl.Trainer) -> bool:
+    """Whether Lightning runs under Slurm with its auto-requeue (SLURMEnvironment): a SIGTERM there is Slurm's,
+    and the job is requeued by the signal it was given first (``DeferredRequeue``)."""
+    environment = getattr(trainer._accelerator_connector, "cluster_environment", None)
+    return isinstance(environment, SLURMEnvironment) and bool(getattr(environment, "auto_requeue", False))
+
+
 class EpochLine(Callback):
     """One line per epoch for logs (where a progress bar would fill the file with carriage returns)."""
 
@@ -240,7 +309,8 @@ def build_trainer(cfg: ExperimentConfig, exp_dir: Path, data_dir: Path, ngpu: in
         save_top_k=cfg.scoring.average_last_k, every_n_epochs=1, save_last=True)
     keep_best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/si_sdri", mode="max", save_top_k=1,
                                 auto_insert_metric_name=False)
-    callbacks = [keep_epochs, keep_best, RecordExperiment(cfg, exp_dir, data_dir), DeferredRequeue()]
+    callbacks = [StopOnDivergence(cfg), keep_epochs, keep_best, RecordExperiment(cfg, exp_dir, data_dir),
+                 DeferredRequeue()]
     callbacks.append(TQDMProgressBar(refresh_rate=1) if progress else EpochLine())
     return pl.Trainer(
         max_epochs=cfg.training.epochs,
@@ -295,12 +365,26 @@ def train(cfg: ExperimentConfig, exp_dir: Path, data_dir: Path, ngpu: int = 0,
         with warnings.catch_warnings():
             # Lightning cannot tell that EpochSampler resumes mid-epoch at the checkpoint's batch.
             warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended")
-            trainer.fit(system, datamodule=data, ckpt_path=str(resume) if resume else None)
+            try:
+                trainer.fit(system, datamodule=data, ckpt_path=str(resume) if resume else None)
+            except SIGTERMException:
+                if _under_slurm_requeue(trainer):
+                    raise  # Slurm's: the job is requeued (DeferredRequeue), and resumes
+                raise TrainingFailed(f"stopped by SIGTERM at step {trainer.global_step}; the next run resumes from the "
+                                     f"last checkpoint") from None
+        best = trainer.checkpoint_callbacks[1]
         summary = {
             "epochs": trainer.current_epoch,
-            "best_checkpoint": trainer.checkpoint_callbacks[1].best_model_path,
-            "best_val_si_sdri": float(trainer.checkpoint_callbacks[1].best_model_score or float("nan")),
+            "best_checkpoint": best.best_model_path,
+            "best_val_si_sdri": float("nan") if best.best_model_score is None else float(best.best_model_score),
         }
+        last_val = trainer.callback_metrics.get("val/si_sdri")
+        last_ok = last_val is None or math.isfinite(float(last_val))
+        if not math.isfinite(summary["best_val_si_sdri"]) or not last_ok:
+            raise TrainingFailed(f"training ended at step {trainer.global_step} (epoch {trainer.current_epoch}) "
+                                 f"with a validation SI-SDRi that is not finite (best {summary['best_val_si_sdri']}, "
+                                 f"last {None if last_val is None else float(last_val)}): the model diverged; "
+                                 f"{divergence_causes(cfg)}")
         if trainer.is_global_zero:
             atomic_write_text(done, json.dumps(summary, indent=2) + "\n")
             print(f"train: finished {exp_dir} ({summary['epochs']} epochs, best val SI-SDRi "
@@ -344,7 +428,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     with one_line_errors("train", args.exp_dir, config_lib.ConfigError, provenance.ProvenanceError, ExperimentBusy,
-                         ValueError):
+                         ValueError):  # TrainingFailed too
         cfg = config_lib.load(args.config, config_lib.parse_overrides(args.override))
         check_devices(cfg, args.config, args.ngpu, args.num_nodes)
         train(cfg, args.exp_dir, args.data, args.ngpu, progress=sys.stderr.isatty() and not args.no_progress,

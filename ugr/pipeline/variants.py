@@ -26,7 +26,11 @@ makes ``baseline_cpu_seed{0,1,2}`` and ``robust_a5_cpu_alpha{0.05,0.1,0.2}_seed{
   a mistyped key or a bad value stops the run naming the file and the key.
   The folder gets ``_<last key><value>`` per key, e.g. ``_alpha0.1``, ``_gamma-speech-3``.
 
-Folders are ``<experiment>[_<tag>][_<sweep point>][_seed<k>]`` in ``--exp``.
+Folders are ``<experiment>[_<tag>][_<sweep point>][_seed<k>]`` in ``--exp``. Names are data, never paths:
+each part and the whole name is a folder name (``check_folder_name``: 1-100 characters of ``A-Za-z0-9._+-``,
+not starting with ``.`` or ``-``), and every experiment folder is found through ``variant_dir``, which
+refuses one that would lie (links followed) outside ``--exp``. ``--seeds`` gives at most 1000 seeds, each
+below 2**31.
 A variant's overrides are the user's ``--override`` followed by its sweep
 values and its seed; an override of a swept key or of ``training.seed``
 beside ``--seeds`` would be silently overruled, so it is refused.
@@ -103,23 +107,64 @@ class Variant:
         return self.config.stem
 
 
+MAX_SEEDS = 1000        # seeds of one run: each is a training
+SEED_LIMIT = 2 ** 31    # a seed is below it: torch's (and numpy's) seed range as Lightning seeds them
+_DIGITS = re.compile(r"[0-9]{1,12}")  # ASCII digits (str.isdigit takes '²', which int() refuses)
+
+
 def parse_seeds(text: str) -> Optional[List[int]]:
-    """``""``: no seed axis; ``"3"``: seeds 0, 1, 2; ``"0,4,7"``: those seeds."""
+    """``""``: no seed axis; ``"3"``: seeds 0, 1, 2; ``"0,4,7"``: those seeds. At most ``MAX_SEEDS`` seeds,
+    each below ``SEED_LIMIT``."""
     text = text.strip()
     if not text:
         return None
-    usage = f"--seeds {text!r}: give a count (e.g. 3 for seeds 0,1,2) or a comma-separated list (e.g. 0,1,2)"
+    usage = (f"--seeds {text!r}: give a count (e.g. 3 for seeds 0,1,2; at most {MAX_SEEDS}) or a comma-separated "
+             f"list (e.g. 0,1,2) of seeds below 2**31")
     if "," not in text:
-        if not text.isdigit() or int(text) < 1:
+        if not _DIGITS.fullmatch(text) or not 1 <= int(text) <= MAX_SEEDS:
             raise config_lib.ConfigError(usage)
         return list(range(int(text)))
     words = [word.strip() for word in text.split(",")]
-    if not all(word.isdigit() for word in words):
+    if not all(_DIGITS.fullmatch(word) for word in words):
         raise config_lib.ConfigError(usage)
     seeds = [int(word) for word in words]
+    if len(seeds) > MAX_SEEDS or any(seed >= SEED_LIMIT for seed in seeds):
+        raise config_lib.ConfigError(usage)
     if len(set(seeds)) != len(seeds):
         raise config_lib.ConfigError(f"--seeds {text!r} names a seed twice")
     return seeds
+
+
+# A folder name under --exp (an experiment folder, a tag in it): data, never a path. The characters value_tag
+# keeps, '_' (the parts' glue), no leading '.' (hidden, '..') or '-' (an option to the shell's tools).
+FOLDER_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]{0,99}")
+FOLDER_RULE = ("a folder name is 1-100 characters of A-Z a-z 0-9 . _ + - (letters, digits, dot, underscore, plus, "
+               "minus), not starting with . or -")
+
+
+def check_folder_name(name: str, what: str) -> None:
+    """ConfigError naming ``what`` (e.g. ``--tag 'a/b'``), the first character outside the rule and the rule,
+    unless ``name`` is a folder name (``FOLDER_NAME``)."""
+    if FOLDER_NAME.fullmatch(name):
+        return
+    bad = next((f"the character {char!r} (at {index}) is not allowed" for index, char in enumerate(name)
+                if not re.fullmatch(r"[A-Za-z0-9._+-]", char)), None)
+    why = ("it is empty" if not name else bad if bad else f"it starts with {name[0]!r}" if name[0] in ".-"
+           else f"it is {len(name)} characters long")
+    raise config_lib.ConfigError(f"{what}: {why}; {FOLDER_RULE}")
+
+
+def variant_dir(exp_root: Path, name: str) -> Path:
+    """``exp_root / name``, the folder of the experiment ``name`` (a folder name, ``check_folder_name``), once it
+    is sure to lie inside ``exp_root``: resolved (links followed), it is a child of the resolved ``exp_root``.
+    A folder there that is a link to elsewhere is refused (ConfigError), as nothing outside --exp is written."""
+    check_folder_name(name, f"experiment folder {name!r}")
+    path = Path(exp_root) / name
+    root = Path(exp_root).resolve()
+    if path.resolve().parent != root:
+        raise config_lib.ConfigError(f"{path} resolves to {path.resolve()}, outside --exp {exp_root} ({root}); an "
+                                     f"experiment folder must lie in --exp: remove the link or use another --exp")
+    return path
 
 
 def _split_values(raw: str) -> List[str]:
@@ -195,6 +240,10 @@ def expand(configs: Sequence[Path], seeds: str = "", sweep: str = "", tag: str =
            overrides: Sequence[config_lib.Override] = ()) -> List[Variant]:
     """The variants of a run, in order: experiment by experiment, sweep points in the order given, then seeds."""
     names = [path.stem for path in configs]
+    for name in names:
+        check_folder_name(name, f"experiment {name!r} (its config's file name makes its folder)")
+    if tag:
+        check_folder_name(tag, f"--tag {tag!r}")
     config_lib.check_override_targets(overrides, names)
     seed_list = parse_seeds(seeds)
     axes = parse_sweep(sweep)
@@ -228,6 +277,8 @@ def expand(configs: Sequence[Path], seeds: str = "", sweep: str = "", tag: str =
                 variants.append(Variant(name, path, group, seed, point, swept + seeded))
     seen: Dict[str, Variant] = {}
     for variant in variants:
+        check_folder_name(variant.name, f"the folder {variant.name!r} of {variant.experiment} at {variant.point}"
+                          if variant.point else f"the folder {variant.name!r} of {variant.experiment}")
         if variant.name in seen:
             raise config_lib.ConfigError(f"two variants would share the folder {variant.name} ({seen[variant.name].point}"
                                          f" and {variant.point}); give values that print differently")
@@ -312,6 +363,14 @@ def run_variants(args: argparse.Namespace, experiments: Optional[str] = None) ->
     names = args.experiments if experiments is None else experiments
     check_run_text(**{name: names if name == "experiments" else getattr(args, name) for name in RUN_TEXT_OPTIONS})
     configs = find_configs(args.conf, names.split())
+    for option in ("override", "sweep"):  # shlex's errors (an unclosed quote) are ValueErrors: name the option
+        try:
+            config_lib.split_overrides(getattr(args, option))
+        except ValueError as err:
+            if isinstance(err, config_lib.ConfigError):
+                raise
+            raise config_lib.ConfigError(f"--{option} {getattr(args, option)!r}: {err}; quote each value "
+                                         f"as a shell would read it") from err
     return configs, expand(configs, args.seeds, args.sweep, args.tag, config_lib.parse_overrides([args.override]))
 
 

@@ -48,7 +48,8 @@ def main(argv: Optional[Sequence[str]] = None, started: Optional[float] = None) 
         if args.variants_of_run:
             if not args.experiments:
                 raise ValueError("--variants-of-run needs --experiments, the run's experiment names")
-            args.experiments = [v.name for v in variants.run_variants(args, " ".join(args.experiments))[1]]
+            found = variants.run_variants(args, " ".join(args.experiments))[1]
+            args.experiments = [variants.variant_dir(args.exp_root, v.name).name for v in found]  # inside --exp-root
         elif args.seeds or args.tag or args.override:
             raise ValueError("--seeds, --tag and --override describe a run's variants: give --variants-of-run too")
         path = report_lib.report(args.exp_root, args.experiments, args.sweep)
