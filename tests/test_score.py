@@ -109,6 +109,7 @@ def test_rows_match_an_independent_si_sdr_and_stats_match_the_csv(corpus, tmp_pa
                    key=lambda perm: sum(np_si_sdr(est[perm[s]], src[s]) for s in range(2)))
         mine = [r for r in rows if r["mixture_id"] == item["id"]]
         assert [r["class"] for r in mine] == item["classes"] and [r["coarse"] for r in mine] == item["coarse"]
+        assert [r["group"] for r in mine] == item["groups"] and all(item["groups"])  # the manifest's group
         for s, row in enumerate(mine):
             assert int(row["source"]) == s
             assert float(row["si_sdr"]) == pytest.approx(np_si_sdr(est[best[s]], src[s]), abs=2e-3)

@@ -13,9 +13,11 @@ What is scored (``scoring`` section of the config, ``ugr.pipeline.config``):
 Writes, atomically, into ``EXP_DIR/scores/``:
 
 * ``test.csv``: one row per estimated source, matched to its reference by the
-  best SI-SDR permutation: ``mixture_id,source,class,coarse`` (the
-  reference's labels), ``epoch`` under ``protocol: epochs`` (N of the
-  ``epoch=N.ckpt`` scored; each source has one row per epoch), then
+  best SI-SDR permutation: ``mixture_id,source,class,coarse,group`` (the
+  reference's labels; ``group`` is its manifest ``group``, e.g. the speaker
+  or the ESC-50 category, for the report's worst-group table), ``epoch``
+  under ``protocol: epochs`` (N of the ``epoch=N.ckpt`` scored; each source
+  has one row per epoch), then
   ``si_sdr,si_sdr_mix,si_sdri`` (dB) and one column per other metric, empty
   where it does not apply (a speech-only metric on a non-speech source).
 * ``test_epochs.json`` (``protocol: epochs`` only): ``per_epoch``, the
@@ -32,9 +34,10 @@ Writes, atomically, into ``EXP_DIR/scores/``:
 
 The scoring settings come from ``--config`` (plus overrides) when given, else
 from the experiment's own ``config.yaml``. Scores are current when the
-settings, the checkpoints and the test list's contents are the ones scored
-and the scores are newer than the checkpoints: those are reported and kept;
-any other scores are redone.
+settings, the checkpoints and the test list's contents are the ones scored,
+the scores are newer than the checkpoints and test.csv has the columns above
+(older scores, without ``group``, do not): those are reported and kept; any
+other scores are redone.
 """
 from __future__ import annotations
 
@@ -66,7 +69,7 @@ from ugr.pipeline.lists import lists_dir
 from ugr.data.manifest import SPEECH
 from ugr.pipeline.experiment_dir import ExperimentDir
 
-LABEL_COLUMNS = ("mixture_id", "source", "class", "coarse")
+LABEL_COLUMNS = ("mixture_id", "source", "class", "coarse", "group")
 SI_SDR_COLUMNS = ("si_sdr", "si_sdr_mix", "si_sdri")
 MAIN_METRIC = "si_sdri"
 PERCENTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
@@ -151,10 +154,17 @@ def across_epochs(per_epoch: List[Dict[str, Any]]) -> tuple[Dict[str, Any], Dict
     return mean, std
 
 
-def _current(stats_path: Path, what: Dict[str, Any], files: List[Path], protocol: str) -> Optional[Dict[str, Any]]:
-    """The scores on disk if they are those of ``what`` and newer than the checkpoints, else None."""
-    if not stats_path.is_file() or (protocol == "epochs" and not (stats_path.parent / EPOCHS_FILE).is_file()):
+def _current(stats_path: Path, what: Dict[str, Any], files: List[Path],
+             scoring: ScoringConfig) -> Optional[Dict[str, Any]]:
+    """The scores on disk if they are those of ``what``, newer than the checkpoints and with test.csv's columns
+    (older scores lack ``group``), else None."""
+    table = stats_path.parent / TEST_LIST
+    if not stats_path.is_file() or not table.is_file() or (
+            scoring.protocol == "epochs" and not (stats_path.parent / EPOCHS_FILE).is_file()):
         return None
+    with open(table, newline="") as handle:
+        if next(csv.reader(handle), None) != list(columns(scoring)):
+            return None
     stats = json.loads(stats_path.read_text())
     newer = all(stats_path.stat().st_mtime_ns >= Path(p).stat().st_mtime_ns for p in files)
     return stats if newer and {k: stats.get(k) for k in what} == what else None
@@ -187,7 +197,7 @@ def score(exp_dir: Path, data_dir: Path, *, scoring: Optional[ScoringConfig] = N
             "test_list_fingerprint": fingerprint(list_path)}
     out = exp_dir / "scores"
     stats_path = out / STATS_FILE
-    if not force and (stats := _current(stats_path, what, files, protocol)) is not None:
+    if not force and (stats := _current(stats_path, what, files, scoring)) is not None:
         return {**stats, "up_to_date": True}
 
     if protocol == "epochs":
@@ -239,8 +249,10 @@ def _score_models(models: Dict[Optional[int], torch.nn.Module], dataset: ListedM
                 extra = {k: v.numpy() for k, v in
                          metrics_lib.evaluate(others, ordered, sources, mixture, rate, speech).items()}
                 for b, mixture_id in enumerate(batch["id"]):
-                    for s, (fine, coarse) in enumerate(zip(batch["classes"][b], batch["coarse"][b])):
-                        row = {"mixture_id": mixture_id, "source": s, "class": fine, "coarse": coarse, "epoch": epoch,
+                    labels = zip(batch["classes"][b], batch["coarse"][b], batch["groups"][b])
+                    for s, (fine, coarse, group) in enumerate(labels):
+                        row = {"mixture_id": mixture_id, "source": s, "class": fine, "coarse": coarse, "group": group,
+                               "epoch": epoch,
                                "si_sdr": float(est_sdr[b, s]), "si_sdr_mix": float(mix_sdr[b, s]),
                                "si_sdri": float(est_sdr[b, s] - mix_sdr[b, s])}
                         rows[epoch].append({**row, **{name: float(extra[name][b, s]) for name in others}})

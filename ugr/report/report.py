@@ -20,6 +20,11 @@ the baseline. Per group:
   column says which);
 * convergence: each run's final validation SI-SDRi and the training steps it
   needed to first reach the baseline's final validation SI-SDRi;
+* the worst group: per grouping of the sources (fine class, group such as the
+  speaker, input-SNR bin) each run's worst group and its paired difference
+  with the baseline on the baseline's worst group, and the mean and p5 of
+  every fine class and SNR bin (``tables.worst_group_table``,
+  ``tables.group_table``; across seeds with training seeds);
 * figures: the SI-SDRi density (smoothed, and both tails as cumulative
   shares, on log axes: the tails are where robust weighting acts; the
   paper's Figure 1), mean against 5th percentile with error bars (std across
@@ -197,6 +202,36 @@ def _seeds_parts(variants: List[across_seeds.SeedRuns], exp_root: Path, figures:
     return parts
 
 
+def worst_group_parts(experiments: Sequence, baseline, *, over_seeds: bool = False, full: bool = True,
+                      level: str = "###") -> List[str]:
+    """The "Worst group" section: per grouping its worst-group table and, with ``full``, the per-group table of
+    the fine classes and of the input-SNR bins. ``experiments``: the runs (``Scored``), or with ``over_seeds``
+    the variants (``across_seeds.SeedRuns``)."""
+    base = markdown_cell(baseline.name) if baseline is not None else "the baseline"
+    edges = ", ".join(f"{edge:g}" for edge in tables.SNR_EDGES)
+    if over_seeds:
+        interval = (f"seed k against seed k, the interval over seeds and mixtures (Student's t, as in the paired "
+                    f"comparison across seeds) and the mixtures-only bootstrap ({stats.RESAMPLES} resamples)")
+        cells = "a cell: the mean over the seeds ± the std across them"
+    else:
+        interval = f"95 % bootstrap interval: {stats.RESAMPLES} resamples of the mixtures (seed {stats.SEED})"
+        cells = "one run per row"
+    parts = [f"{level} Worst group (SI-SDRi)",
+             f"The sources grouped three ways: by fine class, by group (the manifest's `group`: the speaker, the "
+             f"category) and by input SNR (the SI-SDR of the mixture against the source, bins at {edges} dB, a "
+             f"source at an edge in the bin above it). A source's value is its SI-SDRi (its mean over the "
+             f"epochs under `protocol: epochs`). Worst group: the group of lowest mean; n its sources, p5 "
+             f"their 5th percentile; {cells}. Difference: experiment - {base} on the sources of {base}'s "
+             f"worst group (the same sources for every row, named in the header); {interval}."]
+    for grouping, title in tables.GROUPINGS.items():
+        parts += [f"{level}# By {title}", tables.worst_group_table(experiments, baseline, grouping,
+                                                                  over_seeds=over_seeds)]
+        if full and grouping != "group":
+            parts += [f"Every {'bin' if grouping == 'input_snr' else 'fine class'}: mean / p5 (dB), each "
+                      f"experiment's worst in bold.", tables.group_table(experiments, grouping, over_seeds=over_seeds)]
+    return parts
+
+
 def _group_section(group: List[Scored], exp_root: Path, suffix: str,
                    axes: Sequence[variants_lib.SweepAxis] = ()) -> str:
     from ugr.report import figures as figures_lib  # imported here: matplotlib, which the tables alone do not need
@@ -262,6 +297,10 @@ def _group_section(group: List[Scored], exp_root: Path, suffix: str,
     parts += ["### Convergence (validation SI-SDRi against training steps)",
               "Steps: optimizer steps done at the validation. Steps to reach: the first validation at or above "
               "the baseline's final one.", tables.convergence_table(group, baseline)]
+    if seeded:
+        parts += worst_group_parts(variants, next((v for v in variants if v.is_uniform), None), over_seeds=True)
+    else:
+        parts += worst_group_parts(group, baseline)
     if seeded:
         parts += _seeds_parts(variants, exp_root, figures)
     listed = [f"- `{figures['density']}`: test SI-SDRi, smoothed density and both tails (share of sources below / "

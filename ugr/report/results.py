@@ -17,7 +17,9 @@ made from files only:
 * per test list (its path and mixture count): the SI-SDRi distribution table
   and the paired comparison with the baseline (the first experiment with
   uniform weighting), or with training seeds (``--seeds``) the same across
-  seeds; the tables of ``ugr.report.tables``, so that their rows are report.md's.
+  seeds, and the worst group per grouping of the sources (fine class, group,
+  input-SNR bin) with its difference from the baseline; the tables of
+  ``ugr.report.tables``, so that their rows are report.md's.
 
 Experiment names, labels and recorded values go through ``ugr.report.markdown``
 (``markdown_cell``, also importable from here): no name adds a table column,
@@ -168,6 +170,7 @@ def _group_section(group: List[report_lib.Scored], exp_root: Path) -> str:
                       f"Difference = variant - {shown_base} per (mixture, source), seed k against seed k; 95 % "
                       f"bootstrap interval over seeds and mixtures.",
                       tables.paired_table(variants, base, over_seeds=True)]
+        parts += report_lib.worst_group_parts(variants, base, over_seeds=True, full=False)
         return "\n\n".join(parts)
     parts += [f"### {title} per estimated source",
               tables.distribution_table({exp.name: exp.stats for exp in group},
@@ -178,6 +181,7 @@ def _group_section(group: List[report_lib.Scored], exp_root: Path) -> str:
                   f"Difference = experiment - {shown_base} per (mixture, source); 95 % bootstrap interval "
                   f"over mixtures.",
                   tables.paired_table(group, baseline)]
+    parts += report_lib.worst_group_parts(group, baseline, full=False)
     return "\n\n".join(parts)
 
 

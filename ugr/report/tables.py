@@ -4,7 +4,10 @@
 * ``distribution_table``: n, mean, std, p1 ... p99 of a metric per estimated source (the paper's Table 1);
 * ``paired_table``: every experiment against the baseline over the same (mixture, source) pairs;
 * ``class_table``: the mean SI-SDRi per coarse class and combined;
-* ``convergence_table``: the final validation SI-SDRi and the training steps to reach the baseline's.
+* ``convergence_table``: the final validation SI-SDRi and the training steps to reach the baseline's;
+* ``worst_group_table``: per grouping of the sources (``GROUPINGS``: fine class, group, input-SNR bin) each
+  experiment's worst group (lowest mean SI-SDRi), its n, mean and p5, and the paired difference with the
+  baseline on the baseline's worst group; ``group_table``: the mean and p5 of every group.
 
 Each has two modes. By default a row is one run (one experiment folder):
 ``distribution_table`` and ``class_table`` take each experiment's scores
@@ -15,8 +18,10 @@ table takes the variants of ``ugr.report.across_seeds.seed_groups`` (a
 ``SeedRuns`` each) and a cell is the mean ± std over the seeds.
 
 The numbers behind the tables are here too: ``per_source`` (each (mixture,
-source)'s value), ``paired_comparison`` (the paired bootstrap over mixtures)
-and ``steps_to_reach`` (the steps of a validation curve to a target).
+source)'s value), ``paired_comparison`` (the paired bootstrap over mixtures),
+``steps_to_reach`` (the steps of a validation curve to a target),
+``source_labels``, ``snr_bin`` and ``group_statistics`` (the groups of the
+worst-group tables).
 
 Every name, weighting label and class written into a cell goes through
 ``ugr.report.markdown.markdown_cell``: no name adds a column, forms a link or
@@ -37,6 +42,10 @@ from ugr.report.markdown import markdown_cell as _md
 
 STAT_COLUMNS = ("n", "mean", "std") + tuple(f"p{q}" for q in PERCENTILES)
 SPREAD_COLUMNS = ("mean", "std", "p1", "p5", "p10", "p25", "p50", "p75", "p90", "p95", "p99")
+# The groupings of the worst-group tables: a test.csv column, or ``input_snr`` (bins of ``si_sdr_mix``).
+GROUPINGS = {"class": "fine class", "group": "group (speaker, category)", "input_snr": "input SNR of the source"}
+SNR_EDGES = (-5.0, 0.0, 5.0)  # dB; a source at an edge belongs to the bin above it (the lower edge is included)
+NOT_RECORDED = "not recorded: rescore with stage 3"
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -271,4 +280,208 @@ def convergence_table(experiments: Sequence[Any], baseline: Optional[Any], *, ov
         reached = "-" if target is None else ("not reached" if steps is None else str(steps))
         last = exp.curve[-1]
         lines.append(f"| {_md(exp.name)} | {last.epoch} | {last.steps} | {last.value:.2f} | {reached} |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- worst group
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """One group of sources of one run: its name, sources, mean and 5th percentile (numpy's) of SI-SDRi."""
+
+    name: str
+    n: int
+    mean: float
+    p5: float
+
+
+def snr_bins(edges: Sequence[float] = SNR_EDGES) -> List[str]:
+    """The names of the input-SNR bins, lowest first: ``below -5 dB``, ``-5 to 0 dB``, ``0 to 5 dB``,
+    ``5 dB and above``; each bin holds its lower edge, not its upper one."""
+    cut = [f"{edge:g}" for edge in edges]
+    return [f"below {cut[0]} dB"] + [f"{a} to {b} dB" for a, b in zip(cut, cut[1:])] + [f"{cut[-1]} dB and above"]
+
+
+def snr_bin(value: float, edges: Sequence[float] = SNR_EDGES) -> str:
+    """The input-SNR bin of a source whose mixture has SI-SDR ``value`` (dB) against it; a value at an edge
+    goes to the bin above it (``-5 to 0 dB`` holds -5, not 0)."""
+    return snr_bins(edges)[sum(value >= edge for edge in edges)]
+
+
+def source_labels(rows: List[Dict[str, str]], grouping: str) -> Optional[Dict[tuple[str, str], str]]:
+    """Each (mixture_id, source)'s group under ``grouping`` (a key of ``GROUPINGS``), from its first row (the
+    epochs of a source share its labels); None when not recorded: a test.csv of older scores has no ``group``
+    column (or an empty cell)."""
+    labels: Dict[tuple[str, str], str] = {}
+    for row in rows:
+        key = (row["mixture_id"], row["source"])
+        if key in labels:
+            continue
+        raw = row.get("si_sdr_mix" if grouping == "input_snr" else grouping)
+        if not raw:
+            return None
+        labels[key] = snr_bin(float(raw)) if grouping == "input_snr" else raw
+    return labels
+
+
+def _order(names: Any, grouping: str) -> List[str]:
+    """Group names in the tables' order: the bins from the lowest SNR, other groups by name."""
+    names = set(names)
+    if grouping == "input_snr":
+        return [name for name in snr_bins() if name in names]
+    return sorted(names)
+
+
+def group_statistics(rows: List[Dict[str, str]], grouping: str,
+                     metric: str = MAIN_METRIC) -> Optional[Dict[str, GroupStats]]:
+    """Per group of ``grouping`` (in ``_order``): n, mean and p5 of the per-source values (``per_source``: a
+    source's mean over the epochs scored); None when the grouping is not recorded."""
+    labels = source_labels(rows, grouping)
+    if labels is None:
+        return None
+    found: Dict[str, List[float]] = {}
+    for key, value in per_source(rows, metric).items():
+        found.setdefault(labels[key], []).append(value)
+    return {name: GroupStats(name, len(found[name]), float(np.mean(found[name])),
+                             float(np.percentile(found[name], 5)))
+            for name in _order(found, grouping)}
+
+
+def worst(groups: Mapping[str, Any], mean: Any = lambda g: g.mean) -> str:
+    """The group with the lowest mean (ties: the first in the tables' order)."""
+    return min(groups, key=lambda name: mean(groups[name]))
+
+
+def _restricted(labels: Dict[tuple[str, str], str], name: str):
+    """``per_source`` kept to the sources of group ``name`` (by ``labels``: the baseline's)."""
+    def values(rows: List[Dict[str, str]]) -> Dict[tuple[str, str], float]:
+        return {key: value for key, value in per_source(rows).items() if labels.get(key) == name}
+    return values
+
+
+def _seed_groups(variant: SeedRuns, grouping: str) -> Optional[Dict[str, List[GroupStats]]]:
+    """Per group (those of every seed), its statistics at each seed; None when a seed did not record it."""
+    runs = [group_statistics(run.rows, grouping) for run in variant.runs]
+    if any(run is None for run in runs):
+        return None
+    names = [name for name in runs[0] if all(name in run for run in runs)]
+    return {name: [run[name] for run in runs] for name in names}
+
+
+def _seed_mean(per_seed: List[GroupStats]) -> float:
+    return float(np.mean([g.mean for g in per_seed]))
+
+
+def worst_group_table(experiments: Sequence[Any], baseline: Optional[Any], grouping: str, *,
+                      over_seeds: bool = False) -> str:
+    """Each experiment's worst group of ``grouping`` (a key of ``GROUPINGS``): the group of lowest mean SI-SDRi
+    (a source's value its mean over the epochs scored), its sources, mean and p5; and the paired difference
+    experiment - baseline of the mean over the sources of the *baseline's* worst group (so both are measured
+    on the same sources, named in the header), with the 95 % bootstrap interval over mixtures
+    (``paired_comparison``). ``NOT_RECORDED`` alone when no experiment recorded the grouping.
+
+    ``experiments``: the scored experiments (``Scored``); ``over_seeds``: the variants (``SeedRuns``): a group's
+    mean and p5 as mean ± std over the seeds, the worst the lowest mean over the seeds, and the difference seed
+    k against seed k with the interval over seeds and mixtures and the mixtures-only one
+    (``across_seeds.paired``, i.e. ``stats.paired_over_seeds``, on the group's sources).
+    """
+    if over_seeds:
+        per_variant = {id(v): _seed_groups(v, grouping) for v in experiments}
+    else:
+        per_variant = {id(e): group_statistics(e.rows, grouping) for e in experiments}
+    if all(found is None for found in per_variant.values()):
+        return f"{GROUPINGS[grouping].capitalize()}: {NOT_RECORDED}."
+    base_groups = per_variant.get(id(baseline)) if baseline is not None else None
+    if baseline is None:
+        target, labels, against = None, None, "no baseline"
+    elif not base_groups:
+        target, labels, against = None, None, f"{_md(baseline.name)}: {NOT_RECORDED}"
+    else:
+        target = worst(base_groups, _seed_mean) if over_seeds else worst(base_groups)
+        base_run = baseline.runs[0] if over_seeds else baseline
+        labels = source_labels(base_run.rows, grouping)
+        against = f"{_md(baseline.name)}'s worst group, {_md(target)}"
+    if over_seeds:
+        lines = [f"| variant | seeds | worst group | n | mean (dB) | p5 (dB) | difference on {against} (dB) | "
+                 f"95 % interval over seeds and mixtures | mixtures only |", "|---|---|---|---|---|---|---|---|---|"]
+    else:
+        lines = [f"| experiment | worst group | n | mean (dB) | p5 (dB) | difference on {against} (dB) | "
+                 f"95 % bootstrap interval |", "|---|---|---|---|---|---|---|"]
+    for exp in experiments:
+        found = per_variant[id(exp)]
+        seeds = f"{len(exp.runs)} | " if over_seeds else ""
+        if not found:
+            lines.append(f"| {_md(exp.name)} | {seeds}{NOT_RECORDED} | - | - | - | - | -"
+                         + (" | - |" if over_seeds else " |"))
+            continue
+        if over_seeds:
+            name = worst(found, _seed_mean)
+            n = found[name][0].n
+            mean = str(stats.spread(g.mean for g in found[name]))
+            p5 = str(stats.spread(g.p5 for g in found[name]))
+        else:
+            name = worst(found)
+            n, mean, p5 = found[name].n, f"{found[name].mean:.2f}", f"{found[name].p5:.2f}"
+        head = f"| {_md(exp.name)} | {seeds}{_md(name)} | {n} | {mean} | {p5} | "
+        if target is None or exp is baseline:
+            lines.append(head + ("baseline" if exp is baseline else "-") + " | -" + (" | - |" if over_seeds else " |"))
+        elif over_seeds:
+            result = across_seeds.paired(exp, baseline, _restricted(labels, target))
+            if result is None:
+                lines.append(head + "no source in common | - | - |")
+                continue
+            interval = "-" if result.seeds < 2 else f"[{result.low:+.2f}, {result.high:+.2f}]"
+            lines.append(head + f"{result.mean_difference:+.2f} | {interval} | "
+                                f"[{result.mixtures_low:+.2f}, {result.mixtures_high:+.2f}] |")
+        else:
+            values = _restricted(labels, target)
+            paired = paired_comparison(values(exp.rows), values(baseline.rows))
+            if paired is None:
+                lines.append(head + "no source in common | - |")
+                continue
+            lines.append(head + f"{paired.mean_difference:+.2f} | [{paired.low:+.2f}, {paired.high:+.2f}] |")
+    return "\n".join(lines)
+
+
+def group_table(experiments: Sequence[Any], grouping: str, *, over_seeds: bool = False) -> str:
+    """Every group of ``grouping`` (a row, in ``_order``) with its sources and, per experiment (a column),
+    ``mean / p5`` of SI-SDRi in dB, the experiment's worst group in bold; ``-`` where an experiment has no
+    source of the group; ``NOT_RECORDED`` alone when no experiment recorded the grouping.
+
+    ``experiments``: the scored experiments (``Scored``); ``over_seeds``: the variants (``SeedRuns``), each
+    value as mean ± std over the seeds.
+    """
+    if over_seeds:
+        found = {id(v): _seed_groups(v, grouping) for v in experiments}
+    else:
+        found = {id(e): group_statistics(e.rows, grouping) for e in experiments}
+    if all(groups is None for groups in found.values()):
+        return f"{GROUPINGS[grouping].capitalize()}: {NOT_RECORDED}."
+    names = _order({name for groups in found.values() if groups for name in groups}, grouping)
+    first = {"class": "fine class", "group": "group", "input_snr": "input SNR"}[grouping]
+    lines = [f"| {first} | n | " + " | ".join(f"{_md(exp.name)}: mean / p5" for exp in experiments) + " |",
+             "|---|---|" + "---|" * len(experiments)]
+    worst_of = {key: (worst(groups, _seed_mean) if over_seeds else worst(groups)) if groups else None
+                for key, groups in found.items()}
+    for name in names:
+        counts, cells = [], []
+        for exp in experiments:
+            groups = found[id(exp)]
+            if groups is None:
+                cells.append(NOT_RECORDED)
+                continue
+            if name not in groups:
+                cells.append("-")
+                continue
+            if over_seeds:
+                counts.append(groups[name][0].n)
+                cell = (f"{stats.spread(g.mean for g in groups[name])} / "
+                        f"{stats.spread(g.p5 for g in groups[name])}")
+            else:
+                counts.append(groups[name].n)
+                cell = f"{groups[name].mean:.2f} / {groups[name].p5:.2f}"
+            cells.append(f"**{cell}**" if worst_of[id(exp)] == name else cell)
+        n = "/".join(str(c) for c in dict.fromkeys(counts)) or "-"
+        lines.append(f"| {_md(name)} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
