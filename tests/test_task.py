@@ -101,7 +101,9 @@ def test_force_refuses_a_folder_that_is_not_ours_and_leaves_it_intact(conf, tiny
     linked = tmp_path / "linked"
     linked.mkdir()
     (linked / "tiny").symlink_to(mine.parent, target_is_directory=True)
-    assert "is not a folder (a link or a file)" in error_line(run_task("train", conf, tiny, linked, "--force"))
+    assert error_line(run_task("train", conf, tiny, linked, "--force")) == (  # refused before --force looks at it
+        f"train: error: {linked / 'tiny'} resolves to {mine.parent.resolve()}, outside --exp {linked} "
+        f"({linked.resolve()}); an experiment folder must lie in --exp: remove the link or use another --exp")
     assert mine.read_text() == "months of work"
 
 
