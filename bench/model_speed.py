@@ -46,6 +46,7 @@ GPU, the best variant at least 6 times faster than stock at the paper's
 config (``--batch 28 --seconds 4``), and a variant within 11 GB at no more
 than 1.2 times the time of ``ours``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,24 +64,35 @@ from typing import Any, Callable
 
 import torch
 from asteroid.models import SuDORMRFNet
+from peak_memory import run_probe, step_peak_bytes
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import conv_flop_count, flop_registry, shape_wrapper
 from tqdm import tqdm
 
-from peak_memory import run_probe, step_peak_bytes
+from ugr.core import weighting
+from ugr.core.step import Terms, reweigh_backward
 from ugr.pipeline import efficiency
 from ugr.separation import models
-from ugr.core import weighting
 from ugr.separation.losses import pit_neg_sisdr
 from ugr.separation.models import CPU_PRESET, MODEL_DEFAULTS, build_model
-from ugr.core.step import Terms, reweigh_backward
 
 CONFIGS = {"default": {}, "cpu_preset": CPU_PRESET}
 SETTINGS = ("tf32", "compile", "bf16", "bf16pw", "ckpt")  # and microK
 CPU_VARIANTS = ("stock", "ours")
-GPU_VARIANTS = ("stock", "ours", "ours+tf32", "ours+compile+tf32", "ours+bf16", "ours+compile+tf32+bf16",
-                "ours+ckpt", "ours+micro2", "ours+micro4", "ours+bf16+ckpt", "ours+compile+tf32+ckpt")
+GPU_VARIANTS = (
+    "stock",
+    "ours",
+    "ours+tf32",
+    "ours+compile+tf32",
+    "ours+bf16",
+    "ours+compile+tf32+bf16",
+    "ours+ckpt",
+    "ours+micro2",
+    "ours+micro4",
+    "ours+bf16+ckpt",
+    "ours+compile+tf32+ckpt",
+)
 TARGET_SPEEDUP = 4.0
 TARGET_BOUND_RATIO = 2.0  # CPU step of ours / its roofline bound (roofline_bound)
 POLICIES = ("default", "PASSIVE", "ACTIVE")  # OMP_WAIT_POLICY; default: unset
@@ -94,8 +106,10 @@ def settings_of(variant: str) -> dict[str, Any]:
     """``ours+bf16+micro4`` -> {"bf16": True, "micro": 4, ...}; raises ValueError naming what is allowed."""
     base, *extras = variant.split("+")
     if base not in ("stock", "ours") or (base == "stock" and extras):
-        raise ValueError(f"variant {variant!r}: write stock, ours, or ours+SETTING+... with SETTING one of "
-                         f"{', '.join(SETTINGS)}, microK")
+        raise ValueError(
+            f"variant {variant!r}: write stock, ours, or ours+SETTING+... with SETTING one of "
+            f"{', '.join(SETTINGS)}, microK"
+        )
     chosen: dict[str, Any] = {"stock": base == "stock", "micro": 1, **{name: False for name in SETTINGS}}
     for extra in extras:
         if extra in SETTINGS:
@@ -109,27 +123,52 @@ def settings_of(variant: str) -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
-                        help="model configs to compare (default: %(default)s)")
-    parser.add_argument("--variants", nargs="+",
-                        help=f"variants, stock and ours first (default on CPU: {' '.join(CPU_VARIANTS)}; "
-                             f"on CUDA: {' '.join(GPU_VARIANTS)})")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        choices=list(CONFIGS),
+        default=list(CONFIGS),
+        help="model configs to compare (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        help=f"variants, stock and ours first (default on CPU: {' '.join(CPU_VARIANTS)}; "
+        f"on CUDA: {' '.join(GPU_VARIANTS)})",
+    )
     parser.add_argument("--batch", type=int, default=4, help="mixtures per batch (default: %(default)s)")
-    parser.add_argument("--seconds", type=float, default=2.0,
-                        help="mixture length in s at the model's sample rate (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timed steps per variant, after one warm-up step (default: %(default)s)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=2.0,
+        help="mixture length in s at the model's sample rate (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed steps per variant, after one warm-up step (default: %(default)s)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
-    parser.add_argument("--no-optimizer-step", dest="optimizer_step", action="store_false",
-                        help="time forward + backward only, without gradient clipping and Adam step")
-    parser.add_argument("--malloc-defaults", action="store_true",
-                        help="time with glibc's malloc at its defaults (as training.keep_freed_memory: false); "
-                             "by default the timings keep freed memory, as the recipe's training does")
-    parser.add_argument("--policies", nargs="+", choices=POLICIES, default=["default", "PASSIVE"],
-                        help="OpenMP wait policies, each in a subprocess (default: %(default)s; default = "
-                             "OMP_WAIT_POLICY unset, the recipe's unless the user exports it; "
-                             "PASSIVE: tools/test.sh's)")
+    parser.add_argument(
+        "--no-optimizer-step",
+        dest="optimizer_step",
+        action="store_false",
+        help="time forward + backward only, without gradient clipping and Adam step",
+    )
+    parser.add_argument(
+        "--malloc-defaults",
+        action="store_true",
+        help="time with glibc's malloc at its defaults (as training.keep_freed_memory: false); "
+        "by default the timings keep freed memory, as the recipe's training does",
+    )
+    parser.add_argument(
+        "--policies",
+        nargs="+",
+        choices=POLICIES,
+        default=["default", "PASSIVE"],
+        help="OpenMP wait policies, each in a subprocess (default: %(default)s; default = "
+        "OMP_WAIT_POLICY unset, the recipe's unless the user exports it; "
+        "PASSIVE: tools/test.sh's)",
+    )
     parser.add_argument("--memory-probe", nargs=2, metavar=("CONFIG", "VARIANT"), help=argparse.SUPPRESS)
     parser.add_argument("--policy-child", choices=POLICIES, help=argparse.SUPPRESS)
     parser.add_argument("--json-out", help=argparse.SUPPRESS)
@@ -147,7 +186,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         except ValueError as err:
             parser.error(str(err))
         if args.batch % chosen["micro"]:
-            parser.error(f"variant {variant}: --batch {args.batch} is not a multiple of {chosen['micro']} micro-batches")
+            parser.error(
+                f"variant {variant}: --batch {args.batch} is not a multiple of {chosen['micro']} micro-batches"
+            )
     return args
 
 
@@ -181,8 +222,13 @@ def make_batch(name: str, args: argparse.Namespace) -> tuple[torch.Tensor, torch
     return sources.sum(1), sources
 
 
-def make_step(model: torch.nn.Module, mixture: torch.Tensor, sources: torch.Tensor,
-              args: argparse.Namespace, variant: str = "ours") -> Callable[[], None]:
+def make_step(
+    model: torch.nn.Module,
+    mixture: torch.Tensor,
+    sources: torch.Tensor,
+    args: argparse.Namespace,
+    variant: str = "ours",
+) -> Callable[[], None]:
     """One training step of ``model`` on the fixed batch, with the variant's precision and micro-batches."""
     chosen = settings_of(variant)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -190,7 +236,7 @@ def make_step(model: torch.nn.Module, mixture: torch.Tensor, sources: torch.Tens
     uniform = weighting.build({"type": "uniform"})
     labels = [["env"] * sources.shape[1]] * sources.shape[0]
     size = sources.shape[0] // chosen["micro"]
-    pieces = [(mixture[i:i + size], sources[i:i + size], labels[i:i + size]) for i in range(0, len(labels), size)]
+    pieces = [(mixture[i : i + size], sources[i : i + size], labels[i : i + size]) for i in range(0, len(labels), size)]
 
     def terms(piece: tuple) -> Terms:
         with torch.autocast(device_type, dtype=torch.bfloat16) if chosen["bf16"] else contextlib.nullcontext():
@@ -222,9 +268,21 @@ def max_relative_difference(stock: torch.nn.Module, ours: torch.nn.Module, mixtu
     return ((out - reference).abs().max() / reference.abs().max()).item()
 
 
-def conv_backward_flop(grad_out_shape: list[int], x_shape: list[int], w_shape: list[int], _bias: Any,
-                       _stride: Any, _padding: Any, _dilation: Any, transposed: bool, _output_padding: Any,
-                       _groups: int, output_mask: list[bool], out_shape: Any = None, **kwargs: Any) -> int:
+def conv_backward_flop(
+    grad_out_shape: list[int],
+    x_shape: list[int],
+    w_shape: list[int],
+    _bias: Any,
+    _stride: Any,
+    _padding: Any,
+    _dilation: Any,
+    transposed: bool,
+    _output_padding: Any,
+    _groups: int,
+    output_mask: list[bool],
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> int:
     """FLOPs of ``aten.convolution_backward``: each requested gradient costs what the forward costs.
 
     Every multiply-add of the forward (output position x tap x input channel
@@ -266,8 +324,10 @@ class StepCosts(TorchDispatchMode):
         if not in_place and outputs and all(t.untyped_storage().data_ptr() in input_storages for t in outputs):
             moved = 0
         else:
-            distinct = {(t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride())): t
-                        for t in inputs + outputs}
+            distinct = {
+                (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride())): t
+                for t in inputs + outputs
+            }
             moved = sum(min(t.numel() * t.element_size(), t.untyped_storage().nbytes()) for t in distinct.values())
         flops = self.formulas[packet](*args, **kwargs, out_val=out) if packet in self.formulas else 0
         self.ops.append((packet.__name__, flops, moved))
@@ -315,7 +375,7 @@ def sgemm_rate(device: str, size: int = SGEMM_SIZE, repeats: int = 5) -> float:
     """GFLOP/s of a square fp32 matrix product, median of ``repeats``: the compute roof of this process."""
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
-    return 2 * size ** 3 / median_seconds(lambda: torch.mm(a, b), device, repeats) / 1e9
+    return 2 * size**3 / median_seconds(lambda: torch.mm(a, b), device, repeats) / 1e9
 
 
 def memory_probe(args: argparse.Namespace) -> None:
@@ -327,8 +387,21 @@ def memory_probe(args: argparse.Namespace) -> None:
 
 
 def peak_memory(args: argparse.Namespace, name: str, variant: str) -> int:
-    command = [sys.executable, __file__, "--memory-probe", name, variant, "--batch", str(args.batch),
-               "--seconds", str(args.seconds), "--threads", str(args.threads), "--device", args.device]
+    command = [
+        sys.executable,
+        __file__,
+        "--memory-probe",
+        name,
+        variant,
+        "--batch",
+        str(args.batch),
+        "--seconds",
+        str(args.seconds),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+    ]
     if not args.optimizer_step:
         command.append("--no-optimizer-step")
     return run_probe(command)
@@ -372,17 +445,30 @@ def step_times(args: argparse.Namespace, name: str) -> Measured:
                 first[variant] = time.perf_counter() - start
     sgemm, copy = statistics.median(rates), statistics.median(copies)
     costs = {variant: step_costs(steps[variant]) for variant in args.variants}
-    return Measured(times={variant: statistics.median(times[variant]) for variant in args.variants}, first=first,
-                    flops={variant: sum(op[1] for op in costs[variant]) for variant in args.variants},
-                    bytes={variant: sum(op[2] for op in costs[variant]) for variant in args.variants},
-                    roofline={variant: roofline_bound(costs[variant], sgemm, copy) for variant in args.variants},
-                    difference=difference, params=sum(p.numel() for p in built["ours"].parameters()),
-                    sgemm=sgemm, copy=copy)
+    return Measured(
+        times={variant: statistics.median(times[variant]) for variant in args.variants},
+        first=first,
+        flops={variant: sum(op[1] for op in costs[variant]) for variant in args.variants},
+        bytes={variant: sum(op[2] for op in costs[variant]) for variant in args.variants},
+        roofline={variant: roofline_bound(costs[variant], sgemm, copy) for variant in args.variants},
+        difference=difference,
+        params=sum(p.numel() for p in built["ours"].parameters()),
+        sgemm=sgemm,
+        copy=copy,
+    )
 
 
 def child_command(argv: list[str], policy: str, json_out: str, skip_memory: bool) -> list[str]:
-    return [sys.executable, __file__, *argv, "--policy-child", policy, "--json-out", json_out,
-            *(["--skip-memory"] if skip_memory else [])]
+    return [
+        sys.executable,
+        __file__,
+        *argv,
+        "--policy-child",
+        policy,
+        "--json-out",
+        json_out,
+        *(["--skip-memory"] if skip_memory else []),
+    ]
 
 
 def run_policies(args: argparse.Namespace, argv: list[str]) -> None:
@@ -401,14 +487,18 @@ def run_policies(args: argparse.Namespace, argv: list[str]) -> None:
             with open(json_out) as done:
                 results.append(json.load(done))
     print()
-    print(f"side by side (sgemm: {SGEMM_SIZE}^3 fp32 matrix product, copy: a {COPY_MEGABYTES} MB tensor copied, "
-          f"both in the same process; FLOP bound: FLOPs at the sgemm rate; roofline: each op at the sgemm rate or "
-          f"the copy rate, the slower; the recipe's policy: tools/env.sh leaves OMP_WAIT_POLICY to the user, so it "
-          f"runs as 'default' unless exported; tools/test.sh sets PASSIVE; this shell has "
-          f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')})")
-    print(f"  {'policy':9}{'config':12}{'variant':22}{'step s':>8}{'vs stock':>10}{'GFLOP':>8}{'GFLOP/s':>9}"
-          f"{'sgemm':>7}{'of sgemm':>10}{'FLOP bound':>11}{'step/it':>9}{'GB':>7}{'copy':>6}{'roofline':>10}"
-          f"{'step/it':>9}{'load':>10}")
+    print(
+        f"side by side (sgemm: {SGEMM_SIZE}^3 fp32 matrix product, copy: a {COPY_MEGABYTES} MB tensor copied, "
+        f"both in the same process; FLOP bound: FLOPs at the sgemm rate; roofline: each op at the sgemm rate or "
+        f"the copy rate, the slower; the recipe's policy: tools/env.sh leaves OMP_WAIT_POLICY to the user, so it "
+        f"runs as 'default' unless exported; tools/test.sh sets PASSIVE; this shell has "
+        f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')})"
+    )
+    print(
+        f"  {'policy':9}{'config':12}{'variant':22}{'step s':>8}{'vs stock':>10}{'GFLOP':>8}{'GFLOP/s':>9}"
+        f"{'sgemm':>7}{'of sgemm':>10}{'FLOP bound':>11}{'step/it':>9}{'GB':>7}{'copy':>6}{'roofline':>10}"
+        f"{'step/it':>9}{'load':>10}"
+    )
     for result in results:
         for name, row in result["configs"].items():
             for variant in args.variants:
@@ -416,22 +506,28 @@ def run_policies(args: argparse.Namespace, argv: list[str]) -> None:
                 achieved = flops / step / 1e9
                 bound = flops / (row["sgemm"] * 1e9)
                 roofline = row["roofline"][variant]
-                print(f"  {result['policy']:9}{name:12}{variant:22}{step:8.3f}{row['times']['stock'] / step:9.2f}x"
-                      f"{flops / 1e9:8.1f}{achieved:9.1f}{row['sgemm']:7.0f}{achieved / row['sgemm']:10.3f}"
-                      f"{bound:11.3f}{step / bound:9.2f}{row['bytes'][variant] / 1e9:7.1f}{row['copy']:6.1f}"
-                      f"{roofline:10.3f}{step / roofline:9.2f}{result['load'][0]:5.1f}-{result['load'][1]:.1f}")
+                print(
+                    f"  {result['policy']:9}{name:12}{variant:22}{step:8.3f}{row['times']['stock'] / step:9.2f}x"
+                    f"{flops / 1e9:8.1f}{achieved:9.1f}{row['sgemm']:7.0f}{achieved / row['sgemm']:10.3f}"
+                    f"{bound:11.3f}{step / bound:9.2f}{row['bytes'][variant] / 1e9:7.1f}{row['copy']:6.1f}"
+                    f"{roofline:10.3f}{step / roofline:9.2f}{result['load'][0]:5.1f}-{result['load'][1]:.1f}"
+                )
     for name in args.configs:
         for result in results:
             row = result["configs"][name]
             speedup = row["times"]["stock"] / row["times"]["ours"]
-            print(f"{name}, {result['policy']}: ours {speedup:.2f}x stock (target >= {TARGET_SPEEDUP:g}x: "
-                  f"{'met' if speedup >= TARGET_SPEEDUP else 'NOT met'})")
+            print(
+                f"{name}, {result['policy']}: ours {speedup:.2f}x stock (target >= {TARGET_SPEEDUP:g}x: "
+                f"{'met' if speedup >= TARGET_SPEEDUP else 'NOT met'})"
+            )
             if args.device == "cpu":
                 ratio = row["times"]["ours"] / row["roofline"]["ours"]
                 flop_ratio = row["times"]["ours"] / (row["flops"]["ours"] / (row["sgemm"] * 1e9))
-                print(f"{name}, {result['policy']}: ours {ratio:.2f}x its roofline bound (target <= "
-                      f"{TARGET_BOUND_RATIO:g}x: {'met' if ratio <= TARGET_BOUND_RATIO else 'NOT met'}); "
-                      f"{flop_ratio:.2f}x its FLOP bound alone (compute roof only, memory traffic free)")
+                print(
+                    f"{name}, {result['policy']}: ours {ratio:.2f}x its roofline bound (target <= "
+                    f"{TARGET_BOUND_RATIO:g}x: {'met' if ratio <= TARGET_BOUND_RATIO else 'NOT met'}); "
+                    f"{flop_ratio:.2f}x its FLOP bound alone (compute roof only, memory traffic free)"
+                )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -449,54 +545,77 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for name in args.configs:
         measured = step_times(args, name)
-        memory = {variant: math.nan if args.skip_memory else peak_memory(args, name, variant)
-                  for variant in args.variants}
+        memory = {
+            variant: math.nan if args.skip_memory else peak_memory(args, name, variant) for variant in args.variants
+        }
         rows.append((name, measured, memory))
     load_after = os.getloadavg()[0]
     with open(args.json_out, "w") as out:
-        json.dump({"policy": args.policy_child, "load": [load_before, load_after],
-                   "configs": {name: asdict(measured) for name, measured, _ in rows}}, out)
+        json.dump(
+            {
+                "policy": args.policy_child,
+                "load": [load_before, load_after],
+                "configs": {name: asdict(measured) for name, measured, _ in rows},
+            },
+            out,
+        )
 
     what = "forward + PIT loss + backward" + (" + clip + Adam step" if args.optimizer_step else "")
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{os.cpu_count()} CPUs"
-    print(f"setup: batch {args.batch} x {args.seconds} s at {MODEL_DEFAULTS['sample_rate']} Hz, {args.device}, "
-          f"{args.threads} threads, {what}, median of {args.repeats} interleaved steps, "
-          f"freed host memory {'kept' if kept else 'returned (glibc defaults)'}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
-    print(f"machine: {device}, torch {torch.__version__}, "
-          f"1-min load average {load_before:.1f} before, {load_after:.1f} after")
+    print(
+        f"setup: batch {args.batch} x {args.seconds} s at {MODEL_DEFAULTS['sample_rate']} Hz, {args.device}, "
+        f"{args.threads} threads, {what}, median of {args.repeats} interleaved steps, "
+        f"freed host memory {'kept' if kept else 'returned (glibc defaults)'}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}"
+    )
+    print(
+        f"machine: {device}, torch {torch.__version__}, "
+        f"1-min load average {load_before:.1f} before, {load_after:.1f} after"
+    )
     for name, measured, memory in rows:
         times, flops = measured.times, measured.flops
-        print(f"config {name} ({measured.params / 1e6:.2f}M parameters; ours vs stock output difference "
-              f"{measured.difference:.1e}; sgemm {measured.sgemm:.0f} GFLOP/s, copy {measured.copy:.1f} GB/s)")
-        print(f"  {'variant':26}{'step s':>9}{'vs stock':>10}{'vs ours':>9}{'1st step s':>12}{'peak MB':>10}"
-              f"{'mem vs ours':>13}{'GFLOP':>8}{'GFLOP/s':>9}{'of sgemm':>10}{'GB':>7}{'roofline s':>12}")
+        print(
+            f"config {name} ({measured.params / 1e6:.2f}M parameters; ours vs stock output difference "
+            f"{measured.difference:.1e}; sgemm {measured.sgemm:.0f} GFLOP/s, copy {measured.copy:.1f} GB/s)"
+        )
+        print(
+            f"  {'variant':26}{'step s':>9}{'vs stock':>10}{'vs ours':>9}{'1st step s':>12}{'peak MB':>10}"
+            f"{'mem vs ours':>13}{'GFLOP':>8}{'GFLOP/s':>9}{'of sgemm':>10}{'GB':>7}{'roofline s':>12}"
+        )
         for variant in args.variants:
             achieved = flops[variant] / times[variant] / 1e9
-            print(f"  {variant:26}{times[variant]:9.3f}{times['stock'] / times[variant]:9.2f}x"
-                  f"{times[variant] / times['ours']:9.3f}{measured.first[variant]:12.1f}"
-                  f"{memory[variant] / 2**20:10.0f}{memory[variant] / memory['ours']:13.3f}{flops[variant] / 1e9:8.1f}"
-                  f"{achieved:9.1f}{achieved / measured.sgemm:10.3f}{measured.bytes[variant] / 1e9:7.1f}"
-                  f"{measured.roofline[variant]:12.3f}")
+            print(
+                f"  {variant:26}{times[variant]:9.3f}{times['stock'] / times[variant]:9.2f}x"
+                f"{times[variant] / times['ours']:9.3f}{measured.first[variant]:12.1f}"
+                f"{memory[variant] / 2**20:10.0f}{memory[variant] / memory['ours']:13.3f}{flops[variant] / 1e9:8.1f}"
+                f"{achieved:9.1f}{achieved / measured.sgemm:10.3f}{measured.bytes[variant] / 1e9:7.1f}"
+                f"{measured.roofline[variant]:12.3f}"
+            )
     if args.device == "cpu" and max(load_before, load_after) > args.threads:
-        print(f"WARNING: load average above {args.threads} threads: other processes share the cores, and the "
-              f"timings are inflated, unevenly between the models; rerun on a quiet machine")
+        print(
+            f"WARNING: load average above {args.threads} threads: other processes share the cores, and the "
+            f"timings are inflated, unevenly between the models; rerun on a quiet machine"
+        )
     for name, measured, memory in rows:
         times = measured.times
         if args.device.startswith("cuda"):
             best = min(args.variants[1:], key=times.__getitem__)
             speedup = times["stock"] / times[best]
-            print(f"{name}: best {best} {speedup:.2f}x stock (target >= {GPU_TARGET_SPEEDUP:g}x: "
-                  f"{'met' if speedup >= GPU_TARGET_SPEEDUP else 'NOT met'})")
+            print(
+                f"{name}: best {best} {speedup:.2f}x stock (target >= {GPU_TARGET_SPEEDUP:g}x: "
+                f"{'met' if speedup >= GPU_TARGET_SPEEDUP else 'NOT met'})"
+            )
             fitting = [v for v in args.variants[1:] if memory[v] <= GPU_MEMORY_TARGET_GB * 2**30]
             if args.skip_memory:
                 print(f"{name}: peak memory was probed under the first policy (see there)")
             elif fitting:
                 fastest = min(fitting, key=times.__getitem__)
                 ratio = times[fastest] / times["ours"]
-                print(f"{name}: fastest within {GPU_MEMORY_TARGET_GB:g} GB: {fastest}, {memory[fastest] / 2**30:.1f} GB, "
-                      f"{ratio:.2f}x the time of ours (target <= {GPU_MEMORY_TIME_RATIO:g}: "
-                      f"{'met' if ratio <= GPU_MEMORY_TIME_RATIO else 'NOT met'})")
+                print(
+                    f"{name}: fastest within {GPU_MEMORY_TARGET_GB:g} GB: {fastest}, {memory[fastest] / 2**30:.1f} GB, "
+                    f"{ratio:.2f}x the time of ours (target <= {GPU_MEMORY_TIME_RATIO:g}: "
+                    f"{'met' if ratio <= GPU_MEMORY_TIME_RATIO else 'NOT met'})"
+                )
             else:
                 print(f"{name}: no variant within {GPU_MEMORY_TARGET_GB:g} GB (NOT met)")
 

@@ -10,6 +10,7 @@ raises the threshold as large blocks are freed and keeps them resident, so
 the peak would depend on allocation history: probes of the same step
 differed by 600 MB, with the fixed threshold by 1 MB).
 """
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,10 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="This is the measuring helper of bench/model_speed.py and bench/reweight_overhead.py (run those); "
-               "by itself it measures nothing.")
+        "by itself it measures nothing.",
+    )
     parser.parse_args()
     parser.print_help()

@@ -34,6 +34,7 @@ Run in the folder of the configs (``--conf``), e.g. a recipe after ``./run.sh
 
 Printed: the median seconds of each over ``--rounds`` and their ratio.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,9 +49,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
+from model_speed import make_step
 from pytorch_lightning.callbacks import Callback
 
-from model_speed import make_step
 from ugr.pipeline import config as config_lib
 from ugr.pipeline import efficiency
 from ugr.pipeline.system import SeparationSystem
@@ -76,17 +77,29 @@ class StepClock(Callback):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=Path("egs/wsj0_esc50/conf/cpu/baseline_cpu.yaml"),
-                        help="experiment config (default: %(default)s)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path("egs/wsj0_esc50/conf/cpu/baseline_cpu.yaml"),
+        help="experiment config (default: %(default)s)",
+    )
     parser.add_argument("--override", action="append", default=[], help="SECTION.KEY=VALUE ..., as ugr.pipeline.train")
-    parser.add_argument("--data", type=Path, default=Path("egs/wsj0_esc50/data"),
-                        help="prepared data folder with the config's lists (stages 0-1; default: %(default)s)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path("egs/wsj0_esc50/data"),
+        help="prepared data folder with the config's lists (stages 0-1; default: %(default)s)",
+    )
     parser.add_argument("--ngpu", type=int, default=0, choices=[0, 1], help="0: CPU, 1: one GPU (default: 0)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per round (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed first steps (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=2, help="alternations recipe/bare (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                        help="torch CPU threads, for both (default: torch's, %(default)s, as the recipe)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=torch.get_num_threads(),
+        help="torch CPU threads, for both (default: torch's, %(default)s, as the recipe)",
+    )
     args = parser.parse_args(argv)
     if min(args.steps, args.rounds) < 1 or args.warmup < 0:
         parser.error("--steps and --rounds must be >= 1, --warmup >= 0")
@@ -129,6 +142,7 @@ OLD_TASK_SCRIPT = "egs/TEMPLATE/scripts/task.sh"
 def _old_code(into: Path) -> str:
     """Extracts ``ugr/`` of the last commit that had the stage-2 chain of processes (scripts/task.sh) into
     ``into``; returns the commit."""
+
     def git(*words: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "-C", str(ROOT), *words], capture_output=True, text=True, check=check)
 
@@ -153,9 +167,11 @@ def _timed(commands: list[list[str]], env: dict[str, str], ok: tuple[int, ...] =
 
 
 def task_startup(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="recipe_speed.py task-startup",
-                                     description="stage 2's per-task start-up on a trained folder, before and after "
-                                                 "it became one process (see the module's help)")
+    parser = argparse.ArgumentParser(
+        prog="recipe_speed.py task-startup",
+        description="stage 2's per-task start-up on a trained folder, before and after "
+        "it became one process (see the module's help)",
+    )
     parser.add_argument("--experiments", required=True, help="the run's experiments (the trained one first)")
     parser.add_argument("--conf", default="conf")
     parser.add_argument("--seeds", default="")
@@ -168,24 +184,55 @@ def task_startup(argv: list[str]) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternations before/after; medians [3]")
     args = parser.parse_args(argv)
     python = sys.executable
-    options = ["--experiments", args.experiments, "--conf", args.conf, "--seeds", args.seeds, "--sweep", args.sweep,
-               "--tag", args.tag, "--override", args.override]
-    after = [[python, "-m", "ugr.pipeline.task", "train", "--index", str(args.index), *options, "--data", args.data,
-              "--exp", args.exp]]
+    options = [
+        "--experiments",
+        args.experiments,
+        "--conf",
+        args.conf,
+        "--seeds",
+        args.seeds,
+        "--sweep",
+        args.sweep,
+        "--tag",
+        args.tag,
+        "--override",
+        args.override,
+    ]
+    after = [
+        [
+            python,
+            "-m",
+            "ugr.pipeline.task",
+            "train",
+            "--index",
+            str(args.index),
+            *options,
+            "--data",
+            args.data,
+            "--exp",
+            args.exp,
+        ]
+    ]
     with tempfile.TemporaryDirectory(prefix="recipe_speed_old_") as old:
         commit = _old_code(Path(old))
         old_env = {**os.environ, "PYTHONPATH": old}
         new_env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        task = subprocess.run([python, "-m", "ugr.pipeline.variants", *options, "task", str(args.index)],
-                              capture_output=True, text=True, env=old_env, check=True).stdout.splitlines()
+        task = subprocess.run(
+            [python, "-m", "ugr.pipeline.variants", *options, "task", str(args.index)],
+            capture_output=True,
+            text=True,
+            env=old_env,
+            check=True,
+        ).stdout.splitlines()
         exp_dir = str(Path(args.exp) / task[1])
-        before = [[python, "-m", "ugr.pipeline.variants", "--experiments", args.experiments, "--conf", args.conf,
-                   "configs"],
-                  [python, "-m", "ugr.pipeline.variants", *options, "names"],
-                  [python, "-m", "ugr.pipeline.variants", *options, "task", str(args.index)],
-                  [python, "-m", "ugr.pipeline.experiment_dir", "done", exp_dir],
-                  [python, "-m", "ugr.pipeline.experiment_dir", "lock", exp_dir],
-                  [python, "-m", "ugr.pipeline.provenance", "check", "--exp-dir", exp_dir, "--data", args.data]]
+        before = [
+            [python, "-m", "ugr.pipeline.variants", "--experiments", args.experiments, "--conf", args.conf, "configs"],
+            [python, "-m", "ugr.pipeline.variants", *options, "names"],
+            [python, "-m", "ugr.pipeline.variants", *options, "task", str(args.index)],
+            [python, "-m", "ugr.pipeline.experiment_dir", "done", exp_dir],
+            [python, "-m", "ugr.pipeline.experiment_dir", "lock", exp_dir],
+            [python, "-m", "ugr.pipeline.provenance", "check", "--exp-dir", exp_dir, "--data", args.data],
+        ]
         if not (Path(exp_dir) / "train.done").is_file():
             raise SystemExit(f"recipe_speed: {exp_dir} is not trained (no train.done): train it first")
         old_times, new_times = [], []
@@ -193,12 +240,16 @@ def task_startup(argv: list[str]) -> None:
             old_times.append(_timed(before, old_env))
             new_times.append(_timed(after, new_env, ok=(3,)))  # ugr.pipeline.task.CURRENT: skipped
     old_s, new_s = statistics.median(old_times), statistics.median(new_times)
-    print(f"task start-up of stage 2 on the trained {exp_dir}, until 'skipping' ({os.cpu_count()} CPUs, 1-min load "
-          f"average {os.getloadavg()[0]:.1f}); median of {args.rounds} rounds:")
-    print(f"  before ({commit[:10]}: {len(before)} processes): {old_s:.2f} s "
-          f"({', '.join(f'{t:.2f}' for t in old_times)})")
-    print(f"  after (python -m ugr.pipeline.task, 1 process): {new_s:.2f} s "
-          f"({', '.join(f'{t:.2f}' for t in new_times)})")
+    print(
+        f"task start-up of stage 2 on the trained {exp_dir}, until 'skipping' ({os.cpu_count()} CPUs, 1-min load "
+        f"average {os.getloadavg()[0]:.1f}); median of {args.rounds} rounds:"
+    )
+    print(
+        f"  before ({commit[:10]}: {len(before)} processes): {old_s:.2f} s ({', '.join(f'{t:.2f}' for t in old_times)})"
+    )
+    print(
+        f"  after (python -m ugr.pipeline.task, 1 process): {new_s:.2f} s ({', '.join(f'{t:.2f}' for t in new_times)})"
+    )
     print(f"  ratio before/after: {old_s / new_s:.2f}")
 
 
@@ -224,17 +275,25 @@ def main(argv: list[str] | None = None) -> None:
     load_after = os.getloadavg()[0]
     recipe_rate, bare_rate = statistics.median(recipe), statistics.median(bare)
     training = record["training"]
-    print(f"setup: {args.config} (batch {training['batch_size']} x {cfg.data.segment} s, "
-          f"{training['num_workers']} data workers, precision {training['precision']}, compile {training['compile']}, "
-          f"activation checkpointing {training['activation_checkpointing']}), {'cuda' if args.ngpu else 'cpu'}, "
-          f"{args.threads} threads, {args.steps} timed steps after {args.warmup}, median of {args.rounds} rounds")
-    print(f"machine: {torch.cuda.get_device_name() if args.ngpu else f'{os.cpu_count()} CPUs'}, "
-          f"torch {torch.__version__}, 1-min load average {load_before:.1f} before, {load_after:.1f} after; "
-          f"CPU time of this process {time.process_time() - cpu_before:.0f} s")
-    print(f"  rounds, recipe steps/s: {', '.join(f'{r:.3f}' for r in recipe)}; bare: {', '.join(f'{b:.3f}' for b in bare)}")
+    print(
+        f"setup: {args.config} (batch {training['batch_size']} x {cfg.data.segment} s, "
+        f"{training['num_workers']} data workers, precision {training['precision']}, compile {training['compile']}, "
+        f"activation checkpointing {training['activation_checkpointing']}), {'cuda' if args.ngpu else 'cpu'}, "
+        f"{args.threads} threads, {args.steps} timed steps after {args.warmup}, median of {args.rounds} rounds"
+    )
+    print(
+        f"machine: {torch.cuda.get_device_name() if args.ngpu else f'{os.cpu_count()} CPUs'}, "
+        f"torch {torch.__version__}, 1-min load average {load_before:.1f} before, {load_after:.1f} after; "
+        f"CPU time of this process {time.process_time() - cpu_before:.0f} s"
+    )
+    print(
+        f"  rounds, recipe steps/s: {', '.join(f'{r:.3f}' for r in recipe)}; bare: {', '.join(f'{b:.3f}' for b in bare)}"
+    )
     ratio = recipe_rate / bare_rate
-    print(f"recipe {recipe_rate:.3f} steps/s, bare step {bare_rate:.3f} steps/s: ratio {ratio:.3f} "
-          f"(target >= {TARGET_RATIO:g}: {'met' if ratio >= TARGET_RATIO else 'NOT met'})")
+    print(
+        f"recipe {recipe_rate:.3f} steps/s, bare step {bare_rate:.3f} steps/s: ratio {ratio:.3f} "
+        f"(target >= {TARGET_RATIO:g}: {'met' if ratio >= TARGET_RATIO else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ median. Peak memory: see ``peak_memory.py`` (the CUDA allocator's peak, or on CP
 the resident peak of fresh processes), median over several probes.
 Target: both ratios at most 1.01.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,27 +20,40 @@ import sys
 import time
 
 import torch
-
 from peak_memory import run_probe, step_peak_bytes
+
+from ugr.core.step import reweigh
+from ugr.core.weighting import build
 from ugr.pipeline import efficiency
 from ugr.separation import losses as L
-from ugr.core.weighting import build
-from ugr.core.step import reweigh
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=["sudormrf_improved", "sudormrf"], default="sudormrf_improved",
-                        help="asteroid model in its default config (default: %(default)s)")
+    parser.add_argument(
+        "--model",
+        choices=["sudormrf_improved", "sudormrf"],
+        default="sudormrf_improved",
+        help="asteroid model in its default config (default: %(default)s)",
+    )
     parser.add_argument("--batch", type=int, default=4, help="mixtures per batch (default: %(default)s)")
-    parser.add_argument("--seconds", type=float, default=2.0, help="mixture length in s at 8 kHz (default: %(default)s)")
+    parser.add_argument(
+        "--seconds", type=float, default=2.0, help="mixture length in s at 8 kHz (default: %(default)s)"
+    )
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per variant (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
-    parser.add_argument("--weighting", default='{"type": "robust", "alpha": 0.2}',
-                        help="UGR weighting config as JSON (default: %(default)s)")
-    parser.add_argument("--memory-probes", type=int, default=3,
-                        help="fresh processes per variant for the peak memory, median (default: %(default)s)")
+    parser.add_argument(
+        "--weighting",
+        default='{"type": "robust", "alpha": 0.2}',
+        help="UGR weighting config as JSON (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--memory-probes",
+        type=int,
+        default=3,
+        help="fresh processes per variant for the peak memory, median (default: %(default)s)",
+    )
     parser.add_argument("--memory-probe", choices=["uniform", "ugr"], help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -63,8 +77,13 @@ def make_step(args: argparse.Namespace, variant: str):
         if variant == "uniform":
             loss = losses.mean()
         else:
-            logits = weighting(losses=losses, neg_sisdri=L.neg_sisdri(per_source.detach(), mix, src).detach(),
-                               classes=classes, step=0, epoch=0)
+            logits = weighting(
+                losses=losses,
+                neg_sisdri=L.neg_sisdri(per_source.detach(), mix, src).detach(),
+                classes=classes,
+                step=0,
+                epoch=0,
+            )
             loss = reweigh(losses, lambda **context: logits).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -82,9 +101,24 @@ def memory_probe(args: argparse.Namespace) -> None:
 
 
 def peak_memory(args: argparse.Namespace, variant: str) -> int:
-    command = [sys.executable, __file__, "--memory-probe", variant, "--model", args.model, "--batch", str(args.batch),
-               "--seconds", str(args.seconds), "--threads", str(args.threads), "--device", args.device,
-               "--weighting", args.weighting]
+    command = [
+        sys.executable,
+        __file__,
+        "--memory-probe",
+        variant,
+        "--model",
+        args.model,
+        "--batch",
+        str(args.batch),
+        "--seconds",
+        str(args.seconds),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+        "--weighting",
+        args.weighting,
+    ]
     return run_probe(command)
 
 
@@ -110,9 +144,11 @@ def main(argv: list[str] | None = None) -> None:
         for variant in ("uniform", "ugr"):
             peaks[variant].append(peak_memory(args, variant))
     uniform_m, ugr_m = (statistics.median(peaks[v]) for v in ("uniform", "ugr"))
-    print(f"setup: {args.model} default config, batch {args.batch} x {args.seconds} s at 8 kHz, "
-          f"{args.device}, {args.threads} threads, weighting {args.weighting}, median of {args.repeats} steps "
-          f"and of {args.memory_probes} memory probes")
+    print(
+        f"setup: {args.model} default config, batch {args.batch} x {args.seconds} s at 8 kHz, "
+        f"{args.device}, {args.threads} threads, weighting {args.weighting}, median of {args.repeats} steps "
+        f"and of {args.memory_probes} memory probes"
+    )
     for variant in ("uniform", "ugr"):
         print(f"  peak memory probes {variant}: {[round(m / 2**20) for m in peaks[variant]]} MB")
     print(f"{'':14}{'uniform':>12}{'ugr':>12}{'ratio':>9}")

@@ -11,6 +11,7 @@ the script checks they agree before it prints the ratio.
 
     tools/venv/bin/python bench/scoring_throughput.py [--mixtures 2000] [--seconds 4] [--batch 16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,9 @@ from asteroid.losses import PITLossWrapper, pairwise_neg_sisdr, singlesrc_neg_si
 from ugr.pipeline.score import score_batch
 
 
-def asteroid_evaluation(est: torch.Tensor, sources: torch.Tensor, mixture: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def asteroid_evaluation(
+    est: torch.Tensor, sources: torch.Tensor, mixture: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The evaluation one writes with asteroid's PIT wrapper: reorder, then score each source."""
     _, reordered = PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx")(est, sources, return_est=True)
     batch, n_src, frames = sources.shape
@@ -72,8 +75,10 @@ def main() -> None:
     n_sources = 2 * args.mixtures
     t_ugr = measure(score_batch, batches, args.repeats)
     t_ast = measure(asteroid_evaluation, batches, args.repeats)
-    print(f"torch threads: {torch.get_num_threads()}; {args.mixtures} mixtures x 2 sources, {args.seconds:g} s at 8 kHz, "
-          f"batch {args.batch}")
+    print(
+        f"torch threads: {torch.get_num_threads()}; {args.mixtures} mixtures x 2 sources, {args.seconds:g} s at 8 kHz, "
+        f"batch {args.batch}"
+    )
     print(f"ugr.pipeline.score.score_batch       : {n_sources / t_ugr:10.0f} estimated sources/s ({t_ugr:.3f} s)")
     print(f"PITLossWrapper + re-scoring : {n_sources / t_ast:10.0f} estimated sources/s ({t_ast:.3f} s)")
     print(f"ratio (ugr / asteroid)      : {t_ast / t_ugr:.2f}x")

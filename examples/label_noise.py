@@ -17,6 +17,7 @@ same MLP is trained with the same seed under each weighting, in plain PyTorch
 
 prints clean test accuracy per weighting and seed (a few seconds on a CPU).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,7 +74,9 @@ def main() -> None:
     print("weighting      " + " ".join(f"seed {s:<3d}" for s in args.seeds) + "  mean")
     for name, cfg in WEIGHTINGS.items():
         accuracies = [train(cfg, seed, args.noise) for seed in args.seeds]
-        print(f"{name:<14s} " + " ".join(f"{a:8.3f}" for a in accuracies) + f"  {sum(accuracies) / len(accuracies):.3f}")
+        print(
+            f"{name:<14s} " + " ".join(f"{a:8.3f}" for a in accuracies) + f"  {sum(accuracies) / len(accuracies):.3f}"
+        )
 
 
 if __name__ == "__main__":

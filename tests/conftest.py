@@ -1,5 +1,6 @@
 """Shared fixtures: a real one-node Slurm cluster for the `slurm` backend tests; a tiny prepared corpus and an
 experiment trained on it for the stage 2 tests. How tools/test.sh's pytest-xdist workers share the files."""
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     of the cluster outside SLURM_FILES."""
     for item in items:
         if "slurm_cluster" in getattr(item, "fixturenames", ()) and item.nodeid.split("::")[0] not in SLURM_FILES:
-            raise pytest.UsageError(f"{item.nodeid} uses the fixture slurm_cluster: add its file to SLURM_FILES "
-                                    f"in tests/conftest.py")
+            raise pytest.UsageError(
+                f"{item.nodeid} uses the fixture slurm_cluster: add its file to SLURM_FILES in tests/conftest.py"
+            )
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

@@ -1,4 +1,5 @@
 """Copied recipes with tiny configs, and small corpora in each recipe's layout, for the recipe tests; no tests here."""
+
 from __future__ import annotations
 
 import subprocess
@@ -9,7 +10,6 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 import yaml
-
 from test_data_helpers import make_esc50, make_wsj0, tone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,22 +27,24 @@ EXPERIMENTS = "tiny tiny_robust"
 def tiny_overrides(experiment: str = "") -> str:
     """TINY_SIZES as run.sh --override words (for running a recipe's shipped configs unchanged)."""
     prefix = f"{experiment}:" if experiment else ""
-    return " ".join(f"{prefix}{section}.{key}={value}" for section, values in TINY_SIZES.items()
-                    for key, value in values.items())
+    return " ".join(
+        f"{prefix}{section}.{key}={value}" for section, values in TINY_SIZES.items() for key, value in values.items()
+    )
 
 
-def run_recipe(recipe: Path, *args: str, check: bool = True, timeout: float = 600,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_recipe(
+    recipe: Path, *args: str, check: bool = True, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """./run.sh ARGS in the copy; with check, a failure shows the tails of its output."""
-    done = subprocess.run(["./run.sh", *args], cwd=recipe, capture_output=True, text=True, timeout=timeout,
-                          env=env)
+    done = subprocess.run(["./run.sh", *args], cwd=recipe, capture_output=True, text=True, timeout=timeout, env=env)
     if check:
         assert done.returncode == 0, f"run.sh {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
 
 
-def copy_recipe(root: Path, name: str = "mycopy", tiny: dict[str, Any] | None = TINY,
-                recipe: str = "wsj0_esc50") -> Path:
+def copy_recipe(
+    root: Path, name: str = "mycopy", tiny: dict[str, Any] | None = TINY, recipe: str = "wsj0_esc50"
+) -> Path:
     """`cp -r egs/RECIPE egs/NAME` in a tree ROOT whose tools/ and egs/TEMPLATE are the project's; with ``tiny``,
     adds conf/tiny.yaml and, in a folder of conf/ as the shipped configs are, conf/tiny/tiny_robust.yaml (the same,
     robust weighting): the experiments tiny and tiny_robust."""
@@ -83,8 +85,9 @@ def make_wsj0_2mix(root: Path, mixtures: dict[str, int] | None = None) -> Path:
             snr = float(rng.uniform(0, 2.5))
             signals = [tone(float(rng.uniform(1.0, 2.0)), 8000, zlib.crc32(u.encode())) for u in utts]
             frames = min(len(s) for s in signals)
-            s1, s2 = (s[:frames] / np.sqrt(np.mean(s[:frames] ** 2)) * 10 ** (g / 20) for s, g in zip(signals,
-                                                                                                     (snr, -snr)))
+            s1, s2 = (
+                s[:frames] / np.sqrt(np.mean(s[:frames] ** 2)) * 10 ** (g / 20) for s, g in zip(signals, (snr, -snr))
+            )
             scale = 0.9 / np.max(np.abs(s1 + s2))
             name = f"{utts[0]}_{snr:.4f}_{utts[1]}_{-snr:.4f}.wav"
             for part, signal in (("s1", s1), ("s2", s2), ("mix_clean", s1 + s2)):
@@ -94,8 +97,9 @@ def make_wsj0_2mix(root: Path, mixtures: dict[str, int] | None = None) -> Path:
     return root
 
 
-def make_class_folders(root: Path, classes: tuple[str, ...] = ("dog", "rain", "siren", "speech"),
-                       per_class: int = 5) -> Path:
+def make_class_folders(
+    root: Path, classes: tuple[str, ...] = ("dog", "rain", "siren", "speech"), per_class: int = 5
+) -> Path:
     """``root/<class>/*`` at odd rates, some stereo, in wav/flac/ogg: the user's own sounds."""
     formats = [("wav", 11025, 1), ("flac", 22050, 2), ("ogg", 44100, 1), ("wav", 16000, 2), ("wav", 8000, 1)]
     for c, name in enumerate(classes):

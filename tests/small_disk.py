@@ -4,6 +4,7 @@ The folder becomes a fresh tmpfs in a private mount namespace (``unshare``;
 no root needed where unprivileged user namespaces are allowed), so a full
 disk and a read-only folder are real ones, for the command alone.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -26,9 +27,16 @@ def require_namespaces() -> None:
         pytest.skip("needs unshare with user and mount namespaces (util-linux) to mount a small file system")
 
 
-def run_with_folder_on(folder: Path, command: list[str], *, size: str = "64k", read_only: bool = False,
-                       setup: Optional[list[str]] = None, cwd: Optional[Path] = None,
-                       timeout: float = 600) -> subprocess.CompletedProcess:
+def run_with_folder_on(
+    folder: Path,
+    command: list[str],
+    *,
+    size: str = "64k",
+    read_only: bool = False,
+    setup: Optional[list[str]] = None,
+    cwd: Optional[Path] = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
     """``command`` with ``folder`` (an existing folder) on a tmpfs of ``size``, read-only if asked, after the
     optional ``setup`` command has written there. The last stdout line lists the temporary files left there."""
     require_namespaces()
@@ -37,11 +45,13 @@ def run_with_folder_on(folder: Path, command: list[str], *, size: str = "64k", r
         steps.append(shlex.join(setup))
     if read_only:
         steps.append(f"mount -o remount,ro {shlex.quote(str(folder))}")
-    script = (" && ".join(steps) + f" && {{ {shlex.join(command)}; status=$?; "
-              f"echo {LEFT} $(find {shlex.quote(str(folder))} -name '*.tmp'); exit $status; }}")
+    script = (
+        " && ".join(steps) + f" && {{ {shlex.join(command)}; status=$?; "
+        f"echo {LEFT} $(find {shlex.quote(str(folder))} -name '*.tmp'); exit $status; }}"
+    )
     return subprocess.run([*UNSHARE, "sh", "-c", script], capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
 def left_behind(done: subprocess.CompletedProcess) -> list[str]:
     line = [line for line in done.stdout.splitlines() if line.startswith(LEFT)][-1]
-    return line[len(LEFT):].split()
+    return line[len(LEFT) :].split()

@@ -1,5 +1,6 @@
 """UGRLoss in a stock asteroid System: the update is sum_i p_i g_i, step/epoch from UGRProgress, labels with the
 targets, the mean in validation, clear errors for losses it cannot weigh, and the global pmf under 2-process DDP."""
+
 from __future__ import annotations
 
 import itertools
@@ -55,12 +56,27 @@ class Recorder(Callback):
 def fit(loss_func: UGRLoss, dataset, root, steps: int = 1, callbacks=()) -> Recorder:
     """Stock System and Trainer (a logger too: System logs hp_metric after validation)."""
     model = TinySeparator()
-    system = System(model, torch.optim.SGD(model.parameters(), lr=0.1), loss_func,
-                    DataLoader(dataset, batch_size=BATCH), DataLoader(dataset, batch_size=BATCH))
+    system = System(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        loss_func,
+        DataLoader(dataset, batch_size=BATCH),
+        DataLoader(dataset, batch_size=BATCH),
+    )
     recorder = Recorder(loss_func)
-    trainer = pl.Trainer(max_steps=steps, accelerator="cpu", devices=1, precision="64-true", logger=CSVLogger(root),
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         default_root_dir=root, num_sanity_val_steps=0, callbacks=[recorder, *callbacks])
+    trainer = pl.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        devices=1,
+        precision="64-true",
+        logger=CSVLogger(root),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        num_sanity_val_steps=0,
+        callbacks=[recorder, *callbacks],
+    )
     trainer.fit(system)
     return recorder
 
@@ -68,8 +84,10 @@ def fit(loss_func: UGRLoss, dataset, root, steps: int = 1, callbacks=()) -> Reco
 def hand_losses(model: torch.nn.Module, mixture: torch.Tensor, sources: torch.Tensor, granularity: str):
     """Each example alone: both permutations' per-source SI-SDR losses, the better one kept."""
     estimates = model(mixture.unsqueeze(0))[0]
-    options = [torch.stack([singlesrc_neg_sisdr(estimates[e][None], sources[r][None])[0] for r, e in enumerate(perm)])
-               for perm in itertools.permutations(range(2))]
+    options = [
+        torch.stack([singlesrc_neg_sisdr(estimates[e][None], sources[r][None])[0] for r, e in enumerate(perm)])
+        for perm in itertools.permutations(range(2))
+    ]
     best = min(options, key=lambda per_source: per_source.mean().item())
     return best.mean()[None] if granularity == "mixture" else best
 
@@ -77,8 +95,10 @@ def hand_losses(model: torch.nn.Module, mixture: torch.Tensor, sources: torch.Te
 @pytest.mark.parametrize("granularity", ["source", "mixture"])
 def test_in_a_stock_system_the_step_is_the_pmf_weighted_sum_of_per_example_gradients(granularity, tmp_path):
     alpha = 0.5
-    loss_func = UGRLoss(PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx"),
-                        weighting={"type": "robust", "alpha": alpha, "granularity": granularity})
+    loss_func = UGRLoss(
+        PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx"),
+        weighting={"type": "robust", "alpha": alpha, "granularity": granularity},
+    )
     mixture, sources = mixtures()
     stepped = fit(loss_func, TensorDataset(mixture, sources), tmp_path).gradients
 
@@ -89,48 +109,63 @@ def test_in_a_stock_system_the_step_is_the_pmf_weighted_sum_of_per_example_gradi
     assert p.max() > 1.5 / terms.numel(), "the weights must differ from uniform for the test to mean anything"
     expected = {n: torch.zeros_like(q) for n, q in model.named_parameters()}
     for weight, loss in zip(p, terms):
-        for (name, param), grad in zip(model.named_parameters(), torch.autograd.grad(loss, list(model.parameters()),
-                                                                                     retain_graph=True)):
+        for (name, _), grad in zip(
+            model.named_parameters(), torch.autograd.grad(loss, list(model.parameters()), retain_graph=True)
+        ):
             expected[name] += weight * grad
     for name in expected:
         torch.testing.assert_close(stepped[name], expected[name], rtol=1e-9, atol=1e-12)
 
 
 def test_progress_callback_gives_curriculum_the_trainers_step(tmp_path):
-    loss_func = UGRLoss(PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx"),
-                        weighting={"type": "curriculum", "beta0": -2.0, "horizon_steps": 2})
-    weights = fit(loss_func, TensorDataset(*mixtures(3 * BATCH)), tmp_path, steps=3, callbacks=[UGRProgress(loss_func)]).weights
+    loss_func = UGRLoss(
+        PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx"),
+        weighting={"type": "curriculum", "beta0": -2.0, "horizon_steps": 2},
+    )
+    weights = fit(
+        loss_func, TensorDataset(*mixtures(3 * BATCH)), tmp_path, steps=3, callbacks=[UGRProgress(loss_func)]
+    ).weights
     assert loss_func.step == 2 and loss_func.epoch == 0
     assert weights[0].max() > 1.2 / weights[0].numel()  # step 0: beta = -2, easy examples first
     torch.testing.assert_close(weights[2], torch.full_like(weights[2], 1 / weights[2].numel()))  # the horizon
 
 
 def test_curriculum_without_the_progress_callback_says_how_to_add_it():
-    loss_func = UGRLoss(PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx"),
-                        weighting={"type": "curriculum", "beta0": -2.0, "horizon_steps": 2})
+    loss_func = UGRLoss(
+        PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx"),
+        weighting={"type": "curriculum", "beta0": -2.0, "horizon_steps": 2},
+    )
     with pytest.raises(ValueError, match=r"needs the context key 'step'.*UGRProgress\(loss_func\)"):
         mixture, sources = mixtures()
         loss_func(TinySeparator()(mixture), sources)
 
 
 def test_labels_ride_with_the_targets_and_validation_gets_the_plain_mean():
-    loss_func = UGRLoss(PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx"),
-                        weighting={"type": "class", "gamma": {1: 2.0}, "granularity": "mixture"})
+    loss_func = UGRLoss(
+        PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx"),
+        weighting={"type": "class", "gamma": {1: 2.0}, "granularity": "mixture"},
+    )
     mixture, sources = mixtures()
     estimates = TinySeparator()(mixture)
     labels = torch.tensor([0, 1, 0, 0])
     loss_func(estimates, (sources, labels))
     p = loss_func.last_weights
-    assert (p[1] / p[0]).item() == pytest.approx(torch.e ** 2)
+    assert (p[1] / p[0]).item() == pytest.approx(torch.e**2)
     plain = PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx")(estimates, sources)
     torch.testing.assert_close(loss_func.eval()(estimates, (sources, labels)), plain)
 
 
-@pytest.mark.parametrize("loss_func, weighting, message", [
-    (lambda est, ref: (est - ref).pow(2).mean(), {"type": "uniform"}, "returned a scalar.*per-example loss"),
-    (PITLossWrapper(lambda est, ref: (est - ref).pow(2).mean(dim=(1, 2)), pit_from="perm_avg"),
-     {"type": "uniform"}, "one loss per mixture, not per source; set the weighting's granularity: mixture"),
-])
+@pytest.mark.parametrize(
+    "loss_func, weighting, message",
+    [
+        (lambda est, ref: (est - ref).pow(2).mean(), {"type": "uniform"}, "returned a scalar.*per-example loss"),
+        (
+            PITLossWrapper(lambda est, ref: (est - ref).pow(2).mean(dim=(1, 2)), pit_from="perm_avg"),
+            {"type": "uniform"},
+            "one loss per mixture, not per source; set the weighting's granularity: mixture",
+        ),
+    ],
+)
 def test_losses_it_cannot_weigh_are_refused_with_the_fix(loss_func, weighting, message):
     mixture, sources = mixtures()
     with pytest.raises(ValueError, match=message):
@@ -156,7 +191,8 @@ def _ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
         share = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
         net = torch.nn.parallel.DistributedDataParallel(model)
         UGRLoss(PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx"), DDP_WEIGHTING)(
-            net(mixture[share]), sources[share]).backward()
+            net(mixture[share]), sources[share]
+        ).backward()
         if rank == 0:
             torch.save({n: p.grad for n, p in model.named_parameters()}, out)
         dist.barrier()  # leave together: a rank exiting while gloo still talks to it aborts the other

@@ -1,5 +1,6 @@
 """ugr.io.atomic: outputs appear whole or not at all, with the umask's mode (not mkstemp's 0600); a write the
 system refuses (full disk, read-only folder) is one error naming the file and the cause, whatever the writer."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,8 @@ import stat
 import sys
 
 import pytest
-
 from small_disk import left_behind, run_with_folder_on
+
 from ugr.io.atomic import atomic_write, atomic_write_text
 
 
@@ -43,7 +44,7 @@ WRITERS = {  # every kind of output, each larger than the small disk
     "torch": "atomic_torch_save({'w': torch.zeros(100_000)}, target)",
     "wav": "write_wav(target, np.zeros(100_000, np.float32), 8000)",
     "png": "figure = plt.figure(); plt.imshow(np.random.rand(400, 400)); "
-           "atomic_write(target, lambda handle: figure.savefig(handle, format='png', dpi=300))",
+    "atomic_write(target, lambda handle: figure.savefig(handle, format='png', dpi=300))",
 }
 PROBE = """
 import sys, numpy as np, torch, matplotlib
@@ -68,12 +69,18 @@ def test_a_refused_write_is_one_error_naming_the_file_and_the_cause(tmp_path, re
     folder = tmp_path / "out"
     folder.mkdir()
     old = "; ".join(f"echo old > {folder}/output.{kind}" for kind in WRITERS)
-    done = run_with_folder_on(folder, [sys.executable, "-c", PROBE.format(writers=WRITERS), str(folder)],
-                              read_only=read_only, setup=["sh", "-c", old])
+    done = run_with_folder_on(
+        folder,
+        [sys.executable, "-c", PROBE.format(writers=WRITERS), str(folder)],
+        read_only=read_only,
+        setup=["sh", "-c", old],
+    )
     cause = "Read-only file system" if read_only else "No space left on device"
     for kind in WRITERS:
-        assert (f"{kind} OutputError: cannot write {folder}/output.{kind}: {cause} (check that {folder} is writable"
-                in done.stdout), (kind, done.stdout, done.stderr)
+        assert (
+            f"{kind} OutputError: cannot write {folder}/output.{kind}: {cause} (check that {folder} is writable"
+            in done.stdout
+        ), (kind, done.stdout, done.stderr)
         assert f"{kind} kept: old" in done.stdout
     assert left_behind(done) == []
     assert done.stderr == "", "nothing printed as an ignored exception"

@@ -1,5 +1,6 @@
 """The benchmark scripts are documented from the command line (every one answers --help), and the variants of
 bench/model_speed.py compute the step they name."""
+
 from __future__ import annotations
 
 import subprocess
@@ -15,8 +16,11 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 @pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py")))
 def test_every_benchmark_script_answers_help(script):
     done = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, cwd=BENCH)
-    assert done.returncode == 0 and done.stdout.startswith("usage:") and len(done.stdout.splitlines()) > 3, \
-        (script, done.stdout, done.stderr[-2000:])
+    assert done.returncode == 0 and done.stdout.startswith("usage:") and len(done.stdout.splitlines()) > 3, (
+        script,
+        done.stdout,
+        done.stderr[-2000:],
+    )
 
 
 def test_model_speed_variants_do_the_same_step():
@@ -27,8 +31,23 @@ def test_model_speed_variants_do_the_same_step():
         import model_speed
     finally:
         sys.path.remove(str(BENCH))
-    args = model_speed.parse_args(["--configs", "cpu_preset", "--batch", "2", "--seconds", "0.1", "--no-optimizer-step",
-                                   "--variants", "stock", "ours", "ours+ckpt", "ours+micro2", "ours+bf16"])
+    args = model_speed.parse_args(
+        [
+            "--configs",
+            "cpu_preset",
+            "--batch",
+            "2",
+            "--seconds",
+            "0.1",
+            "--no-optimizer-step",
+            "--variants",
+            "stock",
+            "ours",
+            "ours+ckpt",
+            "ours+micro2",
+            "ours+bf16",
+        ]
+    )
     mixture, sources = model_speed.make_batch("cpu_preset", args)
     grads = {}
     for variant in args.variants[1:]:
@@ -56,10 +75,10 @@ def test_model_speed_roofline_counts_each_ops_bytes_and_takes_the_slower_roof():
     row = torch.randn(1, 16)
 
     def ops() -> None:
-        product = a @ b                  # reads a and b, writes the product
-        product.view(16, 64)             # a view: nothing moves
+        product = a @ b  # reads a and b, writes the product
+        product.view(16, 64)  # a view: nothing moves
         product.add_(row.expand(64, 16))  # in place: the product once, the broadcast row once
-        torch.mul(a, a)                   # one tensor taken twice: read once
+        torch.mul(a, a)  # one tensor taken twice: read once
 
     costs = model_speed.step_costs(ops)
     assert [name for name, _, _ in costs] == ["mm", "view", "expand", "add_", "mul"]
@@ -72,4 +91,5 @@ def test_model_speed_roofline_counts_each_ops_bytes_and_takes_the_slower_roof():
     bound = model_speed.roofline_bound(costs, gflops=1.0, gbytes=1.0)
     assert bound == pytest.approx((2 * 64 * 32 * 16 + 4 * (64 * 16 + 16) + 4 * 2 * 64 * 32) / 1e9)
     assert model_speed.roofline_bound(costs, gflops=1.0, gbytes=1e-3) == pytest.approx(
-        sum(moved for _, _, moved in costs) / 1e6)
+        sum(moved for _, _, moved in costs) / 1e6
+    )

@@ -1,6 +1,7 @@
 """Checkpoints are unpickled as plain data only: a shared checkpoint whose unpickling would run code (here:
 create a file) is refused by every entry point that loads one, with one line naming the file, and the code
 never runs; the checkpoints our training writes need nothing more."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from test_score import corpus, save_epoch_checkpoints, tiny_experiment_cfg  # noqa: F401 (corpus: a fixture)
 from train_helpers import train_command
+
 from ugr.pipeline import checkpoints, score, separate
 from ugr.report import export
 from ugr.separation.models import build_model
@@ -35,8 +36,9 @@ def malicious_checkpoint(path: Path, marker: Path) -> Path:
     """A checkpoint as our training writes one (real weights, epoch, config) plus the payload."""
     cfg = tiny_experiment_cfg()
     state = {f"model.{k}": v for k, v in build_model(cfg["model"]).state_dict().items()}
-    checkpoints.atomic_torch_save({"state_dict": state, "epoch": 1, "hyper_parameters": {"cfg": cfg},
-                                   "payload": CreatesFile(marker)}, path)
+    checkpoints.atomic_torch_save(
+        {"state_dict": state, "epoch": 1, "hyper_parameters": {"cfg": cfg}, "payload": CreatesFile(marker)}, path
+    )
     return path
 
 
@@ -56,9 +58,11 @@ def evil_exp(tmp_path, marker) -> Path:
 
 
 def refusal(path: Path) -> str:
-    return (f"{path}: refused: unpickling it would call builtins.getattr, pathlib.Path, pathlib.PosixPath, which "
-            f"no checkpoint of ugr's training holds (loading it could run code, so nothing of it was loaded); use a "
-            f"checkpoint that stage 2 wrote, not this file")
+    return (
+        f"{path}: refused: unpickling it would call builtins.getattr, pathlib.Path, pathlib.PosixPath, which "
+        f"no checkpoint of ugr's training holds (loading it could run code, so nothing of it was loaded); use a "
+        f"checkpoint that stage 2 wrote, not this file"
+    )
 
 
 def test_the_crafted_checkpoint_does_create_the_file_when_loaded_unsafely(tmp_path, marker):
@@ -82,22 +86,41 @@ def entry_points(exp_dir: Path, work: Path, data: Path) -> dict:
     sf.write(str(wav), 0.1 * np.random.default_rng(0).standard_normal(8000).astype(np.float32), 8000)
     return {
         "ugr-separate --exp-dir": (separate.main, [str(wav), "--exp-dir", str(exp_dir), "--out", str(work / "sep")]),
-        "ugr-separate --checkpoint": (separate.main, [str(wav), "--exp-dir", str(exp_dir), "--out", str(work / "sep"),
-                                                      "--checkpoint", "{ckpt}"]),
+        "ugr-separate --checkpoint": (
+            separate.main,
+            [str(wav), "--exp-dir", str(exp_dir), "--out", str(work / "sep"), "--checkpoint", "{ckpt}"],
+        ),
         "ugr-export": (export.main, ["--exp-dir", str(exp_dir), "--out", str(work / "pub" / "m.pth")]),
-        "ugr-export --checkpoint": (export.main, ["--exp-dir", str(exp_dir), "--out", str(work / "pub" / "m.pth"),
-                                                  "--checkpoint", "{ckpt}"]),
+        "ugr-export --checkpoint": (
+            export.main,
+            ["--exp-dir", str(exp_dir), "--out", str(work / "pub" / "m.pth"), "--checkpoint", "{ckpt}"],
+        ),
         "python -m ugr.pipeline.score": (score.main, ["--exp-dir", str(exp_dir), "--data", str(data), "--no-progress"]),
-        "python -m ugr.pipeline.score --checkpoint": (score.main, ["--exp-dir", str(exp_dir), "--data", str(data),
-                                                          "--no-progress", "--checkpoint", "{ckpt}"]),
+        "python -m ugr.pipeline.score --checkpoint": (
+            score.main,
+            ["--exp-dir", str(exp_dir), "--data", str(data), "--no-progress", "--checkpoint", "{ckpt}"],
+        ),
     }
 
 
-@pytest.mark.parametrize("entry", ["ugr-separate --exp-dir", "ugr-separate --checkpoint", "ugr-export",
-                                   "ugr-export --checkpoint", "python -m ugr.pipeline.score",
-                                   "python -m ugr.pipeline.score --checkpoint"])
-def test_every_entry_point_refuses_it_in_one_line_and_the_file_is_not_created(entry, evil_exp, corpus, marker,
-                                                                              tmp_path):  # noqa: F811
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "ugr-separate --exp-dir",
+        "ugr-separate --checkpoint",
+        "ugr-export",
+        "ugr-export --checkpoint",
+        "python -m ugr.pipeline.score",
+        "python -m ugr.pipeline.score --checkpoint",
+    ],
+)
+def test_every_entry_point_refuses_it_in_one_line_and_the_file_is_not_created(
+    entry,
+    evil_exp,
+    corpus,  # noqa: F811 (the fixture imported from test_score)
+    marker,
+    tmp_path,
+):
     data, _ = corpus
     evil = evil_exp / "checkpoints" / "epoch=1.ckpt"
     main, argv = entry_points(evil_exp, tmp_path, data)[entry]
@@ -133,10 +156,13 @@ def test_our_training_checkpoints_need_nothing_beyond_plain_data(tiny_trained):
         assert checkpoints.load_checkpoint(path)["state_dict"]
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", r"not a readable checkpoint"),
-    (b"PK\x03\x04 truncated zip", r"not a readable checkpoint"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", r"not a readable checkpoint"),
+        (b"PK\x03\x04 truncated zip", r"not a readable checkpoint"),
+    ],
+)
 def test_a_damaged_file_is_named_not_a_traceback(tmp_path, content, message):
     path = tmp_path / "epoch=0.ckpt"
     path.write_bytes(content)

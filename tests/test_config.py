@@ -1,5 +1,6 @@
 """Experiment configs: the shipped files validate, inheritance and overrides merge, bad keys and values are named,
 and a config is checked against a prepared corpus."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,15 +63,30 @@ def test_paper_settings_and_cpu_preset():
 
 
 def test_inherit_overrides_keys_and_a_new_weighting_type_replaces_its_arguments(tmp_path, base):
-    _write(tmp_path, "robust.yaml", {"inherit": "base.yaml", "weighting": {"type": "robust", "alpha": 0.1,
-                                                                          "granularity": "mixture"}})
-    child = _write(tmp_path, "child.yaml", {"inherit": "robust.yaml", "training": {"epochs": 3},
-                                           "weighting": {"type": "curriculum", "beta0": -0.1, "horizon_steps": 5}})
+    _write(
+        tmp_path,
+        "robust.yaml",
+        {"inherit": "base.yaml", "weighting": {"type": "robust", "alpha": 0.1, "granularity": "mixture"}},
+    )
+    child = _write(
+        tmp_path,
+        "child.yaml",
+        {
+            "inherit": "robust.yaml",
+            "training": {"epochs": 3},
+            "weighting": {"type": "curriculum", "beta0": -0.1, "horizon_steps": 5},
+        },
+    )
     cfg = config.load(child)
     assert cfg.training.epochs == 3
     assert cfg.training.lr == config.load(base).training.lr
     # alpha belongs to robust and is dropped; granularity is kept.
-    assert cfg.to_dict()["weighting"] == {"type": "curriculum", "beta0": -0.1, "horizon_steps": 5, "granularity": "mixture"}
+    assert cfg.to_dict()["weighting"] == {
+        "type": "curriculum",
+        "beta0": -0.1,
+        "horizon_steps": 5,
+        "granularity": "mixture",
+    }
 
 
 def test_a_new_model_arch_replaces_the_model_section_but_rate_and_sources(tmp_path, base):
@@ -82,19 +98,22 @@ def test_a_new_model_arch_replaces_the_model_section_but_rate_and_sources(tmp_pa
     assert same.model.options["n_filters"] == config.load(base).model.options["n_filters"]
 
 
-@pytest.mark.parametrize("section, key, value, message", [
-    ("training", "lr", -1.0, "training.lr must be a positive number"),
-    ("training", "precision", "64", "training.precision must be one of"),
-    ("training", "micro_batches", 3, "multiple of training.micro_batches"),
-    ("data", "snr_range", [5, -5], "data.snr_range"),
-    ("data", "priors", {"speech": 1.0}, "data.priors must map mixture types, pairs of coarse classes"),
-    ("data", "train_from", "files", "data.train_from must be one of ['sources', 'published']"),
-    ("data", "normalize", "yes", "data.normalize must be true or false"),
-    ("scoring", "average_last_k", 0, "scoring.average_last_k"),
-    ("training", "learning_rate", 0.1, "unknown key(s) training.learning_rate"),
-    ("weighting", "alpha", 0.1, "bad 'weighting' section"),
-    ("model", "num_block", 4, "bad 'model' section"),
-])
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("training", "lr", -1.0, "training.lr must be a positive number"),
+        ("training", "precision", "64", "training.precision must be one of"),
+        ("training", "micro_batches", 3, "multiple of training.micro_batches"),
+        ("data", "snr_range", [5, -5], "data.snr_range"),
+        ("data", "priors", {"speech": 1.0}, "data.priors must map mixture types, pairs of coarse classes"),
+        ("data", "train_from", "files", "data.train_from must be one of ['sources', 'published']"),
+        ("data", "normalize", "yes", "data.normalize must be true or false"),
+        ("scoring", "average_last_k", 0, "scoring.average_last_k"),
+        ("training", "learning_rate", 0.1, "unknown key(s) training.learning_rate"),
+        ("weighting", "alpha", 0.1, "bad 'weighting' section"),
+        ("model", "num_block", 4, "bad 'model' section"),
+    ],
+)
 def test_bad_values_and_unknown_keys_name_the_file_and_key(tmp_path, base, section, key, value, message):
     bad = _write(tmp_path, "bad.yaml", {"inherit": "base.yaml", section: {key: value}})
     with pytest.raises(config.ConfigError) as err:
@@ -135,11 +154,20 @@ def test_numbers_in_exponent_notation_are_numbers(tmp_path, base):
 
 
 def test_overrides_change_values_for_all_or_one_experiment(tmp_path, base):
-    overrides = config.parse_overrides(["training.lr=5e-4 weighting.type=robust weighting.alpha=0.1",
-                                        "other:training.epochs=9 base:weighting.gamma={dog: 3} training.clip=null"])
-    assert [o.text for o in overrides] == ["training.lr=5e-4", "weighting.type=robust", "weighting.alpha=0.1",
-                                           "other:training.epochs=9", "base:weighting.gamma={dog: 3}",
-                                           "training.clip=null"]
+    overrides = config.parse_overrides(
+        [
+            "training.lr=5e-4 weighting.type=robust weighting.alpha=0.1",
+            "other:training.epochs=9 base:weighting.gamma={dog: 3} training.clip=null",
+        ]
+    )
+    assert [o.text for o in overrides] == [
+        "training.lr=5e-4",
+        "weighting.type=robust",
+        "weighting.alpha=0.1",
+        "other:training.epochs=9",
+        "base:weighting.gamma={dog: 3}",
+        "training.clip=null",
+    ]
     cfg = config.load(base, overrides[:3] + overrides[5:])
     assert cfg.training.lr == 0.0005 and cfg.training.clip is None
     assert cfg.to_dict()["weighting"] == {"type": "robust", "alpha": 0.1, "granularity": "source"}
@@ -159,20 +187,23 @@ def test_overrides_change_values_for_all_or_one_experiment(tmp_path, base):
 def test_a_curriculum_longer_than_the_training_is_refused(tmp_path, base):
     curriculum = {"type": "curriculum", "beta0": -0.2, "horizon_epochs": 10}
     with pytest.raises(config.ConfigError, match="horizon_epochs \\(10\\) is longer than the training"):
-        config.load(_write(tmp_path, "c.yaml", {"inherit": "base.yaml", "weighting": curriculum,
-                                                "training": {"epochs": 6}}))
+        config.load(
+            _write(tmp_path, "c.yaml", {"inherit": "base.yaml", "weighting": curriculum, "training": {"epochs": 6}})
+        )
     steps = {"type": "curriculum", "beta0": -0.2, "horizon_steps": 10_000}
     with pytest.raises(config.ConfigError, match="horizon_steps \\(10000\\) is longer than the training"):
         config.load(_write(tmp_path, "s.yaml", {"inherit": "base.yaml", "weighting": steps}))
     inside = {"type": "sum", "terms": [{"type": "robust", "alpha": 0.1}, curriculum]}
     with pytest.raises(config.ConfigError, match="horizon_epochs"):
-        config.load(_write(tmp_path, "t.yaml", {"inherit": "base.yaml", "weighting": inside,
-                                                "training": {"epochs": 6}}))
+        config.load(
+            _write(tmp_path, "t.yaml", {"inherit": "base.yaml", "weighting": inside, "training": {"epochs": 6}})
+        )
 
 
 @pytest.fixture(scope="module")
 def speech_and_env(tmp_path_factory):
     from test_data_helpers import make_esc50, make_wsj0
+
     from ugr.data.prepare import CorpusInput, prepare
 
     root = tmp_path_factory.mktemp("corpus")
@@ -186,15 +217,17 @@ def test_a_config_is_checked_against_the_corpus_classes(tmp_path, base, speech_a
     data = speech_and_env
     check_corpus(config.load(base), data, "base")  # env+env: every split has 3 sound classes
     gamma = config.load(base, config.parse_overrides(["weighting.type=class weighting.gamma={speach: 3}"]))
-    with pytest.raises(config.ConfigError, match="gamma names class\\(es\\) speach.*classes are: dog, env, rain, "
-                                                 "siren, speech"):
+    with pytest.raises(
+        config.ConfigError, match="gamma names class\\(es\\) speach.*classes are: dog, env, rain, siren, speech"
+    ):
         check_corpus(gamma, data, "base")
     for label in ("dog", "env", "speech"):  # fine or coarse labels
         ok = config.load(base, config.parse_overrides([f"weighting.type=class weighting.gamma={{{label}: 3}}"]))
         check_corpus(ok, data, "base")
     noise = config.load(base, config.parse_overrides(["data.priors={speech+noise: 1}"]))
-    with pytest.raises(config.ConfigError, match="speech\\+noise mixtures.*no coarse class 'noise' \\(it has: env, "
-                                                 "speech\\)"):
+    with pytest.raises(
+        config.ConfigError, match="speech\\+noise mixtures.*no coarse class 'noise' \\(it has: env, speech\\)"
+    ):
         check_corpus(noise, data, "base")
     one_speaker = config.load(base, config.parse_overrides(["data.priors={speech+speech: 1}"]))
     with pytest.raises(config.ConfigError, match="split valid has one group \\(20c\\)"):
@@ -203,5 +236,7 @@ def test_a_config_is_checked_against_the_corpus_classes(tmp_path, base, speech_a
     with pytest.raises(config.ConfigError, match="valid_mixtures.tsv: no manifest"):
         check_corpus(published, data, "base")
     fast = config.load(base, config.parse_overrides(["data.sample_rate=16000 model.sample_rate=16000"]))
-    with pytest.raises(config.ConfigError, match=r"prepared at \[8000\] Hz but 16000 Hz was asked \(data.sample_rate\)"):
+    with pytest.raises(
+        config.ConfigError, match=r"prepared at \[8000\] Hz but 16000 Hz was asked \(data.sample_rate\)"
+    ):
         check_corpus(fast, data, "base")

@@ -1,4 +1,5 @@
 """The wsj0_2mix and class_folders indexers, on small synthetic trees, through ``index_corpus``."""
+
 from __future__ import annotations
 
 import shutil
@@ -14,10 +15,21 @@ from ugr.data.corpora import CorpusLayoutError, index_corpus
 
 SPLIT_OF = {"tr": "train", "cv": "valid", "tt": "test"}
 # Utterance lengths in frames; a copy in a mixture is cut (min) or zero-padded (max) to its partner's length.
-LENGTHS = {"011a0101": 450, "022b0202": 800, "033c0303": 300, "044d0404": 460,
-           "055e0505": 600, "066f0606": 700, "077g0707": 350, "088h0808": 500}
-MIXES = {"tr": [("011a0101", "022b0202"), ("011a0101", "033c0303"), ("044d0404", "011a0101")],
-         "cv": [("055e0505", "066f0606")], "tt": [("077g0707", "088h0808")]}
+LENGTHS = {
+    "011a0101": 450,
+    "022b0202": 800,
+    "033c0303": 300,
+    "044d0404": 460,
+    "055e0505": 600,
+    "066f0606": 700,
+    "077g0707": 350,
+    "088h0808": 500,
+}
+MIXES = {
+    "tr": [("011a0101", "022b0202"), ("011a0101", "033c0303"), ("044d0404", "011a0101")],
+    "cv": [("055e0505", "066f0606")],
+    "tt": [("077g0707", "088h0808")],
+}
 
 
 def write_audio(path: Path, frames: int = 400, rate: int = 8000) -> Path:
@@ -53,16 +65,19 @@ def by_id(index, split: str) -> dict:
 
 # --- wsj0_2mix -------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("level", ["", "wav8k", "wav8k/min"])
 def test_wsj0_2mix_accepts_each_level_of_the_tree(tmp_path, level):
     root = make_2mix(tmp_path / "2speakers")
     index = index_corpus("wsj0_2mix", root / level, fs=8000)
     tree = (root / "wav8k" / "min").resolve()
     assert {(s.split, s.id) for s in index.sources} == {
-        (SPLIT_OF[subset], utt) for subset, pairs in MIXES.items() for pair in pairs for utt in pair}
+        (SPLIT_OF[subset], utt) for subset, pairs in MIXES.items() for pair in pairs for utt in pair
+    }
     assert all(Path(s.path).is_relative_to(tree) for s in index.sources)
     assert sorted(Path(m.mixture).name for m in index.mixtures) == sorted(
-        mix_name(*pair) for pairs in MIXES.values() for pair in pairs)
+        mix_name(*pair) for pairs in MIXES.values() for pair in pairs
+    )
     assert any("using wav8k" in note and "no resampling" in note for note in index.notes)
 
 
@@ -76,13 +91,16 @@ def test_wsj0_2mix_old_tree_holding_subsets_directly(tmp_path):
     assert [n for n in maxed.notes if "mode=max (as given)" in n]
 
 
-@pytest.mark.parametrize("rates, fs, used, words", [
-    (("wav8k", "wav16k"), 8000, "wav8k", "(it matches fs=8000); no resampling"),
-    (("wav8k", "wav16k"), 16000, "wav16k", "(it matches fs=16000); no resampling"),
-    (("wav16k",), 8000, "wav16k", "no wav8k for fs=8000"),
-    (("wav8k",), 16000, "wav8k", "resamples 8000 Hz to 16000 Hz"),
-    (("wav8k", "wav16k"), 12000, "wav16k", "resamples 16000 Hz to 12000 Hz"),
-])
+@pytest.mark.parametrize(
+    "rates, fs, used, words",
+    [
+        (("wav8k", "wav16k"), 8000, "wav8k", "(it matches fs=8000); no resampling"),
+        (("wav8k", "wav16k"), 16000, "wav16k", "(it matches fs=16000); no resampling"),
+        (("wav16k",), 8000, "wav16k", "no wav8k for fs=8000"),
+        (("wav8k",), 16000, "wav8k", "resamples 8000 Hz to 16000 Hz"),
+        (("wav8k", "wav16k"), 12000, "wav16k", "resamples 16000 Hz to 12000 Hz"),
+    ],
+)
 def test_wsj0_2mix_rate_choice_and_its_note(tmp_path, rates, fs, used, words):
     root = make_2mix(tmp_path / "2speakers", rates=rates)
     index = index_corpus("wsj0_2mix", root, fs=fs)
@@ -104,8 +122,9 @@ def test_wsj0_2mix_min_keeps_the_longest_copy_and_counts_the_others(tmp_path):
     tree = (root / "wav8k" / "min").resolve()
     kept = tree / "tr" / "s1" / mix_name("011a0101", "022b0202")  # 450 frames; the others are cut to 300 and 420
     assert by_id(index, "train")["011a0101"].path == str(kept)
-    others = sorted([tree / "tr" / "s1" / mix_name("011a0101", "033c0303"),
-                     tree / "tr" / "s2" / mix_name("044d0404", "011a0101")])
+    others = sorted(
+        [tree / "tr" / "s1" / mix_name("011a0101", "033c0303"), tree / "tr" / "s2" / mix_name("044d0404", "011a0101")]
+    )
     reason = f"duplicate utterance id 011a0101 (kept the longest copy, {kept})"
     assert index.skips == [{"path": str(p), "reason": reason} for p in others]
     assert [s.id for s in index.sources if s.split == "train"] == sorted(by_id(index, "train"))  # sorted, once each
@@ -118,7 +137,8 @@ def test_wsj0_2mix_max_keeps_the_shortest_copy(tmp_path):
     kept = tree / "tr" / "s1" / mix_name("011a0101", "033c0303")  # padded to 450; the others to 800 and 460
     assert by_id(index, "train")["011a0101"].path == str(kept)
     assert Counter(s["reason"] for s in index.skips) == {
-        f"duplicate utterance id 011a0101 (kept the shortest copy, {kept})": 2}
+        f"duplicate utterance id 011a0101 (kept the shortest copy, {kept})": 2
+    }
     assert all(Path(m.mixture).is_relative_to(tree) for m in index.mixtures)
     given = index_corpus("wsj0_2mix", root / "wav8k" / "max", fs=8000)  # a max folder is its own mode
     assert by_id(given, "train")["011a0101"].path == str(kept)
@@ -138,12 +158,18 @@ def test_wsj0_2mix_mixtures_pair_their_sources_with_labels(tmp_path):
         assert [s.path for s in mixture.sources] == [str(path.parents[1] / part / path.name) for part in ("s1", "s2")]
         for source in mixture.sources:
             assert (source.split, source.group, source.fine, source.coarse) == (
-                mixture.split, source.id[:3], "speech", "speech")
+                mixture.split,
+                source.id[:3],
+                "speech",
+                "speech",
+            )
 
 
 def test_wsj0_2mix_lowercases_utterance_ids(tmp_path):
-    root = make_subsets(tmp_path / "min", mixes={"tr": [("011a0101", "022b0202")], "cv": [("055e0505", "066f0606")],
-                                                  "tt": [("077g0707", "088h0808")]})
+    root = make_subsets(
+        tmp_path / "min",
+        mixes={"tr": [("011a0101", "022b0202")], "cv": [("055e0505", "066f0606")], "tt": [("077g0707", "088h0808")]},
+    )
     for part in ("s1", "s2", "mix_clean"):
         old = root / "tr" / part / mix_name("011a0101", "022b0202")
         old.rename(old.with_name("011A0101_1.2_022B0202_-1.2.wav"))
@@ -170,8 +196,9 @@ def test_wsj0_2mix_skips_with_reasons_and_notes_unused_folders(tmp_path):
     index = index_corpus("wsj0_2mix", root, fs=8000)
     reasons = {Path(s["path"]): s["reason"] for s in index.skips if "duplicate utterance" not in s["reason"]}
     assert set(reasons) == {lonely, bad_name, short_name, text, loose, broken}
-    assert reasons[lonely] == ("mixture without its source file(s) "
-                               f"({tree / 'tr' / 's1' / lonely.name}, {tree / 'tr' / 's2' / lonely.name})")
+    assert reasons[lonely] == (
+        f"mixture without its source file(s) ({tree / 'tr' / 's1' / lonely.name}, {tree / 'tr' / 's2' / lonely.name})"
+    )
     assert reasons[bad_name] == reasons[short_name] == "name is not <utt1>_<snr1>_<utt2>_<snr2> (SNRs as numbers)"
     assert reasons[text].startswith("not an audio file (.txt)")
     assert reasons[loose] == "not in s1, s2 or mix_clean"
@@ -187,17 +214,23 @@ def test_wsj0_2mix_notes_utterances_shared_between_subsets(tmp_path):
     assert all("022b0202" in by_id(index, split) for split in ("train", "valid", "test"))
     shared = [n for n in index.notes if "more than one subset" in n]
     assert len(shared) == 1 and "tr&cv: 1, tr&tt: 1, cv&tt: 1" in shared[0]
-    assert not [n for n in index_corpus("wsj0_2mix", make_subsets(tmp_path / "clean"), fs=8000).notes
-                if "more than one subset" in n]
+    assert not [
+        n
+        for n in index_corpus("wsj0_2mix", make_subsets(tmp_path / "clean"), fs=8000).notes
+        if "more than one subset" in n
+    ]
 
 
-@pytest.mark.parametrize("damage, options, message", [
-    (lambda tree: shutil.rmtree(tree / "tt"), {}, r"/tt: missing; wsj0-2mix needs all three subsets tr, cv, tt"),
-    (lambda tree: shutil.rmtree(tree / "cv" / "mix_clean"), {}, r"/cv: no mix_clean folder; wsj0-2mix needs"),
-    (lambda tree: None, {"mode": "max"}, r"max: missing \(mode=max\); .*wav8k holds \['min'\]"),
-    (lambda tree: None, {"mode": "mean"}, r"mode='mean'; use mode=min or mode=max"),
-    (lambda tree: None, {"snr": "5"}, r"unknown option\(s\) \['snr'\]"),
-])
+@pytest.mark.parametrize(
+    "damage, options, message",
+    [
+        (lambda tree: shutil.rmtree(tree / "tt"), {}, r"/tt: missing; wsj0-2mix needs all three subsets tr, cv, tt"),
+        (lambda tree: shutil.rmtree(tree / "cv" / "mix_clean"), {}, r"/cv: no mix_clean folder; wsj0-2mix needs"),
+        (lambda tree: None, {"mode": "max"}, r"max: missing \(mode=max\); .*wav8k holds \['min'\]"),
+        (lambda tree: None, {"mode": "mean"}, r"mode='mean'; use mode=min or mode=max"),
+        (lambda tree: None, {"snr": "5"}, r"unknown option\(s\) \['snr'\]"),
+    ],
+)
 def test_wsj0_2mix_errors_name_the_folder_and_the_fix(tmp_path, damage, options, message):
     root = make_2mix(tmp_path / "2speakers")
     damage(root / "wav8k" / "min")
@@ -225,6 +258,7 @@ def test_wsj0_2mix_layout_errors(tmp_path):
 
 # --- class_folders -----------------------------------------------------------------------------------------
 
+
 def make_classes(root: Path, counts: dict[str, int], suffix: str = ".wav") -> Path:
     for name, n in counts.items():
         for i in range(n):
@@ -243,8 +277,11 @@ def test_class_folders_flat_layout_sizes_labels_and_small_classes(tmp_path):
     root = make_classes(tmp_path / "sounds", {"dog": 10, "cat": 20, "bird": 2})
     index = index_corpus("class_folders", root, fs=8000)
     sizes = {name: {split: len(ids) for split, ids in per.items()} for name, per in splits_of(index).items()}
-    assert sizes == {"dog": {"train": 8, "valid": 1, "test": 1}, "cat": {"train": 16, "valid": 2, "test": 2},
-                     "bird": {"train": 2}}
+    assert sizes == {
+        "dog": {"train": 8, "valid": 1, "test": 1},
+        "cat": {"train": 16, "valid": 2, "test": 2},
+        "bird": {"train": 2},
+    }
     assert all(s.group == s.fine and s.coarse == "sound" for s in index.sources)
     assert index.skips == []
     assert index.notes == [f"{root.resolve()}: class(es) with fewer than 3 files, all in train: bird"]
@@ -261,7 +298,10 @@ def test_class_folders_split_follows_the_documented_rule(tmp_path):
     shuffled = [files[i] for i in order]
     got = splits_of(index)["cat"]
     assert (set(got["valid"]), set(got["test"]), set(got["train"])) == (
-        set(shuffled[:2]), set(shuffled[2:4]), set(shuffled[4:]))
+        set(shuffled[:2]),
+        set(shuffled[2:4]),
+        set(shuffled[4:]),
+    )
 
 
 def test_class_folders_split_is_seeded_and_per_class(tmp_path):
@@ -287,20 +327,35 @@ def test_class_folders_split_folders_layout(tmp_path):
     assert "dog__00" in by_id(index, "test")  # the same id in two splits is fine: ids are unique per split
 
 
-@pytest.mark.parametrize("change, options, message", [
-    (lambda root: None, {"seed": "3"}, r"has split folders, which fix the split; drop the option\(s\) seed"),
-    (lambda root: None, {"valid": "0.2", "test": "0.2"}, r"drop the option\(s\) test, valid"),
-    (lambda root: make_classes(root, {"owl": 1}), {},
-     r"ambiguous layout: test, train, valid hold\(s\) only folders, as split folders do, but owl read\(s\) as "
-     r"class folder\(s\); pass --layout classes .* or --layout splits"),
-    (lambda root: make_classes(root, {"owl": 1}), {"layout": "splits"},
-     r"layout=splits, but owl is not a split folder; with split folders the top level holds only train, valid, test"),
-    (lambda root: write_audio(root / "train" / "stray.wav"), {},
-     r"ambiguous layout: test, valid hold\(s\) only folders, as split folders do, but train read\(s\) as class"),
-    (lambda root: shutil.rmtree(root / "valid"), {},
-     r"no valid folder; with split folders all of .* if the folders are classes, pass --layout classes"),
-    (lambda root: None, {"layout": "flat"}, r"layout='flat'; give layout=classes .* or layout=splits"),
-])
+@pytest.mark.parametrize(
+    "change, options, message",
+    [
+        (lambda root: None, {"seed": "3"}, r"has split folders, which fix the split; drop the option\(s\) seed"),
+        (lambda root: None, {"valid": "0.2", "test": "0.2"}, r"drop the option\(s\) test, valid"),
+        (
+            lambda root: make_classes(root, {"owl": 1}),
+            {},
+            r"ambiguous layout: test, train, valid hold\(s\) only folders, as split folders do, but owl read\(s\) as "
+            r"class folder\(s\); pass --layout classes .* or --layout splits",
+        ),
+        (
+            lambda root: make_classes(root, {"owl": 1}),
+            {"layout": "splits"},
+            r"layout=splits, but owl is not a split folder; with split folders the top level holds only train, valid, test",
+        ),
+        (
+            lambda root: write_audio(root / "train" / "stray.wav"),
+            {},
+            r"ambiguous layout: test, valid hold\(s\) only folders, as split folders do, but train read\(s\) as class",
+        ),
+        (
+            lambda root: shutil.rmtree(root / "valid"),
+            {},
+            r"no valid folder; with split folders all of .* if the folders are classes, pass --layout classes",
+        ),
+        (lambda root: None, {"layout": "flat"}, r"layout='flat'; give layout=classes .* or layout=splits"),
+    ],
+)
 def test_class_folders_split_folder_errors(tmp_path, change, options, message):
     root = tmp_path / "sounds"
     for split in ("train", "valid", "test"):
@@ -333,7 +388,11 @@ def test_class_folders_layout_option_settles_an_ambiguous_corpus(tmp_path):
     shutil.rmtree(root / "dog")
     as_splits = index_corpus("class_folders", root, fs=8000)  # now exactly split folders of class folders
     assert {(s.split, s.fine) for s in as_splits.sources} == {
-        ("train", "steam"), ("train", "diesel"), ("valid", "steam"), ("test", "steam")}
+        ("train", "steam"),
+        ("train", "diesel"),
+        ("valid", "steam"),
+        ("test", "steam"),
+    }
     as_classes = index_corpus("class_folders", root, fs=8000, options={"layout": "classes"})
     assert {s.fine for s in as_classes.sources} == {"train", "valid", "test"}
 
@@ -346,14 +405,17 @@ def test_class_folders_coarse_mapping(tmp_path):
     assert {s.fine: s.coarse for s in full.sources} == {"speech": "speech", "dog": "animal", "rain": "env"}
 
 
-@pytest.mark.parametrize("coarse, message", [
-    ("cat:animal,*:env", r"unknown class\(es\) cat; the classes found are dog, rain, speech"),
-    ("speech:speech", r"gives no coarse class to dog, rain; add \*:DEFAULT"),
-    ("speech:speech,speech:env", r"bad or repeated entry 'speech:env'"),
-    ("speech", r"bad or repeated entry 'speech'"),
-    ("speech:sp eech,*:env", r"coarse class 'sp eech'"),
-    ("*:a+b", r"coarse class 'a\+b'"),
-])
+@pytest.mark.parametrize(
+    "coarse, message",
+    [
+        ("cat:animal,*:env", r"unknown class\(es\) cat; the classes found are dog, rain, speech"),
+        ("speech:speech", r"gives no coarse class to dog, rain; add \*:DEFAULT"),
+        ("speech:speech,speech:env", r"bad or repeated entry 'speech:env'"),
+        ("speech", r"bad or repeated entry 'speech'"),
+        ("speech:sp eech,*:env", r"coarse class 'sp eech'"),
+        ("*:a+b", r"coarse class 'a\+b'"),
+    ],
+)
 def test_class_folders_coarse_mapping_errors(tmp_path, coarse, message):
     root = make_classes(tmp_path / "sounds", {"speech": 3, "dog": 3, "rain": 3})
     with pytest.raises(CorpusLayoutError, match=message):
@@ -363,20 +425,26 @@ def test_class_folders_coarse_mapping_errors(tmp_path, coarse, message):
 @pytest.mark.parametrize("name, suggestion", [("dog bark", "dog_bark"), ("dog\tbark", "dog_bark"), ("a+b", "a_b")])
 def test_class_folders_refuses_bad_class_names(tmp_path, name, suggestion):
     root = make_classes(tmp_path / "sounds", {"cat": 3, name: 3})
-    with pytest.raises(CorpusLayoutError, match=rf"{name.replace('+', '[+]')}: class folder name .* "
-                                                rf"rename the folder, e.g. to '{suggestion}'"):
+    with pytest.raises(
+        CorpusLayoutError,
+        match=rf"{name.replace('+', '[+]')}: class folder name .* "
+        rf"rename the folder, e.g. to '{suggestion}'",
+    ):
         index_corpus("class_folders", root, fs=8000)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"valid": "0"}, r"valid, test > 0 with valid \+ test < 1"),
-    ({"valid": "0.6", "test": "0.5"}, r"valid \+ test < 1"),
-    ({"seed": "-1"}, r"seed >= 0"),
-    ({"seed": "x"}, r"seed='x'.*seed is an integer"),
-    ({"test": "much"}, r"test='much'"),
-    ({"valid": "0.45", "test": "0.45"}, r"class cat has 4 files; .* leave none for train"),
-    ({"folds": "5"}, r"unknown option\(s\) \['folds'\]"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"valid": "0"}, r"valid, test > 0 with valid \+ test < 1"),
+        ({"valid": "0.6", "test": "0.5"}, r"valid \+ test < 1"),
+        ({"seed": "-1"}, r"seed >= 0"),
+        ({"seed": "x"}, r"seed='x'.*seed is an integer"),
+        ({"test": "much"}, r"test='much'"),
+        ({"valid": "0.45", "test": "0.45"}, r"class cat has 4 files; .* leave none for train"),
+        ({"folds": "5"}, r"unknown option\(s\) \['folds'\]"),
+    ],
+)
 def test_class_folders_bad_split_options(tmp_path, options, message):
     root = make_classes(tmp_path / "sounds", {"cat": 4, "dog": 1})
     with pytest.raises(CorpusLayoutError, match=message):
@@ -398,8 +466,10 @@ def test_class_folders_ids_suffixes_and_collisions(tmp_path):
     dog_a = root.resolve() / "dog" / "a.wav"
     assert {s["path"]: s["reason"] for s in index.skips} == {
         str(dog_a): f"duplicate id dog__a (kept {a_flac.resolve()})",
-        str(root.resolve() / "cat" / "deep__er__x.wav"):
-            f"duplicate id cat__deep__er__x (kept {root.resolve() / 'cat' / 'deep' / 'er' / 'x.MP3'})"}
+        str(
+            root.resolve() / "cat" / "deep__er__x.wav"
+        ): f"duplicate id cat__deep__er__x (kept {root.resolve() / 'cat' / 'deep' / 'er' / 'x.MP3'})",
+    }
 
 
 def test_class_folders_every_skip_has_a_reason(tmp_path):
@@ -415,16 +485,18 @@ def test_class_folders_every_skip_has_a_reason(tmp_path):
     index = index_corpus("class_folders", root.resolve(), fs=8000)
     root = root.resolve()
     audio = "audio is .wav .flac .ogg .mp3"
-    assert sorted((s["path"], s["reason"]) for s in index.skips) == sorted([
-        (str(root / ".DS_Store"), "hidden (name starts with '.')"),
-        (str(root / ".trash"), "hidden (name starts with '.')"),
-        (str(root / "README.txt"), "not in a class folder"),
-        (str(root / "dog" / ".hidden.wav"), "hidden (name starts with '.')"),
-        (str(root / "dog" / "labels.csv"), f"not an audio file (.csv); {audio}"),
-        (str(root / "dog" / "noext"), f"not an audio file (no suffix); {audio}"),
-        (str(root / "dog" / "sub" / ".cache"), "hidden (name starts with '.')"),
-        (str(root / "empty"), "class folder without audio files"),
-    ])
+    assert sorted((s["path"], s["reason"]) for s in index.skips) == sorted(
+        [
+            (str(root / ".DS_Store"), "hidden (name starts with '.')"),
+            (str(root / ".trash"), "hidden (name starts with '.')"),
+            (str(root / "README.txt"), "not in a class folder"),
+            (str(root / "dog" / ".hidden.wav"), "hidden (name starts with '.')"),
+            (str(root / "dog" / "labels.csv"), f"not an audio file (.csv); {audio}"),
+            (str(root / "dog" / "noext"), f"not an audio file (no suffix); {audio}"),
+            (str(root / "dog" / "sub" / ".cache"), "hidden (name starts with '.')"),
+            (str(root / "empty"), "class folder without audio files"),
+        ]
+    )
     assert {s.fine for s in index.sources} == {"dog", "cat"} and len(index.sources) == 6
 
 
@@ -440,16 +512,27 @@ def test_class_folders_follow_each_linked_folder_once_and_name_a_loop(tmp_path):
     index = index_corpus("class_folders", root, fs=8000)
     root = root.resolve()
     assert sorted(s.id for s in index.sources) == [
-        "cat__00", "cat__01", "cat__02", "cat__linked__00", "cat__linked__01", "dog__00", "dog__01", "dog__02",
-        "dog__park__bark"]
+        "cat__00",
+        "cat__01",
+        "cat__02",
+        "cat__linked__00",
+        "cat__linked__01",
+        "dog__00",
+        "dog__01",
+        "dog__02",
+        "dog__park__bark",
+    ]
     once = "a folder already indexed (each folder is read once); skipped, remove the link"
     loop = str(root / "dog" / "park" / "loop")
     again = str(root / "dog" / "again")
-    assert sorted((s["path"], s["reason"]) for s in index.skips) == sorted([
-        (loop, f"symlink loop: points to {root / 'dog'}, {once}"),
-        (again, f"symlink: points to {root / 'dog' / 'park'}, {once}"),
-        (str(root / "cat" / "dogs"), f"symlink: points to {root / 'dog'}, {once}"),
-        (str(root / "cat" / "all"), f"symlink loop: points to {root}, {once}")])
+    assert sorted((s["path"], s["reason"]) for s in index.skips) == sorted(
+        [
+            (loop, f"symlink loop: points to {root / 'dog'}, {once}"),
+            (again, f"symlink: points to {root / 'dog' / 'park'}, {once}"),
+            (str(root / "cat" / "dogs"), f"symlink: points to {root / 'dog'}, {once}"),
+            (str(root / "cat" / "all"), f"symlink loop: points to {root}, {once}"),
+        ]
+    )
     assert f"{loop}: symlink loop: points to {root / 'dog'}, {once}" in index.notes
 
 

@@ -1,4 +1,5 @@
 """Small WSJ0/ESC-50 trees for the data tests (written with soundfile, a few KB each); no tests here."""
+
 from __future__ import annotations
 
 import csv
@@ -23,11 +24,11 @@ def tone(seconds: float, rate: int, seed: int, channels: int = 1) -> np.ndarray:
 def make_wsj0(root: Path, speakers: dict[str, list[str]], per_speaker: int = 2, rate: int = 16000) -> Path:
     """speakers: set name (si_tr_s...) -> speaker ids; utterances of 2-5 s."""
     for set_name, ids in speakers.items():
-        for s, spk in enumerate(ids):
+        for spk in ids:
             for u in range(per_speaker):
                 path = root / "wsj0" / set_name / spk / f"{spk}c010{u}.wav"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                sf.write(path, tone(2.0 + u * 1.5, rate, zlib.crc32(f'{spk}{u}'.encode())), rate)
+                sf.write(path, tone(2.0 + u * 1.5, rate, zlib.crc32(f"{spk}{u}".encode())), rate)
     return root / "wsj0"
 
 

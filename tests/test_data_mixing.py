@@ -1,27 +1,40 @@
 """Mixing: settings, maths, labels, independent streams per split and epoch, fixed lists, published mixtures."""
+
 from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import DataLoader
-
 from test_corpora import make_2mix
 from test_data_helpers import make_esc50, make_wsj0
-from ugr.pipeline.config import DataConfig
+from torch.utils.data import DataLoader
+
 from ugr.data.dataset import EpochSampler, ListedMixtures, OnTheFlyMixtures, PublishedCrops, collate_mixtures
 from ugr.data.eval_list import StaleListError, read_eval_list, write_drawn_list, write_published_list
 from ugr.data.mixing import MixingSettings, SourcePool, draw_mixture, parse_pair, stream
 from ugr.data.prepare import CorpusInput, prepare
+from ugr.pipeline.config import DataConfig
 
 SETS = {"si_tr_s": ["01a", "02b"], "si_dt_05": ["20c", "21d"], "si_et_05": ["40e", "41f"]}
 SEGMENT = 1.0  # seconds: short keeps the tests fast; the maths does not depend on it
 
 
 def settings(priors=None, seed=3, normalize=False, snr=(-5, 5), rate=8000) -> MixingSettings:
-    data = DataConfig.from_section({
-        "sample_rate": rate, "segment": SEGMENT, "snr_range": list(snr), "normalize": normalize, "seed": seed,
-        "priors": priors or {"speech+env": 1, "env+env": 1, "speech+speech": 1}, "train_from": "sources",
-        "eval_from": "sources", "train_mixtures_per_epoch": 8, "valid_mixtures": 4, "test_mixtures": 4}, "settings()")
+    data = DataConfig.from_section(
+        {
+            "sample_rate": rate,
+            "segment": SEGMENT,
+            "snr_range": list(snr),
+            "normalize": normalize,
+            "seed": seed,
+            "priors": priors or {"speech+env": 1, "env+env": 1, "speech+speech": 1},
+            "train_from": "sources",
+            "eval_from": "sources",
+            "train_mixtures_per_epoch": 8,
+            "valid_mixtures": 4,
+            "test_mixtures": 4,
+        },
+        "settings()",
+    )
     return data.mixing_settings()
 
 
@@ -92,8 +105,10 @@ def test_validation_test_and_training_draws_share_no_random_stream(data_dir, tmp
     draws = {}
     for split in ("valid", "test"):
         path = write_drawn_list(data_dir, split, tmp_path / f"{split}.csv", num=n, settings=mixing)
-        draws[split] = [(spec.sources[0].offset, spec.sources[1].offset, round(spec.snr_db, 6))
-                        for _, spec in read_eval_list(path).drawn]
+        draws[split] = [
+            (spec.sources[0].offset, spec.sources[1].offset, round(spec.snr_db, 6))
+            for _, spec in read_eval_list(path).drawn
+        ]
     pool = SourcePool(data_dir, "train", 8000)
     for epoch in (0, 1):
         keys = list(EpochSampler(n)) if epoch == 0 else [n + i for i in range(n)]
@@ -101,7 +116,7 @@ def test_validation_test_and_training_draws_share_no_random_stream(data_dir, tmp
         draws[f"train{epoch}"] = [(s.sources[0].offset, s.sources[1].offset, round(s.snr_db, 6)) for s in specs]
     names = list(draws)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             same_snr = sum(x[2] == y[2] for x, y in zip(draws[a], draws[b]))
             same_offsets = sum(x[:2] == y[:2] and x[0] > 0 for x, y in zip(draws[a], draws[b]))
             # Continuous SNRs never coincide by chance; positive crop offsets of 1 s segments in files of

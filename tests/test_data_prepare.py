@@ -1,4 +1,5 @@
 """Indexing of WSJ0 and ESC-50, then preparation of any corpus: bad input, caching, published mixtures, refusals."""
+
 from __future__ import annotations
 
 import functools
@@ -11,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from test_corpora import make_2mix
 from test_data_helpers import ESC_CATEGORIES, make_esc50, make_wsj0, tone, write_meta
+
 from ugr.data.corpora import CorpusLayoutError, index_corpus
 from ugr.data.manifest import manifest_path, mixtures_path, read_manifest, read_mixtures
 from ugr.data.prepare import CorpusInput, PrepareError, prepare
@@ -53,7 +54,10 @@ def test_esc50_folds_and_heldout_split(tmp_path):
     "mutate, message",
     [
         (lambda root: (root / "meta" / "esc50.csv").unlink(), "missing"),
-        (lambda root: write_meta(root, [["a.wav", 1, 0, "dog", "False", 1, "A"]], header=["filename", "fold"]), "header"),
+        (
+            lambda root: write_meta(root, [["a.wav", 1, 0, "dog", "False", 1, "A"]], header=["filename", "fold"]),
+            "header",
+        ),
         (lambda root: write_meta(root, [["5-1000-A-0.wav", 7, 0, "dog", "False", 1, "A"]]), "unknown fold 7"),
         (lambda root: write_meta(root, [["5-1000-A-0.wav", "x", 0, "dog", "False", 1, "A"]]), "not an integer"),
         (lambda root: write_meta(root, []), "no rows"),
@@ -71,7 +75,13 @@ def test_wsj0_standard_layout_speakers_and_sets(tmp_path):
     (root / "si_tr_s" / "01a" / "01ac0100.wv2").write_bytes(b"second mic")
     sources, skips = index_wsj0(root)
     assert {(s.split, s.group) for s in sources} == {
-        ("train", "01a"), ("train", "02b"), ("valid", "20c"), ("valid", "21d"), ("test", "40e"), ("test", "41f")}
+        ("train", "01a"),
+        ("train", "02b"),
+        ("valid", "20c"),
+        ("valid", "21d"),
+        ("test", "40e"),
+        ("test", "41f"),
+    }
     assert all(s.fine == s.coarse == "speech" and s.group == s.id[:3] for s in sources)
     assert [Path(s["path"]).name for s in skips] == ["01ac0100.wv2"]
 
@@ -147,13 +157,20 @@ def test_a_prepared_folder_is_kept_and_never_stands_for_other_inputs(tmp_path):
 
 def test_mono_wavs_at_the_rate_are_used_in_place(tmp_path):
     root = tmp_path / "sounds"
-    for name, rate, channels in (("dog/a.wav", 8000, 1), ("dog/b.flac", 8000, 1), ("rain/c.wav", 16000, 1),
-                                 ("rain/d.wav", 8000, 2), ("rain/e.wav", 8000, 1), ("dog/f.wav", 8000, 1)):
+    for name, rate, channels in (
+        ("dog/a.wav", 8000, 1),
+        ("dog/b.flac", 8000, 1),
+        ("rain/c.wav", 16000, 1),
+        ("rain/d.wav", 8000, 2),
+        ("rain/e.wav", 8000, 1),
+        ("dog/f.wav", 8000, 1),
+    ):
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, tone(0.5, rate, len(name), channels=channels), rate)
-    report = prepare(tmp_path / "data", [CorpusInput("class_folders", str(root), {"valid": "0.1", "test": "0.1"})],
-                     fs=8000)
+    report = prepare(
+        tmp_path / "data", [CorpusInput("class_folders", str(root), {"valid": "0.1", "test": "0.1"})], fs=8000
+    )
     rows = [r for split in ("train", "valid", "test") for r in read_manifest(manifest_path(tmp_path / "data", split))]
     in_place = {Path(r.path).name for r in rows if Path(r.path).is_absolute()}
     assert in_place == {"a.wav", "e.wav", "f.wav"} and report["used_in_place"] == 3
@@ -201,8 +218,9 @@ def test_esc50_downloads_into_an_empty_folder_or_on_request_only(tmp_path):
         assert not (tmp_path / "typo").exists(), "a mistyped path must not be created and downloaded into"
         (tmp_path / "esc50").mkdir()
         report = prepare(tmp_path / "data", [CorpusInput("esc50", str(tmp_path / "esc50"), {"url": url})], fs=8000)
-        asked = prepare(tmp_path / "data2", [CorpusInput("esc50", str(tmp_path / "new"),
-                                                         {"url": url, "download": "true"})], fs=8000)
+        asked = prepare(
+            tmp_path / "data2", [CorpusInput("esc50", str(tmp_path / "new"), {"url": url, "download": "true"})], fs=8000
+        )
     finally:
         server.shutdown()
     assert (tmp_path / "esc50" / "meta" / "esc50.csv").is_file() and (tmp_path / "new" / "audio").is_dir()

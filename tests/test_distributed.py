@@ -1,4 +1,5 @@
 """DDP (gloo, 2 CPU processes) and gradient accumulation keep the UGR update exact."""
+
 from __future__ import annotations
 
 import contextlib
@@ -10,10 +11,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from asteroid.models import SuDORMRFImprovedNet
 
-from ugr.separation import losses as L
 from ugr.core.pmf import pmf
 from ugr.core.step import Terms, reweigh_backward
 from ugr.core.weighting import build
+from ugr.separation import losses as L
 
 BATCH = 4
 CLASSES = [["speech", "dog"], ["rain", "speech"], ["dog", "rain"], ["speech", "rain"]]
@@ -27,8 +28,9 @@ WEIGHTINGS = {
 
 def _model() -> torch.nn.Module:
     torch.manual_seed(0)
-    return SuDORMRFImprovedNet(n_src=2, bn_chan=8, num_blocks=2, upsampling_depth=2,
-                               n_filters=16, kernel_size=9, sample_rate=8000).double()
+    return SuDORMRFImprovedNet(
+        n_src=2, bn_chan=8, num_blocks=2, upsampling_depth=2, n_filters=16, kernel_size=9, sample_rate=8000
+    ).double()
 
 
 def _batch():
@@ -46,8 +48,11 @@ def _one_step(model, indices, weighting, micro_batches, wrap=lambda m: m):
 
     def compute(chunk):
         per_source, _ = L.pit_neg_sisdr(net(mix[chunk]), src[chunk])
-        return Terms(L.at_granularity(per_source, weighting.granularity), classes=[CLASSES[i] for i in chunk],
-                     coarse=[COARSE[i] for i in chunk])
+        return Terms(
+            L.at_granularity(per_source, weighting.granularity),
+            classes=[CLASSES[i] for i in chunk],
+            coarse=[COARSE[i] for i in chunk],
+        )
 
     chunks = [c.tolist() for c in torch.tensor(indices).chunk(micro_batches)]
     no_sync = net.no_sync if isinstance(net, torch.nn.parallel.DistributedDataParallel) else contextlib.nullcontext
@@ -62,8 +67,9 @@ def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str, micro_batch
     try:
         share = list(range(rank * BATCH // world, (rank + 1) * BATCH // world))
         for name, cfg in WEIGHTINGS.items():
-            params = _one_step(_model(), share, build(cfg), micro_batches,
-                               wrap=torch.nn.parallel.DistributedDataParallel)
+            params = _one_step(
+                _model(), share, build(cfg), micro_batches, wrap=torch.nn.parallel.DistributedDataParallel
+            )
             if rank == 0:
                 torch.save(params, Path(out_dir) / f"{name}.pt")
         dist.barrier()  # leave together: a rank exiting while gloo still talks to it aborts the other

@@ -1,6 +1,7 @@
 """A training that cannot end as trained fails: one that diverges (a non-finite loss or parameter, a validation
 SI-SDRi that is not finite at the end) stops naming the step and the likely causes, and one stopped by SIGTERM
 outside Slurm exits non-zero saying so; neither writes train.done, and the stage never says "trained"."""
+
 from __future__ import annotations
 
 import csv
@@ -23,8 +24,20 @@ CAUSES = "likely causes: a learning rate too high (training.lr "
 
 
 def task_command(conf: Path, tiny: dict, exp: Path) -> list:
-    return [sys.executable, "-m", "ugr.pipeline.task", "train", "--conf", str(conf), "--experiments", "tiny",
-            "--data", str(tiny["data"]), "--exp", str(exp)]
+    return [
+        sys.executable,
+        "-m",
+        "ugr.pipeline.task",
+        "train",
+        "--conf",
+        str(conf),
+        "--experiments",
+        "tiny",
+        "--data",
+        str(tiny["data"]),
+        "--exp",
+        str(exp),
+    ]
 
 
 def error_line(done: subprocess.CompletedProcess | SimpleNamespace) -> str:
@@ -45,8 +58,9 @@ def test_a_training_that_diverges_stops_as_a_failure_naming_the_step_and_the_cau
     write_lists(tiny["data"], [conf / "tiny.yaml"])
     done = subprocess.run(task_command(conf, tiny, tmp_path / "exp"), capture_output=True, text=True, timeout=600)
     line = error_line(done)
-    assert line.startswith("train: error: training diverged at step 1 (epoch 1/1): the training loss is nan; "
-                           + CAUSES), line
+    assert line.startswith(
+        "train: error: training diverged at step 1 (epoch 1/1): the training loss is nan; " + CAUSES
+    ), line
     assert "data.snr_range [300, 300]" in line and "weighting.alpha/gamma/beta0" in line, line
     assert not (tmp_path / "exp" / "tiny" / "train.done").exists()
     assert "stage 2: trained" not in done.stdout
@@ -57,8 +71,12 @@ class FakeTrainer(SimpleNamespace):
 
 
 def fake_trainer(step: int = 7, epoch: int = 1) -> FakeTrainer:
-    return FakeTrainer(global_step=step, current_epoch=epoch, max_epochs=3,
-                       strategy=SimpleNamespace(reduce_boolean_decision=lambda decision, all=True: decision))
+    return FakeTrainer(
+        global_step=step,
+        current_epoch=epoch,
+        max_epochs=3,
+        strategy=SimpleNamespace(reduce_boolean_decision=lambda decision, all=True: decision),
+    )
 
 
 def test_a_parameter_that_is_not_finite_after_the_step_stops_the_training_naming_it(tiny):
@@ -72,8 +90,10 @@ def test_a_parameter_that_is_not_finite_after_the_step_stops_the_training_naming
         module[1].bias.fill_(float("inf"))
     with pytest.raises(train.TrainingFailed) as err:
         check.on_train_batch_end(fake_trainer(), module, {"loss": torch.tensor(3.0)}, None, 0)
-    assert str(err.value).startswith("training diverged at step 7 (epoch 2/3): a parameter is not finite (NaN or inf) "
-                                     "after the optimizer step (1.bias); " + CAUSES)
+    assert str(err.value).startswith(
+        "training diverged at step 7 (epoch 2/3): a parameter is not finite (NaN or inf) "
+        "after the optimizer step (1.bias); " + CAUSES
+    )
     with pytest.raises(train.TrainingFailed, match=r"at step 2 \(epoch 1/3\): the training loss is nan"):
         check.on_train_batch_end(fake_trainer(2, 0), torch.nn.Linear(1, 1), torch.tensor(float("nan")), None, 0)
 
@@ -88,9 +108,11 @@ def test_a_validation_si_sdri_that_is_not_finite_at_the_end_writes_no_train_done
     monkeypatch.setattr(SeparationSystem, "validation_step", nan_validation)
     cfg = config_lib.load(tiny["config"], config_lib.parse_overrides(["training.epochs=1"]))
     exp_dir = tmp_path / "exp"
-    with pytest.raises(train.TrainingFailed, match=r"training ended at step 6 \(epoch 1\) with a validation SI-SDRi "
-                                                   r"that is not finite .*the model diverged; " + CAUSES.replace(
-                                                       "(", r"\(")):
+    with pytest.raises(
+        train.TrainingFailed,
+        match=r"training ended at step 6 \(epoch 1\) with a validation SI-SDRi "
+        r"that is not finite .*the model diverged; " + CAUSES.replace("(", r"\("),
+    ):
         train.train(cfg, exp_dir, tiny["data"], progress=False)
     assert not (exp_dir / "train.done").exists()
 

@@ -1,6 +1,7 @@
 """The documentation site builds under ``mkdocs build --strict`` (no broken link, no missing included file, an API
 reference generated from the current code), a broken link fails that build, and every docs code block marked
 runnable (an HTML comment ``<!-- runnable -->`` on the line before it) runs as written."""
+
 from __future__ import annotations
 
 import os
@@ -16,16 +17,24 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 RUNNABLE = re.compile(r"^<!-- runnable -->\n```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
-BLOCKS = [(page.name, index, block) for page in sorted(DOCS.glob("*.md"))
-          for index, block in enumerate(RUNNABLE.findall(page.read_text()))]
-
+BLOCKS = [
+    (page.name, index, block)
+    for page in sorted(DOCS.glob("*.md"))
+    for index, block in enumerate(RUNNABLE.findall(page.read_text()))
+]
 
 
 def build(config_dir: Path, site: Path) -> subprocess.CompletedProcess:
     """``mkdocs build --strict`` of the config in ``config_dir`` (snippets and mkdocstrings paths are relative to it)."""
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
-    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-                          cwd=config_dir, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=config_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def nav_pages(nav) -> list[str]:
@@ -47,8 +56,19 @@ def test_the_docs_site_builds_strict(tmp_path):
     result = build(ROOT, site)
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     pages = nav_pages(load_config()["nav"])
-    assert {"index.md", "method.md", "api.md", "reference.md", "recipes.md", "data.md", "slurm_gpu.md", "speed.md",
-            "benchmarks.md", "results.md", "troubleshooting.md"} <= set(pages)
+    assert {
+        "index.md",
+        "method.md",
+        "api.md",
+        "reference.md",
+        "recipes.md",
+        "data.md",
+        "slurm_gpu.md",
+        "speed.md",
+        "benchmarks.md",
+        "results.md",
+        "troubleshooting.md",
+    } <= set(pages)
     for page in pages:
         html = site / ("index.html" if page == "index.md" else f"{page[:-3]}/index.html")
         assert html.is_file(), f"{page} produced no {html.relative_to(site)}"
@@ -77,7 +97,10 @@ def test_a_broken_docs_link_fails_the_strict_build(tmp_path):
 def test_the_three_entry_points_are_runnable_in_the_api_page():
     api = [block for page, _, block in BLOCKS if page == "api.md"]
     assert [("reweigh(" in b, "UGRLoss(" in b, "UGRModule" in b) for b in api] == [
-        (True, False, False), (False, True, False), (False, False, True)]
+        (True, False, False),
+        (False, True, False),
+        (False, False, True),
+    ]
 
 
 @pytest.mark.parametrize("page,index,block", BLOCKS, ids=[f"{page}:{index}" for page, index, _ in BLOCKS])

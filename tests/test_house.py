@@ -1,5 +1,6 @@
 """The house rules the tools check: the package's layers (import-linter contracts in pyproject.toml), ruff's lint
 and format, and mypy on the core and the integrations."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """tools/install.sh never rebuilds an environment in use nor re-points one that serves another checkout, and
 refuses arguments it does not know. (Refusals only: building a venv is what every other test relies on.)"""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,9 @@ INSTALL = ROOT / "tools" / "install.sh"
 
 
 def install(*args: str, script: Path = INSTALL, venv: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "UGR_VENV": str(venv)})
+    return subprocess.run(
+        [str(script), *args], capture_output=True, text=True, timeout=120, env={**os.environ, "UGR_VENV": str(venv)}
+    )
 
 
 def test_unknown_arguments_are_refused(tmp_path):
@@ -44,8 +46,10 @@ def test_an_environment_in_use_is_not_rebuilt(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)  # incomplete: no ugr
     lock = venv / ".ugr-in-use.lock"
     # A recipe's shell (tools/env.sh, environment already checked) using it.
-    user = subprocess.Popen(["bash", "-c", f". {ROOT}/tools/env.sh && sleep 120"],
-                            env={**os.environ, "UGR_VENV": str(venv), "UGR_ENV_CHECKED": "1"})
+    user = subprocess.Popen(
+        ["bash", "-c", f". {ROOT}/tools/env.sh && sleep 120"],
+        env={**os.environ, "UGR_VENV": str(venv), "UGR_ENV_CHECKED": "1"},
+    )
     try:
         deadline = time.time() + 60
         while subprocess.run(["flock", "--nonblock", "--exclusive", str(lock), "true"]).returncode == 0:
@@ -56,6 +60,8 @@ def test_an_environment_in_use_is_not_rebuilt(tmp_path):
         user.kill()
         user.wait()
     assert done.returncode == 2
-    assert (f"install.sh: {venv} needs building (it is not built, or not completely), but a run uses it "
-            f"(tools/env.sh holds {lock})") in done.stderr
+    assert (
+        f"install.sh: {venv} needs building (it is not built, or not completely), but a run uses it "
+        f"(tools/env.sh holds {lock})"
+    ) in done.stderr
     assert not (venv / "constraints.txt").exists(), "nothing was installed"

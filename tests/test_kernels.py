@@ -1,5 +1,6 @@
 """ugr.separation.kernels' layers compute the stock layers' function and gradients, and build_model uses them in the U-blocks
 without changing the state_dict."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,7 +10,14 @@ from asteroid_filterbanks import make_enc_dec
 from torch import nn
 
 from ugr.separation import kernels
-from ugr.separation.kernels import Bf16PointwiseConv1d, DepthwiseConv1d, OverlapAddDecoder, PointwiseConv1d, PReLU, overlap_add
+from ugr.separation.kernels import (
+    Bf16PointwiseConv1d,
+    DepthwiseConv1d,
+    OverlapAddDecoder,
+    PointwiseConv1d,
+    PReLU,
+    overlap_add,
+)
 from ugr.separation.models import build_model
 
 TINY = {"n_src": 2, "bn_chan": 16, "num_blocks": 2, "n_filters": 32, "kernel_size": 16, "upsampling_depth": 3}
@@ -32,18 +40,27 @@ def gradients(layer: nn.Module, x: torch.Tensor, grad_out: torch.Tensor) -> dict
 
 # (taps, stride, padding, dilation, bias): the U-blocks' two layers (asteroid's _DilatedConvNorm: 5 taps, stride 1
 # and 2, padding 2, with bias) first, then other shapes the layer accepts.
-SHAPES = [(5, 1, 2, 1, True), (5, 2, 2, 1, True), (3, 1, 2, 2, True), (3, 3, 1, 2, False), (4, 2, 0, 1, True),
-          (2, 1, 3, 1, True), (1, 1, 0, 1, False)]
+SHAPES = [
+    (5, 1, 2, 1, True),
+    (5, 2, 2, 1, True),
+    (3, 1, 2, 2, True),
+    (3, 3, 1, 2, False),
+    (4, 2, 0, 1, True),
+    (2, 1, 3, 1, True),
+    (1, 1, 0, 1, False),
+]
 
 
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
 @pytest.mark.parametrize("taps, stride, padding, dilation, bias", SHAPES)
-def test_depthwise_layer_has_the_stock_layers_output_and_gradients(taps, stride, padding, dilation, bias, dtype,
-                                                                    rtol) -> None:
+def test_depthwise_layer_has_the_stock_layers_output_and_gradients(
+    taps, stride, padding, dilation, bias, dtype, rtol
+) -> None:
     torch.manual_seed(taps * 100 + stride * 10 + dilation)
     channels = 12
-    stock = nn.Conv1d(channels, channels, taps, stride=stride, padding=padding, dilation=dilation, groups=channels,
-                      bias=bias).to(dtype)
+    stock = nn.Conv1d(
+        channels, channels, taps, stride=stride, padding=padding, dilation=dilation, groups=channels, bias=bias
+    ).to(dtype)
     fast = DepthwiseConv1d.replacing(stock)
     assert fast.weight is stock.weight and fast.bias is stock.bias
     for frames in (37, 400):  # odd and even lengths meet the strides differently
@@ -87,8 +104,9 @@ def test_u_blocks_use_the_depthwise_layer_with_the_stock_state_dict(arch, stock_
 
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
 @pytest.mark.parametrize("channels_in, channels_out, bias", [(128, 256, True), (256, 128, True), (7, 3, False)])
-def test_pointwise_layer_has_the_stock_layers_output_and_gradients(channels_in, channels_out, bias, dtype,
-                                                                    rtol) -> None:
+def test_pointwise_layer_has_the_stock_layers_output_and_gradients(
+    channels_in, channels_out, bias, dtype, rtol
+) -> None:
     torch.manual_seed(3)
     stock = nn.Conv1d(channels_in, channels_out, 1, bias=bias).to(dtype)
     fast = PointwiseConv1d.replacing(stock)
@@ -115,8 +133,11 @@ def test_maskers_pointwise_convolutions_use_the_pointwise_layer_unless_in_bf16(a
     stock_class = SuDORMRFNet if arch == "sudormrf" else SuDORMRFImprovedNet
     torch.manual_seed(0)
     stock = stock_class(**TINY)
-    expected = [name for name, m in stock.masker.named_modules()
-                if type(m) is nn.Conv1d and m.kernel_size == (1,) and m.groups == 1]
+    expected = [
+        name
+        for name, m in stock.masker.named_modules()
+        if type(m) is nn.Conv1d and m.kernel_size == (1,) and m.groups == 1
+    ]
     ours = build_model({"arch": arch, **TINY})
     assert expected and [name for name, m in ours.masker.named_modules() if type(m) is PointwiseConv1d] == expected
     if arch == "sudormrf":
@@ -179,13 +200,15 @@ DECODERS = [(21, 10, 10, 9), (16, 8, 0, 0), (12, 4, 3, 1), (5, 1, 2, 0), (3, 4, 
 
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
 @pytest.mark.parametrize("taps, hop, padding, output_padding", DECODERS)
-def test_overlap_add_is_the_transposed_convolution_with_its_gradients(taps, hop, padding, output_padding, dtype,
-                                                                      rtol) -> None:
+def test_overlap_add_is_the_transposed_convolution_with_its_gradients(
+    taps, hop, padding, output_padding, dtype, rtol
+) -> None:
     torch.manual_seed(4)
     frames = torch.randn(3, 8, 40, dtype=dtype, requires_grad=True)
     filters = torch.randn(8, 1, taps, dtype=dtype, requires_grad=True)
-    expected = torch.nn.functional.conv_transpose1d(frames, filters, stride=hop, padding=padding,
-                                                    output_padding=output_padding)
+    expected = torch.nn.functional.conv_transpose1d(
+        frames, filters, stride=hop, padding=padding, output_padding=output_padding
+    )
     grad_out = torch.randn_like(expected)
     expected_grads = torch.autograd.grad(expected, (frames, filters), grad_out)
     found = overlap_add(frames, filters, hop, padding, output_padding)

@@ -1,5 +1,6 @@
 """Beyond separation: on a classifier with 40 % wrong training labels, the weighting changes the clean test
 accuracy measurably, in both directions (examples/label_noise.py, seeded, a few seconds)."""
+
 from __future__ import annotations
 
 import sys

@@ -1,11 +1,12 @@
 """tools/launch.sh: the local backend, argument errors, and the slurm backend on a
 real one-node cluster (tools/slurm/cluster.sh, fixture `slurm_cluster`)."""
+
 from __future__ import annotations
 
 import os
 import re
-import socket
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,8 +31,7 @@ SLURM_CONF = """\
 
 
 def launch(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LAUNCH), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([str(LAUNCH), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
 def footer_code(log: Path) -> int:
@@ -42,9 +42,11 @@ def footer_code(log: Path) -> int:
 
 # ---------------------------------------------------------------------- local
 
+
 def test_local_log_has_command_host_output_and_exit_code(tmp_path: Path) -> None:
-    result = launch("--log", "exp/log/stage.log", "--",
-                    "bash", "-c", "echo to-stdout; echo to-stderr >&2", cwd=tmp_path)
+    result = launch(
+        "--log", "exp/log/stage.log", "--", "bash", "-c", "echo to-stdout; echo to-stderr >&2", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     log = tmp_path / "exp/log/stage.log"
     lines = log.read_text().splitlines()
@@ -73,9 +75,19 @@ def test_local_failure_is_the_exit_status_and_names_the_log(tmp_path: Path) -> N
 
 
 def test_local_array_runs_every_task_with_its_index_and_reports_the_failed_one(tmp_path: Path) -> None:
-    result = launch("--array", "3", "--log", "log/task.%a.log", "--jobid-file", "ids/stage",
-                    "--", "bash", "-c", 'echo "index=$UGR_TASK_ID"; [ "$UGR_TASK_ID" != 1 ]',
-                    cwd=tmp_path)
+    result = launch(
+        "--array",
+        "3",
+        "--log",
+        "log/task.%a.log",
+        "--jobid-file",
+        "ids/stage",
+        "--",
+        "bash",
+        "-c",
+        'echo "index=$UGR_TASK_ID"; [ "$UGR_TASK_ID" != 1 ]',
+        cwd=tmp_path,
+    )
     assert result.returncode != 0
     for task in range(3):
         log = tmp_path / f"log/task.{task}.log"
@@ -89,15 +101,20 @@ def test_local_array_runs_every_task_with_its_index_and_reports_the_failed_one(t
 def test_local_max_jobs_runs_tasks_side_by_side_sharing_the_cores(tmp_path: Path) -> None:
     """--max-jobs 2: tasks 0 and 1 overlap in time (each waits until both have started), task 2 starts after
     one of them ended; each gets OMP_NUM_THREADS = cores / 2, its own log, and a failure is still reported."""
-    script = ('echo "threads=$OMP_NUM_THREADS"; date +%s.%N >"start.$UGR_TASK_ID"; printf "bar 1\\rbar 2\\n"; '
-              'if [ "$UGR_TASK_ID" != 2 ]; then for i in $(seq 100); do [ -e start.0 ] && [ -e start.1 ] && break; '
-              'sleep 0.05; done; [ -e start.0 ] && [ -e start.1 ]; fi; status=$?; date +%s.%N >"end.$UGR_TASK_ID"; '
-              '[ $status = 0 ] && [ "$UGR_TASK_ID" != 2 ]')
+    script = (
+        'echo "threads=$OMP_NUM_THREADS"; date +%s.%N >"start.$UGR_TASK_ID"; printf "bar 1\\rbar 2\\n"; '
+        'if [ "$UGR_TASK_ID" != 2 ]; then for i in $(seq 100); do [ -e start.0 ] && [ -e start.1 ] && break; '
+        'sleep 0.05; done; [ -e start.0 ] && [ -e start.1 ]; fi; status=$?; date +%s.%N >"end.$UGR_TASK_ID"; '
+        '[ $status = 0 ] && [ "$UGR_TASK_ID" != 2 ]'
+    )
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    result = launch("--array", "3", "--max-jobs", "2", "--log", "log/t.%a.log", "--", "bash", "-c", script,
-                    cwd=tmp_path, env=env)
+    result = launch(
+        "--array", "3", "--max-jobs", "2", "--log", "log/t.%a.log", "--", "bash", "-c", script, cwd=tmp_path, env=env
+    )
     assert [footer_code(tmp_path / f"log/t.{task}.log") for task in range(3)] == [0, 0, 1], result.stderr
-    start, end = ({task: float((tmp_path / f"{what}.{task}").read_text()) for task in range(3)} for what in ("start", "end"))
+    start, end = (
+        {task: float((tmp_path / f"{what}.{task}").read_text()) for task in range(3)} for what in ("start", "end")
+    )
     assert start[2] >= min(end[0], end[1]), "a third task ran while two were running"
     threads = max(1, os.cpu_count() // 2)
     for task in range(3):
@@ -105,8 +122,23 @@ def test_local_max_jobs_runs_tasks_side_by_side_sharing_the_cores(tmp_path: Path
     assert result.returncode != 0 and "1 of 3 task(s) failed; see log/t.2.log" in result.stderr
     # On stderr each line is tagged with its task's log; a progress bar shows its last state.
     assert f"[t.1] threads={threads}" in result.stderr.splitlines() and "[t.0] bar 2" in result.stderr.splitlines()
-    assert launch("--array", "2", "--max-jobs", "2", "--log", "log/u.%a.log", "--", "bash", "-c",
-                  'echo "threads=$OMP_NUM_THREADS"', cwd=tmp_path, env={**env, "OMP_NUM_THREADS": "3"}).returncode == 0
+    assert (
+        launch(
+            "--array",
+            "2",
+            "--max-jobs",
+            "2",
+            "--log",
+            "log/u.%a.log",
+            "--",
+            "bash",
+            "-c",
+            'echo "threads=$OMP_NUM_THREADS"',
+            cwd=tmp_path,
+            env={**env, "OMP_NUM_THREADS": "3"},
+        ).returncode
+        == 0
+    )
     assert "threads=3" in (tmp_path / "log/u.1.log").read_text().splitlines()  # a user's setting stands
 
 
@@ -117,10 +149,24 @@ def test_local_interrupt_stops_every_running_task(tmp_path: Path) -> None:
     The launcher starts as from a terminal, SIGINT at its default: a suite started in the background
     (``nohup tools/test.sh &``) hands its children SIGINT ignored, which bash can then not trap.
     """
-    proc = subprocess.Popen([str(LAUNCH), "--array", "2", "--max-jobs", "2", "--log", "log/s.%a.log", "--",
-                             sys.executable, "-c", "import time, os; open(f'up.{os.getpid()}', 'w'); time.sleep(60)"],
-                            cwd=tmp_path, stderr=subprocess.DEVNULL,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [
+            str(LAUNCH),
+            "--array",
+            "2",
+            "--max-jobs",
+            "2",
+            "--log",
+            "log/s.%a.log",
+            "--",
+            sys.executable,
+            "-c",
+            "import time, os; open(f'up.{os.getpid()}', 'w'); time.sleep(60)",
+        ],
+        cwd=tmp_path,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 30
     while len(list(tmp_path.glob("up.*"))) < 2 and time.time() < deadline:
         time.sleep(0.1)
@@ -182,25 +228,33 @@ def test_wait_for_with_an_unreachable_controller_passes_on_what_scontrol_says(tm
     assert "MinJobAge" not in result.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--", "touch", "ran"], "missing --log"),
-    (["--log", "x.log"], "no command given"),
-    (["--backend", "pbs", "--log", "x.log", "--", "touch", "ran"], "unknown backend 'pbs'"),
-    (["--backend", "slurm", "--log", "x.log", "--", "touch", "ran"], "needs --conf FILE"),
-    (["--backend", "slurm", "--conf", "nowhere.conf", "--log", "x.log", "--", "touch", "ran"],
-     "slurm conf 'nowhere.conf' (--conf) does not exist"),
-    (["--backend", "slurm", "--conf", "cpu_only.conf", "--kind", "gpu", "--log", "x.log", "--",
-      "touch", "ran"], "kind 'gpu' (--kind) has no [gpu] section in cpu_only.conf (it has: cpu)"),
-    (["--backend", "slurm", "--conf", "sets_output.conf", "--log", "x.log", "--", "touch", "ran"],
-     "sets_output.conf:2: '--output=elsewhere.log' is set by launch.sh itself"),
-    (["--array", "0", "--log", "x.log", "--", "touch", "ran"], "--array '0' must be a positive integer"),
-    (["--max-jobs", "0", "--log", "x.log", "--", "touch", "ran"], "--max-jobs '0' must be a positive integer"),
-    (["--log", "x.%j.log", "--", "touch", "ran"], "'%' may only appear as '%a'"),
-    (["--after", "12:abc", "--log", "x.log", "--", "touch", "ran"], "'abc' is not a job id"),
-    (["--bogus", "1", "--log", "x.log", "--", "touch", "ran"], "unknown option '--bogus'"),
-])
-def test_bad_arguments_fail_clearly_before_running_anything(tmp_path: Path, args: list[str],
-                                                           message: str) -> None:
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--", "touch", "ran"], "missing --log"),
+        (["--log", "x.log"], "no command given"),
+        (["--backend", "pbs", "--log", "x.log", "--", "touch", "ran"], "unknown backend 'pbs'"),
+        (["--backend", "slurm", "--log", "x.log", "--", "touch", "ran"], "needs --conf FILE"),
+        (
+            ["--backend", "slurm", "--conf", "nowhere.conf", "--log", "x.log", "--", "touch", "ran"],
+            "slurm conf 'nowhere.conf' (--conf) does not exist",
+        ),
+        (
+            ["--backend", "slurm", "--conf", "cpu_only.conf", "--kind", "gpu", "--log", "x.log", "--", "touch", "ran"],
+            "kind 'gpu' (--kind) has no [gpu] section in cpu_only.conf (it has: cpu)",
+        ),
+        (
+            ["--backend", "slurm", "--conf", "sets_output.conf", "--log", "x.log", "--", "touch", "ran"],
+            "sets_output.conf:2: '--output=elsewhere.log' is set by launch.sh itself",
+        ),
+        (["--array", "0", "--log", "x.log", "--", "touch", "ran"], "--array '0' must be a positive integer"),
+        (["--max-jobs", "0", "--log", "x.log", "--", "touch", "ran"], "--max-jobs '0' must be a positive integer"),
+        (["--log", "x.%j.log", "--", "touch", "ran"], "'%' may only appear as '%a'"),
+        (["--after", "12:abc", "--log", "x.log", "--", "touch", "ran"], "'abc' is not a job id"),
+        (["--bogus", "1", "--log", "x.log", "--", "touch", "ran"], "unknown option '--bogus'"),
+    ],
+)
+def test_bad_arguments_fail_clearly_before_running_anything(tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "cpu_only.conf").write_text("[cpu]\n--time=1:00\n")
     (tmp_path / "sets_output.conf").write_text("[cpu]\n--output=elsewhere.log\n")
     result = launch(*args, cwd=tmp_path)
@@ -210,6 +264,7 @@ def test_bad_arguments_fail_clearly_before_running_anything(tmp_path: Path, args
 
 
 # ---------------------------------------------------------------------- slurm
+
 
 def submit(tmp_path: Path, env: dict[str, str], *args: str) -> str:
     result = launch("--backend", "slurm", "--conf", "slurm.conf", *args, cwd=tmp_path, env=env)
@@ -224,8 +279,9 @@ def wait_for(tmp_path: Path, env: dict[str, str], *ids: str) -> subprocess.Compl
 
 
 def job_fields(job_id: str, env: dict[str, str]) -> str:
-    return subprocess.run(["scontrol", "show", "job", "-o", job_id], env=env, check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["scontrol", "show", "job", "-o", job_id], env=env, check=True, capture_output=True, text=True
+    ).stdout
 
 
 @pytest.fixture
@@ -236,11 +292,21 @@ def slurm(tmp_path: Path, slurm_cluster: dict[str, str]) -> dict[str, str]:
 
 @pytest.mark.slurm
 def test_slurm_chain_runs_after_its_dependency_and_wait_blocks_until_done(
-        tmp_path: Path, slurm: dict[str, str]) -> None:
-    first = submit(tmp_path, slurm, "--log", "log/a.log", "--jobid-file", "ids/a",
-                   "--", "bash", "-c", "sleep 2; echo made-by-a > a.txt")
-    second = submit(tmp_path, slurm, "--after", first, "--log", "log/b.log",
-                    "--", "bash", "-c", "cat a.txt > b.txt")
+    tmp_path: Path, slurm: dict[str, str]
+) -> None:
+    first = submit(
+        tmp_path,
+        slurm,
+        "--log",
+        "log/a.log",
+        "--jobid-file",
+        "ids/a",
+        "--",
+        "bash",
+        "-c",
+        "sleep 2; echo made-by-a > a.txt",
+    )
+    second = submit(tmp_path, slurm, "--after", first, "--log", "log/b.log", "--", "bash", "-c", "cat a.txt > b.txt")
     assert (tmp_path / "ids/a").read_text() == f"{first}\n"
     assert not (tmp_path / "b.txt").exists()
     result = wait_for(tmp_path, slurm, first, second)
@@ -254,8 +320,9 @@ def test_slurm_chain_runs_after_its_dependency_and_wait_blocks_until_done(
 
 @pytest.mark.slurm
 def test_slurm_array_tasks_write_their_own_logs(tmp_path: Path, slurm: dict[str, str]) -> None:
-    job = submit(tmp_path, slurm, "--array", "2", "--log", "log/sweep.%a.log",
-                 "--", "bash", "-c", 'echo "index=$UGR_TASK_ID"')
+    job = submit(
+        tmp_path, slurm, "--array", "2", "--log", "log/sweep.%a.log", "--", "bash", "-c", 'echo "index=$UGR_TASK_ID"'
+    )
     assert wait_for(tmp_path, slurm, job).returncode == 0
     for task in range(2):
         log = tmp_path / f"log/sweep.{task}.log"
@@ -282,14 +349,33 @@ def test_slurm_failure_cancels_dependents_and_wait_fails(tmp_path: Path, slurm: 
 
 
 @pytest.mark.slurm
-def test_slurm_job_gets_conf_options_directory_and_environment(tmp_path: Path,
-                                                               slurm: dict[str, str]) -> None:
+def test_slurm_job_gets_conf_options_directory_and_environment(tmp_path: Path, slurm: dict[str, str]) -> None:
     env = {**slurm, "UGR_TEST_VALUE": "from the submitting shell"}
-    job = submit(tmp_path, env, "--kind", "gpu", "--ngpu", "0", "--name", "probe", "--log", "probe.log",
-                 "--", "bash", "-c", 'echo "$UGR_TEST_VALUE" > env.txt; pwd > pwd.txt')
+    job = submit(
+        tmp_path,
+        env,
+        "--kind",
+        "gpu",
+        "--ngpu",
+        "0",
+        "--name",
+        "probe",
+        "--log",
+        "probe.log",
+        "--",
+        "bash",
+        "-c",
+        'echo "$UGR_TEST_VALUE" > env.txt; pwd > pwd.txt',
+    )
     fields = job_fields(job, slurm)
-    for expected in ("JobName=probe", "TimeLimit=00:07:00", "TresPerNode=gres:gpu:0", "Comment=ngpu0",
-                     f"WorkDir={tmp_path}", "Requeue=1"):
+    for expected in (
+        "JobName=probe",
+        "TimeLimit=00:07:00",
+        "TresPerNode=gres:gpu:0",
+        "Comment=ngpu0",
+        f"WorkDir={tmp_path}",
+        "Requeue=1",
+    ):
         assert expected in fields.split(), fields
     assert wait_for(tmp_path, slurm, job).returncode == 0
     assert (tmp_path / "env.txt").read_text() == "from the submitting shell\n"
@@ -305,7 +391,8 @@ def test_slurm_job_forwards_usr1_to_the_command(tmp_path: Path, slurm: dict[str,
         "signal.signal(signal.SIGUSR1, lambda *_: (print('got USR1', flush=True), sys.exit(0)))\n"
         "print('ready', flush=True)\n"
         "time.sleep(60)\n"
-        "sys.exit(1)\n")
+        "sys.exit(1)\n"
+    )
     job = submit(tmp_path, slurm, "--log", "usr1.log", "--", sys.executable, "waits.py")
     log = tmp_path / "usr1.log"
     deadline = time.monotonic() + 30
@@ -320,12 +407,21 @@ def test_slurm_job_forwards_usr1_to_the_command(tmp_path: Path, slurm: dict[str,
 
 @pytest.mark.slurm
 def test_slurm_requeued_job_runs_again_under_the_same_log_and_wait_sees_the_end(
-        tmp_path: Path, slurm: dict[str, str]) -> None:
+    tmp_path: Path, slurm: dict[str, str]
+) -> None:
     """Preemption or `scontrol requeue`: the job stops on SIGTERM, is started again
     (SLURM_RESTART_COUNT=1) and appends to its log; --wait-for is not fooled by
     the stopped first run."""
-    job = submit(tmp_path, slurm, "--log", "requeue.log", "--", "bash", "-c",
-                 'echo "run ${SLURM_RESTART_COUNT:-0}"; [ "${SLURM_RESTART_COUNT:-0}" != 0 ] || sleep 60')
+    job = submit(
+        tmp_path,
+        slurm,
+        "--log",
+        "requeue.log",
+        "--",
+        "bash",
+        "-c",
+        'echo "run ${SLURM_RESTART_COUNT:-0}"; [ "${SLURM_RESTART_COUNT:-0}" != 0 ] || sleep 60',
+    )
     log = tmp_path / "requeue.log"
     deadline = time.monotonic() + 30
     while "run 0" not in log.read_text().splitlines():
@@ -343,15 +439,29 @@ def test_slurm_requeued_job_runs_again_under_the_same_log_and_wait_sees_the_end(
 
 @pytest.mark.slurm
 def test_slurm_job_of_several_tasks_runs_the_command_once_per_task_under_srun(
-        tmp_path: Path, slurm: dict[str, str]) -> None:
+    tmp_path: Path, slurm: dict[str, str]
+) -> None:
     """Lightning's DDP on Slurm: one process per GPU, each told its rank by srun
     (SLURM_PROCID); tried here with 2 CPU tasks (no GPU on the test machine)."""
-    job = submit(tmp_path, slurm, "--kind", "tasks", "--ngpu", "2", "--nodes", "1", "--log", "tasks.log",
-                 "--", "bash", "-c", 'echo "rank=$SLURM_PROCID of $SLURM_NTASKS task=$UGR_TASK_ID"')
+    job = submit(
+        tmp_path,
+        slurm,
+        "--kind",
+        "tasks",
+        "--ngpu",
+        "2",
+        "--nodes",
+        "1",
+        "--log",
+        "tasks.log",
+        "--",
+        "bash",
+        "-c",
+        'echo "rank=$SLURM_PROCID of $SLURM_NTASKS task=$UGR_TASK_ID"',
+    )
     assert wait_for(tmp_path, slurm, job).returncode == 0
     lines = (tmp_path / "tasks.log").read_text().splitlines()
-    assert sorted(line for line in lines if line.startswith("rank=")) == ["rank=0 of 2 task=0",
-                                                                          "rank=1 of 2 task=0"]
+    assert sorted(line for line in lines if line.startswith("rank=")) == ["rank=0 of 2 task=0", "rank=1 of 2 task=0"]
     assert len([line for line in lines if line.startswith("# Started at")]) == 1
     assert footer_code(tmp_path / "tasks.log") == 0
     assert "NumTasks=2" in job_fields(job, slurm).split()
@@ -359,8 +469,20 @@ def test_slurm_job_of_several_tasks_runs_the_command_once_per_task_under_srun(
 
 @pytest.mark.slurm
 def test_slurm_failing_task_of_several_fails_the_job(tmp_path: Path, slurm: dict[str, str]) -> None:
-    job = submit(tmp_path, slurm, "--kind", "tasks", "--ngpu", "2", "--log", "tasks.log",
-                 "--", "bash", "-c", '[ "$SLURM_PROCID" = 0 ] || exit 5; sleep 30')
+    job = submit(
+        tmp_path,
+        slurm,
+        "--kind",
+        "tasks",
+        "--ngpu",
+        "2",
+        "--log",
+        "tasks.log",
+        "--",
+        "bash",
+        "-c",
+        '[ "$SLURM_PROCID" = 0 ] || exit 5; sleep 30',
+    )
     result = wait_for(tmp_path, slurm, job)
     assert result.returncode == 1 and f"job {job} (tasks) FAILED" in result.stderr
     assert footer_code(tmp_path / "tasks.log") != 0

@@ -1,5 +1,6 @@
 """``pip install ugr`` without extras brings the method's core with torch and numpy only, and the README's
 plain-PyTorch example runs there: a SpeechBrain or ESPnet user who wants ``reweigh`` gets no recipe stack."""
+
 from __future__ import annotations
 
 import shutil
@@ -9,12 +10,24 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from test_readme import BLOCKS
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPE_STACK = ("pytorch-lightning", "lightning", "matplotlib", "soundfile", "asteroid", "asteroid-filterbanks",
-                "julius", "torchmetrics", "tensorboard", "pesq", "pystoi", "pyyaml", "scipy")
+RECIPE_STACK = (
+    "pytorch-lightning",
+    "lightning",
+    "matplotlib",
+    "soundfile",
+    "asteroid",
+    "asteroid-filterbanks",
+    "julius",
+    "torchmetrics",
+    "tensorboard",
+    "pesq",
+    "pystoi",
+    "pyyaml",
+    "scipy",
+)
 
 
 def run(*command: str | Path, cwd: Path | None = None) -> str:
@@ -24,8 +37,10 @@ def run(*command: str | Path, cwd: Path | None = None) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(torch.version.cuda is not None,
-                    reason="this torch is a CUDA build: a venv without it would download several GB of CUDA torch")
+@pytest.mark.skipif(
+    torch.version.cuda is not None,
+    reason="this torch is a CUDA build: a venv without it would download several GB of CUDA torch",
+)
 def test_the_core_installs_with_torch_and_numpy_only_and_runs_the_plain_pytorch_example(tmp_path):
     source = tmp_path / "source"  # a copy: pip's build writes build/ and egg-info beside the sources
     source.mkdir()

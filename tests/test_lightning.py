@@ -1,5 +1,6 @@
 """UGRModule: any LightningModule's per-example losses trained with UGR; under 2-process gloo DDP with
 micro-batches its step equals the one-process full-batch step, and the logged figures are the global batch's."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,8 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from ugr.integrations.lightning import UGRModule, split_batch
 from ugr.core.step import Terms
+from ugr.integrations.lightning import UGRModule, split_batch
 
 BATCH = 8
 # Robust weighting plus a bias keyed by the integer label: weights that depend on losses and labels.
@@ -57,10 +58,20 @@ class SaveStep(Callback):
 
 def fit_one_step(devices: int, micro_batches: int, root: Path) -> dict:
     out = root / f"step_{devices}.pt"
-    trainer = pl.Trainer(max_steps=1, accelerator="cpu", devices=devices, precision="64-true",
-                         strategy="ddp_spawn" if devices > 1 else "auto", logger=CSVLogger(root, name=str(devices)),
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         log_every_n_steps=1, callbacks=[SaveStep(out)], default_root_dir=root)
+    trainer = pl.Trainer(
+        max_steps=1,
+        accelerator="cpu",
+        devices=devices,
+        precision="64-true",
+        strategy="ddp_spawn" if devices > 1 else "auto",
+        logger=CSVLogger(root, name=str(devices)),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        callbacks=[SaveStep(out)],
+        default_root_dir=root,
+    )
     trainer.fit(Classifier(micro_batches), train_dataloaders=DataLoader(dataset(), batch_size=BATCH // devices))
     return torch.load(out)
 
@@ -90,7 +101,11 @@ def test_the_step_is_sum_p_g_and_its_figures_reach_the_logger(tmp_path):
 
 
 def test_split_batch_cuts_tensors_fields_and_per_example_lists_alike():
-    batch = {"x": torch.arange(6), "pair": (torch.arange(6) * 10, ["a", "b", "c", "d", "e", "f"]), "ids": list("uvwxyz")}
+    batch = {
+        "x": torch.arange(6),
+        "pair": (torch.arange(6) * 10, ["a", "b", "c", "d", "e", "f"]),
+        "ids": list("uvwxyz"),
+    }
     first, second = split_batch(batch, 2)
     assert first["x"].tolist() == [0, 1, 2] and second["pair"][0].tolist() == [30, 40, 50]
     assert second["pair"][1] == ["d", "e", "f"] and first["ids"] == ["u", "v", "w"]

@@ -1,4 +1,5 @@
 """Per-example PIT SI-SDR losses against asteroid's own wrapper and a numpy SI-SDR."""
+
 import numpy as np
 import pytest
 import torch

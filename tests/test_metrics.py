@@ -1,4 +1,5 @@
 """ugr.separation.metrics against known answers and independent implementations; the registry's checks."""
+
 from __future__ import annotations
 
 import math
@@ -10,8 +11,8 @@ import pystoi
 import pytest
 import torch
 from scipy.signal import lfilter, resample_poly
-
 from test_score import np_si_sdr
+
 from ugr.separation import metrics
 
 
@@ -44,7 +45,7 @@ def test_si_sdri_known_answer_and_numpy_reference():
     other = rng.standard_normal(4000)
     ref, other = ref - ref.mean(), other - other.mean()
     other -= (other @ ref) / (ref @ ref) * ref  # orthogonal to the reference: SI-SDR is then exact
-    mix, est = ref + other, ref + 0.1 * other   # the estimate keeps a tenth of the interference: +20 dB
+    mix, est = ref + other, ref + 0.1 * other  # the estimate keeps a tenth of the interference: +20 dB
     got = metrics.si_sdri(t(est)[None], t(ref)[None], t(mix))
     assert got.shape == (1, 1)
     assert got.item() == pytest.approx(20.0, abs=1e-6)
@@ -72,8 +73,7 @@ def test_sdri_matches_mir_eval_bss_eval():
         warnings.simplefilter("ignore", FutureWarning)  # bss_eval_sources is deprecated in mir_eval 0.8
         for b in range(2):
             sdr_est = mir_eval.separation.bss_eval_sources(src[b], est[b], compute_permutation=False)[0]
-            sdr_mix = mir_eval.separation.bss_eval_sources(src[b], np.stack([mix[b]] * 2),
-                                                           compute_permutation=False)[0]
+            sdr_mix = mir_eval.separation.bss_eval_sources(src[b], np.stack([mix[b]] * 2), compute_permutation=False)[0]
             np.testing.assert_allclose(got[b].numpy(), sdr_est - sdr_mix, atol=1e-3)
 
 
@@ -96,6 +96,7 @@ def test_sdr_of_a_perfect_estimate_is_the_ceiling_not_nan_and_nan_input_stays_na
     src, mixture = t(ref)[None], t(ref + noise)
     perfect = metrics.sdri(src.clone(), src, mixture).item()
     from torchmetrics.functional.audio import signal_distortion_ratio
+
     expected = metrics.SDR_CEILING_DB - signal_distortion_ratio(mixture[None], src).item()
     assert math.isfinite(perfect) and perfect == pytest.approx(expected, abs=1e-6)
     broken = src.clone()
@@ -121,14 +122,14 @@ def reference_stoi(clean: np.ndarray, degraded: np.ndarray) -> float:
     window = np.hanning(n_frame + 2)[1:-1]
 
     def bands(signal: np.ndarray) -> np.ndarray:
-        frames = np.lib.stride_tricks.sliding_window_view(signal, n_frame)[:signal.size - n_frame:n_frame // 2]
+        frames = np.lib.stride_tricks.sliding_window_view(signal, n_frame)[: signal.size - n_frame : n_frame // 2]
         power = np.abs(np.fft.rfft(frames * window, n_fft)) ** 2
         return np.sqrt(np.stack([power[:, lo:hi].sum(1) for lo, hi in edges]))
 
     x_bands, y_bands = bands(clean), bands(degraded)
     scores = []
     for m in range(n_seg, x_bands.shape[1] + 1):
-        x, y = x_bands[:, m - n_seg:m], y_bands[:, m - n_seg:m]
+        x, y = x_bands[:, m - n_seg : m], y_bands[:, m - n_seg : m]
         y = y * np.linalg.norm(x, axis=1, keepdims=True) / np.linalg.norm(y, axis=1, keepdims=True)
         y = np.minimum(y, x * (1 + 10 ** (-beta / 20)))
         x, y = x - x.mean(1, keepdims=True), y - y.mean(1, keepdims=True)

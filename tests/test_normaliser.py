@@ -1,4 +1,5 @@
 """The running normaliser (weighting.normaliser: running): TERM's stochastic algorithm over steps."""
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,8 @@ def test_decay_zero_is_the_batch_softmax_bit_for_bit():
             ours = reweigh(losses, weighting).weights
             assert torch.equal(ours, reweigh(losses, build({"type": "robust", "alpha": 0.5})).weights)
     assert running.steps == 4 and running.log_z == pytest.approx(
-        float(torch.logsumexp(batches()[-1], 0)) - math.log(8), abs=1e-12)
+        float(torch.logsumexp(batches()[-1], 0)) - math.log(8), abs=1e-12
+    )
 
 
 def test_log_z_is_the_moving_average_of_the_batch_mean_exp_f_and_the_weights_use_it_after_the_update():
@@ -95,8 +97,12 @@ def test_state_survives_save_and_resume_bit_exactly(tmp_path):
 def test_no_overflow_at_alpha_1000_with_losses_of_100():
     weighting = build({"type": "robust", "alpha": 1000, "normaliser": "running", "decay": 0.9})
     for dtype in (torch.float32, torch.float64):
-        for losses in (torch.full((4,), 100.0), torch.tensor([99.0, 100.0, 101.0, 100.5]),
-                       torch.tensor([5.0, 1.0, 2.0, 3.0]), torch.tensor([100.0, 100.0, 101.0, 102.0])):
+        for losses in (
+            torch.full((4,), 100.0),
+            torch.tensor([99.0, 100.0, 101.0, 100.5]),
+            torch.tensor([5.0, 1.0, 2.0, 3.0]),
+            torch.tensor([100.0, 100.0, 101.0, 102.0]),
+        ):
             weights = reweigh(losses.to(dtype), weighting).weights
             assert torch.isfinite(weights).all() and weights.dtype == dtype
             assert weights.max() <= 1 / (1 - 0.9) + 1e-6  # F - log Z - log N <= -log(1 - decay)
@@ -111,10 +117,11 @@ def test_the_mean_running_update_is_closer_to_terms_full_batch_tilted_gradient_t
     g = torch.Generator().manual_seed(0)
     examples, tilt = 64, 1.0
     x = torch.randn(examples, 3, generator=g, dtype=torch.float64)
-    y = x @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + 0.7 * torch.randn(examples, generator=g,
-                                                                                     dtype=torch.float64)
+    y = x @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + 0.7 * torch.randn(
+        examples, generator=g, dtype=torch.float64
+    )
     residual = x @ torch.tensor([1.3, -1.6, 0.2], dtype=torch.float64) - y
-    losses, gradients = 0.5 * residual ** 2, x * residual[:, None]
+    losses, gradients = 0.5 * residual**2, x * residual[:, None]
     tilted = (torch.softmax(tilt * losses, 0)[:, None] * gradients).sum(0)
     weighting = build({"type": "robust", "alpha": tilt, "normaliser": "running"})  # default decay 0.9
     assert weighting.normaliser.decay == 0.9
@@ -140,8 +147,9 @@ TOTAL, STEPS = 8, 3
 
 def _data(step: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(10 + step)
-    return torch.randn(TOTAL, 2, generator=g, dtype=torch.float64), torch.randn(TOTAL, generator=g,
-                                                                              dtype=torch.float64) * (step + 1)
+    return torch.randn(TOTAL, 2, generator=g, dtype=torch.float64), torch.randn(
+        TOTAL, generator=g, dtype=torch.float64
+    ) * (step + 1)
 
 
 def _run(indices: list[int], micro_batches: int) -> dict:
@@ -198,14 +206,20 @@ def test_micro_batches_and_two_process_ddp_equal_one_process_with_the_full_batch
 # ----------------------------------------------------------------------------- config
 
 
-@pytest.mark.parametrize("cfg, message", [
-    ({**ROBUST_RUNNING, "decay": 1.0}, r"'decay' must be in \[0, 1\)"),
-    ({**ROBUST_RUNNING, "decay": -0.1}, r"'decay' must be in \[0, 1\)"),
-    ({**ROBUST_RUNNING, "decay": "fast"}, r"'decay' must be a finite number"),
-    ({"type": "robust", "alpha": 1, "decay": 0.5}, r"'decay' goes only with 'normaliser: running'"),
-    ({"type": "uniform", "normaliser": "ema"}, r"'normaliser' must be one of \['batch', 'running'\]"),
-    ({"type": "sum", "terms": [{"type": "uniform", "normaliser": "running"}]}, r"unknown key\(s\) \['normaliser'\]"),
-])
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        ({**ROBUST_RUNNING, "decay": 1.0}, r"'decay' must be in \[0, 1\)"),
+        ({**ROBUST_RUNNING, "decay": -0.1}, r"'decay' must be in \[0, 1\)"),
+        ({**ROBUST_RUNNING, "decay": "fast"}, r"'decay' must be a finite number"),
+        ({"type": "robust", "alpha": 1, "decay": 0.5}, r"'decay' goes only with 'normaliser: running'"),
+        ({"type": "uniform", "normaliser": "ema"}, r"'normaliser' must be one of \['batch', 'running'\]"),
+        (
+            {"type": "sum", "terms": [{"type": "uniform", "normaliser": "running"}]},
+            r"unknown key\(s\) \['normaliser'\]",
+        ),
+    ],
+)
 def test_bad_normaliser_settings_are_one_error_naming_the_key(cfg, message):
     with pytest.raises(ValueError, match=message):
         build(cfg)
@@ -259,11 +273,24 @@ def test_ugr_loss_in_a_stock_asteroid_system_for_one_epoch_keeps_z_in_the_state_
         return UGRLoss(PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx"), ROBUST_RUNNING)
 
     loss_func = loss()
-    system = System(model, torch.optim.SGD(model.parameters(), lr=0.1), loss_func,
-                    DataLoader(data, batch_size=2), DataLoader(data, batch_size=4))
-    Trainer(max_epochs=1, accelerator="cpu", devices=1, precision="64-true", logger=CSVLogger(tmp_path),
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            num_sanity_val_steps=0).fit(system)
+    system = System(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        loss_func,
+        DataLoader(data, batch_size=2),
+        DataLoader(data, batch_size=4),
+    )
+    Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        precision="64-true",
+        logger=CSVLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    ).fit(system)
     assert loss_func.weighting.normaliser.steps == 4  # one update per training batch, none in validation
     fresh = loss()
     System(model, None, fresh, None).load_state_dict(system.state_dict())
@@ -290,14 +317,23 @@ def test_ugr_module_in_a_lightning_trainer_for_one_epoch_saves_and_resumes_z(tmp
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     g = torch.Generator().manual_seed(1)
-    data = TensorDataset(torch.randn(12, 2, generator=g, dtype=torch.float64), torch.randn(12, generator=g,
-                                                                                         dtype=torch.float64))
+    data = TensorDataset(
+        torch.randn(12, 2, generator=g, dtype=torch.float64), torch.randn(12, generator=g, dtype=torch.float64)
+    )
 
     def fit(epochs: int, ckpt_path: str | None = None) -> tuple[Regression, Trainer]:
         module = Regression()
-        trainer = Trainer(max_epochs=epochs, accelerator="cpu", devices=1, precision="64-true", logger=False,
-                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                          default_root_dir=tmp_path)
+        trainer = Trainer(
+            max_epochs=epochs,
+            accelerator="cpu",
+            devices=1,
+            precision="64-true",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=tmp_path,
+        )
         trainer.fit(module, train_dataloaders=DataLoader(data, batch_size=4), ckpt_path=ckpt_path)
         return module, trainer
 

@@ -1,12 +1,26 @@
 """The method's core imports without the recipe machinery: no Lightning, matplotlib or audio stack."""
+
 from __future__ import annotations
 
 import subprocess
 import sys
 
 CORE = ("ugr", "ugr.core.weighting", "ugr.core.pmf", "ugr.core.step", "ugr.core.distributed")
-HEAVY = ("pytorch_lightning", "lightning", "lightning_fabric", "matplotlib", "asteroid", "asteroid_filterbanks",
-         "julius", "soundfile", "torchaudio", "torchmetrics", "pystoi", "pesq", "tensorboard")
+HEAVY = (
+    "pytorch_lightning",
+    "lightning",
+    "lightning_fabric",
+    "matplotlib",
+    "asteroid",
+    "asteroid_filterbanks",
+    "julius",
+    "soundfile",
+    "torchaudio",
+    "torchmetrics",
+    "pystoi",
+    "pesq",
+    "tensorboard",
+)
 
 
 def imported_after(modules: tuple[str, ...]) -> set[str]:

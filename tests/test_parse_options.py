@@ -1,4 +1,5 @@
 """tools/parse_options.sh: Kaldi-style options for the recipes' bash scripts."""
+
 from __future__ import annotations
 
 import subprocess
@@ -57,15 +58,18 @@ def test_config_file_is_sourced_and_later_options_override_it(tmp_path: Path) ->
     assert result.stdout == "stage=6 data_dir=data/dev use_gpu=false args=\n"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--epochs", "3"], "unknown option '--epochs'"),
-    (["--use-gpu", "yes"], "option '--use-gpu' takes true or false, not 'yes'"),
-    (["--stage", "two"], "option '--stage' takes an integer, not 'two'"),
-    (["--stage", ""], "option '--stage' takes an integer, not ''"),
-    (["--stage"], "option '--stage' needs a value"),
-    (["--stage=3"], "write '--name VALUE' (with a space)"),
-    (["--config", "missing.conf"], "config file 'missing.conf' (from --config) does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--epochs", "3"], "unknown option '--epochs'"),
+        (["--use-gpu", "yes"], "option '--use-gpu' takes true or false, not 'yes'"),
+        (["--stage", "two"], "option '--stage' takes an integer, not 'two'"),
+        (["--stage", ""], "option '--stage' takes an integer, not ''"),
+        (["--stage"], "option '--stage' needs a value"),
+        (["--stage=3"], "write '--name VALUE' (with a space)"),
+        (["--config", "missing.conf"], "config file 'missing.conf' (from --config) does not exist"),
+    ],
+)
 def test_bad_options_exit_one_naming_the_problem(tmp_path: Path, args: list[str], message: str) -> None:
     result = run(tmp_path, *args)
     assert result.returncode == 1

@@ -2,14 +2,15 @@
 paper is silent, and differ from one another only where the paper's experiments do; the CPU presets of the three
 effects (and of the three-effects study) differ from their reference only in the weighting. Every recipe's conf/
 tree, folders included, holds configs that load and that its experiment names find one by one."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from ugr.pipeline import config, variants
 from ugr.core.weighting import build
+from ugr.pipeline import config, variants
 
 EGS = Path(__file__).resolve().parents[1] / "egs"
 CONF = EGS / "wsj0_esc50" / "conf"
@@ -53,8 +54,15 @@ def test_every_paper_preset_has_the_papers_setup(name):
     cfg = _load(name)
     data, model, training, scoring = cfg["data"], cfg["model"], cfg["training"], cfg["scoring"]
     assert (data["sample_rate"], data["segment"], data["snr_range"]) == (8000, 4.0, [-5, 5])
-    assert (model["arch"], model["num_blocks"], model["bn_chan"], model["n_filters"], model["kernel_size"],
-            model["upsampling_depth"], model["mask_act"]) == ("sudormrf", 16, 128, 512, 21, 5, "softmax")
+    assert (
+        model["arch"],
+        model["num_blocks"],
+        model["bn_chan"],
+        model["n_filters"],
+        model["kernel_size"],
+        model["upsampling_depth"],
+        model["mask_act"],
+    ) == ("sudormrf", 16, 128, 512, 21, 5, "softmax")
     assert (training["batch_size"], training["lr"], training["clip"], training["micro_batches"]) == (28, 1e-3, None, 1)
     assert (scoring["protocol"], scoring["average_last_k"]) == ("epochs", 10)
     assert cfg["weighting"]["granularity"] == "source"
@@ -81,10 +89,17 @@ def test_paper_class_bias_presets_use_the_authors_priors_and_differ_only_in_gamm
         assert cfg["weighting"]["gamma"] == gamma
 
 
-@pytest.mark.parametrize("name, reference", [("robust_a5_cpu", "baseline_cpu"), ("curriculum_cpu", "baseline_cpu"),
-                                             ("class_speech3_cpu", "class_none_cpu"),
-                                             ("study_robust", "study_baseline"), ("study_curriculum", "study_baseline"),
-                                             ("study_class", "study_class_none")])
+@pytest.mark.parametrize(
+    "name, reference",
+    [
+        ("robust_a5_cpu", "baseline_cpu"),
+        ("curriculum_cpu", "baseline_cpu"),
+        ("class_speech3_cpu", "class_none_cpu"),
+        ("study_robust", "study_baseline"),
+        ("study_curriculum", "study_baseline"),
+        ("study_class", "study_class_none"),
+    ],
+)
 def test_each_cpu_effect_preset_differs_from_its_reference_only_in_the_weighting(name, reference):
     cfg, ref = _load(name), _load(reference)
     assert _without(cfg, "weighting") == _without(ref, "weighting")

@@ -1,5 +1,6 @@
 """Every README code block marked runnable (an HTML comment ``<!-- runnable -->`` on the line before it) runs as
 written: the three entry points (plain PyTorch, asteroid System, Lightning) stay true to the code."""
+
 from __future__ import annotations
 
 import re
@@ -15,7 +16,10 @@ BLOCKS = RUNNABLE.findall(README.read_text())
 def test_the_three_entry_points_are_marked_runnable():
     assert len(BLOCKS) == 3
     assert [("reweigh(" in b, "UGRLoss(" in b, "UGRModule" in b) for b in BLOCKS] == [
-        (True, False, False), (False, True, False), (False, False, True)]
+        (True, False, False),
+        (False, True, False),
+        (False, False, True),
+    ]
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))

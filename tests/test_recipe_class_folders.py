@@ -1,6 +1,7 @@
 """egs/class_folders end to end: the user's own sounds (odd rates, stereo, wav/flac/ogg, classes named like split
 folders), a copied recipe on a second folder with no file edited, 16 kHz from stage 0 on, and a class the corpus
 lacks."""
+
 from __future__ import annotations
 
 import csv
@@ -8,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from recipe_helpers import EXPERIMENTS, copy_recipe, make_class_folders, run_recipe, tiny_overrides
 
 pytestmark = pytest.mark.slow
@@ -54,8 +54,16 @@ def test_a_copy_works_on_another_folder_at_16_khz_with_no_file_edited(tree):
 def test_a_class_the_corpus_lacks_stops_before_training_listing_its_classes(tree):
     corpus = tree / "other" if (tree / "other").is_dir() else make_class_folders(tree / "other")
     copy = copy_recipe(tree, "bias", tiny=None, recipe="class_folders")
-    done = run_recipe(copy, "--corpus", str(corpus), "--experiments", "baseline_cpu class_bias_cpu",
-                      "--override", "class_bias_cpu:weighting.gamma={zebra: 3}", check=False)
+    done = run_recipe(
+        copy,
+        "--corpus",
+        str(corpus),
+        "--experiments",
+        "baseline_cpu class_bias_cpu",
+        "--override",
+        "class_bias_cpu:weighting.gamma={zebra: 3}",
+        check=False,
+    )
     assert done.returncode != 0
     assert "gamma names class(es) zebra" in done.stderr and "its classes are: bell, car, sound, voice" in done.stderr
     assert not (copy / "exp" / "class_bias_cpu").exists() and not (copy / "data" / "lists").exists()

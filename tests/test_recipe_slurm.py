@@ -1,6 +1,7 @@
 """The recipe's `slurm` backend on a real one-node cluster (fixture `slurm_cluster`):
 the same outputs as the `local` backend, experiments as job arrays, --wait false,
 and a failed stage cancelling the stages after it."""
+
 from __future__ import annotations
 
 import json
@@ -13,14 +14,16 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from recipe_helpers import EXPERIMENTS, TINY, copy_recipe, make_corpora, run_recipe
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 # Smaller than the recipe test's: 2 epochs of 4 steps.
-SMALL = {**TINY, "data": {**TINY["data"], "train_mixtures_per_epoch": 16},
-         "training": {**TINY["training"], "epochs": 2}}
+SMALL = {
+    **TINY,
+    "data": {**TINY["data"], "train_mixtures_per_epoch": 16},
+    "training": {**TINY["training"], "epochs": 2},
+}
 # The shipped conf asks 6 CPUs and a GPU per job; the test cluster is one 2-CPU node.
 TEST_SLURM_CONF = """\
 [cpu]
@@ -55,8 +58,9 @@ def slurm_copy(root: Path, name: str) -> Path:
 
 def job_states(job_id: str, env: dict[str, str]) -> list[str]:
     """JobState=... Reason=... of the job, one per array task."""
-    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], env=env, check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        ["scontrol", "show", "job", "-o", job_id], env=env, check=True, capture_output=True, text=True
+    ).stdout
     return [" ".join(re.findall(r"\b(?:JobState|Reason)=\S+", line)) for line in out.splitlines()]
 
 
@@ -73,8 +77,9 @@ def test_slurm_backend_submits_job_arrays_and_matches_the_local_backend(tree, sl
 
     slurm = slurm_copy(root, "slurm")
     start = time.monotonic()
-    submitted = run_recipe(slurm, *stages, "--cmd_backend", "slurm", "--wait", "false",
-                           env={**slurm_cluster, "OMP_NUM_THREADS": "1"})
+    submitted = run_recipe(
+        slurm, *stages, "--cmd_backend", "slurm", "--wait", "false", env={**slurm_cluster, "OMP_NUM_THREADS": "1"}
+    )
     took = time.monotonic() - start
     match = WAIT_LINE.match(submitted.stdout.strip().splitlines()[-1])
     assert match, f"no wait command on the last line:\n{submitted.stdout}"
@@ -84,8 +89,14 @@ def test_slurm_backend_submits_job_arrays_and_matches_the_local_backend(tree, sl
     # It returned after submitting: the report job still waits for training.
     assert job_states(report_job, slurm_cluster)[0].startswith("JobState=PENDING"), took
     assert not (slurm / "exp" / "report.md").exists()
-    waited = subprocess.run(["tools/launch.sh", "--backend", "slurm", "--wait-for", match.group(1)], cwd=slurm,
-                            env=slurm_cluster, capture_output=True, text=True, timeout=600)
+    waited = subprocess.run(
+        ["tools/launch.sh", "--backend", "slurm", "--wait-for", match.group(1)],
+        cwd=slurm,
+        env=slurm_cluster,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert waited.returncode == 0, waited.stderr + (slurm / "exp/log/train.0.log").read_text()[-3000:]
 
     train_job = (slurm / "exp/log/train.jobid").read_text().strip()
@@ -98,7 +109,8 @@ def test_slurm_backend_submits_job_arrays_and_matches_the_local_backend(tree, sl
         assert f"slurm job {ids[3]}_{task}," in score_header
         for path in ("scores/test.csv", "scores/test_stats.json", "train.done"):
             assert (slurm / "exp" / name / path).read_text() == (local / "exp" / name / path).read_text().replace(
-                str(local), str(slurm)), f"{name}/{path} differs between the local and slurm backends"
+                str(local), str(slurm)
+            ), f"{name}/{path} differs between the local and slurm backends"
         for ckpt in ("last.ckpt", "epoch=1.ckpt", "best.ckpt"):
             ours, theirs = (weights(c / "exp" / name / "checkpoints" / ckpt) for c in (slurm, local))
             assert ours.keys() == theirs.keys()
@@ -111,8 +123,9 @@ def test_seeds_go_out_as_one_array_task_each_and_are_reported_across_seeds(tree,
     root, corpora, _ = tree
     copy = slurm_copy(root, "seeds")
     (copy / "data").symlink_to(root / "egs" / "local" / "data")  # prepared by the local backend (fixture)
-    done = run_recipe(copy, "--stage", "2", "--experiments", "tiny", "--seeds", "2", "--cmd_backend", "slurm",
-                      env=slurm_cluster)
+    done = run_recipe(
+        copy, "--stage", "2", "--experiments", "tiny", "--seeds", "2", "--cmd_backend", "slurm", env=slurm_cluster
+    )
     train_job = (copy / "exp/log/train.jobid").read_text().strip()
     for task in (0, 1):
         log = (copy / f"exp/log/train.{task}.log").read_text()
@@ -128,8 +141,19 @@ def test_seeds_go_out_as_one_array_task_each_and_are_reported_across_seeds(tree,
 def test_a_failed_stage_cancels_the_stages_after_it_and_run_fails(tree, slurm_cluster):
     copy = slurm_copy(tree[0], "failing")
     # Training has no prepared corpus to read: stage 2 fails, 3 and 4 must never run.
-    done = run_recipe(copy, "--stage", "2", "--experiments", EXPERIMENTS, "--data", "missing",
-                      "--cmd_backend", "slurm", env=slurm_cluster, check=False)
+    done = run_recipe(
+        copy,
+        "--stage",
+        "2",
+        "--experiments",
+        EXPERIMENTS,
+        "--data",
+        "missing",
+        "--cmd_backend",
+        "slurm",
+        env=slurm_cluster,
+        check=False,
+    )
     assert done.returncode != 0
     ids = {stage: (copy / f"exp/log/{stage}.jobid").read_text().strip() for stage in ("train", "score", "report")}
     assert all(state.startswith("JobState=FAILED") for state in job_states(ids["train"], slurm_cluster))
@@ -151,9 +175,24 @@ def test_requeued_training_resumes_from_its_last_checkpoint_and_finishes(tree, s
     copy = slurm_copy(root, "requeue")
     epochs = SMALL["training"]["epochs"] + 1
     (copy / "conf" / "tiny.yaml").write_text(
-        yaml.safe_dump({**SMALL, "training": {**SMALL["training"], "epochs": epochs}}))
-    run_recipe(copy, "--stage", "2", "--stop_stage", "2", "--experiments", "tiny", "--data", str(local / "data"),
-               "--cmd_backend", "slurm", "--wait", "false", env=slurm_cluster)
+        yaml.safe_dump({**SMALL, "training": {**SMALL["training"], "epochs": epochs}})
+    )
+    run_recipe(
+        copy,
+        "--stage",
+        "2",
+        "--stop_stage",
+        "2",
+        "--experiments",
+        "tiny",
+        "--data",
+        str(local / "data"),
+        "--cmd_backend",
+        "slurm",
+        "--wait",
+        "false",
+        env=slurm_cluster,
+    )
     job = (copy / "exp/log/train.jobid").read_text().strip()
     exp, log = copy / "exp" / "tiny", copy / "exp/log/train.0.log"
     deadline = time.monotonic() + 120
@@ -161,8 +200,14 @@ def test_requeued_training_resumes_from_its_last_checkpoint_and_finishes(tree, s
         assert time.monotonic() < deadline, f"no epoch finished in time:\n{log.read_text()[-3000:]}"
         time.sleep(0.1)
     subprocess.run(["scontrol", "requeue", job], env=slurm_cluster, check=True)
-    waited = subprocess.run(["tools/launch.sh", "--backend", "slurm", "--wait-for", job], cwd=copy,
-                            env=slurm_cluster, capture_output=True, text=True, timeout=300)
+    waited = subprocess.run(
+        ["tools/launch.sh", "--backend", "slurm", "--wait-for", job],
+        cwd=copy,
+        env=slurm_cluster,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     text = log.read_text()
     assert waited.returncode == 0, waited.stderr + text[-3000:]
     assert f"slurm job {job}_0, restart 1" in text

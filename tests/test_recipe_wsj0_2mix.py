@@ -1,5 +1,6 @@
 """egs/wsj0_2mix end to end in a copy: a published-layout tree at 8 kHz min, published validation and test
 mixtures used as they are, training on published crops or on remixed utterances."""
+
 from __future__ import annotations
 
 import csv
@@ -8,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-
 from recipe_helpers import EXPERIMENTS, copy_recipe, make_wsj0_2mix, run_recipe
 
 pytestmark = pytest.mark.slow
@@ -19,8 +19,15 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("tree")
     tree = make_wsj0_2mix(root / "wsj0-2mix")
     copy = copy_recipe(root, "my2mix", recipe="wsj0_2mix")
-    run_recipe(copy, "--wsj0_2mix", str(tree), "--experiments", EXPERIMENTS,
-               "--override", "data.valid_mixtures=3 data.test_mixtures=3")
+    run_recipe(
+        copy,
+        "--wsj0_2mix",
+        str(tree),
+        "--experiments",
+        EXPERIMENTS,
+        "--override",
+        "data.valid_mixtures=3 data.test_mixtures=3",
+    )
     return copy, tree
 
 
@@ -50,8 +57,19 @@ def test_both_experiments_train_score_and_report(trained):
 
 def test_training_can_remix_the_utterances_instead(trained):
     copy, _ = trained
-    run_recipe(copy, "--stage", "2", "--stop_stage", "2", "--experiments", "tiny", "--tag", "remix",
-               "--override", "data.valid_mixtures=3 data.test_mixtures=3 data.train_from=sources")
+    run_recipe(
+        copy,
+        "--stage",
+        "2",
+        "--stop_stage",
+        "2",
+        "--experiments",
+        "tiny",
+        "--tag",
+        "remix",
+        "--override",
+        "data.valid_mixtures=3 data.test_mixtures=3 data.train_from=sources",
+    )
     saved = (copy / "exp" / "tiny_remix" / "config.yaml").read_text()
     assert "train_from: sources" in saved and (copy / "exp" / "tiny_remix" / "train.done").is_file()
     # Same data settings for the lists: the published validation list is shared, not redrawn.

@@ -1,5 +1,6 @@
 """Report: tables carry the scored numbers (mean ± std across epochs under protocol epochs), paired bootstrap
 intervals cover the true difference, steps to the baseline's final validation, groups per test list, figures."""
+
 from __future__ import annotations
 
 import csv
@@ -12,9 +13,9 @@ import pytest
 import yaml
 
 from ugr.pipeline import config, score
+from ugr.pipeline.config import ScoringConfig
 from ugr.report import cli as report_cli
 from ugr.report import report, tables
-from ugr.pipeline.config import ScoringConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = config.load(ROOT / "egs" / "wsj0_esc50" / "conf" / "cpu" / "baseline_cpu.yaml").to_dict()
@@ -24,9 +25,17 @@ UNIFORM = {"type": "uniform", "granularity": "source"}
 ROBUST = {"type": "robust", "alpha": 0.2, "granularity": "source"}
 
 
-def fake_experiment(root: Path, name: str, values: np.ndarray, classes: list[str], weighting: dict,
-                    val_by_version: list[dict[int, float]], test_list: str = "0123456789abcdef",
-                    sdri: Optional[np.ndarray] = None, stoi: Optional[np.ndarray] = None) -> dict:
+def fake_experiment(
+    root: Path,
+    name: str,
+    values: np.ndarray,
+    classes: list[str],
+    weighting: dict,
+    val_by_version: list[dict[int, float]],
+    test_list: str = "0123456789abcdef",
+    sdri: Optional[np.ndarray] = None,
+    stoi: Optional[np.ndarray] = None,
+) -> dict:
     """An experiment folder as stages 2-3 leave it: config, CSV logs per launch, scores. ``values`` of shape
     (sources,) are scores under protocol weights, of shape (epochs, sources) under protocol epochs."""
     exp = root / name
@@ -34,25 +43,41 @@ def fake_experiment(root: Path, name: str, values: np.ndarray, classes: list[str
     by_epoch = values.ndim == 2
     extra = {name: v for name, v in (("sdri", sdri), ("stoi", stoi)) if v is not None}
     metrics = ["si_sdri"] + list(extra)
-    scoring = {"average_last_k": len(values) if by_epoch else 2, "protocol": "epochs" if by_epoch else "weights",
-               "metrics": metrics}
+    scoring = {
+        "average_last_k": len(values) if by_epoch else 2,
+        "protocol": "epochs" if by_epoch else "weights",
+        "metrics": metrics,
+    }
     (exp / "config.yaml").write_text(yaml.safe_dump({**BASELINE, "weighting": weighting, "scoring": scoring}))
     per_epoch = []
     all_rows = []
     for e, epoch_values in enumerate(values if by_epoch else [values]):
-        rows = [{"mixture_id": f"m{i // 2}", "source": i % 2, "class": c, "coarse": "speech" if c == "speech" else "env",
-                 "epoch": e, "si_sdr": v, "si_sdr_mix": 0.0, "si_sdri": v,
-                 **{name: float(v[i]) for name, v in extra.items()}}
-                for i, (v, c) in enumerate(zip(epoch_values, classes))]
+        rows = [
+            {
+                "mixture_id": f"m{i // 2}",
+                "source": i % 2,
+                "class": c,
+                "coarse": "speech" if c == "speech" else "env",
+                "epoch": e,
+                "si_sdr": v,
+                "si_sdr_mix": 0.0,
+                "si_sdri": v,
+                **{name: float(v[i]) for name, v in extra.items()},
+            }
+            for i, (v, c) in enumerate(zip(epoch_values, classes))
+        ]
         per_epoch.append(score.statistics(rows, metrics))
         all_rows += rows
     with open(exp / "scores" / "test.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=score.columns(ScoringConfig(**scoring)),
-                                extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=score.columns(ScoringConfig(**scoring)), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(all_rows)
-    described = {"scoring": scoring, "test_list": f"/data/{test_list}/test.csv", "test_list_fingerprint": test_list,
-                 "checkpoints": [f"epoch={e}.ckpt" for e in range(len(per_epoch))]}
+    described = {
+        "scoring": scoring,
+        "test_list": f"/data/{test_list}/test.csv",
+        "test_list_fingerprint": test_list,
+        "checkpoints": [f"epoch={e}.ckpt" for e in range(len(per_epoch))],
+    }
     if by_epoch:
         mean, std = score.across_epochs(per_epoch)
         stats = {**mean, "across_epochs_std": std, **described, "weights": "each of ..."}
@@ -76,19 +101,27 @@ def fake_experiment(root: Path, name: str, values: np.ndarray, classes: list[str
 def exp_root(tmp_path):
     rng = np.random.default_rng(0)
     classes = ["speech", "dog"] * 50
-    fake_experiment(tmp_path, "baseline", rng.normal(5, 9, 100), classes, UNIFORM,
-                    [{0: 1.0, 1: 2.0}, {1: 2.5, 2: 3.0}])  # killed in epoch 1, resumed: the resumed value wins
-    fake_experiment(tmp_path, "robust_a5", rng.normal(3, 5, 100), classes, ROBUST, [{0: 0.5, 1: 3.2, 2: 3.5}],
-                    sdri=rng.normal(6, 4, 100))
+    fake_experiment(
+        tmp_path, "baseline", rng.normal(5, 9, 100), classes, UNIFORM, [{0: 1.0, 1: 2.0}, {1: 2.5, 2: 3.0}]
+    )  # killed in epoch 1, resumed: the resumed value wins
+    fake_experiment(
+        tmp_path,
+        "robust_a5",
+        rng.normal(3, 5, 100),
+        classes,
+        ROBUST,
+        [{0: 0.5, 1: 3.2, 2: 3.5}],
+        sdri=rng.normal(6, 4, 100),
+    )
     return tmp_path
 
 
 def _table_rows(text: str, heading: str) -> dict[str, list[str]]:
     """Rows of the first markdown table after ``heading``, by experiment name."""
-    lines = text[text.index(heading):].splitlines()
+    lines = text[text.index(heading) :].splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("|"))
     rows = {}
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -112,7 +145,8 @@ def test_tables_carry_the_scored_statistics(exp_root):
     assert table["robust_a5"][0] == "robust (alpha=0.2)"
     sdri = _table_rows(text, "### SDRi")
     assert [float(x) for x in sdri["robust_a5"][1:]] == pytest.approx(
-        [_stats(exp_root, "robust_a5")["metrics"]["sdri"][c] for c in tables.STAT_COLUMNS], abs=0.006)
+        [_stats(exp_root, "robust_a5")["metrics"]["sdri"][c] for c in tables.STAT_COLUMNS], abs=0.006
+    )
     assert sdri["baseline"][1:3] == ["0", "not scored"]
     classes = _table_rows(text, "### Per coarse class")
     assert "| experiment | env | speech | combined | ± |" in text  # the corpus's coarse classes, in name order
@@ -176,8 +210,11 @@ def test_paired_comparison_mean_and_share_improved_are_exact():
 
 
 def test_per_source_averages_the_epochs_of_each_source():
-    rows = [{"mixture_id": "m", "source": "0", "si_sdri": "1.0"}, {"mixture_id": "m", "source": "0", "si_sdri": "3.0"},
-            {"mixture_id": "m", "source": "1", "si_sdri": "5.0", "stoi": ""}]
+    rows = [
+        {"mixture_id": "m", "source": "0", "si_sdri": "1.0"},
+        {"mixture_id": "m", "source": "0", "si_sdri": "3.0"},
+        {"mixture_id": "m", "source": "1", "si_sdri": "5.0", "stoi": ""},
+    ]
     assert tables.per_source(rows) == {("m", "0"): 2.0, ("m", "1"): 5.0}
     assert tables.per_source(rows, "stoi") == {}
 
@@ -206,8 +243,12 @@ def test_paired_table_and_steps_to_reach_the_baseline(tmp_path):
 def test_experiments_of_two_test_lists_are_reported_separately(tmp_path):
     rng = np.random.default_rng(4)
     classes = ["speech", "dog"] * 20
-    for name, weighting, test_list in (("base_a", UNIFORM, "aaaaaaaa11111111"), ("robust_a", ROBUST, "aaaaaaaa11111111"),
-                                       ("base_b", UNIFORM, "bbbbbbbb22222222"), ("robust_b", ROBUST, "bbbbbbbb22222222")):
+    for name, weighting, test_list in (
+        ("base_a", UNIFORM, "aaaaaaaa11111111"),
+        ("robust_a", ROBUST, "aaaaaaaa11111111"),
+        ("base_b", UNIFORM, "bbbbbbbb22222222"),
+        ("robust_b", ROBUST, "bbbbbbbb22222222"),
+    ):
         fake_experiment(tmp_path, name, rng.normal(4, 5, 40), classes, weighting, [{0: 1.0, 1: 2.0}], test_list)
     text = report.report(tmp_path, ["base_a", "base_b", "robust_a", "robust_b"]).read_text()
     sections = text.split("## Test list ")[1:]
@@ -224,12 +265,15 @@ def test_experiments_of_two_test_lists_are_reported_separately(tmp_path):
 
 
 def test_a_test_list_without_a_uniform_experiment_another_experiment_or_speech_says_so(tmp_path):
-    fake_experiment(tmp_path, "robust", np.linspace(-5, 10, 20), ["dog"] * 20, ROBUST, [{0: 1.0}],
-                    stoi=np.full(20, np.nan))
+    fake_experiment(
+        tmp_path, "robust", np.linspace(-5, 10, 20), ["dog"] * 20, ROBUST, [{0: 1.0}], stoi=np.full(20, np.nan)
+    )
     text = report.report(tmp_path).read_text()
     assert "No experiment with uniform weighting was scored on this test list" in text
-    assert "### STOI, speech sources only\n\nScored, but no test source is one it applies to (coarse class " \
-           "`speech`)." in text
+    assert (
+        "### STOI, speech sources only\n\nScored, but no test source is one it applies to (coarse class "
+        "`speech`)." in text
+    )
     fake_experiment(tmp_path, "alone", np.linspace(-5, 10, 20), ["dog"] * 20, UNIFORM, [{0: 1.0}], "ffffffff00000000")
     text = report.report(tmp_path, ["alone"]).read_text()
     assert "### Paired comparison against alone (SI-SDRi)\n\nNo other experiment was scored on this test list." in text
@@ -256,8 +300,15 @@ def test_missing_scores_are_an_error(tmp_path):
         report_cli.main(["--exp-root", str(tmp_path), "--experiments", "ghost"])
 
 
-def _seeded(root: Path, name: str, seed: int, values: np.ndarray, weighting: dict, curve: dict[int, float],
-            swept: Optional[dict] = None) -> dict:
+def _seeded(
+    root: Path,
+    name: str,
+    seed: int,
+    values: np.ndarray,
+    weighting: dict,
+    curve: dict[int, float],
+    swept: Optional[dict] = None,
+) -> dict:
     """An experiment folder of one training seed, its config recording the seed (and a swept value)."""
     stats = fake_experiment(root, name, values, ["speech", "dog"] * (values.size // 2), weighting, [curve])
     saved = yaml.safe_load((root / name / "config.yaml").read_text())
@@ -275,8 +326,15 @@ def seeds_root(tmp_path):
         base = rng.normal(4 + seed, 4, 60)
         _seeded(tmp_path, f"baseline_seed{seed}", seed, base, UNIFORM, {0: 1.0 + seed, 1: 4.0 + seed})
         for alpha, gain in ((0.1, 1.0), (0.3, 0.5)):
-            _seeded(tmp_path, f"robust_alpha{alpha}_seed{seed}", seed, base + gain + rng.normal(0, 0.5, 60),
-                    ROBUST, {0: 3.7 + seed, 1: 5.0 + seed}, {"alpha": alpha})
+            _seeded(
+                tmp_path,
+                f"robust_alpha{alpha}_seed{seed}",
+                seed,
+                base + gain + rng.normal(0, 0.5, 60),
+                ROBUST,
+                {0: 3.7 + seed, 1: 5.0 + seed},
+                {"alpha": alpha},
+            )
     return tmp_path
 
 
@@ -291,8 +349,10 @@ def test_across_seeds_every_statistic_is_the_mean_and_std_over_the_seeds(seeds_r
         for cell, key in zip(cells[2:], ("mean", "std", "p1", "p5")):
             mean, std = (float(x) for x in cell.split(" ± "))
             values = [run[key] for run in runs]
-            assert (mean, std) == (pytest.approx(np.mean(values), abs=0.006),
-                                   pytest.approx(np.std(values, ddof=1), abs=0.006))
+            assert (mean, std) == (
+                pytest.approx(np.mean(values), abs=0.006),
+                pytest.approx(np.std(values, ddof=1), abs=0.006),
+            )
     paired = _table_rows(text, "#### Paired comparison against baseline, across seeds")
     seeds, mixtures, mean, interval, mixtures_only, shows, agree, per_seed = paired["robust_alpha0.1"]
     assert (seeds, mixtures, agree) == ("3", "30", "3 of 3")
@@ -300,26 +360,36 @@ def test_across_seeds_every_statistic_is_the_mean_and_std_over_the_seeds(seeds_r
     low, high = (float(x) for x in interval.strip("[]").split(", "))
     assert low < float(mean) < high and low > 0 and shows == "higher"
     assert [float(x) for x in per_seed.split(", ")] == pytest.approx(
-        [_stats(seeds_root, f"robust_alpha0.1_seed{s}")["mean"] - _stats(seeds_root, f"baseline_seed{s}")["mean"]
-         for s in range(3)], abs=0.006)
+        [
+            _stats(seeds_root, f"robust_alpha0.1_seed{s}")["mean"] - _stats(seeds_root, f"baseline_seed{s}")["mean"]
+            for s in range(3)
+        ],
+        abs=0.006,
+    )
     classes = _table_rows(text, "#### Per coarse class (mean SI-SDRi, dB), across seeds")
     assert float(classes["baseline"][1].split(" ± ")[0]) == pytest.approx(
-        np.mean([_stats(seeds_root, f"baseline_seed{s}")["per_coarse"]["env"]["mean"] for s in range(3)]), abs=0.006)
+        np.mean([_stats(seeds_root, f"baseline_seed{s}")["per_coarse"]["env"]["mean"] for s in range(3)]), abs=0.006
+    )
     convergence = _table_rows(text, "#### Convergence across seeds")
     # The baseline ends at 5.0 dB on average (4, 5, 6): 90 % is 4.5. Robust reaches 4.5 at its first
     # validation for seeds 1 and 2 (4.7, 5.7) and at its second for seed 0 (3.7, then 5.0).
-    assert convergence["robust_alpha0.1"][2] == f"{np.mean([20, 10, 10]):.0f} ± {np.std([20, 10, 10], ddof=1):.0f} (3 of 3)"
+    assert (
+        convergence["robust_alpha0.1"][2]
+        == f"{np.mean([20, 10, 10]):.0f} ± {np.std([20, 10, 10], ddof=1):.0f} (3 of 3)"
+    )
     assert convergence["baseline"][3] == "20 ± 0 (2 of 3)"  # seed 0 ends at 4.0, below the mean of the finals
     assert (seeds_root / "figures" / "operating_point.png").stat().st_size > 5000
     assert (seeds_root / "figures" / "valid_si_sdri_seeds.png").stat().st_size > 5000
-    assert report.report(seeds_root, names, sweep="robust:weighting.alpha=0.1,0.3").read_text() == text, \
+    assert report.report(seeds_root, names, sweep="robust:weighting.alpha=0.1,0.3").read_text() == text, (
         "a rerun must be identical"
+    )
 
 
 def test_a_seed_folder_trained_at_another_seed_is_refused(seeds_root):
     saved = yaml.safe_load((seeds_root / "baseline_seed1" / "config.yaml").read_text())
     saved["training"]["seed"] = 7
     (seeds_root / "baseline_seed1" / "config.yaml").write_text(yaml.safe_dump(saved))
-    with pytest.raises(SystemExit, match="baseline_seed1: named as training seed 1, but its config.yaml has "
-                                         "training.seed 7"):
+    with pytest.raises(
+        SystemExit, match="baseline_seed1: named as training seed 1, but its config.yaml has training.seed 7"
+    ):
         report_cli.main(["--exp-root", str(seeds_root), "--experiments", "baseline_seed0", "baseline_seed1"])

@@ -1,6 +1,7 @@
 """RESULTS.md (stage 4's publishable results, ugr.report.results): the reproducing command, the environment from the
 experiments' provenance and the stages' recorded wall times, the report's own table rows; names never break a
 table or reach the page as HTML. Also the records it reads: provenance's launch fields, the stages' wall times."""
+
 from __future__ import annotations
 
 import json
@@ -12,16 +13,22 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-
 from test_report import BASELINE, ROBUST, UNIFORM, _table_rows, fake_experiment, seeds_root  # noqa: F401 (a fixture)
+
 from ugr.pipeline import config, provenance
 from ugr.report import cli as report_cli
 from ugr.report import report, results
 
 ROOT = Path(__file__).resolve().parents[1]
 WALL_TIME = ROOT / "egs" / "TEMPLATE" / "scripts" / "wall_time.sh"
-LAUNCH = {"started": "2025-01-01T00:00:00+0000", "host": "node1", "code": "0.1.0 git 0123456789ab",
-          "torch": "2.4.1+cpu", "threads": 4, "device": "AMD EPYC 7763 64-Core Processor (8 cores)"}
+LAUNCH = {
+    "started": "2025-01-01T00:00:00+0000",
+    "host": "node1",
+    "code": "0.1.0 git 0123456789ab",
+    "torch": "2.4.1+cpu",
+    "threads": 4,
+    "device": "AMD EPYC 7763 64-Core Processor (8 cores)",
+}
 
 
 def _provenance(exp_dir: Path, *launches: dict) -> None:
@@ -65,13 +72,24 @@ def _cells(line: str) -> list[str]:
 def _section(text: str, heading: str) -> str:
     start = text.index(heading)
     end = text.find("\n#", start + len(heading))
-    return text[start:end if end >= 0 else None]
+    return text[start : end if end >= 0 else None]
 
 
 def test_results_md_names_the_recipe_command_environment_and_stage_times_and_repeats_the_reports_rows(run_root):
     command = "./run.sh --experiments 'baseline robust_a5'"
-    report_cli.main(["--exp-root", str(run_root), "--experiments", "baseline", "robust_a5", "--recipe", "wsj0_esc50",
-                 "--command", command])
+    report_cli.main(
+        [
+            "--exp-root",
+            str(run_root),
+            "--experiments",
+            "baseline",
+            "robust_a5",
+            "--recipe",
+            "wsj0_esc50",
+            "--command",
+            command,
+        ]
+    )
     text = (run_root / results.FILE).read_text()
     assert text.startswith("# RESULTS: wsj0_esc50\n")
     assert f"```sh\n{command}\n```" in text
@@ -79,11 +97,19 @@ def test_results_md_names_the_recipe_command_environment_and_stage_times_and_rep
     date = re.search(r"^- date: (\S+)$", environment, re.M)[1]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", date)
     commit = provenance.code_version().split(" git ")[-1]
-    for line in ["- ugr version: 0.1.0", f"- git commit: {commit}", "- python version: 3.",
-                 "- code of the training: 0.1.0 git 0123456789ab", "- torch version: 2.4.1+cpu",
-                 "- device: AMD EPYC 7763 64-Core Processor (8 cores)", "- torch threads: 4",
-                 "  - data: 12 s", "  - lists: 3 s", "  - train: 2 tasks, longest 269 s, sum 530 s",
-                 "  - score: 2 tasks, longest 44 s, sum 84 s"]:
+    for line in [
+        "- ugr version: 0.1.0",
+        f"- git commit: {commit}",
+        "- python version: 3.",
+        "- code of the training: 0.1.0 git 0123456789ab",
+        "- torch version: 2.4.1+cpu",
+        "- device: AMD EPYC 7763 64-Core Processor (8 cores)",
+        "- torch threads: 4",
+        "  - data: 12 s",
+        "  - lists: 3 s",
+        "  - train: 2 tasks, longest 269 s, sum 530 s",
+        "  - score: 2 tasks, longest 44 s, sum 84 s",
+    ]:
         assert f"\n{line}" in environment, line
     # Stage 4's own time: measured to the writing, shown and put on record beside the others.
     recorded = results.stage_seconds(run_root, "report")
@@ -122,8 +148,10 @@ def test_a_stage_timed_for_some_tasks_only_says_how_many(run_root):
 def test_experiments_trained_on_different_machines_are_listed_each(run_root):
     _provenance(run_root / "robust_a5", {**LAUNCH, "device": "NVIDIA H100 80GB HBM3", "threads": 16})
     environment = _section(results.build(run_root, ["baseline", "robust_a5"]), "## Environment")
-    assert ("- device: AMD EPYC 7763 64-Core Processor (8 cores) (baseline); NVIDIA H100 80GB HBM3 (robust_a5)"
-            in environment)
+    assert (
+        "- device: AMD EPYC 7763 64-Core Processor (8 cores) (baseline); NVIDIA H100 80GB HBM3 (robust_a5)"
+        in environment
+    )
     assert "- torch threads: 4 (baseline); 16 (robust_a5)" in environment
     assert "- torch version: 2.4.1+cpu\n" in environment  # they agree on it
 
@@ -158,8 +186,9 @@ def test_seeded_runs_show_the_across_seeds_tables_of_the_report(seeds_root):  # 
     across = "### SI-SDRi (dB) per estimated source, across training seeds"
     assert _table_rows(text, across) == _table_rows(report_md, "#### SI-SDRi (dB) per estimated source, across seeds")
     assert list(_table_rows(text, across)) == ["baseline", "robust_alpha0.1", "robust_alpha0.3"]
-    assert (_table_rows(text, "### Paired comparison against baseline, across seeds")
-            == _table_rows(report_md, "#### Paired comparison against baseline, across seeds"))
+    assert _table_rows(text, "### Paired comparison against baseline, across seeds") == _table_rows(
+        report_md, "#### Paired comparison against baseline, across seeds"
+    )
     assert "  - train: -" in text  # nothing timed here
 
 

@@ -1,4 +1,5 @@
 """The reweighting core: pmf properties and the gradient identity on a real separator."""
+
 import math
 
 import numpy as np
@@ -8,10 +9,10 @@ from asteroid.models import SuDORMRFImprovedNet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ugr.separation import losses as L
 from ugr.core.pmf import effective_sample_size, max_weight, pmf
 from ugr.core.step import reweigh
 from ugr.core.weighting import build
+from ugr.separation import losses as L
 
 shapes = st.lists(st.integers(1, 6), min_size=1, max_size=3)
 
@@ -49,7 +50,9 @@ def test_pmf_rejects_logits_that_define_no_distribution(logits, message):
 
 def test_uniform_logits_give_the_mean():
     losses = torch.randn(4, 3)
-    assert reweigh(losses, lambda **context: torch.zeros(4, 3)).loss.item() == pytest.approx(losses.mean().item(), abs=1e-6)
+    assert reweigh(losses, lambda **context: torch.zeros(4, 3)).loss.item() == pytest.approx(
+        losses.mean().item(), abs=1e-6
+    )
 
 
 def test_reweigh_refuses_a_weighting_that_gives_one_logit_per_batch():
@@ -92,8 +95,9 @@ WEIGHTINGS = {
 @pytest.fixture(scope="module")
 def separation_batch():
     torch.manual_seed(0)
-    model = SuDORMRFImprovedNet(n_src=2, bn_chan=8, num_blocks=2, upsampling_depth=2,
-                                n_filters=16, kernel_size=9, sample_rate=8000).double()
+    model = SuDORMRFImprovedNet(
+        n_src=2, bn_chan=8, num_blocks=2, upsampling_depth=2, n_filters=16, kernel_size=9, sample_rate=8000
+    ).double()
     src = torch.randn(3, 2, 400, dtype=torch.float64)
     src[:, 0] *= torch.tensor([1.0, 0.3, 2.0], dtype=torch.float64)[:, None]
     return model, src.sum(1), src

@@ -1,5 +1,6 @@
 """Scoring: per-source rows against an SI-SDR computed here in numpy, stats from the CSV, last-K averaging, the
 per-epoch protocol, the other metrics, and what makes scores stale."""
+
 from __future__ import annotations
 
 import csv
@@ -12,16 +13,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
+from test_config import CONF_DIR
 from test_data_helpers import make_esc50, make_wsj0
-from ugr.pipeline import checkpoints, config, score
+
 from ugr.data.dataset import ListedMixtures
 from ugr.data.eval_list import write_drawn_list
-from ugr.pipeline.lists import lists_dir
-from ugr.data.mixing import MixingSettings
 from ugr.data.prepare import CorpusInput, prepare
+from ugr.pipeline import checkpoints, config, score
+from ugr.pipeline.lists import lists_dir
 from ugr.separation.models import build_model
-from test_config import CONF_DIR
 
 SEGMENT = 0.5
 N_MIXTURES = 6
@@ -59,8 +59,10 @@ def save_epoch_checkpoints(exp_dir: Path, cfg: dict, epochs: int) -> list[dict]:
         torch.manual_seed(epoch)
         state = build_model(cfg["model"]).state_dict()
         states.append(state)
-        checkpoints.atomic_torch_save({"state_dict": {f"model.{k}": v for k, v in state.items()}, "epoch": epoch},
-                                      exp_dir / "checkpoints" / f"epoch={epoch}.ckpt")
+        checkpoints.atomic_torch_save(
+            {"state_dict": {f"model.{k}": v for k, v in state.items()}, "epoch": epoch},
+            exp_dir / "checkpoints" / f"epoch={epoch}.ckpt",
+        )
     return states
 
 
@@ -73,8 +75,9 @@ def corpus(tmp_path_factory):
     prepare(root / "data", [CorpusInput("wsj0", str(wsj0)), CorpusInput("esc50", str(esc50))], fs=8000)
     cfg = tiny_experiment_cfg()
     lists = lists_dir(typed(cfg), root / "data")
-    write_drawn_list(root / "data", "test", lists / "test.csv", num=N_MIXTURES,
-                     settings=(typed(cfg).data).mixing_settings())
+    write_drawn_list(
+        root / "data", "test", lists / "test.csv", num=N_MIXTURES, settings=(typed(cfg).data).mixing_settings()
+    )
     return root / "data", lists
 
 
@@ -105,8 +108,9 @@ def test_rows_match_an_independent_si_sdr_and_stats_match_the_csv(corpus, tmp_pa
         with torch.no_grad():
             est = model(item["mixture"][None])[0].double().numpy()
         src, mix = item["sources"].double().numpy(), item["mixture"].double().numpy()
-        best = max(itertools.permutations(range(2)),
-                   key=lambda perm: sum(np_si_sdr(est[perm[s]], src[s]) for s in range(2)))
+        best = max(
+            itertools.permutations(range(2)), key=lambda perm: sum(np_si_sdr(est[perm[s]], src[s]) for s in range(2))
+        )
         mine = [r for r in rows if r["mixture_id"] == item["id"]]
         assert [r["class"] for r in mine] == item["classes"] and [r["coarse"] for r in mine] == item["coarse"]
         assert [r["group"] for r in mine] == item["groups"] and all(item["groups"])  # the manifest's group
@@ -145,8 +149,9 @@ def test_average_last_checks_and_one_checkpoint(corpus, tmp_path):
     for name, value in states[1].items():
         torch.testing.assert_close(averaged[name], value)
     data, _ = corpus
-    one = score.score(tmp_path / "exp", data, checkpoint=tmp_path / "exp" / "checkpoints" / "epoch=0.ckpt",
-                      progress=False)
+    one = score.score(
+        tmp_path / "exp", data, checkpoint=tmp_path / "exp" / "checkpoints" / "epoch=0.ckpt", progress=False
+    )
     both = score.score(tmp_path / "exp", data, scoring=scoring(average_last_k=2), progress=False)
     assert one["mean"] != both["mean"] and both["scoring"] == scoring(average_last_k=2).as_dict()
     assert one["scoring"]["protocol"] == "weights" and one["weights"].endswith("epoch=0.ckpt")
@@ -164,7 +169,10 @@ def test_current_scores_are_kept_and_changed_settings_or_checkpoints_rescore(cor
     assert not three.get("up_to_date") and "epoch=0.ckpt" in three["weights"] and three["mean"] != first["mean"]
     save_epoch_checkpoints(tmp_path / "exp", cfg, epochs=3)  # retrained: new files
     assert not score.score(tmp_path / "exp", data, scoring=scoring(average_last_k=3), progress=False).get("up_to_date")
-    for changed in (scoring(average_last_k=3, protocol="epochs"), scoring(average_last_k=3, metrics=["si_sdri", "sdri"])):
+    for changed in (
+        scoring(average_last_k=3, protocol="epochs"),
+        scoring(average_last_k=3, metrics=["si_sdri", "sdri"]),
+    ):
         assert not score.score(tmp_path / "exp", data, scoring=changed, progress=False).get("up_to_date"), changed
         assert score.score(tmp_path / "exp", data, scoring=changed, progress=False)["up_to_date"]
 
@@ -195,25 +203,32 @@ def test_protocol_epochs_scores_each_checkpoint_and_averages_the_statistics_acro
     assert list(rows[0]) == list(score.columns(chosen))
     assert [int(r["epoch"]) for r in rows] == [1] * (2 * N_MIXTURES) + [2] * (2 * N_MIXTURES)
     epochs = json.loads((exp / "scores" / score.EPOCHS_FILE).read_text())
-    assert epochs["epochs"] == [1, 2] and [e["checkpoint"] for e in epochs["per_epoch"]] == ["epoch=1.ckpt",
-                                                                                            "epoch=2.ckpt"]
+    assert epochs["epochs"] == [1, 2] and [e["checkpoint"] for e in epochs["per_epoch"]] == [
+        "epoch=1.ckpt",
+        "epoch=2.ckpt",
+    ]
 
     # Each epoch's rows are that checkpoint's scores alone.
     copy = tmp_path / "copy"
     shutil.copytree(exp, copy)
-    score.score(copy, data, scoring=chosen, checkpoint=copy / "checkpoints" / "epoch=1.ckpt", progress=False,
-                force=True)
+    score.score(
+        copy, data, scoring=chosen, checkpoint=copy / "checkpoints" / "epoch=1.ckpt", progress=False, force=True
+    )
     single = read_rows(copy)
     for metric in ("si_sdri", "sdri"):
         assert [r[metric] for r in single] == [r[metric] for r in rows if r["epoch"] == "1"]
 
     def recomputed(epoch: str, coarse: str | None = None) -> np.ndarray:
-        return np.array([float(r["si_sdri"]) for r in rows
-                         if r["epoch"] == epoch and (coarse is None or r["coarse"] == coarse)])
+        return np.array(
+            [float(r["si_sdri"]) for r in rows if r["epoch"] == epoch and (coarse is None or r["coarse"] == coarse)]
+        )
 
     keys = ["mean", "std", "p1", "p5", "p50", "p99"]
-    per_epoch = {e: {k: v for k, v in zip(keys, (x.mean(), x.std(), *np.percentile(x, [1, 5, 50, 99])))}
-                 for e in ("1", "2") for x in [recomputed(e)]}
+    per_epoch = {
+        e: {k: v for k, v in zip(keys, (x.mean(), x.std(), *np.percentile(x, [1, 5, 50, 99])))}
+        for e in ("1", "2")
+        for x in [recomputed(e)]
+    }
     for k in keys:
         values = [per_epoch["1"][k], per_epoch["2"][k]]
         assert [e[k] for e in epochs["per_epoch"]] == pytest.approx(values, abs=1e-3)
@@ -242,8 +257,9 @@ def test_other_metrics_are_columns_and_statistics_where_they_apply(corpus, tmp_p
     exp = tmp_path / "exp"
     cfg = tiny_experiment_cfg()
     states = save_epoch_checkpoints(exp, cfg, epochs=1)
-    stats = score.score(exp, data, scoring=scoring(average_last_k=1, metrics=["stoi", "si_sdri", "sdri"]),
-                        progress=False)
+    stats = score.score(
+        exp, data, scoring=scoring(average_last_k=1, metrics=["stoi", "si_sdri", "sdri"]), progress=False
+    )
     rows = read_rows(exp)
     assert list(rows[0])[-2:] == ["stoi", "sdri"]
     model = build_model(cfg["model"])
@@ -253,7 +269,9 @@ def test_other_metrics_are_columns_and_statistics_where_they_apply(corpus, tmp_p
     for index in range(len(dataset)):
         item = dataset[index]
         with torch.no_grad():
-            _, _, ordered = score.score_batch(model(item["mixture"][None]), item["sources"][None], item["mixture"][None])
+            _, _, ordered = score.score_batch(
+                model(item["mixture"][None]), item["sources"][None], item["mixture"][None]
+            )
         sdri = metrics.sdri(ordered, item["sources"][None], item["mixture"][None])[0]
         for s, row in enumerate(r for r in rows if r["mixture_id"] == item["id"]):
             assert float(row["sdri"]) == pytest.approx(float(sdri[s]), abs=2e-4)
@@ -281,8 +299,13 @@ def test_another_test_list_makes_the_scores_stale(corpus, tmp_path):
     assert score.score(exp, data, progress=False)["n"] == 2 * N_MIXTURES
     other = tmp_path / "data_b"
     shutil.copytree(data, other)
-    write_drawn_list(other, "test", lists_dir(typed(cfg), other) / "test.csv", num=N_MIXTURES - 2,
-                     settings=(typed(cfg).data).mixing_settings())
+    write_drawn_list(
+        other,
+        "test",
+        lists_dir(typed(cfg), other) / "test.csv",
+        num=N_MIXTURES - 2,
+        settings=(typed(cfg).data).mixing_settings(),
+    )
     on_b = score.score(exp, other, progress=False)
     assert not on_b.get("up_to_date") and on_b["n"] == 2 * (N_MIXTURES - 2)
     assert on_b["test_list"] == str(lists_dir(typed(cfg), other) / "test.csv")
@@ -290,12 +313,18 @@ def test_another_test_list_makes_the_scores_stale(corpus, tmp_path):
     assert not back.get("up_to_date") and back["n"] == 2 * N_MIXTURES
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("metrics", ["si_sdri", "bogus"], "scoring.metrics names unknown metric(s) 'bogus'; known metrics: si_sdri, "
-                                      "sdri, stoi, pesq"),
-    ("metrics", "sdri", "scoring.metrics must be a list of metric names"),
-    ("protocol", "ensemble", "scoring.protocol must be one of ['weights', 'epochs']"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        (
+            "metrics",
+            ["si_sdri", "bogus"],
+            "scoring.metrics names unknown metric(s) 'bogus'; known metrics: si_sdri, sdri, stoi, pesq",
+        ),
+        ("metrics", "sdri", "scoring.metrics must be a list of metric names"),
+        ("protocol", "ensemble", "scoring.protocol must be one of ['weights', 'epochs']"),
+    ],
+)
 def test_unknown_metric_or_protocol_is_refused_naming_the_key(tmp_path, key, value, message):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"inherit": str(CONF_DIR / "cpu" / "baseline_cpu.yaml"), "scoring": {key: value}}))
@@ -306,11 +335,21 @@ def test_unknown_metric_or_protocol_is_refused_naming_the_key(tmp_path, key, val
 
 def test_a_metric_at_a_rate_it_does_not_support_is_refused_before_training(tmp_path):
     path = tmp_path / "pesq.yaml"
-    path.write_text(yaml.safe_dump({"inherit": str(CONF_DIR / "cpu" / "baseline_cpu.yaml"),
-                                    "data": {"sample_rate": 11025}, "model": {"sample_rate": 11025},
-                                    "scoring": {"metrics": ["pesq"]}}))
-    with pytest.raises(config.ConfigError, match=r"pesq.yaml: scoring.metrics: metric 'pesq' supports sample rates "
-                                                 r"\[8000, 16000\] Hz, not 11025 Hz"):
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "inherit": str(CONF_DIR / "cpu" / "baseline_cpu.yaml"),
+                "data": {"sample_rate": 11025},
+                "model": {"sample_rate": 11025},
+                "scoring": {"metrics": ["pesq"]},
+            }
+        )
+    )
+    with pytest.raises(
+        config.ConfigError,
+        match=r"pesq.yaml: scoring.metrics: metric 'pesq' supports sample rates "
+        r"\[8000, 16000\] Hz, not 11025 Hz",
+    ):
         config.load(path)
 
 
@@ -322,5 +361,7 @@ def test_a_scoring_section_without_its_keys_is_refused(corpus, tmp_path):
     cfg = tiny_experiment_cfg()
     cfg["scoring"] = {"average_last_k": 2}
     save_epoch_checkpoints(tmp_path / "exp", cfg, epochs=2)
-    with pytest.raises(config.ConfigError, match=r"exp/config.yaml: missing key\(s\) scoring.metrics, scoring.protocol"):
+    with pytest.raises(
+        config.ConfigError, match=r"exp/config.yaml: missing key\(s\) scoring.metrics, scoring.protocol"
+    ):
         score.score(tmp_path / "exp", data, progress=False)

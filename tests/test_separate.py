@@ -1,4 +1,5 @@
 """ugr-separate: files and folders in, one wav per source out; chunked separation; every input checked first."""
+
 from __future__ import annotations
 
 import subprocess
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from test_score import save_epoch_checkpoints, tiny_experiment_cfg
+
 from ugr.pipeline import checkpoints, separate
 from ugr.separation.models import build_model
 
@@ -33,8 +34,9 @@ def model(exp_dir):
 
 def separate_array(model, mixture: np.ndarray, rate: int, chunk: int, hop: int) -> np.ndarray:
     """What separate_files does to a recording, on an array (chunk and hop in samples)."""
-    blocks = separate.separate_stream(model, lambda start, count: mixture[start:start + count], mixture.size, rate,
-                                      RATE, chunk, hop)
+    blocks = separate.separate_stream(
+        model, lambda start, count: mixture[start : start + count], mixture.size, rate, RATE, chunk, hop
+    )
     return np.concatenate(list(blocks), axis=1)
 
 
@@ -77,7 +79,7 @@ def test_chunked_separation_matches_whole_file_separation_away_from_the_seams(mo
     whole = separate.separate_signal(model, mixture, RATE, RATE)
     chunked = separate_array(model, mixture, RATE, chunk=8000, hop=6000)
     assert chunked.shape == whole.shape
-    correlation = (chunked * whole).sum() / np.sqrt((chunked ** 2).sum() * (whole ** 2).sum())
+    correlation = (chunked * whole).sum() / np.sqrt((chunked**2).sum() * (whole**2).sum())
     assert correlation > 0.99
 
 
@@ -94,9 +96,14 @@ class LouderFirst(torch.nn.Module):
         self.seen.append(mixture.shape[-1])
         spectrum = torch.fft.rfft(mixture)
         low = torch.fft.rfftfreq(mixture.shape[-1], 1 / self.rate) < self.split_hz
-        bands = torch.stack([torch.fft.irfft(spectrum * low, n=mixture.shape[-1]),
-                             torch.fft.irfft(spectrum * ~low, n=mixture.shape[-1])], dim=1)
-        louder_first = (bands ** 2).sum(-1).argsort(dim=1, descending=True)
+        bands = torch.stack(
+            [
+                torch.fft.irfft(spectrum * low, n=mixture.shape[-1]),
+                torch.fft.irfft(spectrum * ~low, n=mixture.shape[-1]),
+            ],
+            dim=1,
+        )
+        louder_first = (bands**2).sum(-1).argsort(dim=1, descending=True)
         return torch.gather(bands, 1, louder_first[..., None].expand_as(bands))
 
 
@@ -115,10 +122,11 @@ def test_sources_keep_their_order_across_chunks_where_naive_concatenation_swaps(
     fake = LouderFirst(1000, RATE)
     chunk, hop = 4 * RATE, 3 * RATE
     starts = separate.chunk_starts(mixture.size, chunk, hop)
-    naive = [separate.separate_signal(fake, mixture[s:s + chunk], RATE, RATE) for s in starts]
+    naive = [separate.separate_signal(fake, mixture[s : s + chunk], RATE, RATE) for s in starts]
     # Which reference each naive chunk's first output follows: it changes, so concatenation would swap.
-    follows = [int(np.argmax([abs(np.dot(est[0], ref[s:s + chunk])) for ref in sources])) for est, s in
-               zip(naive, starts)]
+    follows = [
+        int(np.argmax([abs(np.dot(est[0], ref[s : s + chunk])) for ref in sources])) for est, s in zip(naive, starts)
+    ]
     assert len(set(follows)) == 2
     stitched = separate_array(fake, mixture, RATE, chunk, hop)
     assert stitched.shape == sources.shape
@@ -142,8 +150,9 @@ def test_the_model_never_sees_more_than_one_chunk_of_a_long_file(exp_dir, tmp_pa
         return cfg, recorders[-1], used
 
     monkeypatch.setattr(separate, "load_experiment", load_with_recorder)
-    written = separate.separate_files(exp_dir, [tmp_path / "long.wav"], tmp_path / "out", chunk_seconds=2.0,
-                                      hop_seconds=1.5)
+    written = separate.separate_files(
+        exp_dir, [tmp_path / "long.wav"], tmp_path / "out", chunk_seconds=2.0, hop_seconds=1.5
+    )
     seen = recorders[0].seen
     separations = [n for n in seen if n > 2]  # beyond minimum_length's probes (the fake takes one sample)
     assert len(separations) == len(separate.chunk_starts(40 * 16000, 32000, 24000)) == 27
@@ -162,8 +171,18 @@ def test_folders_recursively_in_sorted_order_keep_their_relative_paths(exp_dir, 
     sf.write(tmp_path / "single.wav", noise(2000, 10), RATE)
     written = separate.separate_files(exp_dir, [data, tmp_path / "single.wav"], tmp_path / "out")
     relative = [p.relative_to(tmp_path / "out").as_posix() for p in written]
-    assert relative == ["a_s1.wav", "a_s2.wav", "b_s1.wav", "b_s2.wav", "sub/d_s1.wav", "sub/d_s2.wav",
-                        "sub/deeper/c_s1.wav", "sub/deeper/c_s2.wav", "single_s1.wav", "single_s2.wav"]
+    assert relative == [
+        "a_s1.wav",
+        "a_s2.wav",
+        "b_s1.wav",
+        "b_s2.wav",
+        "sub/d_s1.wav",
+        "sub/d_s2.wav",
+        "sub/deeper/c_s1.wav",
+        "sub/deeper/c_s2.wav",
+        "single_s1.wav",
+        "single_s2.wav",
+    ]
     assert all(sf.info(p).frames == 2000 for p in written)
 
 
@@ -186,8 +205,11 @@ def test_bad_inputs_are_named_before_any_work(exp_dir, tmp_path):
         separate.separate_files(exp_dir, [good, tmp_path / "empty"], out)
     # One sample at 16 kHz resamples to nothing at the model's 8 kHz: named, with the minimum, before any output.
     sf.write(tmp_path / "click.wav", np.zeros(1, np.float32), 16000)
-    with pytest.raises(separate.InputError, match=r"click.wav: 1 sample\(s\) at 16000 Hz is too short for the model, "
-                                                  r"which needs at least 2 samples at that rate"):
+    with pytest.raises(
+        separate.InputError,
+        match=r"click.wav: 1 sample\(s\) at 16000 Hz is too short for the model, "
+        r"which needs at least 2 samples at that rate",
+    ):
         separate.separate_files(exp_dir, [good, tmp_path / "click.wav"], out)
     for chunk, hop in ((4.0, 1.0), (4.0, 4.0), (0.0, 0.0)):
         with pytest.raises(separate.InputError, match="--(hop|chunk)-seconds"):
@@ -200,8 +222,15 @@ def test_bad_inputs_are_named_before_any_work(exp_dir, tmp_path):
 
 def test_a_model_that_needs_a_whole_window_gives_its_minimum(tmp_path):
     cfg = tiny_experiment_cfg()
-    cfg["model"] = {"arch": "convtasnet", "n_blocks": 1, "n_repeats": 1, "bn_chan": 8, "hid_chan": 8, "skip_chan": 8,
-                    "n_filters": 16}
+    cfg["model"] = {
+        "arch": "convtasnet",
+        "n_blocks": 1,
+        "n_repeats": 1,
+        "bn_chan": 8,
+        "hid_chan": 8,
+        "skip_chan": 8,
+        "n_filters": 16,
+    }
     save_epoch_checkpoints(tmp_path / "exp", cfg, epochs=2)
     model = build_model(cfg["model"]).eval()
     assert separate.minimum_length(model, torch.device("cpu")) == 16  # one encoder window of 16 taps
@@ -231,18 +260,30 @@ def test_device_is_checked_and_named():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_separates_like_cpu(exp_dir, tmp_path):
     sf.write(tmp_path / "g.wav", noise(3 * 16000, 8), 16000)
-    on_cpu = separate.separate_files(exp_dir, [tmp_path / "g.wav"], tmp_path / "cpu", chunk_seconds=1.0,
-                                     hop_seconds=0.75)
-    on_gpu = separate.separate_files(exp_dir, [tmp_path / "g.wav"], tmp_path / "gpu", device="cuda",
-                                     chunk_seconds=1.0, hop_seconds=0.75)
+    on_cpu = separate.separate_files(
+        exp_dir, [tmp_path / "g.wav"], tmp_path / "cpu", chunk_seconds=1.0, hop_seconds=0.75
+    )
+    on_gpu = separate.separate_files(
+        exp_dir, [tmp_path / "g.wav"], tmp_path / "gpu", device="cuda", chunk_seconds=1.0, hop_seconds=0.75
+    )
     for a, b in zip(on_cpu, on_gpu):
         np.testing.assert_allclose(sf.read(a)[0], sf.read(b)[0], atol=3 / 32768)
 
 
 def test_cli(exp_dir, tmp_path, capsys):
     sf.write(tmp_path / "c.wav", noise(3000, 1), 11025)
-    command = [sys.executable, "-m", "ugr.pipeline.separate", "--exp-dir", str(exp_dir), "--out", str(tmp_path / "out"),
-               "--device", "cpu", str(tmp_path / "c.wav")]
+    command = [
+        sys.executable,
+        "-m",
+        "ugr.pipeline.separate",
+        "--exp-dir",
+        str(exp_dir),
+        "--out",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+        str(tmp_path / "c.wav"),
+    ]
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c_s1.wav", "c_s2.wav"]

@@ -1,6 +1,7 @@
 """Intervals over seeds and mixtures: nominal coverage on synthetic crossed data at 3, 5 and 10 seeds (where the
 bootstrap over seeds falls short at 3), wider than the mixtures-only interval when seeds disagree, the seeds a
 difference would need, the one-run interval of before, seeded."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,14 +12,27 @@ from ugr.report import stats
 SOURCES = 2
 
 
-def crossed(rng: np.random.Generator, seeds: int, mixtures: int, difference: float, seed_sd: float,
-            mixture_sd: float = 1.0, noise_sd: float = 1.0) -> list[dict]:
+def crossed(
+    rng: np.random.Generator,
+    seeds: int,
+    mixtures: int,
+    difference: float,
+    seed_sd: float,
+    mixture_sd: float = 1.0,
+    noise_sd: float = 1.0,
+) -> list[dict]:
     """Per-source differences of ``seeds`` paired runs on one test list: the true difference, plus a seed
     effect, a mixture effect shared by every seed (and by the mixture's sources), and noise."""
     per_seed = rng.normal(0, seed_sd, seeds)
     per_mixture = rng.normal(0, mixture_sd, mixtures)
-    return [{(f"m{m}", str(j)): difference + per_seed[s] + per_mixture[m] + rng.normal(0, noise_sd)
-             for m in range(mixtures) for j in range(SOURCES)} for s in range(seeds)]
+    return [
+        {
+            (f"m{m}", str(j)): difference + per_seed[s] + per_mixture[m] + rng.normal(0, noise_sd)
+            for m in range(mixtures)
+            for j in range(SOURCES)
+        }
+        for s in range(seeds)
+    ]
 
 
 def two_level_bootstrap(differences: list[dict], resamples: int, seed: int) -> tuple[float, float]:
@@ -42,8 +56,9 @@ def test_the_interval_over_seeds_covers_the_true_difference_at_about_the_nominal
     trials = 400
     covered = 0
     for trial in range(trials):
-        result = stats.paired_over_seeds(crossed(rng, seeds=seeds, mixtures=40, difference=0.5, seed_sd=0.5),
-                                         resamples=50, seed=trial)
+        result = stats.paired_over_seeds(
+            crossed(rng, seeds=seeds, mixtures=40, difference=0.5, seed_sd=0.5), resamples=50, seed=trial
+        )
         covered += result.low <= 0.5 <= result.high
     assert 0.92 <= covered / trials <= 0.99, covered / trials
 
@@ -84,8 +99,9 @@ def test_a_difference_the_seeds_cannot_settle_says_how_many_seeds_would():
         return float((np.abs(t) > scipy_stats.t.ppf(0.975, n - 1)).mean())
 
     assert simulated_power(needed) >= 0.78 and simulated_power(needed - 1) < 0.8
-    settled = stats.paired_over_seeds([{key: value - 0.7 + 0.01 * k for key, value in mixtures.items()}
-                                       for k in range(3)])
+    settled = stats.paired_over_seeds(
+        [{key: value - 0.7 + 0.01 * k for key, value in mixtures.items()} for k in range(3)]
+    )
     assert settled.resolved and settled.seeds_needed is None
 
 

@@ -1,5 +1,6 @@
 """The LightningModule's update: UGR gradients, micro-batches, clipping after backward and after unscaling in every
 precision, fp32 losses under autocast, logging."""
+
 from __future__ import annotations
 
 import contextlib
@@ -11,13 +12,13 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.plugins.precision import MixedPrecision
+from test_config import CONF_DIR
 from torch.utils.data import DataLoader, Dataset
 
-from ugr.separation import losses
 from ugr.core.pmf import pmf
 from ugr.pipeline.config import load, validate
 from ugr.pipeline.system import SeparationSystem
-from test_config import CONF_DIR
+from ugr.separation import losses
 
 T = 800  # 0.1 s at 8 kHz: the update rule does not depend on the length
 BATCH = 4
@@ -45,14 +46,23 @@ class FixedBatches(Dataset):
         return len(self.sources)
 
     def __getitem__(self, i: int) -> Dict:
-        return {"mixture": self.sources[i].sum(0), "sources": self.sources[i], "classes": self.classes[i],
-                "coarse": self.coarse[i], "id": str(i)}
+        return {
+            "mixture": self.sources[i].sum(0),
+            "sources": self.sources[i],
+            "classes": self.classes[i],
+            "coarse": self.coarse[i],
+            "id": str(i),
+        }
 
 
 def collate(items: List[Dict]) -> Dict:
-    return {"mixture": torch.stack([i["mixture"] for i in items]), "sources": torch.stack([i["sources"] for i in items]),
-            "classes": [i["classes"] for i in items], "coarse": [i["coarse"] for i in items],
-            "id": [i["id"] for i in items]}
+    return {
+        "mixture": torch.stack([i["mixture"] for i in items]),
+        "sources": torch.stack([i["sources"] for i in items]),
+        "classes": [i["classes"] for i in items],
+        "coarse": [i["coarse"] for i in items],
+        "id": [i["id"] for i in items],
+    }
 
 
 class GradientRecorder(Callback):
@@ -64,8 +74,10 @@ class GradientRecorder(Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         def record(*_) -> None:
-            self.grads.append({n: p.grad.detach().clone() for n, p in pl_module.named_parameters()
-                               if p.grad is not None})
+            self.grads.append(
+                {n: p.grad.detach().clone() for n, p in pl_module.named_parameters() if p.grad is not None}
+            )
+
         for optimizer in trainer.optimizers:
             optimizer.register_step_post_hook(record)
 
@@ -96,9 +108,19 @@ def one_step(cfg: Dict, tmp_path, **trainer_args) -> tuple[Dict[str, torch.Tenso
     system = SeparationSystem(validate(cfg, where="tiny_cfg"))
     initial = copy.deepcopy(system)
     recorder = GradientRecorder()
-    trainer = pl.Trainer(max_epochs=1, limit_train_batches=1, accelerator="cpu", devices=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[recorder], default_root_dir=tmp_path, **trainer_args)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[recorder],
+        default_root_dir=tmp_path,
+        **trainer_args,
+    )
     trainer.fit(system, train_dataloaders=DataLoader(FixedBatches(BATCH), batch_size=BATCH, collate_fn=collate))
     assert len(recorder.grads) == 1
     return recorder.grads[0], initial, trainer
@@ -160,9 +182,10 @@ def test_clip_null_leaves_the_gradient_alone(tmp_path):
 def test_16_mixed_clips_the_unscaled_gradient(tmp_path):
     """Under a GradScaler, Adam must get the same clipped gradient as in fp32, not clip / scale."""
     fp32, _, _ = one_step(tiny_cfg({"type": "robust", "alpha": 0.5}, clip=1e-3), tmp_path)
-    scaled, _, trainer = one_step(tiny_cfg({"type": "robust", "alpha": 0.5}, clip=1e-3), tmp_path,
-                                  plugins=[FP16ScalerWithoutAutocast(2.0 ** 16)])
-    assert trainer.precision_plugin.scaler.get_scale() == 2.0 ** 16  # the step was taken, not skipped
+    scaled, _, trainer = one_step(
+        tiny_cfg({"type": "robust", "alpha": 0.5}, clip=1e-3), tmp_path, plugins=[FP16ScalerWithoutAutocast(2.0**16)]
+    )
+    assert trainer.precision_plugin.scaler.get_scale() == 2.0**16  # the step was taken, not skipped
     assert norm(scaled) == pytest.approx(1e-3, rel=1e-3)
     for name in fp32:
         torch.testing.assert_close(scaled[name], fp32[name], rtol=1e-5, atol=1e-9)

@@ -5,6 +5,7 @@ the wiring of the LightningModule itself: ``manual_backward``, DDP's
 ``no_sync`` with micro-batches, the world-size factor, and the logged
 training figures (global over the ranks, not rank 0's share).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,9 +14,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
+from test_system import BATCH, FixedBatches, collate, tiny_cfg
 from torch.utils.data import DataLoader
 
-from test_system import BATCH, FixedBatches, collate, tiny_cfg
 from ugr.pipeline.config import validate
 from ugr.pipeline.system import SeparationSystem
 
@@ -47,10 +48,19 @@ class SaveGradients(Callback):
 def fit_one_step(cfg, devices: int, out: Path) -> dict:
     pl.seed_everything(0, verbose=False)
     system = SeparationSystem(validate(cfg, where="tiny_cfg"))
-    trainer = pl.Trainer(max_steps=1, accelerator="cpu", devices=devices, precision="64-true",
-                         strategy="ddp_spawn" if devices > 1 else "auto", logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[SaveGradients(out)], default_root_dir=out.parent)
+    trainer = pl.Trainer(
+        max_steps=1,
+        accelerator="cpu",
+        devices=devices,
+        precision="64-true",
+        strategy="ddp_spawn" if devices > 1 else "auto",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[SaveGradients(out)],
+        default_root_dir=out.parent,
+    )
     loader = DataLoader(FixedBatches(BATCH), batch_size=BATCH // devices, collate_fn=collate)
     trainer.fit(system, train_dataloaders=loader)
     return torch.load(out)
@@ -62,8 +72,7 @@ def fit_one_step(cfg, devices: int, out: Path) -> dict:
 def test_two_process_ddp_step_equals_the_one_process_step(tmp_path, name, micro_batches):
     single = fit_one_step(tiny_cfg(WEIGHTINGS[name]), devices=1, out=tmp_path / "single.pt")
     # Each rank holds BATCH/2 examples; with micro-batches each rank splits its share again.
-    ddp = fit_one_step(tiny_cfg(WEIGHTINGS[name], micro_batches=micro_batches),
-                       devices=2, out=tmp_path / "ddp.pt")
+    ddp = fit_one_step(tiny_cfg(WEIGHTINGS[name], micro_batches=micro_batches), devices=2, out=tmp_path / "ddp.pt")
     assert single.keys() == ddp.keys()
     for key in single:  # the gradients, and the logged loss, uniform loss, ESS and max p of the global batch
         assert torch.allclose(ddp[key], single[key], rtol=1e-9, atol=1e-12), key

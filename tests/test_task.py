@@ -2,6 +2,7 @@
 variant with the overrides as values, takes the folder's lock once, checks the data, and trains or scores;
 a control character in a run option is refused naming the option, --force removes only an experiment folder
 of ours."""
+
 from __future__ import annotations
 
 import shutil
@@ -31,8 +32,21 @@ def conf(tiny, tmp_path_factory) -> Path:
 
 
 def run_task(stage: str, conf: Path, tiny: dict, exp: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "ugr.pipeline.task", stage, "--conf", str(conf), "--experiments", "tiny",
-               "--data", str(tiny["data"]), "--exp", str(exp), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "ugr.pipeline.task",
+        stage,
+        "--conf",
+        str(conf),
+        "--experiments",
+        "tiny",
+        "--data",
+        str(tiny["data"]),
+        "--exp",
+        str(exp),
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
 
@@ -45,25 +59,44 @@ def error_line(done: subprocess.CompletedProcess) -> str:
 
 @pytest.mark.parametrize("option", ["--override", "--tag", "--sweep", "--experiments"])
 def test_a_control_character_in_a_run_option_is_refused_naming_the_option(conf, tiny, tmp_path, option):
-    value = {"--override": "training.lr=1e-3\ntraining.epochs=2", "--tag": "a\tb",
-             "--sweep": "training.lr=1e-3,\r2e-3", "--experiments": "tiny\n"}[option]
+    value = {
+        "--override": "training.lr=1e-3\ntraining.epochs=2",
+        "--tag": "a\tb",
+        "--sweep": "training.lr=1e-3,\r2e-3",
+        "--experiments": "tiny\n",
+    }[option]
     done = run_task("train", conf, tiny, tmp_path / "exp", option, value)
     line = error_line(done)
     assert line.startswith(f"train: error: {option} {value!r} holds a control character"), line
     assert not (tmp_path / "exp").exists()
     # run.sh's first call, so a bad value stops the run before stage 0
-    plan = subprocess.run([sys.executable, "-m", "ugr.pipeline.variants", "--conf", str(conf), "--experiments",
-                           "tiny", option, value, "plan"], capture_output=True, text=True)
+    plan = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ugr.pipeline.variants",
+            "--conf",
+            str(conf),
+            "--experiments",
+            "tiny",
+            option,
+            value,
+            "plan",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert plan.returncode == 1 and f"variants: {option} {value!r} holds a control character" in plan.stderr
 
 
 def test_the_task_trains_the_variant_it_is_given_with_its_swept_value_as_a_value(conf, tiny, tmp_path_factory):
     exp = tmp_path_factory.getbasetemp() / "task_exp"
-    done = run_task("train", conf, tiny, exp, "--index", "1", "--override", "weighting.type=class",
-                    "--sweep", SWEEP)
+    done = run_task("train", conf, tiny, exp, "--index", "1", "--override", "weighting.type=class", "--sweep", SWEEP)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert f"task 1: {conf / 'tiny.yaml'} -> {exp / SWEPT} (overrides: weighting.type=class " \
-           f'weighting.gamma={{"dog": 1, "rain": 2}})' in done.stdout
+    assert (
+        f"task 1: {conf / 'tiny.yaml'} -> {exp / SWEPT} (overrides: weighting.type=class "
+        f'weighting.gamma={{"dog": 1, "rain": 2}})' in done.stdout
+    )
     saved = yaml.safe_load((exp / SWEPT / "config.yaml").read_text())
     assert saved["weighting"]["gamma"] == {"dog": 1, "rain": 2}
     assert not (exp / "tiny_gamma-dog-3").exists(), "only the variant of the task is trained"
@@ -94,16 +127,19 @@ def test_force_refuses_a_folder_that_is_not_ours_and_leaves_it_intact(conf, tiny
     mine.parent.mkdir(parents=True)
     mine.write_text("months of work")
     line = error_line(run_task("train", conf, tiny, exp, "--force"))
-    assert line == (f"train: error: --force: {exp / 'tiny'} is not an experiment folder (it has none of config.yaml, "
-                    f"provenance.json, train.done); it is left as it is: remove it yourself, or use another --exp "
-                    f"or --tag")
+    assert line == (
+        f"train: error: --force: {exp / 'tiny'} is not an experiment folder (it has none of config.yaml, "
+        f"provenance.json, train.done); it is left as it is: remove it yourself, or use another --exp "
+        f"or --tag"
+    )
     assert sorted(p.name for p in (exp / "tiny").iterdir()) == ["thesis.tex"] and mine.read_text() == "months of work"
     linked = tmp_path / "linked"
     linked.mkdir()
     (linked / "tiny").symlink_to(mine.parent, target_is_directory=True)
     assert error_line(run_task("train", conf, tiny, linked, "--force")) == (  # refused before --force looks at it
         f"train: error: {linked / 'tiny'} resolves to {mine.parent.resolve()}, outside --exp {linked} "
-        f"({linked.resolve()}); an experiment folder must lie in --exp: remove the link or use another --exp")
+        f"({linked.resolve()}); an experiment folder must lie in --exp: remove the link or use another --exp"
+    )
     assert mine.read_text() == "months of work"
 
 
@@ -119,8 +155,10 @@ def test_a_second_task_on_a_locked_folder_stops_naming_the_holder(conf, tiny, tm
             time.sleep(0.05)
         for stage in ("train", "score"):
             line = error_line(run_task(stage, conf, tiny, exp))
-            assert line == (f"{stage}: error: {exp / 'tiny'} is in use by another run (pid "
-                            f"{lock.read_text().split()[1]} on a host); wait for it to end, or stop it (lock {lock})")
+            assert line == (
+                f"{stage}: error: {exp / 'tiny'} is in use by another run (pid "
+                f"{lock.read_text().split()[1]} on a host); wait for it to end, or stop it (lock {lock})"
+            )
         assert not (exp / "tiny").exists()
     finally:
         holder.kill()

@@ -5,6 +5,7 @@ worker process (every shipped config has one).
 Each case runs ``python -m ugr.pipeline.train`` as the recipe does, in its own process, on a tiny corpus:
 3 epochs of 6 steps.
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from train_helpers import EPOCHS, STEPS_PER_EPOCH, start_training, train
+
 from ugr.data.dataset import EpochSampler
 
 
@@ -43,8 +44,11 @@ def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 3
 
 def final_state(exp_dir: Path) -> dict:
     ckpt = torch.load(exp_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    return {"weights": ckpt["state_dict"], "adam": ckpt["optimizer_states"][0]["state"],
-            "global_step": ckpt["global_step"]}
+    return {
+        "weights": ckpt["state_dict"],
+        "adam": ckpt["optimizer_states"][0]["state"],
+        "global_step": ckpt["global_step"],
+    }
 
 
 def assert_same_run(resumed: Path, reference: Path) -> None:
@@ -83,9 +87,17 @@ def test_a_mid_epoch_slurm_checkpoint_resumes_at_its_batch(tiny, tiny_trained, t
     scontrol = bin_dir / "scontrol"  # Slurm's requeue ends the job: here, at once
     scontrol.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/requeued\nkill -9 $PPID\n')
     scontrol.chmod(0o755)
-    slurm = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_NTASKS": "1", "SLURM_JOB_ID": "7",
-             "SLURM_JOB_NAME": "ugr_train", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
-             "SLURM_NODELIST": "localhost"}
+    slurm = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SLURM_NTASKS": "1",
+        "SLURM_JOB_ID": "7",
+        "SLURM_JOB_NAME": "ugr_train",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+        "SLURM_NODELIST": "localhost",
+    }
     process = start_training(tiny, exp_dir, slurm)
     wait_for(lambda: logged_steps(exp_dir) >= STEPS_PER_EPOCH + 2, process, "the middle of epoch 2")
     process.send_signal(signal.SIGUSR1)
@@ -118,5 +130,5 @@ def test_the_sampler_starts_where_the_batches_done_end(rank):
         for later in range(epoch + 1, 3):
             resumed.set_epoch(later)
             rest += list(resumed)
-        assert rest == stream[done * per_rank_batch:], f"resumed after {done} batches"
+        assert rest == stream[done * per_rank_batch :], f"resumed after {done} batches"
         assert len(resumed) == 12, "the length stays the epoch's, as Lightning counts the epoch's batches"

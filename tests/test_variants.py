@@ -1,5 +1,6 @@
 """Variants: experiments x sweep points x training seeds, their folder names and overrides, and the same clear
 errors as --override for mistyped keys and values."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,13 +37,16 @@ def test_bad_seeds_are_refused_naming_the_value(text):
 
 def test_without_seeds_or_sweep_each_experiment_is_one_folder_named_as_before():
     found = _expand("baseline_cpu robust_a5_cpu", tag="lr5e-4")
-    assert [(v.name, v.seed, v.overrides) for v in found] == [("baseline_cpu_lr5e-4", None, ()),
-                                                              ("robust_a5_cpu_lr5e-4", None, ())]
+    assert [(v.name, v.seed, v.overrides) for v in found] == [
+        ("baseline_cpu_lr5e-4", None, ()),
+        ("robust_a5_cpu_lr5e-4", None, ()),
+    ]
 
 
 def test_a_sweep_on_one_experiment_with_seeds_makes_its_grid_times_the_seeds():
-    found = _expand("baseline_cpu robust_a5_cpu", seeds="2",
-                    sweep="robust_a5_cpu:weighting.alpha=0.05,0.1 training.lr=1e-3,5e-4")
+    found = _expand(
+        "baseline_cpu robust_a5_cpu", seeds="2", sweep="robust_a5_cpu:weighting.alpha=0.05,0.1 training.lr=1e-3,5e-4"
+    )
     names = [v.name for v in found]
     assert names[:2] == ["baseline_cpu_lr0.001_seed0", "baseline_cpu_lr0.001_seed1"]
     assert len(names) == 2 * 2 + 2 * 2 * 2 and len(set(names)) == len(names)
@@ -63,23 +67,32 @@ def test_seeds_change_only_the_training_seed():
 
 def test_mapping_values_split_at_top_level_commas_and_name_their_folder():
     found = _expand("class_none_cpu", sweep="weighting.type=class weighting.gamma={speech: 3},{env: 3, speech: 0}")
-    assert [v.name for v in found] == ["class_none_cpu_type-class_gamma-speech-3",
-                                       "class_none_cpu_type-class_gamma-env-3-speech-0"]
+    assert [v.name for v in found] == [
+        "class_none_cpu_type-class_gamma-speech-3",
+        "class_none_cpu_type-class_gamma-env-3-speech-0",
+    ]
     assert variants.load(found[1], "").weighting.gamma == {"env": 3, "speech": 0}
 
 
-@pytest.mark.parametrize("sweep, override, message", [
-    ("weighting.alphx=0.1,0.2", "", r"unknown key\(s\) \['alphx'\]"),
-    ("weighting.alpha=0.1,abc", "", r"'alpha' must be a finite number, got 'abc'"),
-    ("training.lr=", "", r"no empty value"),
-    ("lr=1,2", "", r"write \[EXPERIMENT:\]SECTION.KEY=VALUE"),
-    ("nope:training.lr=1,2", "", r"names experiment 'nope'"),
-    ("training.seed=1,2", "", r"training.seed cannot be swept \(use --seeds"),
-    ("data.sample_rate=8000,16000", "", r"cannot be swept"),
-    ("training.lr=1e-3,0.001", "", r"lists a value twice"),
-    ("training.lr=1e-3 robust_a5_cpu:training.lr=5e-4", "", r"sweeps training.lr twice"),
-    ("training.lr=1e-3,5e-4", "training.lr=1e-2", r"sets training.lr, which --sweep 'training.lr=1e-3,5e-4' sweeps"),
-])
+@pytest.mark.parametrize(
+    "sweep, override, message",
+    [
+        ("weighting.alphx=0.1,0.2", "", r"unknown key\(s\) \['alphx'\]"),
+        ("weighting.alpha=0.1,abc", "", r"'alpha' must be a finite number, got 'abc'"),
+        ("training.lr=", "", r"no empty value"),
+        ("lr=1,2", "", r"write \[EXPERIMENT:\]SECTION.KEY=VALUE"),
+        ("nope:training.lr=1,2", "", r"names experiment 'nope'"),
+        ("training.seed=1,2", "", r"training.seed cannot be swept \(use --seeds"),
+        ("data.sample_rate=8000,16000", "", r"cannot be swept"),
+        ("training.lr=1e-3,0.001", "", r"lists a value twice"),
+        ("training.lr=1e-3 robust_a5_cpu:training.lr=5e-4", "", r"sweeps training.lr twice"),
+        (
+            "training.lr=1e-3,5e-4",
+            "training.lr=1e-2",
+            r"sets training.lr, which --sweep 'training.lr=1e-3,5e-4' sweeps",
+        ),
+    ],
+)
 def test_mistyped_sweeps_get_the_errors_of_overrides(sweep, override, message):
     with pytest.raises(config_lib.ConfigError, match=message):
         for variant in _expand("robust_a5_cpu", sweep=sweep, override=override):
@@ -101,18 +114,40 @@ def test_the_command_line_gives_the_stages_names_and_tasks(tmp_path):
     conf.mkdir()
     (conf / "a.yaml").write_text(yaml.safe_dump({"inherit": str(CONF / "cpu" / "base_cpu.yaml")}))
     (conf / "b.yaml").write_text(yaml.safe_dump({"inherit": "a.yaml", "weighting": {"type": "robust", "alpha": 0.2}}))
-    base = [sys.executable, "-m", "ugr.pipeline.variants", "--conf", str(conf), "--experiments", "a b", "--seeds", "2",
-            "--sweep", "b:weighting.alpha=0.1,0.3", "--override", "training.epochs=2 b:training.lr=5e-4"]
+    base = [
+        sys.executable,
+        "-m",
+        "ugr.pipeline.variants",
+        "--conf",
+        str(conf),
+        "--experiments",
+        "a b",
+        "--seeds",
+        "2",
+        "--sweep",
+        "b:weighting.alpha=0.1,0.3",
+        "--override",
+        "training.epochs=2 b:training.lr=5e-4",
+    ]
     names = subprocess.run(base + ["names"], capture_output=True, text=True, check=True).stdout.split()
-    assert names == ["a_seed0", "a_seed1", "b_alpha0.1_seed0", "b_alpha0.1_seed1", "b_alpha0.3_seed0",
-                     "b_alpha0.3_seed1"]
+    assert names == [
+        "a_seed0",
+        "a_seed1",
+        "b_alpha0.1_seed0",
+        "b_alpha0.1_seed1",
+        "b_alpha0.3_seed0",
+        "b_alpha0.3_seed1",
+    ]
     found = variants.expand(variants.find_configs(conf, ["a", "b"]), "2", "b:weighting.alpha=0.1,0.3")
     task = variants.task_variant(found, 5)
     assert (task.config, task.name) == (conf / "b.yaml", "b_alpha0.3_seed1")
     overrides = variants.variant_override_list("training.epochs=2 b:training.lr=5e-4", task)
     assert [(o.experiment, o.keys, o.value) for o in overrides] == [
-        (None, ("training", "epochs"), 2), ("b", ("training", "lr"), 5e-4), (None, ("weighting", "alpha"), 0.3),
-        (None, ("training", "seed"), 1)]
+        (None, ("training", "epochs"), 2),
+        ("b", ("training", "lr"), 5e-4),
+        (None, ("weighting", "alpha"), 0.3),
+        (None, ("training", "seed"), 1),
+    ]
     for index, message in ((6, "UGR_TASK_ID=6 is out of range for 6 variants"), (None, "UGR_TASK_ID is not set")):
         with pytest.raises(config_lib.ConfigError, match=message):
             variants.task_variant(found, index)

@@ -1,4 +1,5 @@
 """Weighting functions: the paper's three operating points, their sum, and config errors."""
+
 import math
 
 import pytest
@@ -36,8 +37,13 @@ def test_alpha_zero_is_uniform(losses):
 
 
 @settings(max_examples=80, deadline=None)
-@given(losses=loss_vectors, beta0=st.floats(-5, -1e-3), schedule=st.sampled_from(["linear", "exponential", "step"]),
-       horizon=st.integers(1, 1000), fraction=st.floats(0, 0.999))
+@given(
+    losses=loss_vectors,
+    beta0=st.floats(-5, -1e-3),
+    schedule=st.sampled_from(["linear", "exponential", "step"]),
+    horizon=st.integers(1, 1000),
+    fraction=st.floats(0, 0.999),
+)
 def test_curriculum_favours_easy_examples_before_the_horizon(losses, beta0, schedule, horizon, fraction):
     weighting = build({"type": "curriculum", "beta0": beta0, "horizon_steps": horizon, "schedule": schedule})
     step = int(fraction * horizon)
@@ -46,8 +52,12 @@ def test_curriculum_favours_easy_examples_before_the_horizon(losses, beta0, sche
 
 
 @settings(max_examples=40, deadline=None)
-@given(losses=loss_vectors, schedule=st.sampled_from(["linear", "exponential", "step"]),
-       horizon=st.integers(1, 50), after=st.integers(0, 10_000))
+@given(
+    losses=loss_vectors,
+    schedule=st.sampled_from(["linear", "exponential", "step"]),
+    horizon=st.integers(1, 50),
+    after=st.integers(0, 10_000),
+)
 def test_curriculum_is_exactly_uniform_from_the_horizon_on(losses, schedule, horizon, after):
     weighting = build({"type": "curriculum", "beta0": -2.0, "horizon_epochs": horizon, "schedule": schedule})
     logits = weighting(losses=losses, epoch=horizon + after)
@@ -80,8 +90,9 @@ def coarse_of(classes):
 
 def test_class_labels_fall_back_to_their_coarse_class():
     weighting = build({"type": "class", "gamma": {"env": 3.0, "dog": 1.0, "noise": 5.0}})
-    logits = weighting(losses=torch.zeros(4), classes=["speech", "rain", "dog", "hum"],
-                       coarse=["speech", "env", "env", "noise"])
+    logits = weighting(
+        losses=torch.zeros(4), classes=["speech", "rain", "dog", "hum"], coarse=["speech", "env", "env", "noise"]
+    )
     assert logits.tolist() == [0.0, 3.0, 1.0, 5.0]
     assert weighting(losses=torch.zeros(2), classes=["dog", "env"]).tolist() == [1.0, 3.0]  # no coarse: fine alone
     with pytest.raises(ValueError, match="needs the context key 'classes'"):
@@ -108,7 +119,9 @@ def test_sum_adds_its_terms():
     classes = [["speech", "dog"], ["dog", "speech"]]
     robust = build({"type": "robust", "alpha": 0.5})
     bias = build({"type": "class", "gamma": {"speech": 3.0}})
-    both = build({"type": "sum", "terms": [{"type": "robust", "alpha": 0.5}, {"type": "class", "gamma": {"speech": 3.0}}]})
+    both = build(
+        {"type": "sum", "terms": [{"type": "robust", "alpha": 0.5}, {"type": "class", "gamma": {"speech": 3.0}}]}
+    )
     labels = {"classes": classes, "coarse": coarse_of(classes)}
     expected = robust(losses=losses) + bias(losses=losses, **labels)
     assert torch.equal(both(losses=losses, **labels), expected)
@@ -131,7 +144,10 @@ def test_granularity_is_carried_and_extra_context_is_ignored():
 @pytest.mark.parametrize(
     "cfg, message",
     [
-        ({"type": "focal"}, r"'type' must be one of \['uniform', 'robust', 'curriculum', 'class', 'group_dro', 'sum'\]"),
+        (
+            {"type": "focal"},
+            r"'type' must be one of \['uniform', 'robust', 'curriculum', 'class', 'group_dro', 'sum'\]",
+        ),
         ({"alpha": 1}, "'type' must be one of"),
         ({"type": "robust", "alpha": 1, "beta": 2}, r"unknown key\(s\) \['beta'\]; allowed keys are"),
         ({"type": "robust"}, "missing 'alpha'"),
@@ -142,14 +158,23 @@ def test_granularity_is_carried_and_extra_context_is_ignored():
         ({"type": "curriculum", "beta0": -1}, "exactly one of 'horizon_steps' or 'horizon_epochs'"),
         ({"type": "curriculum", "beta0": -1, "horizon_steps": 5, "horizon_epochs": 2}, "exactly one of"),
         ({"type": "curriculum", "beta0": -1, "horizon_steps": 0}, "'horizon_steps' must be > 0"),
-        ({"type": "curriculum", "beta0": -1, "horizon_steps": 5, "schedule": "cosine"}, r"'schedule' must be one of \['linear', 'exponential', 'step', 'constant'\]"),
-        ({"type": "curriculum", "beta0": -1, "horizon_steps": 5, "schedule": "constant"}, "schedule 'constant' keeps beta0 for good, so it takes no 'horizon_steps'"),
+        (
+            {"type": "curriculum", "beta0": -1, "horizon_steps": 5, "schedule": "cosine"},
+            r"'schedule' must be one of \['linear', 'exponential', 'step', 'constant'\]",
+        ),
+        (
+            {"type": "curriculum", "beta0": -1, "horizon_steps": 5, "schedule": "constant"},
+            "schedule 'constant' keeps beta0 for good, so it takes no 'horizon_steps'",
+        ),
         ({"type": "class", "gamma": {"speech": "high"}}, r"gamma\['speech'\] must be a finite number"),
         ({"type": "class", "gamma": {}}, "'gamma' must be a non-empty mapping"),
         ({"type": "class"}, "'gamma' must be a non-empty mapping"),
         ({"type": "uniform", "granularity": "frame"}, r"'granularity' must be one of \['source', 'mixture'\]"),
         ({"type": "sum", "terms": []}, "'terms' must be a non-empty list"),
-        ({"type": "sum", "terms": [{"type": "robust", "alpha": 1, "granularity": "source"}]}, r"terms\[0\].*unknown key\(s\) \['granularity'\]"),
+        (
+            {"type": "sum", "terms": [{"type": "robust", "alpha": 1, "granularity": "source"}]},
+            r"terms\[0\].*unknown key\(s\) \['granularity'\]",
+        ),
     ],
 )
 def test_config_errors_name_the_key_and_the_allowed_values(cfg, message):
@@ -157,10 +182,13 @@ def test_config_errors_name_the_key_and_the_allowed_values(cfg, message):
         build(cfg)
 
 
-@pytest.mark.parametrize("t, cfg", [
-    (0.8, {"type": "robust", "alpha": 0.8}),
-    (-0.6, {"type": "curriculum", "beta0": -0.6, "schedule": "constant"}),
-])
+@pytest.mark.parametrize(
+    "t, cfg",
+    [
+        (0.8, {"type": "robust", "alpha": 0.8}),
+        (-0.6, {"type": "curriculum", "beta0": -0.6, "schedule": "constant"}),
+    ],
+)
 def test_term_tilt_t_is_robust_alpha_t_or_constant_curriculum_beta0_t(t, cfg):
     """TERM (Li et al., ICLR 2021): weights exp(t L_i) / sum_j exp(t L_j), and the gradient of its objective
     (1/t) log mean_i exp(t L_i) is the UGR update; the constant schedule needs no step."""
@@ -168,7 +196,9 @@ def test_term_tilt_t_is_robust_alpha_t_or_constant_curriculum_beta0_t(t, cfg):
     tilted = [math.exp(t * loss) for loss in losses]
     by_hand = [w / sum(tilted) for w in tilted]
     weighting = build(cfg)
-    assert pmf(weighting(losses=torch.tensor(losses, dtype=torch.float64))).tolist() == pytest.approx(by_hand, rel=1e-12)
+    assert pmf(weighting(losses=torch.tensor(losses, dtype=torch.float64))).tolist() == pytest.approx(
+        by_hand, rel=1e-12
+    )
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(6, generator=g, dtype=torch.float64)
@@ -180,27 +210,43 @@ def test_term_tilt_t_is_robust_alpha_t_or_constant_curriculum_beta0_t(t, cfg):
     torch.testing.assert_close(ugr_grad, term_grad, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("cfg, label", [
-    ({"type": "uniform", "granularity": "mixture"}, "uniform"),
-    ({"type": "robust", "alpha": 0.2}, "robust (alpha=0.2)"),
-    ({"type": "robust", "alpha": 5, "signal": "loss"}, "robust (alpha=5)"),
-    ({"type": "robust", "alpha": 0.066667, "signal": "neg_sisdri"}, "robust (alpha=0.066667, signal=neg_sisdri)"),
-    ({"type": "curriculum", "beta0": -0.2, "horizon_epochs": 10}, "curriculum (beta0=-0.2, horizon_epochs=10, schedule=linear)"),
-    ({"type": "curriculum", "beta0": -1, "horizon_steps": 50, "schedule": "step", "levels": 2},
-     "curriculum (beta0=-1, horizon_steps=50, schedule=step, levels=2)"),
-    ({"type": "curriculum", "beta0": -1, "schedule": "constant"}, "curriculum (beta0=-1, schedule=constant)"),
-    ({"type": "class", "gamma": {"speech": 3.0, "env": -0.5}}, "class (gamma speech=3, env=-0.5)"),
-    ({"type": "sum", "terms": [{"type": "robust", "alpha": 0.1}, {"type": "class", "gamma": {"dog": 1}}]},
-     "robust (alpha=0.1) + class (gamma dog=1)"),
-])
+@pytest.mark.parametrize(
+    "cfg, label",
+    [
+        ({"type": "uniform", "granularity": "mixture"}, "uniform"),
+        ({"type": "robust", "alpha": 0.2}, "robust (alpha=0.2)"),
+        ({"type": "robust", "alpha": 5, "signal": "loss"}, "robust (alpha=5)"),
+        ({"type": "robust", "alpha": 0.066667, "signal": "neg_sisdri"}, "robust (alpha=0.066667, signal=neg_sisdri)"),
+        (
+            {"type": "curriculum", "beta0": -0.2, "horizon_epochs": 10},
+            "curriculum (beta0=-0.2, horizon_epochs=10, schedule=linear)",
+        ),
+        (
+            {"type": "curriculum", "beta0": -1, "horizon_steps": 50, "schedule": "step", "levels": 2},
+            "curriculum (beta0=-1, horizon_steps=50, schedule=step, levels=2)",
+        ),
+        ({"type": "curriculum", "beta0": -1, "schedule": "constant"}, "curriculum (beta0=-1, schedule=constant)"),
+        ({"type": "class", "gamma": {"speech": 3.0, "env": -0.5}}, "class (gamma speech=3, env=-0.5)"),
+        (
+            {"type": "sum", "terms": [{"type": "robust", "alpha": 0.1}, {"type": "class", "gamma": {"dog": 1}}]},
+            "robust (alpha=0.1) + class (gamma dog=1)",
+        ),
+    ],
+)
 def test_each_type_labels_itself_for_the_report_tables(cfg, label):
     assert build(cfg).label() == label
 
 
 def test_parts_list_the_terms_inside_sums_and_a_built_weighting_passes_through():
-    nested = build({"type": "sum", "terms": [
-        {"type": "class", "gamma": {"dog": 1}},
-        {"type": "sum", "terms": [{"type": "curriculum", "beta0": -1, "horizon_steps": 5}]}]})
+    nested = build(
+        {
+            "type": "sum",
+            "terms": [
+                {"type": "class", "gamma": {"dog": 1}},
+                {"type": "sum", "terms": [{"type": "curriculum", "beta0": -1, "horizon_steps": 5}]},
+            ],
+        }
+    )
     kinds = [type(part).__name__ for part in nested.parts()]
     assert kinds == ["Sum", "ClassBias", "Sum", "Curriculum"]
     assert nested.parts()[3].horizon_key == "horizon_steps"

@@ -2,6 +2,7 @@
 report names each experiment's worst group with its n, mean and p5 SI-SDRi, and the paired difference with the
 baseline on the baseline's worst group, with the interval of one run or over seeds; older scores without a
 ``group`` column say so instead of failing."""
+
 from __future__ import annotations
 
 import csv
@@ -30,11 +31,27 @@ def _labels(rng: np.random.Generator) -> list[dict]:
     rows = []
     for m in range(N_MIXTURES):
         snr = float(np.round(rng.uniform(-12, 12), 4))
-        rows.append({"mixture_id": f"m{m:03d}", "source": "0", "class": "speech", "coarse": "speech",
-                     "group": f"spk{m % 3}", "si_sdr_mix": snr})
+        rows.append(
+            {
+                "mixture_id": f"m{m:03d}",
+                "source": "0",
+                "class": "speech",
+                "coarse": "speech",
+                "group": f"spk{m % 3}",
+                "si_sdr_mix": snr,
+            }
+        )
         category = ("dog", "rain")[m % 2]
-        rows.append({"mixture_id": f"m{m:03d}", "source": "1", "class": category, "coarse": "env",
-                     "group": category, "si_sdr_mix": -snr})
+        rows.append(
+            {
+                "mixture_id": f"m{m:03d}",
+                "source": "1",
+                "class": category,
+                "coarse": "env",
+                "group": category,
+                "si_sdr_mix": -snr,
+            }
+        )
     return rows
 
 
@@ -47,8 +64,14 @@ def write_scores(path: Path, labels: list[dict], values: np.ndarray, *, with_gro
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for label, value in zip(labels, values):
-            writer.writerow({**label, "si_sdr_mix": f"{label['si_sdr_mix']:.4f}",
-                             "si_sdr": f"{value + label['si_sdr_mix']:.4f}", "si_sdri": f"{value:.4f}"})
+            writer.writerow(
+                {
+                    **label,
+                    "si_sdr_mix": f"{label['si_sdr_mix']:.4f}",
+                    "si_sdr": f"{value + label['si_sdr_mix']:.4f}",
+                    "si_sdri": f"{value:.4f}",
+                }
+            )
 
 
 def _read(path: Path) -> list[dict]:
@@ -97,8 +120,10 @@ def two_runs(tmp_path):
     robust = np.round(base + rng.normal(0.8, 1.5, base.size), 4)
     write_scores(tmp_path / "baseline.csv", labels, base)
     write_scores(tmp_path / "robust.csv", labels, robust)
-    runs = [_scored("baseline", _read(tmp_path / "baseline.csv"), True),
-            _scored("robust", _read(tmp_path / "robust.csv"), False)]
+    runs = [
+        _scored("baseline", _read(tmp_path / "baseline.csv"), True),
+        _scored("robust", _read(tmp_path / "robust.csv"), False),
+    ]
     return labels, base, robust, runs
 
 
@@ -118,8 +143,12 @@ def test_the_worst_group_table_recomputes_from_the_scores_file(two_runs, groupin
     assert rows["baseline"][4:] == ["baseline", "-"]
     # The difference: on the sources of the baseline's worst group, the mixtures resampled.
     keys = [(r["mixture_id"], r["source"]) for r, label in zip(labels, names) if label == target]
-    difference = {key: float(robust[i] - base[i]) for i, (r, label) in enumerate(zip(labels, names))
-                  if label == target for key in [(r["mixture_id"], r["source"])]}
+    difference = {
+        key: float(robust[i] - base[i])
+        for i, (r, label) in enumerate(zip(labels, names))
+        if label == target
+        for key in [(r["mixture_id"], r["source"])]
+    }
     assert len(difference) == len(keys) == base_groups[target][0]
     _, sums, counts = stats.by_mixture(difference)
     low, high = stats.interval(stats.bootstrap_means(sums, counts))
@@ -145,14 +174,33 @@ def test_the_per_group_table_holds_every_groups_mean_and_p5_the_worst_in_bold(tw
 def test_a_source_at_a_bin_edge_is_in_the_bin_above_it(tmp_path):
     assert tables.snr_bins() == ["below -5 dB", "-5 to 0 dB", "0 to 5 dB", "5 dB and above"]
     assert [tables.snr_bin(v) for v in (-5.0001, -5.0, -0.0001, 0.0, 4.9999, 5.0)] == [
-        "below -5 dB", "-5 to 0 dB", "-5 to 0 dB", "0 to 5 dB", "0 to 5 dB", "5 dB and above"]
+        "below -5 dB",
+        "-5 to 0 dB",
+        "-5 to 0 dB",
+        "0 to 5 dB",
+        "0 to 5 dB",
+        "5 dB and above",
+    ]
     # Through a scores file: the values at the edges as stage 3 writes them (4 decimals).
-    labels = [{"mixture_id": f"m{i // 2}", "source": str(i % 2), "class": "speech", "coarse": "speech",
-               "group": "spk", "si_sdr_mix": snr} for i, snr in enumerate([-5.0, 5.0, 0.0, -0.0, -7.5, 7.5])]
+    labels = [
+        {
+            "mixture_id": f"m{i // 2}",
+            "source": str(i % 2),
+            "class": "speech",
+            "coarse": "speech",
+            "group": "spk",
+            "si_sdr_mix": snr,
+        }
+        for i, snr in enumerate([-5.0, 5.0, 0.0, -0.0, -7.5, 7.5])
+    ]
     write_scores(tmp_path / "test.csv", labels, np.arange(6.0))
     groups = tables.group_statistics(_read(tmp_path / "test.csv"), "input_snr")
-    assert {name: g.n for name, g in groups.items()} == {"below -5 dB": 1, "-5 to 0 dB": 1, "0 to 5 dB": 2,
-                                                        "5 dB and above": 2}
+    assert {name: g.n for name, g in groups.items()} == {
+        "below -5 dB": 1,
+        "-5 to 0 dB": 1,
+        "0 to 5 dB": 2,
+        "5 dB and above": 2,
+    }
     assert groups["0 to 5 dB"].mean == pytest.approx(2.5)  # the sources at 0 and -0.0 dB
 
 
@@ -170,15 +218,20 @@ def test_old_scores_without_a_group_column_say_not_recorded_not_an_error(tmp_pat
     assert tables.source_labels(runs[0].rows, "group") is None
     assert tables.worst_group_table(runs, runs[0], "class").startswith("| experiment | worst group |")
     text = report.report(tmp_path).read_text()
-    section = text[text.index("### Worst group"):text.index("### Figures")]
+    section = text[text.index("### Worst group") : text.index("### Figures")]
     assert line in section and "#### By fine class" in section and "#### By input SNR" in section
     assert line in results.build(tmp_path)
     # One run rescored (with the column), one not: the rescored one is tabled, the other says so.
     write_scores(tmp_path / "robust" / "scores" / "test.csv", _labels(rng)[:60], rng.normal(4, 6, 60))
     runs[1] = report.load_scored(tmp_path / "robust")
     header, rows = _table(tables.worst_group_table(runs, runs[0], "group"))
-    assert rows["baseline"][0] == "not recorded: rescore with stage 3" and rows["robust"][0] in {"spk0", "spk1",
-                                                                                                "spk2", "dog", "rain"}
+    assert rows["baseline"][0] == "not recorded: rescore with stage 3" and rows["robust"][0] in {
+        "spk0",
+        "spk1",
+        "spk2",
+        "dog",
+        "rain",
+    }
     assert "difference on baseline: not recorded: rescore with stage 3 (dB)" in header
 
 
@@ -221,16 +274,29 @@ def test_across_seeds_the_worst_groups_difference_is_paired_over_seeds_on_its_so
     assert target == "spk1" and "difference on baseline's worst group, spk1 (dB)" in header
     means = [per_seed["baseline", s][target][1] for s in (1, 2, 3)]
     p5s = [per_seed["baseline", s][target][2] for s in (1, 2, 3)]
-    assert rows["baseline"][:5] == ["3", "spk1", str(per_seed["baseline", 1][target][0]),
-                                    f"{np.mean(means):.2f} ± {np.std(means, ddof=1):.2f}",
-                                    f"{np.mean(p5s):.2f} ± {np.std(p5s, ddof=1):.2f}"]
+    assert rows["baseline"][:5] == [
+        "3",
+        "spk1",
+        str(per_seed["baseline", 1][target][0]),
+        f"{np.mean(means):.2f} ± {np.std(means, ddof=1):.2f}",
+        f"{np.mean(p5s):.2f} ± {np.std(p5s, ddof=1):.2f}",
+    ]
     # The same as stats.paired_over_seeds called directly on the worst group's sources, seed k against seed k.
-    differences = [{(r["mixture_id"], r["source"]): float(values["robust", s][i] - values["baseline", s][i])
-                    for i, r in enumerate(labels) if r["group"] == target} for s in (1, 2, 3)]
+    differences = [
+        {
+            (r["mixture_id"], r["source"]): float(values["robust", s][i] - values["baseline", s][i])
+            for i, r in enumerate(labels)
+            if r["group"] == target
+        }
+        for s in (1, 2, 3)
+    ]
     direct = stats.paired_over_seeds(differences)
     assert direct.seeds == 3 and direct.sources == sum(1 for g in names if g == target)
-    assert rows["robust"][5:] == [f"{direct.mean_difference:+.2f}", f"[{direct.low:+.2f}, {direct.high:+.2f}]",
-                                  f"[{direct.mixtures_low:+.2f}, {direct.mixtures_high:+.2f}]"]
+    assert rows["robust"][5:] == [
+        f"{direct.mean_difference:+.2f}",
+        f"[{direct.low:+.2f}, {direct.high:+.2f}]",
+        f"[{direct.mixtures_low:+.2f}, {direct.mixtures_high:+.2f}]",
+    ]
     assert rows["baseline"][5:] == ["baseline", "-", "-"]
 
 
@@ -244,10 +310,11 @@ def test_across_seeds_the_report_and_results_show_the_worst_group_over_seeds(tmp
             saved = yaml.safe_load((tmp_path / exp / "config.yaml").read_text())
             saved["training"]["seed"] = seed
             (tmp_path / exp / "config.yaml").write_text(yaml.safe_dump(saved))
-            write_scores(tmp_path / exp / "scores" / "test.csv", _labels(np.random.default_rng(0))[:60],
-                         rng.normal(4, 6, 60))
+            write_scores(
+                tmp_path / exp / "scores" / "test.csv", _labels(np.random.default_rng(0))[:60], rng.normal(4, 6, 60)
+            )
     text = report.report(tmp_path).read_text()
-    section = text[text.index("### Worst group"):]
+    section = text[text.index("### Worst group") :]
     assert "| variant | seeds | worst group |" in section and "95 % interval over seeds and mixtures" in section
     assert "| variant | seeds | worst group |" in results.build(tmp_path)
 

@@ -1,5 +1,6 @@
 """A prepared tiny corpus with its lists and a tiny experiment config, and `python -m ugr.pipeline.train` on them, for
 the tests of stage 2 (conftest.py's fixtures ``tiny`` and ``tiny_trained``); no tests here."""
+
 from __future__ import annotations
 
 import subprocess
@@ -7,8 +8,8 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from recipe_helpers import ROOT, TINY_SIZES, make_corpora
+
 from ugr.data.prepare import CorpusInput, prepare
 from ugr.pipeline.lists import write_lists
 
@@ -22,8 +23,9 @@ def tiny_config(path: Path, **training) -> Path:
     sizes = {section: dict(values) for section, values in TINY_SIZES.items()}
     sizes["data"]["train_mixtures_per_epoch"] = MIXTURES
     sizes["training"].update({"batch_size": BATCH, "epochs": EPOCHS, "num_workers": 1, **training})
-    path.write_text(yaml.safe_dump({"inherit": str(ROOT / "egs" / "wsj0_esc50" / "conf" / "cpu" / "base_cpu.yaml"),
-                                    **sizes}))
+    path.write_text(
+        yaml.safe_dump({"inherit": str(ROOT / "egs" / "wsj0_esc50" / "conf" / "cpu" / "base_cpu.yaml"), **sizes})
+    )
     return path
 
 
@@ -37,10 +39,22 @@ def tiny_setup(root: Path) -> dict:
     return {"root": root, "data": data, "config": config}
 
 
-def train_command(setup: dict, exp_dir: Path, *args: str, config: Path | None = None,
-                  data: Path | None = None) -> list[str]:
-    return [sys.executable, "-m", "ugr.pipeline.train", "--config", str(config or setup["config"]), "--exp-dir", str(exp_dir),
-            "--data", str(data or setup["data"]), "--no-progress", *args]
+def train_command(
+    setup: dict, exp_dir: Path, *args: str, config: Path | None = None, data: Path | None = None
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "ugr.pipeline.train",
+        "--config",
+        str(config or setup["config"]),
+        "--exp-dir",
+        str(exp_dir),
+        "--data",
+        str(data or setup["data"]),
+        "--no-progress",
+        *args,
+    ]
 
 
 def train(setup: dict, exp_dir: Path, *args: str, check: bool = True, **paths: Path) -> subprocess.CompletedProcess:
@@ -55,4 +69,3 @@ def start_training(setup: dict, exp_dir: Path, env: dict | None = None, **paths:
     exp_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{exp_dir}.log", "w") as log:
         return subprocess.Popen(train_command(setup, exp_dir, **paths), stdout=log, stderr=subprocess.STDOUT, env=env)
-

@@ -19,11 +19,22 @@ Examples:
     >>> round(float(weights.sum()), 6)
     1.0
 """
+
 from ugr.core.distributed import global_pmf
 from ugr.core.pmf import effective_sample_size, max_weight, pmf
 from ugr.core.step import StepOutcome, Terms, WeightedLoss, reweigh, reweigh_backward
 from ugr.core.weighting import build as build_weighting
 
 __version__ = "0.1.0"
-__all__ = ["StepOutcome", "Terms", "WeightedLoss", "build_weighting", "effective_sample_size", "global_pmf",
-           "max_weight", "pmf", "reweigh", "reweigh_backward"]
+__all__ = [
+    "StepOutcome",
+    "Terms",
+    "WeightedLoss",
+    "build_weighting",
+    "effective_sample_size",
+    "global_pmf",
+    "max_weight",
+    "pmf",
+    "reweigh",
+    "reweigh_backward",
+]

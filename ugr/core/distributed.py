@@ -10,6 +10,7 @@ the training step applies to its local weighted sum.
 Cost: one all-gather of B logits per step (a few hundred bytes), plus one of
 the batch sizes so that ranks may hold different numbers of examples.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -30,6 +30,7 @@ micro-batches. Under DDP every rank gathers every rank's logits (as
 Both have ``state_dict()`` / ``load_state_dict()`` for checkpoints
 (``ugr.core.weighting.weighting_state`` collects them with group DRO's).
 """
+
 from __future__ import annotations
 
 import math
@@ -60,8 +61,10 @@ class BatchNormaliser:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state:
-            raise ValueError(f"BatchNormaliser has no state, got {sorted(state)}: the checkpoint was written "
-                             "with weighting.normaliser: running")
+            raise ValueError(
+                f"BatchNormaliser has no state, got {sorted(state)}: the checkpoint was written "
+                "with weighting.normaliser: running"
+            )
 
     def label(self) -> str:
         return ""
@@ -118,8 +121,10 @@ class RunningNormaliser:
         return f"normaliser=running, decay={self.decay:g}"
 
     def describe(self) -> str:
-        return (f"a running normaliser (TERM's stochastic algorithm, decay {self.decay:g}): each weight is "
-                f"exp(F) over the batch size times a moving average of the batch's mean exp(F)")
+        return (
+            f"a running normaliser (TERM's stochastic algorithm, decay {self.decay:g}): each weight is "
+            f"exp(F) over the batch size times a moving average of the batch's mean exp(F)"
+        )
 
 
 Normaliser = Union[BatchNormaliser, RunningNormaliser]

@@ -5,6 +5,7 @@ with ``p = softmax(F)`` over every per-example term of the batch. The weights
 are computed from detached logits, so they are constants for the backward pass:
 the gradient of ``sum_i p_i L_i`` is then exactly ``sum_i p_i grad L_i``.
 """
+
 from __future__ import annotations
 
 import torch

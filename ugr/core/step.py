@@ -12,6 +12,7 @@ activation memory of B/K examples. The two passes must compute the same
 losses, so the model must be deterministic in training mode (no dropout;
 SuDORMRF has none).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,8 +48,7 @@ class Terms:
 
     def context(self) -> dict[str, Any]:
         """The weighting's context keys this forward pass provides (labels and signals that are not None)."""
-        given = {"classes": self.classes, "coarse": self.coarse, "neg_sisdri": self.neg_sisdri,
-                 "groups": self.groups}
+        given = {"classes": self.classes, "coarse": self.coarse, "neg_sisdri": self.neg_sisdri, "groups": self.groups}
         return {key: value for key, value in given.items() if value is not None}
 
 
@@ -87,8 +87,10 @@ def reweigh(losses: Tensor, weighting: Callable[..., Tensor], **context: Any) ->
     begin_step(weighting, [full])
     logits = weighting(**full)
     if logits.shape != losses.shape:
-        raise ValueError(f"reweigh: the weighting gave logits {tuple(logits.shape)} for losses "
-                         f"{tuple(losses.shape)}; it must give one logit per per-example loss")
+        raise ValueError(
+            f"reweigh: the weighting gave logits {tuple(logits.shape)} for losses "
+            f"{tuple(losses.shape)}; it must give one logit per per-example loss"
+        )
     weights = normalise(weighting, logits)
     return WeightedLoss(world_size() * (weights * losses).sum(), weights)
 

@@ -81,6 +81,7 @@ of its group, or on the batch's k-th loss, not on the example alone, so they
 are no per-example F whose softmax over every rank and micro-batch stays
 exact.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -200,8 +201,9 @@ class Robust(_Labelled):
             raise ValueError(f"{where}: missing 'alpha' (a number >= 0; 0 is the uniform update)")
         alpha = _number(cfg, "alpha", where)
         if alpha < 0:
-            raise ValueError(f"{where}: 'alpha' must be >= 0 (alpha < 0 favours easy examples: use type curriculum), "
-                             f"got {alpha}")
+            raise ValueError(
+                f"{where}: 'alpha' must be >= 0 (alpha < 0 favours easy examples: use type curriculum), got {alpha}"
+            )
         signal = _check_choice(cfg.get("signal", "loss"), SIGNALS, "signal", where)
         return cls(alpha=alpha, signal=signal, granularity=granularity)
 
@@ -213,9 +215,11 @@ class Robust(_Labelled):
         return f"robust (alpha={number_text(self.alpha)}{signal})"
 
     def describe(self) -> str:
-        return (f"robust, alpha = {self.alpha:g}: an example's weight grows as exp(alpha x "
-                f"{_signal_words(self.signal)}), so the hard examples weigh more (fewer catastrophic failures, the "
-                f"paper's robust setting)")
+        return (
+            f"robust, alpha = {self.alpha:g}: an example's weight grows as exp(alpha x "
+            f"{_signal_words(self.signal)}), so the hard examples weigh more (fewer catastrophic failures, the "
+            f"paper's robust setting)"
+        )
 
     def parts(self) -> tuple[Any, ...]:
         return (self,)
@@ -234,7 +238,8 @@ class Curriculum(_Labelled):
     normaliser: Normaliser = field(default_factory=BatchNormaliser, compare=False, repr=False)
 
     KEYS: ClassVar[frozenset[str]] = frozenset(
-        {"beta0", "horizon_steps", "horizon_epochs", "schedule", "rate", "levels", "signal"})
+        {"beta0", "horizon_steps", "horizon_epochs", "schedule", "rate", "levels", "signal"}
+    )
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], where: str, granularity: str) -> "Curriculum":
@@ -248,13 +253,15 @@ class Curriculum(_Labelled):
         horizons = [k for k in ("horizon_steps", "horizon_epochs") if k in cfg]
         if schedule == "constant":
             if horizons:
-                raise ValueError(f"{where}: schedule 'constant' keeps beta0 for good, so it takes no {horizons[0]!r}; "
-                                 "drop it, or pick a schedule that rises to 0")
-            return cls(beta0=beta0, horizon=None, unit=None, schedule=schedule, signal=signal,
-                       granularity=granularity)
+                raise ValueError(
+                    f"{where}: schedule 'constant' keeps beta0 for good, so it takes no {horizons[0]!r}; "
+                    "drop it, or pick a schedule that rises to 0"
+                )
+            return cls(beta0=beta0, horizon=None, unit=None, schedule=schedule, signal=signal, granularity=granularity)
         if len(horizons) != 1:
-            raise ValueError(f"{where}: give exactly one of 'horizon_steps' or 'horizon_epochs' "
-                             f"(got {horizons or 'none'})")
+            raise ValueError(
+                f"{where}: give exactly one of 'horizon_steps' or 'horizon_epochs' (got {horizons or 'none'})"
+            )
         horizon = _number(cfg, horizons[0], where)
         if horizon <= 0:
             raise ValueError(f"{where}: {horizons[0]!r} must be > 0, got {horizon}")
@@ -265,8 +272,16 @@ class Curriculum(_Labelled):
         if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
             raise ValueError(f"{where}: 'levels' must be an integer >= 1, got {levels!r}")
         unit = "step" if horizons[0] == "horizon_steps" else "epoch"
-        return cls(beta0=beta0, horizon=horizon, unit=unit, schedule=schedule, rate=rate, levels=levels,
-                   signal=signal, granularity=granularity)
+        return cls(
+            beta0=beta0,
+            horizon=horizon,
+            unit=unit,
+            schedule=schedule,
+            rate=rate,
+            levels=levels,
+            signal=signal,
+            granularity=granularity,
+        )
 
     @property
     def horizon_key(self) -> str | None:
@@ -313,11 +328,15 @@ class Curriculum(_Labelled):
     def describe(self) -> str:
         signal = _signal_words(self.signal)
         if self.horizon is None:
-            return (f"curriculum, constant: weights exp(beta0 x {signal}) with beta0 = {self.beta0:g} throughout "
-                    f"(TERM's negative tilt), so the easy examples weigh more for the whole training")
-        return (f"curriculum: weights exp(beta x {signal}) with beta rising from {self.beta0:g} to 0 over "
-                f"{self.horizon:g} {self.unit}s ({self.schedule} schedule), so the easy examples weigh more at first, "
-                f"and the update is uniform after that")
+            return (
+                f"curriculum, constant: weights exp(beta0 x {signal}) with beta0 = {self.beta0:g} throughout "
+                f"(TERM's negative tilt), so the easy examples weigh more for the whole training"
+            )
+        return (
+            f"curriculum: weights exp(beta x {signal}) with beta rising from {self.beta0:g} to 0 over "
+            f"{self.horizon:g} {self.unit}s ({self.schedule} schedule), so the easy examples weigh more at first, "
+            f"and the update is uniform after that"
+        )
 
     def parts(self) -> tuple[Any, ...]:
         return (self,)
@@ -351,8 +370,7 @@ class ClassBias(_Labelled):
         coarse = fine if context.get("coarse") is None else _labels(context["coarse"])
         if fine.shape != coarse.shape:
             raise ValueError(f"class weighting: fine labels {fine.shape} and coarse labels {coarse.shape} differ")
-        values = (np.vectorize(self._lookup, otypes=[float])(fine, coarse) if fine.size
-                  else fine.astype(float))
+        values = np.vectorize(self._lookup, otypes=[float])(fine, coarse) if fine.size else fine.astype(float)
         logits = torch.as_tensor(values, dtype=losses.dtype, device=losses.device)
         if logits.shape == losses.shape:
             return logits
@@ -371,8 +389,10 @@ class ClassBias(_Labelled):
 
     def describe(self) -> str:
         biases = ", ".join(f"{name} {value:g}" for name, value in self.gamma.items())
-        return (f"class bias: weights exp(gamma[class]) with gamma {biases} (other classes 0), so an example "
-                f"of a class with gamma g weighs e^g times more")
+        return (
+            f"class bias: weights exp(gamma[class]) with gamma {biases} (other classes 0), so an example "
+            f"of a class with gamma g weighs e^g times more"
+        )
 
     def parts(self) -> tuple[Any, ...]:
         return (self,)
@@ -439,8 +459,9 @@ class GroupState:
         """q per group seen, by name."""
         return {name: math.exp(value) for name, value in self.log_q.items()}
 
-    def update(self, means: Mapping[str, float], counts: Mapping[str, int], step_size: float,
-               size_adjustment: float) -> None:
+    def update(
+        self, means: Mapping[str, float], counts: Mapping[str, int], step_size: float, size_adjustment: float
+    ) -> None:
         """One exponentiated-gradient step: ``q_g <- q_g exp(eta (mean_g + C / sqrt(n_g)))``, then normalised.
 
         Groups seen for the first time join with q = 1 / (number of groups seen), the others scaled to make
@@ -511,16 +532,20 @@ class GroupDRO(_Labelled):
         per-source labels a mixture's group is its sources' labels, sorted and joined by ``+``."""
         key = _GROUP_KEYS[self.group_by]
         if context.get(key) is None:
-            raise ValueError(f"group_dro weighting with group_by {self.group_by!r} needs the context key {key!r} "
-                             f"(a label per loss, or per source)")
+            raise ValueError(
+                f"group_dro weighting with group_by {self.group_by!r} needs the context key {key!r} "
+                f"(a label per loss, or per source)"
+            )
         shape = tuple(context["losses"].shape)
         labels = _labels(context[key])
         if labels.shape == shape:
             return [str(label) for label in labels.reshape(-1)]
         if labels.ndim == len(shape) + 1 and labels.shape[: len(shape)] == shape:
             return ["+".join(sorted(str(label) for label in row)) for row in labels.reshape(-1, labels.shape[-1])]
-        raise ValueError(f"group_dro weighting: {key} of shape {labels.shape} do not match losses {shape}; pass "
-                         f"one label per loss, or (B, n_src) labels for (B,) losses")
+        raise ValueError(
+            f"group_dro weighting: {key} of shape {labels.shape} do not match losses {shape}; pass "
+            f"one label per loss, or (B, n_src) labels for (B,) losses"
+        )
 
     def begin_step(self, contexts: Sequence[Mapping[str, Any]]) -> None:
         """Updates q once from the step's contexts (every micro-batch), gathered over every DDP rank."""
@@ -537,15 +562,18 @@ class GroupDRO(_Labelled):
         bad = sorted(name for name, mean in means.items() if not math.isfinite(mean))
         if bad:
             raise ValueError(f"group_dro weighting: the losses of group(s) {bad} are not finite")
-        self.state.update(means, {name: len(group) for name, group in by_group.items()}, self.step_size,
-                          self.size_adjustment)
+        self.state.update(
+            means, {name: len(group) for name, group in by_group.items()}, self.step_size, self.size_adjustment
+        )
 
     def __call__(self, **context: Any) -> Tensor:
         losses = context["losses"].detach()
         counts = self.state.counts
         if counts is None:
-            raise ValueError("group_dro weighting: no step begun; q is updated once per optimizer step by "
-                             "ugr.core.step.reweigh or reweigh_backward (or call begin_step(weighting, contexts))")
+            raise ValueError(
+                "group_dro weighting: no step begun; q is updated once per optimizer step by "
+                "ugr.core.step.reweigh or reweigh_backward (or call begin_step(weighting, contexts))"
+            )
         names = self.groups_of(context)
         unknown = sorted(set(names) - set(counts))
         if unknown:
@@ -559,12 +587,13 @@ class GroupDRO(_Labelled):
 
     def describe(self) -> str:
         groups = {"fine": "fine classes", "coarse": "coarse classes", "group": "groups"}[self.group_by]
-        adjustment = (f" plus {self.size_adjustment:g} / sqrt(its count in the batch)" if self.size_adjustment
-                      else "")
-        return (f"group DRO over the {groups}, step size {self.step_size:g}: each group's weight q grows as "
-                f"exp(step size x its mean loss{adjustment}) every step, and an example weighs q of its group over "
-                f"the group's count in the batch, so the worst group is pulled up (fixed gamma, class bias, when "
-                f"you know what you want; group DRO when you want the worst group up)")
+        adjustment = f" plus {self.size_adjustment:g} / sqrt(its count in the batch)" if self.size_adjustment else ""
+        return (
+            f"group DRO over the {groups}, step size {self.step_size:g}: each group's weight q grows as "
+            f"exp(step size x its mean loss{adjustment}) every step, and an example weighs q of its group over "
+            f"the group's count in the batch, so the worst group is pulled up (fixed gamma, class bias, when "
+            f"you know what you want; group DRO when you want the worst group up)"
+        )
 
     def parts(self) -> tuple[Any, ...]:
         return (self,)
@@ -572,8 +601,14 @@ class GroupDRO(_Labelled):
 
 Weighting = Union[Uniform, Robust, Curriculum, ClassBias, GroupDRO, Sum]
 WeightingType = Union[type[Uniform], type[Robust], type[Curriculum], type[ClassBias], type[GroupDRO], type[Sum]]
-TYPES: dict[str, WeightingType] = {"uniform": Uniform, "robust": Robust, "curriculum": Curriculum, "class": ClassBias,
-                                  "group_dro": GroupDRO, "sum": Sum}
+TYPES: dict[str, WeightingType] = {
+    "uniform": Uniform,
+    "robust": Robust,
+    "curriculum": Curriculum,
+    "class": ClassBias,
+    "group_dro": GroupDRO,
+    "sum": Sum,
+}
 _UNITS = {"source": "(mixture, source) pair", "mixture": "mixture"}
 
 
@@ -596,8 +631,10 @@ def _check_size(cfg: Any, where: str) -> None:
 
     def walk(node: Any, path: str, sums: int, nesting: int) -> None:
         if nesting > MAX_NESTING:
-            raise ValueError(f"{path}: nested more than {MAX_NESTING} mappings or lists deep, the limit "
-                             f"{aliases}; a weighting config is a few levels deep")
+            raise ValueError(
+                f"{path}: nested more than {MAX_NESTING} mappings or lists deep, the limit "
+                f"{aliases}; a weighting config is a few levels deep"
+            )
         if isinstance(node, Mapping):
             children: list[tuple[Any, Any]] = list(node.items())
         elif isinstance(node, (list, tuple)):
@@ -606,18 +643,24 @@ def _check_size(cfg: Any, where: str) -> None:
             return
         counts["values"] += len(children)
         if counts["values"] > MAX_VALUES:
-            raise ValueError(f"{path}: the weighting config holds more than {MAX_VALUES} values, the limit "
-                             f"{aliases}; write a smaller one")
+            raise ValueError(
+                f"{path}: the weighting config holds more than {MAX_VALUES} values, the limit "
+                f"{aliases}; write a smaller one"
+            )
         is_sum = isinstance(node, Mapping) and node.get("type") == "sum"
         for key, value in children:
             if is_sum and key == "terms" and isinstance(value, (list, tuple)):
                 if sums + 1 > MAX_SUM_DEPTH:
-                    raise ValueError(f"{path}: 'terms' nests sums {sums + 1} deep, more than the limit "
-                                     f"{MAX_SUM_DEPTH} {aliases}; flatten the sum (a sum of sums is one sum)")
+                    raise ValueError(
+                        f"{path}: 'terms' nests sums {sums + 1} deep, more than the limit "
+                        f"{MAX_SUM_DEPTH} {aliases}; flatten the sum (a sum of sums is one sum)"
+                    )
                 counts["terms"] += len(value)
                 if counts["terms"] > MAX_TERMS:
-                    raise ValueError(f"{path}: 'terms' makes more than {MAX_TERMS} terms in all, the limit "
-                                     f"{aliases}; write a smaller sum")
+                    raise ValueError(
+                        f"{path}: 'terms' makes more than {MAX_TERMS} terms in all, the limit "
+                        f"{aliases}; write a smaller sum"
+                    )
                 for i, term in enumerate(value):
                     walk(term, f"{path} terms[{i}]", sums + 1, nesting + 2)
             elif isinstance(node, Mapping):
@@ -665,9 +708,11 @@ def _build(cfg: Mapping[str, Any], where: str, granularity: str | None) -> Weigh
 def in_words(weighting: Weighting) -> str:
     """What a weighting does, in a sentence or two: the model card's paragraph."""
     running = "" if weighting.normaliser.kind == "batch" else f" The weights use {weighting.normaliser.describe()}."
-    return (f"Unified gradient reweighting (Tzinis et al., ICASSP 2021): each training step takes sum_i p_i grad L_i "
-            f"with p the softmax over the batch of a logit per {_UNITS[weighting.granularity]}. "
-            f"Here {weighting.describe()}.{running}")
+    return (
+        f"Unified gradient reweighting (Tzinis et al., ICASSP 2021): each training step takes sum_i p_i grad L_i "
+        f"with p the softmax over the batch of a logit per {_UNITS[weighting.granularity]}. "
+        f"Here {weighting.describe()}.{running}"
+    )
 
 
 def begin_step(weighting: Weighting | Callable[..., Tensor], contexts: Sequence[Mapping[str, Any]]) -> None:
@@ -693,8 +738,10 @@ def group_weights(weighting: Weighting) -> dict[str, float]:
 
 def weighting_state(weighting: Weighting) -> dict[str, Any]:
     """The state a checkpoint keeps: the normaliser's (running: log Z, steps) and each group DRO term's q."""
-    return {"normaliser": weighting.normaliser.state_dict(),
-            "group_dro": [part.state.state_dict() for part in _group_parts(weighting)]}
+    return {
+        "normaliser": weighting.normaliser.state_dict(),
+        "group_dro": [part.state.state_dict() for part in _group_parts(weighting)],
+    }
 
 
 def load_weighting_state(weighting: Weighting, state: Mapping[str, Any]) -> None:
@@ -702,8 +749,10 @@ def load_weighting_state(weighting: Weighting, state: Mapping[str, Any]) -> None
     parts = _group_parts(weighting)
     saved = list(state.get("group_dro", []))
     if len(saved) != len(parts):
-        raise ValueError(f"weighting state: the checkpoint holds {len(saved)} group DRO state(s), the weighting "
-                         f"has {len(parts)} group_dro term(s); resume with the config it was trained with")
+        raise ValueError(
+            f"weighting state: the checkpoint holds {len(saved)} group DRO state(s), the weighting "
+            f"has {len(parts)} group_dro term(s); resume with the config it was trained with"
+        )
     weighting.normaliser.load_state_dict(state.get("normaliser", {}))
     for part, part_state in zip(parts, saved):
         part.state.load_state_dict(part_state)

@@ -1,4 +1,5 @@
 """Audio I/O (soundfile), resampling (julius) and segment reads for mixing."""
+
 from __future__ import annotations
 
 import math
@@ -64,7 +65,7 @@ SPH2PIPE_HELP = (
     "WSJ0 ships its audio as shorten-compressed NIST SPHERE (.wv1) which soundfile cannot read. "
     "Put `sph2pipe` on PATH (Kaldi: `cd kaldi/tools && make sph2pipe`; or build it from LDC's "
     "sph2pipe_v2.5 sources) and re-run, or convert the tree yourself: "
-    "`find WSJ0 -name '*.wv1' | while read f; do sph2pipe -f wav \"$f\" \"${f%.wv1}.wav\"; done`."
+    '`find WSJ0 -name \'*.wv1\' | while read f; do sph2pipe -f wav "$f" "${f%.wv1}.wav"; done`.'
 )
 
 

@@ -6,6 +6,7 @@ item does not depend on the worker, the process or what was drawn before;
 epoch and disjoint keys across DDP ranks, and a resumed training continues the
 same stream of keys.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,10 +24,22 @@ from .manifest import MixtureRow, mixtures_path, rate_problem, read_mixtures, re
 from .mixing import MixingSettings, SourcePool, draw_mixture, render, stream
 
 
-def _item(mixture: np.ndarray, sources: np.ndarray, fine: Sequence[str], coarse: Sequence[str],
-          mixture_id: str, groups: Sequence[str]) -> dict:
-    return {"mixture": torch.from_numpy(mixture), "sources": torch.from_numpy(sources), "classes": list(fine),
-            "coarse": list(coarse), "groups": list(groups), "id": mixture_id}
+def _item(
+    mixture: np.ndarray,
+    sources: np.ndarray,
+    fine: Sequence[str],
+    coarse: Sequence[str],
+    mixture_id: str,
+    groups: Sequence[str],
+) -> dict:
+    return {
+        "mixture": torch.from_numpy(mixture),
+        "sources": torch.from_numpy(sources),
+        "classes": list(fine),
+        "coarse": list(coarse),
+        "groups": list(groups),
+        "id": mixture_id,
+    }
 
 
 class OnTheFlyMixtures(Dataset):
@@ -51,8 +64,14 @@ class OnTheFlyMixtures(Dataset):
         spec, crops = draw_mixture(self.pool, stream(self.settings.seed, self.split, key), self.settings)
         mixture, sources = render(crops, spec.snr_db, self.settings.normalize)
         rows = [self.pool.by_id[c.id] for c in spec.sources]
-        return _item(mixture, sources, [r.fine for r in rows], [r.coarse for r in rows],
-                     f"{self.split}-s{self.settings.seed}-k{key}", [r.group for r in rows])
+        return _item(
+            mixture,
+            sources,
+            [r.fine for r in rows],
+            [r.coarse for r in rows],
+            f"{self.split}-s{self.settings.seed}-k{key}",
+            [r.group for r in rows],
+        )
 
 
 def _read_published(data_dir: Path, row: MixtureRow, offset: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,8 +90,7 @@ class PublishedCrops(Dataset):
         self.rows = read_mixtures(mixtures_path(data_dir, split))
         if not self.rows:
             raise ValueError(f"{mixtures_path(data_dir, split)}: no published mixtures to train on")
-        problem = rate_problem(mixtures_path(data_dir, split), (r.sample_rate for r in self.rows),
-                               settings.sample_rate)
+        problem = rate_problem(mixtures_path(data_dir, split), (r.sample_rate for r in self.rows), settings.sample_rate)
         if problem:
             raise ValueError(problem)
         self.split, self.settings, self.num_mixtures = split, settings, num_mixtures
@@ -106,15 +124,17 @@ class EpochSampler(Sampler[int]):
     batches from the start of the epoch.
     """
 
-    def __init__(self, num_mixtures: int, *, rank: int = 0, world_size: int = 1, batch_size: int = 1,
-                 batches_done: int = 0) -> None:
+    def __init__(
+        self, num_mixtures: int, *, rank: int = 0, world_size: int = 1, batch_size: int = 1, batches_done: int = 0
+    ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank={rank}, world_size={world_size}: need 0 <= rank < world_size")
         self.num_mixtures, self.rank, self.world_size = num_mixtures, rank, world_size
         batches_per_epoch = len(self) // batch_size  # the DataLoader drops the last, incomplete batch
         if batches_per_epoch < 1:
-            raise ValueError(f"{num_mixtures} mixtures per epoch over {world_size} rank(s) make no batch of "
-                             f"{batch_size}")
+            raise ValueError(
+                f"{num_mixtures} mixtures per epoch over {world_size} rank(s) make no batch of {batch_size}"
+            )
         self.epoch, batch = divmod(batches_done, batches_per_epoch)
         self._skip = batch * batch_size  # keys of this rank's share that the first pass over self.epoch skips
 
@@ -124,7 +144,7 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         base = self.epoch * self.num_mixtures
-        keys = range(base + self.rank, base + self.num_mixtures, self.world_size)[self._skip:]
+        keys = range(base + self.rank, base + self.num_mixtures, self.world_size)[self._skip :]
         self._skip = 0
         return iter(keys)
 
@@ -144,8 +164,10 @@ class ListedMixtures(Dataset):
         self.list = read_eval_list(list_path, data_dir)
         header = self.list.header
         if header["sample_rate"] != sample_rate:
-            raise ValueError(f"{list_path}: written for {header['sample_rate']} Hz, {sample_rate} Hz asked; "
-                             f"regenerate it with stage 1 at this rate")
+            raise ValueError(
+                f"{list_path}: written for {header['sample_rate']} Hz, {sample_rate} Hz asked; "
+                f"regenerate it with stage 1 at this rate"
+            )
         self.fixed_length = self.list.kind == "drawn"
         if self.fixed_length:
             self.pool = SourcePool(data_dir, header["split"], sample_rate)
@@ -166,8 +188,9 @@ class ListedMixtures(Dataset):
         rows = [self.pool.by_id[c.id] for c in spec.sources]
         crops = [self.pool.read(row, c.offset, self.segment_frames) for row, c in zip(rows, spec.sources)]
         mixture, sources = render(crops, spec.snr_db, self.normalize)
-        return _item(mixture, sources, [r.fine for r in rows], [r.coarse for r in rows], mixture_id,
-                     [r.group for r in rows])
+        return _item(
+            mixture, sources, [r.fine for r in rows], [r.coarse for r in rows], mixture_id, [r.group for r in rows]
+        )
 
 
 def collate_mixtures(batch: list[dict]) -> dict:

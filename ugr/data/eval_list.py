@@ -17,6 +17,7 @@ list never silently outlives a re-prepared data folder. Lists of the older
 format v1 (whose validation and test lists shared their random streams) are
 refused.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import yaml
 from tqdm import tqdm
 
 from ugr.io.atomic import atomic_write_text
+
 from .manifest import manifest_path, mixtures_path, rate_problem, read_mixtures
 from .mixing import MixingSettings, MixtureSpec, SourceCrop, SourcePool, draw_mixture, stream
 
@@ -37,6 +38,8 @@ FORMAT_TAG = "# ugr-eval-list v2"
 KINDS = ("drawn", "published")
 DRAWN_COLUMNS = ["id", "src1", "offset1", "fine1", "coarse1", "src2", "offset2", "fine2", "coarse2", "snr_db"]
 PUBLISHED_COLUMNS = ["id"]
+
+
 # The data settings that define the validation and test mixtures: configs that agree on them share lists.
 class StaleListError(ValueError):
     """A list that no longer describes its data folder, or is of an older format; regenerate it (stage 1)."""
@@ -61,15 +64,21 @@ class EvalList:
         return self.header["kind"]
 
 
-def write_drawn_list(data_dir: str | os.PathLike, split: str, out: str | os.PathLike, *, num: int,
-                     settings: MixingSettings) -> Path:
+def write_drawn_list(
+    data_dir: str | os.PathLike, split: str, out: str | os.PathLike, *, num: int, settings: MixingSettings
+) -> Path:
     """Draws ``num`` mixtures of ``split`` and writes them atomically to ``out``."""
     if num <= 0:
         raise ValueError(f"{num} mixtures asked for the {split} list: must be positive")
     pool = SourcePool(data_dir, split, settings.sample_rate)
     pool.check(settings)
-    header = {"kind": "drawn", "split": split, "num": str(num), "manifest": fingerprint(pool.manifest),
-              **settings.header()}
+    header = {
+        "kind": "drawn",
+        "split": split,
+        "num": str(num),
+        "manifest": fingerprint(pool.manifest),
+        **settings.header(),
+    }
     text = io.StringIO()
     _write_header(text, header, DRAWN_COLUMNS)
     for index in tqdm(range(num), desc=f"{split} list", unit="mix", mininterval=1.0, disable=None):
@@ -82,19 +91,27 @@ def write_drawn_list(data_dir: str | os.PathLike, split: str, out: str | os.Path
     return atomic_write_text(out, text.getvalue())
 
 
-def write_published_list(data_dir: str | os.PathLike, split: str, out: str | os.PathLike, *, num: int,
-                         sample_rate: int) -> Path:
+def write_published_list(
+    data_dir: str | os.PathLike, split: str, out: str | os.PathLike, *, num: int, sample_rate: int
+) -> Path:
     """The first ``num`` published mixtures of ``split`` (in the published order) as a list."""
     path = mixtures_path(data_dir, split)
     rows = read_mixtures(path)
     if num > len(rows):
-        raise ValueError(f"{path}: {len(rows)} published {split} mixtures, but {num} asked "
-                         f"(data.{'valid' if split == 'valid' else 'test'}_mixtures); ask at most {len(rows)}")
+        raise ValueError(
+            f"{path}: {len(rows)} published {split} mixtures, but {num} asked "
+            f"(data.{'valid' if split == 'valid' else 'test'}_mixtures); ask at most {len(rows)}"
+        )
     problem = rate_problem(path, (row.sample_rate for row in rows), sample_rate)
     if problem:
         raise ValueError(problem)
-    header = {"kind": "published", "split": split, "num": str(num), "manifest": fingerprint(path),
-              "sample_rate": str(sample_rate)}
+    header = {
+        "kind": "published",
+        "split": split,
+        "num": str(num),
+        "manifest": fingerprint(path),
+        "sample_rate": str(sample_rate),
+    }
     text = io.StringIO()
     _write_header(text, header, PUBLISHED_COLUMNS)
     text.writelines(f"{row.id}\n" for row in rows[:num])
@@ -120,8 +137,10 @@ def read_eval_list(path: str | os.PathLike, data_dir: Optional[str | os.PathLike
         raise FileNotFoundError(f"{path}: no evaluation list; run stage 1 (mixture lists) first")
     lines = path.read_text(encoding="utf-8").splitlines()
     if lines and lines[0].startswith("# ugr-mixture-list"):
-        raise StaleListError(f"{path}: a list of the older format v1 (its validation and test lists shared their "
-                             f"random streams); run stage 1 again (python -m ugr.pipeline.lists) to regenerate it")
+        raise StaleListError(
+            f"{path}: a list of the older format v1 (its validation and test lists shared their "
+            f"random streams); run stage 1 again (python -m ugr.pipeline.lists) to regenerate it"
+        )
     if len(lines) < 3 or lines[0] != FORMAT_TAG:
         raise ValueError(f"{path}: not an evaluation list ({FORMAT_TAG}); regenerate it with stage 1")
     header = dict(item.split("=", 1) for item in lines[1].lstrip("# ").split())
@@ -142,17 +161,22 @@ def read_eval_list(path: str | os.PathLike, data_dir: Optional[str | os.PathLike
             published.append(fields[0])
             continue
         try:
-            spec = MixtureSpec((SourceCrop(fields[1], int(fields[2])), SourceCrop(fields[5], int(fields[6]))),
-                               float(fields[9]))
+            spec = MixtureSpec(
+                (SourceCrop(fields[1], int(fields[2])), SourceCrop(fields[5], int(fields[6]))), float(fields[9])
+            )
         except ValueError as err:
             raise ValueError(f"{path}:{number}: {err}") from None
         drawn.append((fields[0], spec))
     if len(drawn) + len(published) != header["num"]:
-        raise ValueError(f"{path}: {len(drawn) + len(published)} mixtures but the header says {header['num']}; "
-                         f"the file is damaged: regenerate it with stage 1")
+        raise ValueError(
+            f"{path}: {len(drawn) + len(published)} mixtures but the header says {header['num']}; "
+            f"the file is damaged: regenerate it with stage 1"
+        )
     if data_dir is not None:
         manifest = source_manifest(data_dir, header)
         if not manifest.is_file() or fingerprint(manifest) != header["manifest"]:
-            raise StaleListError(f"{path}: written for another version of {manifest} (the data folder was "
-                                 f"prepared again); run stage 1 again to regenerate the list")
+            raise StaleListError(
+                f"{path}: written for another version of {manifest} (the data folder was "
+                f"prepared again); run stage 1 again to regenerate the list"
+            )
     return EvalList(path, header, drawn, published)

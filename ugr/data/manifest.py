@@ -26,6 +26,7 @@ Files are mono, at the folder's sample rate, readable by soundfile.
 ``ugr.data.prepare`` writes such a folder from any registered corpus; a
 recipe may also write it by other means.
 """
+
 from __future__ import annotations
 
 import csv
@@ -55,8 +56,10 @@ def rate_problem(path: str | os.PathLike, rates: Iterable[int], sample_rate: int
     rates = sorted(set(rates))
     if rates == [sample_rate] or not rates:
         return None
-    return (f"{path}: prepared at {rates} Hz but {sample_rate} Hz was asked (data.sample_rate); prepare the data "
-            f"at {sample_rate} Hz (run.sh --fs {sample_rate}) or set data.sample_rate to the data's rate")
+    return (
+        f"{path}: prepared at {rates} Hz but {sample_rate} Hz was asked (data.sample_rate); prepare the data "
+        f"at {sample_rate} Hz (run.sh --fs {sample_rate}) or set data.sample_rate to the data's rate"
+    )
 
 
 def check_label(label: str, what: str) -> str:
@@ -129,14 +132,21 @@ def write_manifest(path: str | os.PathLike, rows: list[SourceRow]) -> None:
 
 
 def write_mixtures(path: str | os.PathLike, rows: list[MixtureRow]) -> None:
-    header = ["id", "mixture", "frames", "sample_rate"] + [f"{name}_{k}" for k in range(1, N_SOURCES + 1)
-                                                           for name in ("source", "group", "fine", "coarse")]
+    header = ["id", "mixture", "frames", "sample_rate"] + [
+        f"{name}_{k}" for k in range(1, N_SOURCES + 1) for name in ("source", "group", "fine", "coarse")
+    ]
     records = []
     for row in sorted(rows, key=lambda r: r.id):
         record = {"id": row.id, "mixture": row.mixture, "frames": row.frames, "sample_rate": row.sample_rate}
         for k in range(N_SOURCES):
-            record.update({f"source_{k + 1}": row.sources[k], f"group_{k + 1}": row.groups[k],
-                           f"fine_{k + 1}": row.fines[k], f"coarse_{k + 1}": row.coarses[k]})
+            record.update(
+                {
+                    f"source_{k + 1}": row.sources[k],
+                    f"group_{k + 1}": row.groups[k],
+                    f"fine_{k + 1}": row.fines[k],
+                    f"coarse_{k + 1}": row.coarses[k],
+                }
+            )
         records.append(record)
     atomic_write_text(path, _tsv(header, records))
 
@@ -150,21 +160,26 @@ def _records(path: Path, required: Iterable[str], fix: str) -> list[tuple[int, d
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = raw[:err.start].count(b"\n") + 1
-        raise ManifestError(f"{path}:{line}: not UTF-8 text ({err.reason} at byte {err.start}); write the manifest "
-                            f"in UTF-8") from None
+        line = raw[: err.start].count(b"\n") + 1
+        raise ManifestError(
+            f"{path}:{line}: not UTF-8 text ({err.reason} at byte {err.start}); write the manifest in UTF-8"
+        ) from None
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t")
     try:
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
-            raise ManifestError(f"{path}: missing column(s) {missing} (has {reader.fieldnames}); "
-                                f"the data contract needs {list(required)} ({fix})")
+            raise ManifestError(
+                f"{path}: missing column(s) {missing} (has {reader.fieldnames}); "
+                f"the data contract needs {list(required)} ({fix})"
+            )
         records = []
         for record in reader:
             if None in record.values():
-                raise ManifestError(f"{path}:{reader.line_num}: {sum(v is not None for v in record.values())} "
-                                    f"cell(s), the header has {len(reader.fieldnames)}; write every cell, tab "
-                                    f"separated")
+                raise ManifestError(
+                    f"{path}:{reader.line_num}: {sum(v is not None for v in record.values())} "
+                    f"cell(s), the header has {len(reader.fieldnames)}; write every cell, tab "
+                    f"separated"
+                )
             records.append((reader.line_num, record))
     except csv.Error as err:
         raise ManifestError(f"{path}:{reader.line_num}: not tab-separated text as csv reads it ({err})") from None
@@ -195,17 +210,25 @@ def read_manifest(path: str | os.PathLike) -> list[SourceRow]:
         except ManifestError as err:
             raise ManifestError(f"{path}:{line}: {err}") from None
         if not record["path"]:
-            raise ManifestError(f"{path}:{line}: empty path; give the audio file, relative to the data folder or "
-                                f"absolute")
+            raise ManifestError(
+                f"{path}:{line}: empty path; give the audio file, relative to the data folder or absolute"
+            )
         if record["id"] in seen:
             raise ManifestError(f"{path}:{line}: id {record['id']} appears twice; ids must be unique")
         seen.add(record["id"])
-        rows.append(SourceRow(
-            id=record["id"], path=record["path"], duration=_number(record, "duration", float, path, line),
-            sample_rate=_number(record, "sample_rate", int, path, line), group=record["group"],
-            fine=record["fine"], coarse=record["coarse"],
-            frames=_number(record, "frames", int, path, line, optional=True),
-            rms=_number(record, "rms", float, path, line, optional=True)))
+        rows.append(
+            SourceRow(
+                id=record["id"],
+                path=record["path"],
+                duration=_number(record, "duration", float, path, line),
+                sample_rate=_number(record, "sample_rate", int, path, line),
+                group=record["group"],
+                fine=record["fine"],
+                coarse=record["coarse"],
+                frames=_number(record, "frames", int, path, line, optional=True),
+                rms=_number(record, "rms", float, path, line, optional=True),
+            )
+        )
     return rows
 
 
@@ -213,15 +236,25 @@ def read_mixtures(path: str | os.PathLike) -> list[MixtureRow]:
     """The published mixtures of one split (``manifests/<split>_mixtures.tsv``)."""
     path = Path(path)
     per_source = ("source", "group", "fine", "coarse")
-    required = ["id", "mixture", "frames", "sample_rate"] + [f"{n}_{k}" for k in range(1, N_SOURCES + 1)
-                                                             for n in per_source]
+    required = ["id", "mixture", "frames", "sample_rate"] + [
+        f"{n}_{k}" for k in range(1, N_SOURCES + 1) for n in per_source
+    ]
     rows = []
     for line, record in _records(path, required, "this corpus has no published mixtures; use eval_from: sources"):
-        def each(name: str) -> tuple[str, ...]:
+
+        def each(name: str, record: dict = record) -> tuple[str, ...]:
             return tuple(record[f"{name}_{k}"] for k in range(1, N_SOURCES + 1))
-        rows.append(MixtureRow(id=record["id"], mixture=record["mixture"],
-                               frames=_number(record, "frames", int, path, line),
-                               sample_rate=_number(record, "sample_rate", int, path, line),
-                               sources=each("source"), groups=each("group"), fines=each("fine"),
-                               coarses=each("coarse")))
+
+        rows.append(
+            MixtureRow(
+                id=record["id"],
+                mixture=record["mixture"],
+                frames=_number(record, "frames", int, path, line),
+                sample_rate=_number(record, "sample_rate", int, path, line),
+                sources=each("source"),
+                groups=each("group"),
+                fines=each("fine"),
+                coarses=each("coarse"),
+            )
+        )
     return rows

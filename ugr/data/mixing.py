@@ -13,6 +13,7 @@ the validation list, of the test list and of any training epoch come from
 unrelated generators, so the splits share no crop offsets or SNRs by
 construction, whatever the worker or process that draws them.
 """
+
 from __future__ import annotations
 
 import os
@@ -66,10 +67,14 @@ class MixingSettings:
 
     def header(self) -> dict[str, str]:
         """The settings as ``key=value`` words of a list header (so a list says how it was drawn)."""
-        return {"seed": str(self.seed), "sample_rate": str(self.sample_rate),
-                "segment_frames": str(self.segment_frames), "snr": f"{self.snr_range[0]:g},{self.snr_range[1]:g}",
-                "normalize": str(int(self.normalize)),
-                "priors": ",".join(f"{a}{PAIR_SEPARATOR}{b}:{p:.6g}" for (a, b), p in self.priors)}
+        return {
+            "seed": str(self.seed),
+            "sample_rate": str(self.sample_rate),
+            "segment_frames": str(self.segment_frames),
+            "snr": f"{self.snr_range[0]:g},{self.snr_range[1]:g}",
+            "normalize": str(int(self.normalize)),
+            "priors": ",".join(f"{a}{PAIR_SEPARATOR}{b}:{p:.6g}" for (a, b), p in self.priors),
+        }
 
 
 @dataclass(frozen=True)
@@ -140,26 +145,34 @@ class SourcePool:
             cause = f"unreadable audio ({getattr(err, 'error_string', err)})"
         else:
             cause = "a folder, not an audio file" if path.is_dir() else "no such file"
-        return ValueError(f"{self.manifest}: row {row.id}: {path}: {cause}; correct the row's path, or prepare the "
-                          f"data folder again (stage 0)")
+        return ValueError(
+            f"{self.manifest}: row {row.id}: {path}: {cause}; correct the row's path, or prepare the "
+            f"data folder again (stage 0)"
+        )
 
     def degenerate(self, row: SourceRow) -> ValueError:
         """A row whose audio has no crop to draw: near-constant (DC) everywhere."""
-        return ValueError(f"{self.manifest}: row {row.id}: {self.path(row)}: the audio is constant (DC: its power "
-                          f"after removing the mean is at most {DEGENERATE_RATIO:g} of its power in every crop), so it has "
-                          f"nothing to separate or score; prepare the data folder again (stage 0 skips such files) "
-                          f"or drop the row")
+        return ValueError(
+            f"{self.manifest}: row {row.id}: {self.path(row)}: the audio is constant (DC: its power "
+            f"after removing the mean is at most {DEGENERATE_RATIO:g} of its power in every crop), so it has "
+            f"nothing to separate or score; prepare the data folder again (stage 0 skips such files) "
+            f"or drop the row"
+        )
 
     def problem(self, pair: tuple[str, str]) -> Optional[str]:
         """Why this split cannot form mixtures of ``pair``, or None when it can."""
         for coarse in pair:
             if coarse not in self.groups:
-                return (f"split {self.split} has no coarse class {coarse!r} (it has: "
-                        f"{', '.join(sorted(self.groups)) or 'nothing'})")
+                return (
+                    f"split {self.split} has no coarse class {coarse!r} (it has: "
+                    f"{', '.join(sorted(self.groups)) or 'nothing'})"
+                )
         groups = set(self.group_names[pair[0]]) | set(self.group_names[pair[1]])
         if len(groups) < 2:
-            return (f"split {self.split} has one group ({', '.join(groups)}) for {PAIR_SEPARATOR.join(pair)} "
-                    f"mixtures, whose two sources must come from different groups (speakers, classes)")
+            return (
+                f"split {self.split} has one group ({', '.join(groups)}) for {PAIR_SEPARATOR.join(pair)} "
+                f"mixtures, whose two sources must come from different groups (speakers, classes)"
+            )
         return None
 
     def check(self, settings: MixingSettings) -> None:
@@ -167,12 +180,15 @@ class SourcePool:
         for pair, _ in settings.priors:
             problem = self.problem(pair)
             if problem:
-                raise ValueError(f"{self.manifest}: {problem}; set the prior {PAIR_SEPARATOR.join(pair)} to 0 or "
-                                 f"prepare a corpus that has them")
+                raise ValueError(
+                    f"{self.manifest}: {problem}; set the prior {PAIR_SEPARATOR.join(pair)} to 0 or "
+                    f"prepare a corpus that has them"
+                )
 
 
-def draw_mixture(pool: SourcePool, rng: np.random.Generator,
-                 settings: MixingSettings) -> tuple[MixtureSpec, list[np.ndarray]]:
+def draw_mixture(
+    pool: SourcePool, rng: np.random.Generator, settings: MixingSettings
+) -> tuple[MixtureSpec, list[np.ndarray]]:
     """Draw one mixture; returns its spec and the two (unscaled) crops."""
     pairs = [pair for pair, _ in settings.priors]
     pair = pairs[rng.choice(len(pairs), p=[p for _, p in settings.priors])]
@@ -205,7 +221,7 @@ def _draw_crop(pool: SourcePool, row: SourceRow, rng: np.random.Generator, frame
     if length <= frames:
         offset = -int(rng.integers(0, frames - length + 1))
         samples = pool.read(row, offset, frames)
-        if is_degenerate(samples[-offset:-offset + length]):
+        if is_degenerate(samples[-offset : -offset + length]):
             raise pool.degenerate(row)
         return offset, samples
     floor = SILENT_CROP_RATIO * pool.rms(row) ** 2

@@ -19,6 +19,7 @@ A folder prepared from the same corpora and settings is reported and left
 alone; one prepared from others is refused (``--force`` redoes it), so a data
 folder never silently stands for another corpus.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,10 +38,19 @@ from tqdm import tqdm
 
 from ugr.io.atomic import atomic_write_text
 from ugr.io.cli import one_line_errors
+
 from .audio import DEGENERATE_RATIO, SPHERE_SUFFIXES, AudioError, load_mono, resample, write_wav, zero_mean_fraction
 from .corpora import SPLITS, CorpusLayoutError, Index, MixtureFile, SourceFile, index_corpus, registered
-from .manifest import (ManifestError, MixtureRow, SourceRow, check_label, manifest_path, mixtures_path,
-                       write_manifest, write_mixtures)
+from .manifest import (
+    ManifestError,
+    MixtureRow,
+    SourceRow,
+    check_label,
+    manifest_path,
+    mixtures_path,
+    write_manifest,
+    write_mixtures,
+)
 
 REPORT_NAME = "prepare_report.json"
 REPORT_FORMAT = 2
@@ -99,23 +109,35 @@ class _Prepared:
     in_place: bool = False
 
 
-def prepare(out: str | os.PathLike, corpora: Sequence[CorpusInput], *, fs: int, jobs: int = 1,
-            min_seconds: float = MIN_SECONDS, force: bool = False) -> dict:
+def prepare(
+    out: str | os.PathLike,
+    corpora: Sequence[CorpusInput],
+    *,
+    fs: int,
+    jobs: int = 1,
+    min_seconds: float = MIN_SECONDS,
+    force: bool = False,
+) -> dict:
     """Builds (or finds up to date) the data folder ``out``; returns the report (also in ``out/prepare_report.json``)."""
     if not corpora:
         raise PrepareError(f"no corpus given; pass --corpus NAME DIR (registered: {', '.join(registered())})")
     if fs <= 0 or min_seconds < 0:
         raise PrepareError(f"--fs {fs} must be > 0 and --min-seconds {min_seconds} >= 0")
     out = Path(out).resolve()
-    settings = {"corpora": [{"name": c.name, "root": c.root, "options": c.options} for c in corpora],
-                "sample_rate": fs, "min_seconds": min_seconds}
+    settings = {
+        "corpora": [{"name": c.name, "root": c.root, "options": c.options} for c in corpora],
+        "sample_rate": fs,
+        "min_seconds": min_seconds,
+    }
     existing = _existing_report(out)
     if existing is not None and not force:
         if existing.get("settings") == settings:
             existing["up_to_date"] = True
             return existing
-        raise PrepareError(f"{out} was prepared from {_describe(existing.get('settings'))}, not from "
-                           f"{_describe(settings)}; pass another data folder (--data), or --force true to redo it")
+        raise PrepareError(
+            f"{out} was prepared from {_describe(existing.get('settings'))}, not from "
+            f"{_describe(settings)}; pass another data folder (--data), or --force true to redo it"
+        )
     index = Index()
     for corpus in corpora:
         found = index_corpus(corpus.name, corpus.root, fs=fs, options=corpus.options)
@@ -126,14 +148,17 @@ def prepare(out: str | os.PathLike, corpora: Sequence[CorpusInput], *, fs: int, 
     index.mixtures = _unique(index.mixtures, lambda m: (m.split, m.id), index.skips)
     (out / REPORT_NAME).unlink(missing_ok=True)  # written last: its absence marks an unfinished folder
     min_frames = max(1, int(round(min_seconds * fs)))
-    source_tasks = [_task(out, s.path, f"audio/{s.split}/{s.coarse}/{s.group}/{s.id}.wav", fs, min_frames)
-                    for s in index.sources]
-    mixture_tasks = [_task(out, path, f"audio/{m.split}/mixtures/{m.id}/{name}.wav", fs, min_frames)
-                     for m in index.mixtures
-                     for name, path in [("mix", m.mixture)] + [(f"s{k + 1}", s.path) for k, s in enumerate(m.sources)]]
+    source_tasks = [
+        _task(out, s.path, f"audio/{s.split}/{s.coarse}/{s.group}/{s.id}.wav", fs, min_frames) for s in index.sources
+    ]
+    mixture_tasks = [
+        _task(out, path, f"audio/{m.split}/mixtures/{m.id}/{name}.wav", fs, min_frames)
+        for m in index.mixtures
+        for name, path in [("mix", m.mixture)] + [(f"s{k + 1}", s.path) for k, s in enumerate(m.sources)]
+    ]
     tasks = source_tasks + mixture_tasks
     results = _run(tasks, jobs)
-    source_results, mixture_results = results[:len(source_tasks)], results[len(source_tasks):]
+    source_results, mixture_results = results[: len(source_tasks)], results[len(source_tasks) :]
     rows = _source_rows(index.sources, source_results, fs, index.skips)
     mixtures = _mixture_rows(index.mixtures, mixture_results, fs, index.skips)
     for split in SPLITS:
@@ -151,16 +176,19 @@ def _existing_report(out: Path) -> Optional[dict]:
         return None
     report = json.loads(path.read_text())
     if report.get("format") != REPORT_FORMAT:
-        raise PrepareError(f"{path}: written by an older ugr (format {report.get('format')}, now {REPORT_FORMAT}); "
-                           f"--force true re-prepares {out} in the current format")
+        raise PrepareError(
+            f"{path}: written by an older ugr (format {report.get('format')}, now {REPORT_FORMAT}); "
+            f"--force true re-prepares {out} in the current format"
+        )
     return report
 
 
 def _describe(settings: Optional[dict]) -> str:
     if not settings:
         return "unknown inputs"
-    corpora = ", ".join(f"{c['name']} {c['root']}" + "".join(f" {k}={v}" for k, v in c["options"].items())
-                        for c in settings["corpora"])
+    corpora = ", ".join(
+        f"{c['name']} {c['root']}" + "".join(f" {k}={v}" for k, v in c["options"].items()) for c in settings["corpora"]
+    )
     return f"{corpora} at {settings['sample_rate']} Hz (min {settings['min_seconds']} s)"
 
 
@@ -206,16 +234,28 @@ def _prepare_file(task: _Task) -> _Prepared:
         return _Prepared(None, skip_reason="silent (all samples are zero)")
     fraction = zero_mean_fraction(samples)
     if fraction <= DEGENERATE_RATIO:
-        return _Prepared(None, skip_reason=f"{CONSTANT}: its power after removing the mean is {fraction:.2g} of its "
-                                           f"power, at most {DEGENERATE_RATIO:g} (nothing to separate or score)")
+        return _Prepared(
+            None,
+            skip_reason=f"{CONSTANT}: its power after removing the mean is {fraction:.2g} of its "
+            f"power, at most {DEGENERATE_RATIO:g} (nothing to separate or score)",
+        )
     if samples.size < task.min_frames:
-        return _Prepared(None, skip_reason=f"too short: {samples.size} frames at {task.sample_rate} Hz after "
-                                           f"resampling, the minimum is {task.min_frames} (--min-seconds)")
+        return _Prepared(
+            None,
+            skip_reason=f"too short: {samples.size} frames at {task.sample_rate} Hz after "
+            f"resampling, the minimum is {task.min_frames} (--min-seconds)",
+        )
     if not (in_place or reused):
         write_wav(cached, samples, task.sample_rate)
     rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
-    return _Prepared(str(original) if in_place else task.relative, int(samples.size), rms,
-                     downmixed_from=channels if channels > 1 else None, reused=reused, in_place=in_place)
+    return _Prepared(
+        str(original) if in_place else task.relative,
+        int(samples.size),
+        rms,
+        downmixed_from=channels if channels > 1 else None,
+        reused=reused,
+        in_place=in_place,
+    )
 
 
 def _channels_of(original: Path) -> int:
@@ -238,8 +278,13 @@ def _short_ids(sources: list[SourceFile], skips: list[dict]) -> list[SourceFile]
     for source in sources:
         size = len(source.id.encode("utf-8"))
         if size > MAX_ID_BYTES:
-            skips.append({"path": source.path, "reason": f"id too long ({size} bytes, at most {MAX_ID_BYTES}: "
-                                                         f"it names the cache file); shorten the file or folder names"})
+            skips.append(
+                {
+                    "path": source.path,
+                    "reason": f"id too long ({size} bytes, at most {MAX_ID_BYTES}: "
+                    f"it names the cache file); shorten the file or folder names",
+                }
+            )
         else:
             kept.append(source)
     return kept
@@ -264,24 +309,40 @@ def _labels_checked(source: SourceFile) -> SourceFile:
     return source
 
 
-def _source_rows(sources: list[SourceFile], results: list[_Prepared], fs: int,
-                 skips: list[dict]) -> list[tuple[str, SourceRow]]:
+def _source_rows(
+    sources: list[SourceFile], results: list[_Prepared], fs: int, skips: list[dict]
+) -> list[tuple[str, SourceRow]]:
     rows = []
     for source, done in zip(sources, results):
         _labels_checked(source)
         if done.skip_reason:
             skips.append({"path": source.path, "reason": done.skip_reason})
         else:
-            rows.append((source.split, SourceRow(source.id, done.path, done.frames / fs, fs, source.group,
-                                                 source.fine, source.coarse, done.frames, done.rms)))
+            rows.append(
+                (
+                    source.split,
+                    SourceRow(
+                        source.id,
+                        done.path,
+                        done.frames / fs,
+                        fs,
+                        source.group,
+                        source.fine,
+                        source.coarse,
+                        done.frames,
+                        done.rms,
+                    ),
+                )
+            )
     return rows
 
 
-def _mixture_rows(mixtures: list[MixtureFile], results: list[_Prepared], fs: int,
-                  skips: list[dict]) -> list[tuple[str, MixtureRow]]:
+def _mixture_rows(
+    mixtures: list[MixtureFile], results: list[_Prepared], fs: int, skips: list[dict]
+) -> list[tuple[str, MixtureRow]]:
     rows, per_mixture = [], 1 + 2
     for i, mixture in enumerate(mixtures):
-        parts = results[i * per_mixture:(i + 1) * per_mixture]
+        parts = results[i * per_mixture : (i + 1) * per_mixture]
         for source in mixture.sources:
             _labels_checked(source)
         bad = [p.skip_reason for p in parts if p.skip_reason]
@@ -290,27 +351,41 @@ def _mixture_rows(mixtures: list[MixtureFile], results: list[_Prepared], fs: int
             reason = bad[0] if bad else f"mixture and sources differ in length ({sorted(lengths)} frames)"
             skips.append({"path": mixture.mixture, "reason": f"{reason} (published mixture {mixture.id})"})
             continue
-        rows.append((mixture.split, MixtureRow(
-            mixture.id, parts[0].path, parts[0].frames, fs, tuple(p.path for p in parts[1:]),
-            tuple(s.group for s in mixture.sources), tuple(s.fine for s in mixture.sources),
-            tuple(s.coarse for s in mixture.sources))))
+        rows.append(
+            (
+                mixture.split,
+                MixtureRow(
+                    mixture.id,
+                    parts[0].path,
+                    parts[0].frames,
+                    fs,
+                    tuple(p.path for p in parts[1:]),
+                    tuple(s.group for s in mixture.sources),
+                    tuple(s.fine for s in mixture.sources),
+                    tuple(s.coarse for s in mixture.sources),
+                ),
+            )
+        )
     return rows
 
 
-def _report(out: Path, settings: dict, rows, mixtures, index: Index, tasks: list[_Task],
-            results: list[_Prepared]) -> dict:
+def _report(
+    out: Path, settings: dict, rows, mixtures, index: Index, tasks: list[_Task], results: list[_Prepared]
+) -> dict:
     splits: dict = {}
     for split in SPLITS:
         chosen = [r for s, r in rows if s == split]
         classes: dict = {}
         for coarse in sorted({r.coarse for r in chosen}):
             members = [r for r in chosen if r.coarse == coarse]
-            classes[coarse] = {"files": len(members), "hours": round(sum(r.duration for r in members) / 3600, 4),
-                               "groups": len({r.group for r in members}),
-                               "fine_classes": sorted({r.fine for r in members})}
+            classes[coarse] = {
+                "files": len(members),
+                "hours": round(sum(r.duration for r in members) / 3600, 4),
+                "groups": len({r.group for r in members}),
+                "fine_classes": sorted({r.fine for r in members}),
+            }
         splits[split] = {"sources": classes, "published_mixtures": sum(1 for s, _ in mixtures if s == split)}
-    downmixed = [{"path": t.original, "channels": r.downmixed_from}
-                 for t, r in zip(tasks, results) if r.downmixed_from]
+    downmixed = [{"path": t.original, "channels": r.downmixed_from} for t, r in zip(tasks, results) if r.downmixed_from]
     return {
         "format": REPORT_FORMAT,
         "settings": settings,
@@ -339,36 +414,59 @@ def _reason_kind(reason: str) -> str:
 
 def summary_lines(report: dict) -> list[str]:
     """What stage 0's log says about a data folder."""
-    lines = [f"{report['prepared_sources']} sources, {report['prepared_mixtures']} published mixtures at "
-             f"{report['sample_rate']} Hz in {report['data_dir']} ({report['used_in_place']} files used in place, "
-             f"{report['reused_from_cache']} reused from the cache)"]
+    lines = [
+        f"{report['prepared_sources']} sources, {report['prepared_mixtures']} published mixtures at "
+        f"{report['sample_rate']} Hz in {report['data_dir']} ({report['used_in_place']} files used in place, "
+        f"{report['reused_from_cache']} reused from the cache)"
+    ]
     for split, content in report["splits"].items():
         for coarse, stats in content["sources"].items():
-            lines.append(f"  {split:5s} {coarse:10s} {stats['files']:6d} files {stats['hours']:8.3f} h "
-                         f"{stats['groups']:5d} groups {len(stats['fine_classes']):4d} fine classes")
+            lines.append(
+                f"  {split:5s} {coarse:10s} {stats['files']:6d} files {stats['hours']:8.3f} h "
+                f"{stats['groups']:5d} groups {len(stats['fine_classes']):4d} fine classes"
+            )
         if content["published_mixtures"]:
             lines.append(f"  {split:5s} {content['published_mixtures']} published mixtures")
-    lines.append(f"skipped {report['skipped_count']} {report['skipped_reasons']}; downmixed "
-                 f"{report['downmixed_count']}; details in {Path(report['data_dir']) / REPORT_NAME}")
+    lines.append(
+        f"skipped {report['skipped_count']} {report['skipped_reasons']}; downmixed "
+        f"{report['downmixed_count']}; details in {Path(report['data_dir']) / REPORT_NAME}"
+    )
     lines += [f"note: {note}" for note in report["notes"]]
     return lines
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ugr.data.prepare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", action="append", nargs="+", required=True, metavar="NAME DIR [KEY=VALUE",
-                        help=f"a corpus to index: registered names {', '.join(registered())}; repeat for several")
+    parser = argparse.ArgumentParser(
+        prog="python -m ugr.data.prepare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--corpus",
+        action="append",
+        nargs="+",
+        required=True,
+        metavar="NAME DIR [KEY=VALUE",
+        help=f"a corpus to index: registered names {', '.join(registered())}; repeat for several",
+    )
     parser.add_argument("--out", required=True, help="data folder to write")
     parser.add_argument("--fs", type=int, required=True, help="sample rate of the prepared audio (Hz)")
-    parser.add_argument("--min-seconds", type=float, default=MIN_SECONDS,
-                        help="shortest usable recording after resampling (default: %(default)s)")
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=MIN_SECONDS,
+        help="shortest usable recording after resampling (default: %(default)s)",
+    )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="redo a folder prepared from other inputs")
     args = parser.parse_args(argv)
     with one_line_errors("prepare", args.out, PrepareError, CorpusLayoutError, ManifestError, RuntimeError):
-        report = prepare(args.out, [CorpusInput.parse(words) for words in args.corpus], fs=args.fs, jobs=args.jobs,
-                         min_seconds=args.min_seconds, force=args.force)
+        report = prepare(
+            args.out,
+            [CorpusInput.parse(words) for words in args.corpus],
+            fs=args.fs,
+            jobs=args.jobs,
+            min_seconds=args.min_seconds,
+            force=args.force,
+        )
     if report.get("up_to_date"):
         print(f"[prepare] {report['data_dir']} is prepared from these corpora already; skipping (--force redoes it)")
     for line in summary_lines(report):

@@ -18,6 +18,7 @@ The weighting's state (a running normaliser's log Z, group DRO's q) is the
 loss's extra state (``get_extra_state``), so the ``System``'s ``state_dict``,
 hence every Lightning checkpoint, carries it and a resume restores it.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
@@ -26,9 +27,9 @@ import pytorch_lightning as pl
 from asteroid.losses import PITLossWrapper
 from torch import Tensor, nn
 
-from ugr.separation import losses
 from ugr.core.step import reweigh
 from ugr.core.weighting import build, load_weighting_state, weighting_state
+from ugr.separation import losses
 
 _LABEL_KEYS = ("classes", "coarse", "groups")
 
@@ -86,9 +87,11 @@ class UGRLoss(nn.Module):
         if isinstance(wrapped, PITLossWrapper):
             if wrapped.pit_from == "perm_avg" or wrapped.perm_reduce is not None:
                 if granularity == "source":
-                    raise ValueError(f"UGRLoss: a PITLossWrapper with pit_from={wrapped.pit_from!r} and "
-                                     f"perm_reduce={wrapped.perm_reduce!r} gives one loss per mixture, not per "
-                                     "source; set the weighting's granularity: mixture")
+                    raise ValueError(
+                        f"UGRLoss: a PITLossWrapper with pit_from={wrapped.pit_from!r} and "
+                        f"perm_reduce={wrapped.perm_reduce!r} gives one loss per mixture, not per "
+                        "source; set the weighting's granularity: mixture"
+                    )
                 if wrapped.pit_from == "perm_avg":
                     return wrapped.best_perm_from_perm_avg_loss(wrapped.loss_func, est_targets, targets, **kwargs)[0]
             if wrapped.pit_from == "pw_mtx":
@@ -100,8 +103,10 @@ class UGRLoss(nn.Module):
             return losses.pit_per_source(pairwise)[0]
         terms = wrapped(est_targets, targets, **kwargs)
         if terms.dim() == 0:
-            raise ValueError("UGRLoss: the wrapped loss returned a scalar, but UGR weighs each example; wrap a "
-                             "per-example loss (reduction='none', asteroid's singlesrc_* losses) or a PITLossWrapper")
+            raise ValueError(
+                "UGRLoss: the wrapped loss returned a scalar, but UGR weighs each example; wrap a "
+                "per-example loss (reduction='none', asteroid's singlesrc_* losses) or a PITLossWrapper"
+            )
         if granularity == "mixture":
             return terms.reshape(terms.shape[0], -1).mean(dim=1)
         return terms
@@ -111,8 +116,10 @@ class UGRLoss(nn.Module):
         labels = None
         if isinstance(targets, (tuple, list)):
             if len(targets) != 2 or not isinstance(targets[0], Tensor):
-                raise ValueError(f"UGRLoss: targets must be a tensor or a (targets, labels) pair, got a "
-                                 f"{type(targets).__name__} of {len(targets)}")
+                raise ValueError(
+                    f"UGRLoss: targets must be a tensor or a (targets, labels) pair, got a "
+                    f"{type(targets).__name__} of {len(targets)}"
+                )
             targets, labels = targets
         terms = self.per_example(est_targets, targets, **kwargs)
         if not self.training:
@@ -120,14 +127,17 @@ class UGRLoss(nn.Module):
         given = dict(labels) if isinstance(labels, Mapping) else {"classes": labels}
         unknown = sorted(set(given) - set(_LABEL_KEYS))
         if unknown:
-            raise ValueError(f"UGRLoss: labels keys {unknown} unknown; a labels mapping holds any of "
-                             f"{list(_LABEL_KEYS)}")
+            raise ValueError(
+                f"UGRLoss: labels keys {unknown} unknown; a labels mapping holds any of {list(_LABEL_KEYS)}"
+            )
         context = {"step": self.step, "epoch": self.epoch, **given}
         try:
             outcome = reweigh(terms, self.weighting, **{k: v for k, v in context.items() if v is not None})
         except ValueError as error:
-            raise ValueError(f"{error} (UGRLoss: step and epoch come from UGRProgress(loss_func) in the "
-                             "Trainer's callbacks, labels from (targets, labels) targets)") from error
+            raise ValueError(
+                f"{error} (UGRLoss: step and epoch come from UGRProgress(loss_func) in the "
+                "Trainer's callbacks, labels from (targets, labels) targets)"
+            ) from error
         self.last_weights = outcome.weights
         return outcome.loss
 
@@ -147,7 +157,8 @@ class UGRProgress(pl.Callback):
             raise TypeError(f"UGRProgress needs the UGRLoss the System trains with, got {type(loss_func).__name__}")
         self.loss_func = loss_func
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self.loss_func.step = trainer.global_step
         self.loss_func.epoch = trainer.current_epoch

@@ -24,6 +24,7 @@ every checkpoint (``on_save_checkpoint``, under ``"ugr_weighting_state"``) and
 comes back on resume (``on_load_checkpoint``); a subclass that overrides
 either calls ``super()``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -48,8 +49,10 @@ def split_batch(batch: Any, pieces: int) -> list[Any]:
     """
     size = _batch_size(batch)
     if size % pieces:
-        raise ValueError(f"a batch of {size} cannot be split into {pieces} equal micro-batches; "
-                         f"make the batch size a multiple of micro_batches")
+        raise ValueError(
+            f"a batch of {size} cannot be split into {pieces} equal micro-batches; "
+            f"make the batch size a multiple of micro_batches"
+        )
     step = size // pieces
     return [_slice(batch, start, start + step) for start in range(0, size, step)]
 
@@ -117,9 +120,15 @@ class UGRModule(pl.LightningModule):
         opt = self.optimizers()
         if isinstance(opt, list):
             raise ValueError(f"UGRModule steps one optimizer; configure_optimizers returned {len(opt)}")
-        outcome = reweigh_backward(self.example_losses, split_batch(batch, self.micro_batches), self.weighting,
-                                      step=self.global_step, epoch=self.current_epoch,
-                                      backward=self.manual_backward, skip_gradient_sync=self._skip_gradient_sync)
+        outcome = reweigh_backward(
+            self.example_losses,
+            split_batch(batch, self.micro_batches),
+            self.weighting,
+            step=self.global_step,
+            epoch=self.current_epoch,
+            backward=self.manual_backward,
+            skip_gradient_sync=self._skip_gradient_sync,
+        )
         opt.step()  # clips first: on_before_optimizer_step
         opt.zero_grad()
         # One all-gather of this rank's weights and losses: under DDP each rank holds a slice of the global pmf,
@@ -127,8 +136,12 @@ class UGRModule(pl.LightningModule):
         local = torch.stack([outcome.weights.reshape(-1), outcome.losses.reshape(-1).to(outcome.weights.dtype)])
         gathered = cast(Tensor, self.all_gather(local)).reshape(-1, 2, local.shape[-1])  # (ranks, 2, examples)
         weights, per_example = gathered[:, 0].reshape(-1), gathered[:, 1].reshape(-1)
-        figures = {"train/loss": (weights * per_example).sum(), "train/uniform_loss": per_example.mean(),
-                   "train/ess": effective_sample_size(weights), "train/max_p": max_weight(weights)}
+        figures = {
+            "train/loss": (weights * per_example).sum(),
+            "train/uniform_loss": per_example.mean(),
+            "train/ess": effective_sample_size(weights),
+            "train/max_p": max_weight(weights),
+        }
         batch_size = _batch_size(batch) * self.trainer.world_size
         for name, value in figures.items():
             self.log(name, value, prog_bar=name == "train/loss", on_step=True, on_epoch=True, batch_size=batch_size)

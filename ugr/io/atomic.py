@@ -21,6 +21,7 @@ cause, whichever library did the writing: soundfile and torch turn the
 underlying ``OSError`` into "System error." or an assertion, so the handle
 they write to keeps the first one and reports it instead.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -44,8 +45,10 @@ class OutputError(OSError):
     """An output the system would not let us write; ``str()`` is one line naming the file and the cause."""
 
     def __str__(self) -> str:
-        return f"cannot write {self.filename}: {self.strerror} (check that {Path(self.filename).parent} is writable " \
-               f"and has free space)"
+        return (
+            f"cannot write {self.filename}: {self.strerror} (check that {Path(self.filename).parent} is writable "
+            f"and has free space)"
+        )
 
 
 class _FirstWriteError:
@@ -65,7 +68,7 @@ class _FirstWriteError:
         size = view.nbytes
         try:
             while view:  # an unbuffered write may take part of the bytes
-                view = view[self._raw.write(view):]
+                view = view[self._raw.write(view) :]
         except OSError as err:
             self.error = err
             return 0

@@ -6,6 +6,7 @@ each entry point names its classes) and any ``OSError``: a full disk, a
 read-only or foreign folder, a missing file. Anything else is a bug and keeps
 its traceback.
 """
+
 from __future__ import annotations
 
 import sys
@@ -57,6 +58,8 @@ def gpu_problem(count: int, option: str) -> Optional[str]:
         found = f"this torch ({torch.__version__}) is built without CUDA"
     else:
         found = f"torch {torch.__version__} sees {torch.cuda.device_count()} GPU(s) here"
-    return (f"{option} needs {count} GPU(s), but {found}; install a CUDA torch with "
-            f"PYTHON=/path/to/python-with-cuda-torch tools/install.sh (see tools/install.sh --help), "
-            f"or run on the CPU")
+    return (
+        f"{option} needs {count} GPU(s), but {found}; install a CUDA torch with "
+        f"PYTHON=/path/to/python-with-cuda-torch tools/install.sh (see tools/install.sh --help), "
+        f"or run on the CPU"
+    )

@@ -24,6 +24,7 @@ Averaging: the paper reports test scores "averaged over ten epochs"; we
 average the *weights* of the last K epoch checkpoints (a standard, cheap
 ensemble) and score that one model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,11 +70,15 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> Dict[str, Any]:
         raise CheckpointError(_unloadable(Path(path), err)) from None
     except (RuntimeError, EOFError) as err:  # torch's reading of a truncated or foreign file
         reason = str(err).splitlines()[0] if str(err) else "the file ends early"
-        raise CheckpointError(f"{path}: not a readable checkpoint ({reason}); it is damaged "
-                              f"or not a file torch.save wrote: use another, or train again (stage 2)") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({reason}); it is damaged "
+            f"or not a file torch.save wrote: use another, or train again (stage 2)"
+        ) from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-        raise CheckpointError(f"{path}: no state_dict, so not a checkpoint of ugr's training (an exported model "
-                              f"file is loaded by asteroid's BaseModel.from_pretrained); pass a checkpoints/*.ckpt")
+        raise CheckpointError(
+            f"{path}: no state_dict, so not a checkpoint of ugr's training (an exported model "
+            f"file is loaded by asteroid's BaseModel.from_pretrained); pass a checkpoints/*.ckpt"
+        )
     return ckpt
 
 
@@ -83,28 +88,37 @@ def _unloadable(path: Path, err: pickle.UnpicklingError) -> str:
     except (ValueError, RuntimeError):  # not torch's zip format: no list of names to give
         names = []
     if not names:
-        return (f"{path}: refused: not plain data (torch's weights-only unpickler: {str(err).splitlines()[-1][:200]}); "
-                f"ugr loads only checkpoints of tensors and plain values, as its training writes")
-    return (f"{path}: refused: unpickling it would call {', '.join(names)}, which no checkpoint of ugr's training "
-            f"holds (loading it could run code, so nothing of it was loaded); use a checkpoint that stage 2 "
-            f"wrote, not this file")
+        return (
+            f"{path}: refused: not plain data (torch's weights-only unpickler: {str(err).splitlines()[-1][:200]}); "
+            f"ugr loads only checkpoints of tensors and plain values, as its training writes"
+        )
+    return (
+        f"{path}: refused: unpickling it would call {', '.join(names)}, which no checkpoint of ugr's training "
+        f"holds (loading it could run code, so nothing of it was loaded); use a checkpoint that stage 2 "
+        f"wrote, not this file"
+    )
 
 
 def model_state(ckpt_path: Path) -> Dict[str, torch.Tensor]:
     """The separation model's weights from a Lightning checkpoint (keys without the ``model.`` prefix)."""
     state = load_checkpoint(ckpt_path)["state_dict"]
-    return {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    return {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
 
 
 def check_finite(state: Dict[str, torch.Tensor], path: Path) -> None:
     """Raises ``CheckpointError`` naming ``path`` when a floating-point weight holds NaN or inf: the model of a
     diverged training would separate into constant garbage, written as if it were a result."""
-    bad = [name for name, value in state.items()
-           if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    bad = [
+        name
+        for name, value in state.items()
+        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
     if bad:
-        raise CheckpointError(f"{path}: the weights are not finite (the training diverged): {len(bad)} of "
-                              f"{len(state)} tensor(s) hold NaN or inf, e.g. {bad[0]}; use an earlier checkpoint "
-                              f"(--checkpoint .../checkpoints/epoch=N.ckpt) or train again with a lower learning rate")
+        raise CheckpointError(
+            f"{path}: the weights are not finite (the training diverged): {len(bad)} of "
+            f"{len(state)} tensor(s) hold NaN or inf, e.g. {bad[0]}; use an earlier checkpoint "
+            f"(--checkpoint .../checkpoints/epoch=N.ckpt) or train again with a lower learning rate"
+        )
 
 
 def last_epochs(ckpt_dir: Path, k: int) -> List[Path]:
@@ -115,7 +129,8 @@ def last_epochs(ckpt_dir: Path, k: int) -> List[Path]:
     if len(available) < k:
         raise FileNotFoundError(
             f"{ckpt_dir}: {len(available)} epoch checkpoint(s) found, {k} needed to average the last {k}; "
-            f"train more epochs or lower scoring.average_last_k")
+            f"train more epochs or lower scoring.average_last_k"
+        )
     return available[-k:]
 
 
@@ -145,13 +160,18 @@ def add_weights_options(parser: argparse.ArgumentParser, checkpoint_help: str) -
     exclude each other everywhere.
     """
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--average-last", type=int, metavar="K",
-                       help="average the last K epoch checkpoints (default: the config's scoring.average_last_k)")
+    which.add_argument(
+        "--average-last",
+        type=int,
+        metavar="K",
+        help="average the last K epoch checkpoints (default: the config's scoring.average_last_k)",
+    )
     which.add_argument("--checkpoint", type=Path, help=checkpoint_help)
 
 
-def load_experiment(exp_dir: Path, *, checkpoint: Optional[Path] = None,
-                    average_last: Optional[int] = None) -> tuple[ExperimentConfig, torch.nn.Module, str]:
+def load_experiment(
+    exp_dir: Path, *, checkpoint: Optional[Path] = None, average_last: Optional[int] = None
+) -> tuple[ExperimentConfig, torch.nn.Module, str]:
     """A trained experiment's config, its model in eval mode, and which weights it holds.
 
     The weights are ``checkpoint`` when given, else the average of the last
@@ -166,8 +186,9 @@ def load_experiment(exp_dir: Path, *, checkpoint: Optional[Path] = None,
         state, used = model_state(Path(checkpoint)), str(checkpoint)
         check_finite(state, Path(checkpoint))
     else:
-        state, files = average_last_epochs(ExperimentDir(exp_dir).checkpoints,
-                                           average_last or cfg.scoring.average_last_k)
+        state, files = average_last_epochs(
+            ExperimentDir(exp_dir).checkpoints, average_last or cfg.scoring.average_last_k
+        )
         used = "average of " + ", ".join(p.name for p in files)
     model = cfg.model.build()
     model.load_state_dict(state)

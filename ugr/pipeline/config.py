@@ -44,26 +44,33 @@ checked by its owner:
 Whether a prepared data folder can serve a config is ``ugr.pipeline.corpus_check``'s
 question (``check --data`` here asks it).
 """
+
 from __future__ import annotations
 
-import argparse
 import copy
-import json
-import re
 import math
 import os
+import re
 import shlex
 import stat
-import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import yaml
 
+from ugr.core.checks import (
+    Check,
+    at_most,
+    between,
+    boolean,
+    non_negative_int,
+    one_of,
+    positive_int,
+    positive_number,
+    positive_number_or_null,
+)
 from ugr.data.mixing import MixingSettings, parse_pair
-from ugr.core.checks import (Check, at_most, between, boolean, non_negative_int, one_of, positive_int,
-                             positive_number, positive_number_or_null)
 
 SOURCES, PUBLISHED = "sources", "published"
 
@@ -79,7 +86,8 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."))
+    list("-+0123456789."),
+)
 
 
 def yaml_load(text: str) -> Any:
@@ -95,15 +103,21 @@ def _finite(value: Any) -> bool:
 
 
 def _snr_range(value: Any) -> Optional[str]:
-    if (not isinstance(value, (list, tuple)) or len(value) != 2 or not all(_finite(v) for v in value)
-            or value[0] > value[1]):
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(_finite(v) for v in value)
+        or value[0] > value[1]
+    ):
         return f"must be [low_db, high_db], two finite numbers with low <= high, got {value!r}"
     return None
 
 
 def _priors(value: Any) -> Optional[str]:
-    usage = ("must map mixture types, pairs of coarse classes such as speech+env or sound+sound, to finite "
-             f"weights >= 0 with a positive sum; got {value!r}")
+    usage = (
+        "must map mixture types, pairs of coarse classes such as speech+env or sound+sound, to finite "
+        f"weights >= 0 with a positive sum; got {value!r}"
+    )
     if not isinstance(value, dict) or not value:
         return usage
     for name, weight in value.items():
@@ -122,10 +136,18 @@ SCORING_PROTOCOLS = ("weights", "epochs")
 SAMPLE_RATES = (1000, 192000)  # Hz
 MAX_SEGMENT = 60.0  # seconds
 MAX_LR = 1.0
-_sample_rate = between(positive_int, *SAMPLE_RATES, unit="Hz",
-                       why="a rate allocates the buffers of every mixture (8000 or 16000 for speech)")
-_segment = at_most(positive_number, MAX_SEGMENT, unit="seconds",
-                   why="a training mixture is a few seconds; a longer one allocates its batch from it")
+_sample_rate = between(
+    positive_int,
+    *SAMPLE_RATES,
+    unit="Hz",
+    why="a rate allocates the buffers of every mixture (8000 or 16000 for speech)",
+)
+_segment = at_most(
+    positive_number,
+    MAX_SEGMENT,
+    unit="seconds",
+    why="a training mixture is a few seconds; a longer one allocates its batch from it",
+)
 _lr = at_most(positive_number, MAX_LR, why="a learning rate above 1 diverges; Adam's usual rates are 1e-4 to 1e-3")
 
 
@@ -166,12 +188,16 @@ class _Section:
         keys = {f.name: f.metadata["check"] for f in fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(values) - set(keys))
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(f'{cls.NAME}.{k}' for k in unknown)}; "
-                              f"allowed: {', '.join(sorted(keys))}")
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(f'{cls.NAME}.{k}' for k in unknown)}; "
+                f"allowed: {', '.join(sorted(keys))}"
+            )
         missing = sorted(set(keys) - set(values))
         if missing:
-            raise ConfigError(f"{where}: missing key(s) {', '.join(f'{cls.NAME}.{k}' for k in missing)}; "
-                              f"add them or inherit a base config that has them")
+            raise ConfigError(
+                f"{where}: missing key(s) {', '.join(f'{cls.NAME}.{k}' for k in missing)}; "
+                f"add them or inherit a base config that has them"
+            )
         for key, check in keys.items():
             problem = check(values[key])
             if problem:
@@ -185,13 +211,13 @@ class DataConfig(_Section):
 
     NAME: ClassVar[str] = "data"
 
-    sample_rate: int = _key(_sample_rate)            # Hz; the data folder must be prepared at this rate (--fs)
-    segment: float = _key(_segment)                  # seconds per training (and drawn evaluation) mixture
-    snr_range: List[float] = _key(_snr_range)         # dB, drawn uniformly per mixture
-    priors: Dict[str, float] = _key(_priors)          # weights of the mixture types (pairs of coarse classes)
-    normalize: bool = _key(boolean)                  # scale each mixture and its sources to unit mixture power
+    sample_rate: int = _key(_sample_rate)  # Hz; the data folder must be prepared at this rate (--fs)
+    segment: float = _key(_segment)  # seconds per training (and drawn evaluation) mixture
+    snr_range: List[float] = _key(_snr_range)  # dB, drawn uniformly per mixture
+    priors: Dict[str, float] = _key(_priors)  # weights of the mixture types (pairs of coarse classes)
+    normalize: bool = _key(boolean)  # scale each mixture and its sources to unit mixture power
     train_from: str = _key(one_of(SOURCES, PUBLISHED))  # training mixtures: drawn from the sources, or published
-    eval_from: str = _key(one_of(SOURCES, PUBLISHED))   # validation/test: lists drawn from the sources, or published
+    eval_from: str = _key(one_of(SOURCES, PUBLISHED))  # validation/test: lists drawn from the sources, or published
     train_mixtures_per_epoch: int = _key(positive_int)
     valid_mixtures: int = _key(positive_int)
     test_mixtures: int = _key(positive_int)
@@ -201,10 +227,14 @@ class DataConfig(_Section):
         """How this section makes mixtures, for the data layer (priors normalised, zero weights dropped)."""
         weights = {parse_pair(name): float(weight) for name, weight in self.priors.items() if weight > 0}
         total = sum(weights.values())
-        return MixingSettings(sample_rate=int(self.sample_rate), segment=float(self.segment),
-                              snr_range=(float(self.snr_range[0]), float(self.snr_range[1])),
-                              priors=tuple((pair, w / total) for pair, w in weights.items()),
-                              normalize=bool(self.normalize), seed=int(self.seed))
+        return MixingSettings(
+            sample_rate=int(self.sample_rate),
+            segment=float(self.segment),
+            snr_range=(float(self.snr_range[0]), float(self.snr_range[1])),
+            priors=tuple((pair, w / total) for pair, w in weights.items()),
+            normalize=bool(self.normalize),
+            seed=int(self.seed),
+        )
 
 
 @dataclass(frozen=True)
@@ -213,8 +243,8 @@ class TrainingConfig(_Section):
 
     NAME: ClassVar[str] = "training"
 
-    batch_size: int = _key(positive_int)             # the effective batch: the pmf spans all of it
-    micro_batches: int = _key(positive_int)          # split the batch into K forward/backward passes
+    batch_size: int = _key(positive_int)  # the effective batch: the pmf spans all of it
+    micro_batches: int = _key(positive_int)  # split the batch into K forward/backward passes
     lr: float = _key(_lr)
     clip: Optional[float] = _key(positive_number_or_null)  # max gradient norm after backward; null: no clipping
     epochs: int = _key(positive_int)
@@ -223,11 +253,11 @@ class TrainingConfig(_Section):
     precision: str = _key(one_of("32-true", "16-mixed", "bf16-mixed"))  # 16-mixed needs a GPU
     valid_batch_size: int = _key(positive_int)
     # Speed and memory (figures in the README's "Speed and memory"):
-    compile: bool = _key(boolean)                    # torch.compile of the model
-    tf32: bool = _key(boolean)                       # TF32 fp32 matrix products and convolutions on NVIDIA GPUs
-    activation_checkpointing: bool = _key(boolean)   # recompute Sudo rm -rf's U-blocks in the backward
-    log_every_n_steps: int = _key(positive_int)      # training figures to the logs every N steps (a host sync each)
-    keep_freed_memory: bool = _key(boolean)          # glibc malloc reuses freed host memory (no page faults a step)
+    compile: bool = _key(boolean)  # torch.compile of the model
+    tf32: bool = _key(boolean)  # TF32 fp32 matrix products and convolutions on NVIDIA GPUs
+    activation_checkpointing: bool = _key(boolean)  # recompute Sudo rm -rf's U-blocks in the backward
+    log_every_n_steps: int = _key(positive_int)  # training figures to the logs every N steps (a host sync each)
+    keep_freed_memory: bool = _key(boolean)  # glibc malloc reuses freed host memory (no page faults a step)
 
 
 @dataclass(frozen=True)
@@ -236,9 +266,9 @@ class ScoringConfig(_Section):
 
     NAME: ClassVar[str] = "scoring"
 
-    average_last_k: int = _key(positive_int)         # the last K epoch checkpoints are scored
+    average_last_k: int = _key(positive_int)  # the last K epoch checkpoints are scored
     protocol: str = _key(one_of(*SCORING_PROTOCOLS))  # weights: their average, once; epochs: each, then mean/std
-    metrics: List[str] = _key(_metric_names)          # besides si_sdri (always computed): sdri, stoi, pesq
+    metrics: List[str] = _key(_metric_names)  # besides si_sdri (always computed): sdri, stoi, pesq
 
     def as_dict(self) -> Dict[str, Any]:
         """The section as a plain mapping (scores record the settings they were made with)."""
@@ -298,31 +328,36 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
     try:
         info = path.stat()
     except OSError:
-        raise ConfigError(f"{path}: config file not found; pass an existing YAML file (see conf/ and its folders)") \
-            from None
+        raise ConfigError(
+            f"{path}: config file not found; pass an existing YAML file (see conf/ and its folders)"
+        ) from None
     if not stat.S_ISREG(info.st_mode):
         raise ConfigError(f"{path}: is not a regular file (a device, a FIFO or a folder); inherit a .yaml config")
     if path.suffix.lower() not in CONFIG_SUFFIXES:
         raise ConfigError(f"{path}: is not a config (its name does not end in .yaml or .yml); inherit a .yaml config")
     if info.st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: {info.st_size} bytes, too large to be a config (at most "
-                          f"{MAX_CONFIG_BYTES // 1024} kB); inherit a .yaml config")
+        raise ConfigError(
+            f"{path}: {info.st_size} bytes, too large to be a config (at most "
+            f"{MAX_CONFIG_BYTES // 1024} kB); inherit a .yaml config"
+        )
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a file swapped for a FIFO: no hang
         with os.fdopen(fd, "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise ConfigError(f"{path}: is not a regular file (a device, a FIFO or a folder); inherit a .yaml "
-                                  f"config")
+                raise ConfigError(
+                    f"{path}: is not a regular file (a device, a FIFO or a folder); inherit a .yaml config"
+                )
             data = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as err:
         raise ConfigError(f"{path}: cannot be read ({err.strerror}); check its permissions") from None
     if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: too large to be a config (more than {MAX_CONFIG_BYTES // 1024} kB); inherit a "
-                          f".yaml config")
+        raise ConfigError(
+            f"{path}: too large to be a config (more than {MAX_CONFIG_BYTES // 1024} kB); inherit a .yaml config"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = data[:err.start].count(b"\n") + 1
+        line = data[: err.start].count(b"\n") + 1
         raise ConfigError(f"{path}: not UTF-8 text (line {line}); a config is a YAML text file") from None
     loader = _Loader(text)
     try:
@@ -335,8 +370,10 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
     if loaded is None:
         loaded = {}
     if not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: must be a mapping of sections {list(SECTIONS)}, got a {type(loaded).__name__} "
-                          f"at {_where(node.start_mark)}")
+        raise ConfigError(
+            f"{path}: must be a mapping of sections {list(SECTIONS)}, got a {type(loaded).__name__} "
+            f"at {_where(node.start_mark)}"
+        )
     return loaded
 
 
@@ -357,8 +394,9 @@ def _merge(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
     for section, values in override.items():
         if not (isinstance(merged.get(section), dict) and isinstance(values, dict)):
             merged[section] = copy.deepcopy(values)
-        elif section in _SWITCHES and values.get(_SWITCHES[section][0], merged[section].get(_SWITCHES[section][0])) \
-                != merged[section].get(_SWITCHES[section][0]):
+        elif section in _SWITCHES and values.get(
+            _SWITCHES[section][0], merged[section].get(_SWITCHES[section][0])
+        ) != merged[section].get(_SWITCHES[section][0]):
             kept = {k: v for k, v in merged[section].items() if k in _SWITCHES[section][1]}
             merged[section] = {**kept, **copy.deepcopy(values)}
         else:
@@ -418,8 +456,10 @@ def parse_overrides(items: Iterable[str]) -> List[Override]:
             experiment, _, dotted = target.rpartition(":")
             keys = tuple(dotted.split("."))
             if not sep or len(keys) < 2 or not all(keys) or keys[0] not in SECTIONS:
-                raise ConfigError(f"override {text!r}: write [EXPERIMENT:]SECTION.KEY=VALUE with SECTION one of "
-                                  f"{', '.join(SECTIONS)}, e.g. training.lr=5e-4")
+                raise ConfigError(
+                    f"override {text!r}: write [EXPERIMENT:]SECTION.KEY=VALUE with SECTION one of "
+                    f"{', '.join(SECTIONS)}, e.g. training.lr=5e-4"
+                )
             try:
                 value = yaml_load(raw) if raw else None
             except yaml.YAMLError as err:
@@ -432,8 +472,10 @@ def check_override_targets(overrides: Sequence[Override], experiments: Sequence[
     """An override for an experiment that is not run would be silently lost: refuse it."""
     for override in overrides:
         if override.experiment and override.experiment not in experiments:
-            raise ConfigError(f"override {override.text!r} names experiment {override.experiment!r}, which is not "
-                              f"among the experiments run ({', '.join(experiments)})")
+            raise ConfigError(
+                f"override {override.text!r} names experiment {override.experiment!r}, which is not "
+                f"among the experiments run ({', '.join(experiments)})"
+            )
 
 
 def apply_overrides(cfg: Dict[str, Any], overrides: Sequence[Override], experiment: str) -> Dict[str, Any]:
@@ -462,16 +504,18 @@ def validate(cfg: Mapping[str, Any], where: str = "config") -> ExperimentConfig:
     (``ugr.separation.models.ModelConfig``, ``ugr.core.weighting.build``), then the checks that
     span sections.
     """
-    from ugr.separation import models  # imported here: they pull in torch and asteroid
     from ugr.core import weighting
+    from ugr.separation import models  # imported here: they pull in torch and asteroid
 
     unknown = sorted(set(cfg) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(SECTIONS)}")
     for section in SECTIONS:
         if not isinstance(cfg.get(section), dict):
-            raise ConfigError(f"{where}: section '{section}' is missing or not a mapping; "
-                              f"add it or inherit a base config (e.g. 'inherit: base_cpu.yaml')")
+            raise ConfigError(
+                f"{where}: section '{section}' is missing or not a mapping; "
+                f"add it or inherit a base config (e.g. 'inherit: base_cpu.yaml')"
+            )
     data = DataConfig.from_section(cfg["data"], where)
     training = TrainingConfig.from_section(cfg["training"], where)
     scoring = ScoringConfig.from_section(cfg["scoring"], where)
@@ -483,14 +527,19 @@ def validate(cfg: Mapping[str, Any], where: str = "config") -> ExperimentConfig:
         model = models.ModelConfig.from_section(cfg["model"])
     except (ValueError, TypeError, KeyError) as err:
         raise ConfigError(f"{where}: bad 'model' section: {err}") from err
-    experiment = ExperimentConfig(data, model, built_weighting, training, scoring, record=copy.deepcopy(dict(cfg)),
-                                  where=where)
+    experiment = ExperimentConfig(
+        data, model, built_weighting, training, scoring, record=copy.deepcopy(dict(cfg)), where=where
+    )
     if training.batch_size % training.micro_batches:
-        raise ConfigError(f"{where}: training.batch_size ({training.batch_size}) must be a multiple "
-                          f"of training.micro_batches ({training.micro_batches})")
+        raise ConfigError(
+            f"{where}: training.batch_size ({training.batch_size}) must be a multiple "
+            f"of training.micro_batches ({training.micro_batches})"
+        )
     if cfg["model"].get("sample_rate", data.sample_rate) != data.sample_rate:
-        raise ConfigError(f"{where}: model.sample_rate ({cfg['model']['sample_rate']}) differs from data.sample_rate "
-                          f"({data.sample_rate}); set both (run.sh --fs sets both)")
+        raise ConfigError(
+            f"{where}: model.sample_rate ({cfg['model']['sample_rate']}) differs from data.sample_rate "
+            f"({data.sample_rate}); set both (run.sh --fs sets both)"
+        )
     _check_curriculum_horizon(experiment)
     check_metric_rates(scoring, data.sample_rate, where)
     _check_activation_checkpointing(experiment)
@@ -513,9 +562,11 @@ def _check_activation_checkpointing(cfg: ExperimentConfig) -> None:
     from ugr.separation.models import U_BLOCK_ARCHS
 
     if cfg.training.activation_checkpointing and cfg.model.arch not in U_BLOCK_ARCHS:
-        raise ConfigError(f"{cfg.where}: training.activation_checkpointing checkpoints the U-blocks of "
-                          f"{' and '.join(U_BLOCK_ARCHS)}; model.arch {cfg.model.arch} has none: set it to false "
-                          f"(or use micro_batches to save memory)")
+        raise ConfigError(
+            f"{cfg.where}: training.activation_checkpointing checkpoints the U-blocks of "
+            f"{' and '.join(U_BLOCK_ARCHS)}; model.arch {cfg.model.arch} has none: set it to false "
+            f"(or use micro_batches to save memory)"
+        )
 
 
 def _check_curriculum_horizon(cfg: ExperimentConfig) -> None:
@@ -529,11 +580,15 @@ def _check_curriculum_horizon(cfg: ExperimentConfig) -> None:
             continue
         horizon = f"weighting {term.horizon_key} ({number_text(term.horizon)}) is longer than the training"
         if term.unit == "epoch" and term.horizon > training.epochs:
-            raise ConfigError(f"{where}: {horizon} (training.epochs {training.epochs}), so beta would never "
-                              f"reach 0; shorten the horizon or train longer")
+            raise ConfigError(
+                f"{where}: {horizon} (training.epochs {training.epochs}), so beta would never "
+                f"reach 0; shorten the horizon or train longer"
+            )
         if term.unit == "step" and term.horizon > steps:
-            raise ConfigError(f"{where}: {horizon} ({steps} steps: training.epochs x data.train_mixtures_per_epoch "
-                              f"// training.batch_size), so beta would never reach 0; shorten the horizon")
+            raise ConfigError(
+                f"{where}: {horizon} ({steps} steps: training.epochs x data.train_mixtures_per_epoch "
+                f"// training.batch_size), so beta would never reach 0; shorten the horizon"
+            )
 
 
 def load(path: str | Path, overrides: Sequence[Override] = (), experiment: Optional[str] = None) -> ExperimentConfig:

@@ -7,14 +7,14 @@ instead of an error from inside a data loader hours later. The datasets keep
 their own checks of the files they open, with the same messages
 (``ugr.data.manifest.rate_problem``), for use outside the recipes.
 """
+
 from __future__ import annotations
 
 import os
 
-from ugr.pipeline.config import PUBLISHED, SOURCES, ConfigError, ExperimentConfig
-
 from ugr.data.manifest import manifest_path, mixtures_path, rate_problem, read_manifest, read_mixtures
-from ugr.data.mixing import MixingSettings, SourcePool
+from ugr.data.mixing import SourcePool
+from ugr.pipeline.config import PUBLISHED, SOURCES, ConfigError, ExperimentConfig
 
 
 def check_corpus(cfg: ExperimentConfig, data_dir: str | os.PathLike, where: str) -> None:
@@ -37,16 +37,19 @@ def check_corpus(cfg: ExperimentConfig, data_dir: str | os.PathLike, where: str)
                 for pair, _ in settings.priors:
                     problem = pool.problem(pair)
                     if problem:
-                        raise ConfigError(f"{where}: data.priors asks {'+'.join(pair)} mixtures, but in {data_dir} "
-                                          f"{problem}")
+                        raise ConfigError(
+                            f"{where}: data.priors asks {'+'.join(pair)} mixtures, but in {data_dir} {problem}"
+                        )
             else:
                 path = mixtures_path(data_dir, split)
                 rows = read_mixtures(path)
                 need = {"train": 1, "valid": data.valid_mixtures, "test": data.test_mixtures}[split]
                 if len(rows) < need:
-                    raise ConfigError(f"{where}: data.{'train' if split == 'train' else 'eval'}_from is "
-                                      f"{PUBLISHED}, but {path} has {len(rows)} mixtures, {need} needed "
-                                      f"{_fewer_mixtures_fix(split, len(rows))}")
+                    raise ConfigError(
+                        f"{where}: data.{'train' if split == 'train' else 'eval'}_from is "
+                        f"{PUBLISHED}, but {path} has {len(rows)} mixtures, {need} needed "
+                        f"{_fewer_mixtures_fix(split, len(rows))}"
+                    )
                 problem = rate_problem(path, (row.sample_rate for row in rows), settings.sample_rate)
                 if problem:
                     raise ConfigError(f"{where}: {problem}")
@@ -63,9 +66,11 @@ def check_corpus(cfg: ExperimentConfig, data_dir: str | os.PathLike, where: str)
     named = {label for term in cfg.weighting.parts() if isinstance(term, ClassBias) for label in term.gamma}
     missing = sorted(named - labels)
     if missing:
-        raise ConfigError(f"{where}: weighting gamma names class(es) {', '.join(missing)}, which the training data "
-                          f"of {data_dir} does not have; its classes are: {', '.join(sorted(labels))} (name one, "
-                          f"e.g. --override \"EXPERIMENT:weighting.gamma={{{sorted(labels)[0]}: 3}}\")")
+        raise ConfigError(
+            f"{where}: weighting gamma names class(es) {', '.join(missing)}, which the training data "
+            f"of {data_dir} does not have; its classes are: {', '.join(sorted(labels))} (name one, "
+            f'e.g. --override "EXPERIMENT:weighting.gamma={{{sorted(labels)[0]}: 3}}")'
+        )
     _check_group_dro(cfg, rows, data_dir, where)
 
 
@@ -82,9 +87,11 @@ def _check_group_dro(cfg: ExperimentConfig, rows: list, data_dir: str | os.PathL
         groups = {label for r in rows for label in (getattr(r, many, None) or (getattr(r, one, None),)) if label}
         if len(groups) < 2:
             carried = f"only the group {sorted(groups)[0]}" if groups else f"no {one!r} labels"
-            raise ConfigError(f"{where}: weighting.group_by is {term.group_by!r}, but the training data of {data_dir} "
-                              f"carries {carried}; group DRO needs at least two groups (pick another group_by: "
-                              f"{', '.join(k for k in columns if k != term.group_by)})")
+            raise ConfigError(
+                f"{where}: weighting.group_by is {term.group_by!r}, but the training data of {data_dir} "
+                f"carries {carried}; group DRO needs at least two groups (pick another group_by: "
+                f"{', '.join(k for k in columns if k != term.group_by)})"
+            )
 
 
 def _fewer_mixtures_fix(split: str, available: int) -> str:

@@ -10,6 +10,7 @@ keeping freed memory changes only where the host allocator finds its pages. What
 each costs and saves is measured by ``bench/model_speed.py``; the README's
 "Speed and memory" section gives the figures and which settings fit which GPU.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -18,8 +19,8 @@ import platform
 import torch
 from torch import nn
 
-from ugr.separation import models
 from ugr.pipeline.config import TrainingConfig
+from ugr.separation import models
 
 
 def set_tf32(enabled: bool) -> None:

@@ -11,6 +11,7 @@ held by its own process and does not take it again. The lock lives beside the
 folder (``exp/.baseline_cpu.lock``), not inside it, so removing the folder
 (``run.sh --force true``) keeps it.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -68,8 +69,7 @@ class ExperimentDir:
     def trained(self) -> bool:
         """Whether the folder holds training results (a checkpoint, or the done marker) that a config or data
         mismatch would misattribute; a folder with none holds nothing to protect."""
-        return (self.is_done() or any(self.checkpoints.glob("*.ckpt"))
-                or any(self.path.glob("hpc_ckpt_*.ckpt")))
+        return self.is_done() or any(self.checkpoints.glob("*.ckpt")) or any(self.path.glob("hpc_ckpt_*.ckpt"))
 
     def saved_config(self) -> Optional[Dict[str, Any]]:
         """The resolved config the folder was trained with; None when it has none."""
@@ -80,8 +80,9 @@ class ExperimentDir:
         folder, or ConfigError naming config.yaml and the key."""
         cfg = self.saved_config()
         if cfg is None:
-            raise FileNotFoundError(f"{self.config_file}: no config; is {self.path} a trained experiment "
-                                    f"(stage 2 output)?")
+            raise FileNotFoundError(
+                f"{self.config_file}: no config; is {self.path} a trained experiment (stage 2 output)?"
+            )
         return validate(cfg, where=str(self.config_file))
 
     def save_config(self, cfg: ExperimentConfig) -> None:
@@ -110,11 +111,13 @@ class ExperimentDir:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.read(fd, 1000).decode(errors="replace").strip() or "holder unknown"
-                raise ExperimentBusy(f"{self.path} {busy} by another run ({holder}); wait for it to end, "
-                                     f"or stop it (lock {path})") from None
+                raise ExperimentBusy(
+                    f"{self.path} {busy} by another run ({holder}); wait for it to end, or stop it (lock {path})"
+                ) from None
             os.ftruncate(fd, 0)
-            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n"
-                     .encode())
+            os.write(
+                fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode()
+            )
             _held_lock = fd
             yield
         finally:
@@ -145,4 +148,3 @@ def _release_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_release_in_child)
-

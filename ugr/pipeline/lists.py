@@ -10,6 +10,7 @@ the same mixtures. A list that exists, is of the current format and was made
 from the current manifests is kept ("exists; skipping"); one of an older
 format or from a re-prepared data folder is written again, with a message.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,18 +21,26 @@ from typing import Sequence
 
 import yaml
 
-from ugr.pipeline import config as config_lib
-from ugr.pipeline.config import ExperimentConfig
-from ugr.pipeline import variants
-from ugr.io.cli import one_line_errors
-from ugr.pipeline.corpus_check import check_corpus
 from ugr.data.eval_list import read_eval_list, write_drawn_list, write_published_list
-from ugr.data.mixing import MixingSettings
+from ugr.io.cli import one_line_errors
+from ugr.pipeline import config as config_lib
+from ugr.pipeline import variants
+from ugr.pipeline.config import ExperimentConfig
+from ugr.pipeline.corpus_check import check_corpus
 
 EVAL_SPLITS = ("valid", "test")
 
-LIST_KEYS = ("sample_rate", "segment", "snr_range", "priors", "normalize", "eval_from", "valid_mixtures",
-             "test_mixtures", "seed")
+LIST_KEYS = (
+    "sample_rate",
+    "segment",
+    "snr_range",
+    "priors",
+    "normalize",
+    "eval_from",
+    "valid_mixtures",
+    "test_mixtures",
+    "seed",
+)
 
 
 def lists_key(cfg: ExperimentConfig) -> str:
@@ -50,8 +59,9 @@ def lists_dir(cfg: ExperimentConfig, data_dir: str | os.PathLike) -> Path:
     return Path(data_dir) / "lists" / lists_key(cfg)
 
 
-def write_lists(data_dir: Path, configs: Sequence[Path], overrides: str = "", force: bool = False,
-                sweep: str = "") -> list[Path]:
+def write_lists(
+    data_dir: Path, configs: Sequence[Path], overrides: str = "", force: bool = False, sweep: str = ""
+) -> list[Path]:
     """Writes (or finds current) the lists of every config at every sweep point; returns the list files, in order.
 
     Training seeds change no data setting, so they share their variant's lists.
@@ -86,16 +96,22 @@ def write_lists(data_dir: Path, configs: Sequence[Path], overrides: str = "", fo
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m ugr.pipeline.lists", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("configs", nargs="*", type=Path,
-                        help="experiment config files; or name the experiments with --experiments")
-    parser.add_argument("--experiments", help="experiment names, space-separated: NAME is the one file "
-                                              "CONF/**/NAME.yaml (the recipe's stage 1)")
+    parser = argparse.ArgumentParser(
+        prog="python -m ugr.pipeline.lists", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "configs", nargs="*", type=Path, help="experiment config files; or name the experiments with --experiments"
+    )
+    parser.add_argument(
+        "--experiments",
+        help="experiment names, space-separated: NAME is the one file CONF/**/NAME.yaml (the recipe's stage 1)",
+    )
     parser.add_argument("--conf", type=Path, default=Path("conf"), help="folder of the experiment configs [conf]")
     parser.add_argument("--data", required=True, type=Path, help="prepared data folder (stage 0 output)")
     parser.add_argument("--override", default="", help="[EXPERIMENT:]SECTION.KEY=VALUE ...")
-    parser.add_argument("--sweep", default="", help="'[EXPERIMENT:]SECTION.KEY=V1,V2 ...' (python -m ugr.pipeline.variants)")
+    parser.add_argument(
+        "--sweep", default="", help="'[EXPERIMENT:]SECTION.KEY=V1,V2 ...' (python -m ugr.pipeline.variants)"
+    )
     parser.add_argument("--force", action="store_true", help="write the lists again even when they are current")
     args = parser.parse_args(argv)
     if (args.experiments is None) == (not args.configs):
@@ -104,6 +120,7 @@ def main(argv=None) -> None:
         variants.check_run_text(experiments=args.experiments or "", override=args.override, sweep=args.sweep)
         configs = args.configs or variants.find_configs(args.conf, args.experiments.split())
         write_lists(args.data, configs, args.override, args.force, args.sweep)
+
 
 if __name__ == "__main__":
     main()

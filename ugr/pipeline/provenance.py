@@ -22,6 +22,7 @@ moved: its content is compared, not its path.
 
     python -m ugr.pipeline.provenance check --exp-dir exp/baseline --data data   # the recipes' stages 2 and 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,13 +36,12 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-
 import ugr
 from ugr.io.atomic import atomic_write_text
 from ugr.io.cli import one_line_errors
 from ugr.pipeline.config import ExperimentConfig
-from ugr.pipeline.lists import lists_dir
 from ugr.pipeline.experiment_dir import ExperimentDir
+from ugr.pipeline.lists import lists_dir
 
 FILE = "provenance.json"
 LISTS = ("valid", "test")
@@ -71,8 +71,7 @@ def describe_data(cfg: ExperimentConfig, data_dir: Path) -> Dict[str, Any]:
         "prepared_from": json.loads(report.read_text()).get("settings") if report.is_file() else None,
         "manifests_sha256": _sha256(manifests),
         "lists_key": lists.name,
-        "lists_sha256": {name: _sha256([lists / f"{name}.csv"]) for name in LISTS
-                         if (lists / f"{name}.csv").is_file()},
+        "lists_sha256": {name: _sha256([lists / f"{name}.csv"]) for name in LISTS if (lists / f"{name}.csv").is_file()},
     }
 
 
@@ -82,10 +81,15 @@ def code_version() -> str:
     if not (root / ".git").exists():
         return ugr.__version__
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                                text=True, timeout=30)
-        changes = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                 capture_output=True, text=True, timeout=30)
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=30
+        )
+        changes = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return ugr.__version__
     if commit.returncode != 0:
@@ -147,17 +151,24 @@ def check(exp_dir: Path, data_dir: Path, cfg: Optional[ExperimentConfig] = None)
     record = read(exp_dir)
     fix = f"use another experiment folder (run.sh --tag or --exp), or --force true to retrain {exp_dir} on it"
     if record is None:
-        raise ProvenanceError(f"{exp_dir} holds a training without a record of its data ({FILE}; made by an older "
-                              f"ugr), so it cannot be vouched for as a run on {data_dir}: {fix}")
+        raise ProvenanceError(
+            f"{exp_dir} holds a training without a record of its data ({FILE}; made by an older "
+            f"ugr), so it cannot be vouched for as a run on {data_dir}: {fix}"
+        )
     if cfg is None:
         cfg = ExperimentDir(exp_dir).config()
     then, now = record["data"], describe_data(cfg, data_dir)
     different = ["its manifests"] if then["manifests_sha256"] != now["manifests_sha256"] else []
-    different += [f"its {name} list ({then['lists_key']}/{name}.csv)" for name, digest in now["lists_sha256"].items()
-                  if then["lists_sha256"].get(name, digest) != digest]
+    different += [
+        f"its {name} list ({then['lists_key']}/{name}.csv)"
+        for name, digest in now["lists_sha256"].items()
+        if then["lists_sha256"].get(name, digest) != digest
+    ]
     if different:
-        raise ProvenanceError(f"{exp_dir} was trained on the data of {_where(then)}, not on {_where(now)}: "
-                              f"{' and '.join(different)} differ; {fix}")
+        raise ProvenanceError(
+            f"{exp_dir} was trained on the data of {_where(then)}, not on {_where(now)}: "
+            f"{' and '.join(different)} differ; {fix}"
+        )
 
 
 def record_launch(exp_dir: Path, cfg: ExperimentConfig, data_dir: Path, device: str) -> Dict[str, Any]:
@@ -170,24 +181,36 @@ def record_launch(exp_dir: Path, cfg: ExperimentConfig, data_dir: Path, device: 
 
     exp_dir = Path(exp_dir)
     record = read(exp_dir) if ExperimentDir(exp_dir).trained() else None
-    launch = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(), "code": code_version(),
-              "torch": torch.__version__, "threads": torch.get_num_threads(), "device": device}
+    launch = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": socket.gethostname(),
+        "code": code_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": device,
+    }
     if record is None:
         record = {"data": describe_data(cfg, data_dir), "launches": []}
     elif record["launches"] and record["launches"][-1]["code"] != launch["code"]:
-        print(f"train: note: {exp_dir} was trained so far by ugr {record['launches'][-1]['code']}; this launch runs "
-              f"{launch['code']}")
+        print(
+            f"train: note: {exp_dir} was trained so far by ugr {record['launches'][-1]['code']}; this launch runs "
+            f"{launch['code']}"
+        )
     record["launches"].append(launch)
     atomic_write_text(exp_dir / FILE, json.dumps(record, indent=2) + "\n")
     return record
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m ugr.pipeline.provenance", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m ugr.pipeline.provenance",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    check_parser = sub.add_parser("check", help="exit 1, saying why, unless EXP_DIR was trained on DATA's data "
-                                                "(or holds no training yet)")
+    check_parser = sub.add_parser(
+        "check", help="exit 1, saying why, unless EXP_DIR was trained on DATA's data (or holds no training yet)"
+    )
     check_parser.add_argument("--exp-dir", required=True, type=Path, help="experiment folder")
     check_parser.add_argument("--data", required=True, type=Path, help="prepared data folder (with its lists)")
     args = parser.parse_args(argv)

@@ -39,6 +39,7 @@ the scores are newer than the checkpoints and test.csv has the columns above
 (older scores, without ``group``, do not): those are reported and kept; any
 other scores are redone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,18 +57,18 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ugr.pipeline import checkpoints
-from ugr.separation import losses
-from ugr.pipeline import config as config_lib
-from ugr.separation import metrics as metrics_lib
-from ugr.io.atomic import atomic_write_text
-from ugr.io.cli import gpu_problem, one_line_errors
-from ugr.pipeline.config import ScoringConfig
 from ugr.data.dataset import ListedMixtures, collate_mixtures
 from ugr.data.eval_list import fingerprint, read_eval_list
-from ugr.pipeline.lists import lists_dir
 from ugr.data.manifest import SPEECH
+from ugr.io.atomic import atomic_write_text
+from ugr.io.cli import gpu_problem, one_line_errors
+from ugr.pipeline import checkpoints
+from ugr.pipeline import config as config_lib
+from ugr.pipeline.config import ScoringConfig
 from ugr.pipeline.experiment_dir import ExperimentDir
+from ugr.pipeline.lists import lists_dir
+from ugr.separation import losses
+from ugr.separation import metrics as metrics_lib
 
 LABEL_COLUMNS = ("mixture_id", "source", "class", "coarse", "group")
 SI_SDR_COLUMNS = ("si_sdr", "si_sdr_mix", "si_sdri")
@@ -130,8 +131,10 @@ def _metric_statistics(rows: List[Dict[str, Any]], metric: str) -> Dict[str, Any
 
 def statistics(rows: List[Dict[str, Any]], metrics: Sequence[str] = (MAIN_METRIC,)) -> Dict[str, Any]:
     """The stats JSON's numbers: si_sdri's at the top level, every other metric of ``metrics`` under ``metrics``."""
-    return {**_metric_statistics(rows, MAIN_METRIC),
-            "metrics": {name: _metric_statistics(rows, name) for name in metrics if name != MAIN_METRIC}}
+    return {
+        **_metric_statistics(rows, MAIN_METRIC),
+        "metrics": {name: _metric_statistics(rows, name) for name in metrics if name != MAIN_METRIC},
+    }
 
 
 def across_epochs(per_epoch: List[Dict[str, Any]]) -> tuple[Dict[str, Any], Dict[str, Any]]:
@@ -154,13 +157,17 @@ def across_epochs(per_epoch: List[Dict[str, Any]]) -> tuple[Dict[str, Any], Dict
     return mean, std
 
 
-def _current(stats_path: Path, what: Dict[str, Any], files: List[Path],
-             scoring: ScoringConfig) -> Optional[Dict[str, Any]]:
+def _current(
+    stats_path: Path, what: Dict[str, Any], files: List[Path], scoring: ScoringConfig
+) -> Optional[Dict[str, Any]]:
     """The scores on disk if they are those of ``what``, newer than the checkpoints and with test.csv's columns
     (older scores lack ``group``), else None."""
     table = stats_path.parent / TEST_LIST
-    if not stats_path.is_file() or not table.is_file() or (
-            scoring.protocol == "epochs" and not (stats_path.parent / EPOCHS_FILE).is_file()):
+    if (
+        not stats_path.is_file()
+        or not table.is_file()
+        or (scoring.protocol == "epochs" and not (stats_path.parent / EPOCHS_FILE).is_file())
+    ):
         return None
     with open(table, newline="") as handle:
         if next(csv.reader(handle), None) != list(columns(scoring)):
@@ -170,9 +177,17 @@ def _current(stats_path: Path, what: Dict[str, Any], files: List[Path],
     return stats if newer and {k: stats.get(k) for k in what} == what else None
 
 
-def score(exp_dir: Path, data_dir: Path, *, scoring: Optional[ScoringConfig] = None,
-          checkpoint: Optional[Path] = None, batch_size: int = 8, device: str = "cpu", progress: bool = True,
-          force: bool = False) -> Dict[str, Any]:
+def score(
+    exp_dir: Path,
+    data_dir: Path,
+    *,
+    scoring: Optional[ScoringConfig] = None,
+    checkpoint: Optional[Path] = None,
+    batch_size: int = 8,
+    device: str = "cpu",
+    progress: bool = True,
+    force: bool = False,
+) -> Dict[str, Any]:
     """Scores ``exp_dir`` on its test list; writes the files of the module docstring; returns test_stats.json.
 
     ``scoring`` is the scoring section to use (default: the experiment's own).
@@ -191,38 +206,63 @@ def score(exp_dir: Path, data_dir: Path, *, scoring: Optional[ScoringConfig] = N
     if not list_path.is_file():
         raise FileNotFoundError(f"{list_path}: test mixture list missing; run stage 1 (mixture lists) first")
     read_eval_list(list_path, data_dir)  # a list of older data is an error, not a reason to keep old scores
-    files = [Path(checkpoint)] if checkpoint else checkpoints.last_epochs(ExperimentDir(exp_dir).checkpoints,
-                                                                           scoring.average_last_k)
-    what = {"scoring": scoring.as_dict(), "checkpoints": [p.name for p in files],
-            "test_list_fingerprint": fingerprint(list_path)}
+    files = (
+        [Path(checkpoint)]
+        if checkpoint
+        else checkpoints.last_epochs(ExperimentDir(exp_dir).checkpoints, scoring.average_last_k)
+    )
+    what = {
+        "scoring": scoring.as_dict(),
+        "checkpoints": [p.name for p in files],
+        "test_list_fingerprint": fingerprint(list_path),
+    }
     out = exp_dir / "scores"
     stats_path = out / STATS_FILE
     if not force and (stats := _current(stats_path, what, files, scoring)) is not None:
         return {**stats, "up_to_date": True}
 
     if protocol == "epochs":
-        models = {int(checkpoints.EPOCH_CKPT.match(path.name).group(1)):
-                  checkpoints.load_experiment(exp_dir, checkpoint=path)[1] for path in files}
+        models = {
+            int(checkpoints.EPOCH_CKPT.match(path.name).group(1)): checkpoints.load_experiment(
+                exp_dir, checkpoint=path
+            )[1]
+            for path in files
+        }
         weights = "each of " + ", ".join(p.name for p in files) + ", scored separately"
     else:
-        _, model, weights = checkpoints.load_experiment(exp_dir, checkpoint=checkpoint,
-                                                        average_last=scoring.average_last_k)
+        _, model, weights = checkpoints.load_experiment(
+            exp_dir, checkpoint=checkpoint, average_last=scoring.average_last_k
+        )
         models = {None: model}
     dataset = ListedMixtures(data_dir, list_path, sample_rate=rate)
-    rows = _score_models({e: m.to(device) for e, m in models.items()}, dataset, names, rate, batch_size, device,
-                         progress, f"score {exp_dir.name}")
+    rows = _score_models(
+        {e: m.to(device) for e, m in models.items()},
+        dataset,
+        names,
+        rate,
+        batch_size,
+        device,
+        progress,
+        f"score {exp_dir.name}",
+    )
     _check_finite([row for epoch_rows in rows.values() for row in epoch_rows], list_path)
 
     described = {**what, "weights": weights, "test_list": str(list_path)}
     stats_path.unlink(missing_ok=True)  # written last: its absence marks unfinished scores
     if protocol == "epochs":
-        per_epoch = [{"epoch": epoch, "checkpoint": path.name, **statistics(rows[epoch], names)}
-                     for epoch, path in zip(models, files)]
-        mean, std = across_epochs([{k: v for k, v in e.items() if k not in ("epoch", "checkpoint")}
-                                   for e in per_epoch])
+        per_epoch = [
+            {"epoch": epoch, "checkpoint": path.name, **statistics(rows[epoch], names)}
+            for epoch, path in zip(models, files)
+        ]
+        mean, std = across_epochs([{k: v for k, v in e.items() if k not in ("epoch", "checkpoint")} for e in per_epoch])
         atomic_write_text(out / TEST_LIST, _csv_text([r for e in models for r in rows[e]], scoring))
-        atomic_write_text(out / EPOCHS_FILE, json.dumps({"epochs": list(models), "per_epoch": per_epoch,
-                                                         "mean": mean, "std": std, **described}, indent=2) + "\n")
+        atomic_write_text(
+            out / EPOCHS_FILE,
+            json.dumps(
+                {"epochs": list(models), "per_epoch": per_epoch, "mean": mean, "std": std, **described}, indent=2
+            )
+            + "\n",
+        )
         stats = {**mean, "across_epochs_std": std, **described}
     else:
         (out / EPOCHS_FILE).unlink(missing_ok=True)  # another protocol's: it would not describe these scores
@@ -232,11 +272,20 @@ def score(exp_dir: Path, data_dir: Path, *, scoring: Optional[ScoringConfig] = N
     return stats
 
 
-def _score_models(models: Dict[Optional[int], torch.nn.Module], dataset: ListedMixtures, names: List[str],
-                  rate: int, batch_size: int, device: str, progress: bool, desc: str) -> Dict[Optional[int], List]:
+def _score_models(
+    models: Dict[Optional[int], torch.nn.Module],
+    dataset: ListedMixtures,
+    names: List[str],
+    rate: int,
+    batch_size: int,
+    device: str,
+    progress: bool,
+    desc: str,
+) -> Dict[Optional[int], List]:
     """Rows of every model (by epoch) on every test mixture; the test audio is read once for all the models."""
-    loader = DataLoader(dataset, batch_size=batch_size if dataset.fixed_length else 1, shuffle=False,
-                        collate_fn=collate_mixtures)
+    loader = DataLoader(
+        dataset, batch_size=batch_size if dataset.fixed_length else 1, shuffle=False, collate_fn=collate_mixtures
+    )
     others = names[1:]
     rows: Dict[Optional[int], List[Dict[str, Any]]] = {epoch: [] for epoch in models}
     with torch.inference_mode():
@@ -246,15 +295,24 @@ def _score_models(models: Dict[Optional[int], torch.nn.Module], dataset: ListedM
             for epoch, model in models.items():
                 est_sdr, mix_sdr, ordered = score_batch(model(mixture), sources, mixture)
                 est_sdr, mix_sdr = est_sdr.cpu().numpy(), mix_sdr.cpu().numpy()
-                extra = {k: v.numpy() for k, v in
-                         metrics_lib.evaluate(others, ordered, sources, mixture, rate, speech).items()}
+                extra = {
+                    k: v.numpy()
+                    for k, v in metrics_lib.evaluate(others, ordered, sources, mixture, rate, speech).items()
+                }
                 for b, mixture_id in enumerate(batch["id"]):
                     labels = zip(batch["classes"][b], batch["coarse"][b], batch["groups"][b])
                     for s, (fine, coarse, group) in enumerate(labels):
-                        row = {"mixture_id": mixture_id, "source": s, "class": fine, "coarse": coarse, "group": group,
-                               "epoch": epoch,
-                               "si_sdr": float(est_sdr[b, s]), "si_sdr_mix": float(mix_sdr[b, s]),
-                               "si_sdri": float(est_sdr[b, s] - mix_sdr[b, s])}
+                        row = {
+                            "mixture_id": mixture_id,
+                            "source": s,
+                            "class": fine,
+                            "coarse": coarse,
+                            "group": group,
+                            "epoch": epoch,
+                            "si_sdr": float(est_sdr[b, s]),
+                            "si_sdr_mix": float(mix_sdr[b, s]),
+                            "si_sdri": float(est_sdr[b, s] - mix_sdr[b, s]),
+                        }
                         rows[epoch].append({**row, **{name: float(extra[name][b, s]) for name in others}})
     return rows
 
@@ -263,8 +321,10 @@ def _check_finite(rows: List[Dict[str, Any]], list_path: Path) -> None:
     """A NaN/inf score (a silent reference) would poison every statistic: stop and name the mixtures."""
     bad = sorted({row["mixture_id"] for row in rows if not np.isfinite([row["si_sdr"], row["si_sdr_mix"]]).all()})
     if bad:
-        raise ValueError(f"{list_path}: non-finite SI-SDR for {len(bad)} mixture(s) ({', '.join(bad[:5])}...); "
-                         f"a reference source is silent: regenerate the list (stage 1)")
+        raise ValueError(
+            f"{list_path}: non-finite SI-SDR for {len(bad)} mixture(s) ({', '.join(bad[:5])}...); "
+            f"a reference source is silent: regenerate the list (stage 1)"
+        )
 
 
 def _csv_text(rows: List[Dict[str, Any]], scoring: ScoringConfig) -> str:
@@ -280,14 +340,22 @@ def _csv_text(rows: List[Dict[str, Any]], scoring: ScoringConfig) -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m ugr.pipeline.score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="python -m ugr.pipeline.score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--exp-dir", required=True, type=Path, help="trained experiment folder (stage 2 output)")
     parser.add_argument("--data", required=True, type=Path, help="prepared data folder with its lists (stages 0-1)")
-    parser.add_argument("--config", type=Path, help="take the scoring section from this config (default: the "
-                                                    "experiment's config.yaml)")
-    parser.add_argument("--override", action="append", default=[],
-                        help="[EXPERIMENT:]SECTION.KEY=VALUE ..., e.g. scoring.protocol=epochs (with --config)")
-    parser.add_argument("--checkpoint", type=Path, help="score this one checkpoint instead (e.g. checkpoints/best.ckpt)")
+    parser.add_argument(
+        "--config", type=Path, help="take the scoring section from this config (default: the experiment's config.yaml)"
+    )
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="[EXPERIMENT:]SECTION.KEY=VALUE ..., e.g. scoring.protocol=epochs (with --config)",
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, help="score this one checkpoint instead (e.g. checkpoints/best.ckpt)"
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="test mixtures per forward pass")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--force", action="store_true", help="score again even when the scores are current")
@@ -305,8 +373,10 @@ def summary_line(exp_dir: Path, stats: Dict[str, Any]) -> str:
     """What a scoring says when it ends: scored or kept, the count, the mean and p5, where."""
     state = "up to date, kept" if stats.get("up_to_date") else "scored"
     across = " (means across epochs)" if "across_epochs_std" in stats else ""
-    return (f"score: {exp_dir} {state}: {stats['n']} estimated sources, SI-SDRi mean {stats['mean']:.2f} dB, "
-            f"p5 {stats['p5']:.2f} dB{across} ({stats['weights']}) -> {exp_dir / 'scores'}")
+    return (
+        f"score: {exp_dir} {state}: {stats['n']} estimated sources, SI-SDRi mean {stats['mean']:.2f} dB, "
+        f"p5 {stats['p5']:.2f} dB{across} ({stats['weights']}) -> {exp_dir / 'scores'}"
+    )
 
 
 def main(argv=None) -> None:
@@ -317,8 +387,16 @@ def main(argv=None) -> None:
         if overrides and args.config is None:
             raise config_lib.ConfigError("--override needs --config (the overrides apply to that config)")
         scoring = config_lib.load(args.config, overrides).scoring if args.config else None
-        stats = score(args.exp_dir, args.data, scoring=scoring, checkpoint=args.checkpoint,
-                      batch_size=args.batch_size, device=args.device, progress=not args.no_progress, force=args.force)
+        stats = score(
+            args.exp_dir,
+            args.data,
+            scoring=scoring,
+            checkpoint=args.checkpoint,
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=not args.no_progress,
+            force=args.force,
+        )
     print(summary_line(args.exp_dir, stats))
 
 

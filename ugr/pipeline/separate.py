@@ -40,6 +40,7 @@ the end (memory grows with the length), zero-pads both ends so that a short
 recording is never separated whole, and its Hann window sums to one only at a
 half-chunk hop.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,16 +60,17 @@ from asteroid.losses import PITLossWrapper
 from tqdm import tqdm
 
 from ugr.io.atomic import OutputError, atomic_write
-from ugr.pipeline.checkpoints import add_weights_options, load_experiment
 from ugr.io.cli import one_line_errors
+from ugr.pipeline.checkpoints import add_weights_options, load_experiment
 
 DEFAULT_CHUNK_SECONDS = 8.0
 DEFAULT_HOP_SECONDS = 6.0
 MIN_CHUNK_SECONDS = 0.1  # shorter chunks round to a handful of samples (none at all below a sample: no chunking)
 PEAK = 0.99  # estimates louder than this are scaled down to it, so that 16-bit output clips nothing
 # What a folder's audio files are: the extensions of the formats soundfile reads (RAW needs parameters).
-AUDIO_SUFFIXES = frozenset({f".{name.lower()}" for name in sf.available_formats() if name != "RAW"}
-                           | {".aif", ".oga", ".opus"})
+AUDIO_SUFFIXES = frozenset(
+    {f".{name.lower()}" for name in sf.available_formats() if name != "RAW"} | {".aif", ".oga", ".opus"}
+)
 _COPY_FRAMES = 1 << 16  # frames per block when the estimates are scaled into the outputs
 
 Reader = Callable[[int, int], np.ndarray]  # (start, count) -> (count,) float32 mono samples
@@ -99,11 +101,18 @@ def find_inputs(paths: Sequence[Path]) -> List[tuple[Path, Path]]:
         if not path.is_dir():
             found.append((path, Path(path.stem)))
             continue
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
-                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in AUDIO_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
         if not files:
-            raise InputError(f"{path}: folder holds no audio files (looked for {', '.join(sorted(AUDIO_SUFFIXES))}, "
-                             f"recursively); pass the files themselves or another folder")
+            raise InputError(
+                f"{path}: folder holds no audio files (looked for {', '.join(sorted(AUDIO_SUFFIXES))}, "
+                f"recursively); pass the files themselves or another folder"
+            )
         found += [(p, p.relative_to(path).with_suffix("")) for p in files]
     return found
 
@@ -136,8 +145,9 @@ def resolve_device(name: str) -> torch.device:
         raise InputError(f"--device {name}: only cpu and cuda[:N] are supported")
     if not torch.cuda.is_available():
         why = "torch is built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
-        raise InputError(f"--device {name}: CUDA is not available here ({why}, torch {torch.__version__}); "
-                         f"use --device cpu")
+        raise InputError(
+            f"--device {name}: CUDA is not available here ({why}, torch {torch.__version__}); use --device cpu"
+        )
     count = torch.cuda.device_count()
     if device.index is not None and device.index >= count:
         raise InputError(f"--device {name}: there are {count} CUDA device(s), cuda:0 to cuda:{count - 1}; pick one")
@@ -151,6 +161,7 @@ def minimum_length(model: torch.nn.Module, device: torch.device, limit: int = 1 
     arch (Sudo rm -rf pads its input and takes one sample, Conv-TasNet needs
     one encoder window). Assumes that a model which takes n samples takes more.
     """
+
     def works(length: int) -> bool:
         try:
             with torch.inference_mode():
@@ -162,8 +173,9 @@ def minimum_length(model: torch.nn.Module, device: torch.device, limit: int = 1 
     high = 1
     while not works(high):
         if high >= limit:
-            raise InputError(f"the model fails on every silent input up to {limit} samples; is the experiment's "
-                             f"config.yaml its own?")
+            raise InputError(
+                f"the model fails on every silent input up to {limit} samples; is the experiment's config.yaml its own?"
+            )
         high *= 2
     low = high // 2  # fails (or is 0)
     while high - low > 1:
@@ -187,8 +199,9 @@ def resample(signal: torch.Tensor, old_rate: int, new_rate: int) -> torch.Tensor
     return signal if old_rate == new_rate else julius.resample_frac(signal, old_rate, new_rate)
 
 
-def separate_signal(model: torch.nn.Module, mixture: np.ndarray, rate: int, model_rate: int,
-                    device: torch.device | str = "cpu") -> np.ndarray:
+def separate_signal(
+    model: torch.nn.Module, mixture: np.ndarray, rate: int, model_rate: int, device: torch.device | str = "cpu"
+) -> np.ndarray:
     """(T,) mixture at ``rate`` -> (n_src, T) estimates at the same rate and length, in one forward pass."""
     x = resample(torch.from_numpy(np.ascontiguousarray(mixture, dtype=np.float32)).to(device), rate, model_rate)
     with torch.inference_mode():
@@ -231,22 +244,32 @@ def stitch(chunks: Iterable[np.ndarray], overlap: int) -> Iterator[np.ndarray]:
         if pending is None:
             pending = estimates
             continue
-        estimates = match_order(estimates, pending[:, pending.shape[1] - overlap:])
-        yield pending[:, :pending.shape[1] - overlap]
-        yield pending[:, pending.shape[1] - overlap:] * (1 - ramp) + estimates[:, :overlap] * ramp
+        estimates = match_order(estimates, pending[:, pending.shape[1] - overlap :])
+        yield pending[:, : pending.shape[1] - overlap]
+        yield pending[:, pending.shape[1] - overlap :] * (1 - ramp) + estimates[:, :overlap] * ramp
         pending = estimates[:, overlap:]
     if pending is not None:
         yield pending
 
 
-def separate_stream(model: torch.nn.Module, read: Reader, frames: int, rate: int, model_rate: int, chunk: int,
-                    hop: int, *, device: torch.device | str = "cpu",
-                    on_chunk: Callable[[], object] = lambda: None) -> Iterator[np.ndarray]:
+def separate_stream(
+    model: torch.nn.Module,
+    read: Reader,
+    frames: int,
+    rate: int,
+    model_rate: int,
+    chunk: int,
+    hop: int,
+    *,
+    device: torch.device | str = "cpu",
+    on_chunk: Callable[[], object] = lambda: None,
+) -> Iterator[np.ndarray]:
     """A recording's estimates, (n_src, n) blocks in order, separated chunk by chunk (``chunk``, ``hop`` in samples).
 
     ``read(start, count)`` gives the mono samples; the model never sees more
     than one chunk, and only one chunk's estimates are held at a time.
     """
+
     def estimates() -> Iterator[np.ndarray]:
         for start in chunk_starts(frames, chunk, hop):
             count = min(chunk, frames - start)
@@ -282,8 +305,10 @@ def write_estimates(blocks: Iterable[np.ndarray], targets: Sequence[Path], rate:
             raise OutputError(err.errno, err.strerror or str(err), str(targets[0])) from err
 
         def copy(handle, source: int, scale: float) -> None:
-            with open(raw, "rb") as samples, sf.SoundFile(handle, "w", samplerate=rate, channels=1,
-                                                         subtype="PCM_16", format="WAV") as out:
+            with (
+                open(raw, "rb") as samples,
+                sf.SoundFile(handle, "w", samplerate=rate, channels=1, subtype="PCM_16", format="WAV") as out,
+            ):
                 while (block := np.fromfile(samples, np.float32, _COPY_FRAMES * n_src)).size:
                     out.write(block.reshape(-1, n_src)[:, source] * scale)
 
@@ -303,43 +328,64 @@ def _check_chunking(chunk_seconds: float, hop_seconds: float) -> None:
         if not math.isfinite(value):
             raise InputError(f"{option} {value}: must be a finite number of seconds")
     if not chunk_seconds >= MIN_CHUNK_SECONDS:
-        raise InputError(f"{_option('--chunk-seconds', chunk_seconds)}: must be at least {MIN_CHUNK_SECONDS:g} s "
-                         f"(the default is {DEFAULT_CHUNK_SECONDS:g} s: the models normalise over their input, so "
-                         f"shorter chunks separate worse)")
+        raise InputError(
+            f"{_option('--chunk-seconds', chunk_seconds)}: must be at least {MIN_CHUNK_SECONDS:g} s "
+            f"(the default is {DEFAULT_CHUNK_SECONDS:g} s: the models normalise over their input, so "
+            f"shorter chunks separate worse)"
+        )
     if not chunk_seconds / 2 <= hop_seconds < chunk_seconds:
-        raise InputError(f"--hop-seconds {hop_seconds}: must be at least half of --chunk-seconds and shorter than it "
-                         f"([{chunk_seconds / 2:g}, {chunk_seconds:g}) s), so that chunks overlap and a sample is in "
-                         f"at most two of them")
+        raise InputError(
+            f"--hop-seconds {hop_seconds}: must be at least half of --chunk-seconds and shorter than it "
+            f"([{chunk_seconds / 2:g}, {chunk_seconds:g}) s), so that chunks overlap and a sample is in "
+            f"at most two of them"
+        )
 
 
-def _check_lengths(recordings: Sequence[Recording], model_frames: int, model_rate: int, chunk_seconds: float,
-                   hop_seconds: float) -> None:
+def _check_lengths(
+    recordings: Sequence[Recording], model_frames: int, model_rate: int, chunk_seconds: float, hop_seconds: float
+) -> None:
     """Every chunk of every recording must be long enough for the model: name the file and the minimum."""
     for rec in recordings:
         needed = -(-model_frames * rec.rate // model_rate)  # julius gives floor(n * model_rate / rate) samples
         chunk, hop = in_samples(chunk_seconds, hop_seconds, rec.rate)
         if rec.frames > chunk and (hop < 1 or chunk - hop < 1):
-            raise InputError(f"{_option('--hop-seconds', hop_seconds)}: {hop} sample(s) at {rec.rate} Hz "
-                             f"({rec.path}) with chunks of {chunk}: the hop must be at least one sample and shorter "
-                             f"than a chunk; raise --chunk-seconds")
+            raise InputError(
+                f"{_option('--hop-seconds', hop_seconds)}: {hop} sample(s) at {rec.rate} Hz "
+                f"({rec.path}) with chunks of {chunk}: the hop must be at least one sample and shorter "
+                f"than a chunk; raise --chunk-seconds"
+            )
         if rec.frames > chunk and chunk < needed:
-            raise InputError(f"{_option('--chunk-seconds', chunk_seconds)}: {chunk} sample(s) at {rec.rate} Hz "
-                             f"({rec.path}), fewer than the model's minimum {needed} at that rate; raise it")
+            raise InputError(
+                f"{_option('--chunk-seconds', chunk_seconds)}: {chunk} sample(s) at {rec.rate} Hz "
+                f"({rec.path}), fewer than the model's minimum {needed} at that rate; raise it"
+            )
         shortest = rec.frames - chunk_starts(rec.frames, chunk, hop)[-1]
         if shortest >= needed:
             continue
         if shortest == rec.frames:
-            raise InputError(f"{rec.path}: {rec.frames} sample(s) at {rec.rate} Hz is too short for the model, which "
-                             f"needs at least {needed} samples at that rate ({1000 * needed / rec.rate:.1f} ms); "
-                             f"leave it out or pad it")
-        raise InputError(f"{rec.path}: its last chunk would have {shortest} samples, fewer than the model's minimum "
-                         f"{needed} at {rec.rate} Hz; lower --hop-seconds (more overlap)")
+            raise InputError(
+                f"{rec.path}: {rec.frames} sample(s) at {rec.rate} Hz is too short for the model, which "
+                f"needs at least {needed} samples at that rate ({1000 * needed / rec.rate:.1f} ms); "
+                f"leave it out or pad it"
+            )
+        raise InputError(
+            f"{rec.path}: its last chunk would have {shortest} samples, fewer than the model's minimum "
+            f"{needed} at {rec.rate} Hz; lower --hop-seconds (more overlap)"
+        )
 
 
-def separate_files(exp_dir: Path, inputs: Sequence[Path], out_dir: Path, *, checkpoint: Optional[Path] = None,
-                   average_last: Optional[int] = None, device: str = "cpu",
-                   chunk_seconds: float = DEFAULT_CHUNK_SECONDS, hop_seconds: float = DEFAULT_HOP_SECONDS,
-                   progress: bool = False) -> List[Path]:
+def separate_files(
+    exp_dir: Path,
+    inputs: Sequence[Path],
+    out_dir: Path,
+    *,
+    checkpoint: Optional[Path] = None,
+    average_last: Optional[int] = None,
+    device: str = "cpu",
+    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+    hop_seconds: float = DEFAULT_HOP_SECONDS,
+    progress: bool = False,
+) -> List[Path]:
     """Separates every input (files and folders); returns the written files. Everything is checked first."""
     if not inputs:
         raise InputError("no inputs given; pass one or more audio files or folders")
@@ -353,8 +399,10 @@ def separate_files(exp_dir: Path, inputs: Sequence[Path], out_dir: Path, *, chec
     if clashes:
         stem, paths = next(iter(clashes.items()))
         more = f" (and {len(clashes) - 1} more such group(s))" if len(clashes) > 1 else ""
-        raise InputError(f"{', '.join(map(str, paths))}: their outputs would overwrite each other "
-                         f"({out_dir / stem}_s*.wav){more}; rename them or separate them into different --out folders")
+        raise InputError(
+            f"{', '.join(map(str, paths))}: their outputs would overwrite each other "
+            f"({out_dir / stem}_s*.wav){more}; rename them or separate them into different --out folders"
+        )
     cfg, model, _ = load_experiment(exp_dir, checkpoint=checkpoint, average_last=average_last)
     model = model.to(torch_device)
     model_rate = cfg.data.sample_rate
@@ -363,8 +411,10 @@ def separate_files(exp_dir: Path, inputs: Sequence[Path], out_dir: Path, *, chec
     for rec in recordings:
         overwritten = [p for p in output_paths(rec.stem, out_dir, n_src) if p.resolve() in inputs_resolved]
         if overwritten:
-            raise InputError(f"{overwritten[0]}: is an input and would be overwritten by the outputs of {rec.path}; "
-                             f"choose another --out folder")
+            raise InputError(
+                f"{overwritten[0]}: is an input and would be overwritten by the outputs of {rec.path}; "
+                f"choose another --out folder"
+            )
     _check_lengths(recordings, minimum_length(model, torch_device), model_rate, chunk_seconds, hop_seconds)
 
     total = sum(len(chunk_starts(r.frames, *in_samples(chunk_seconds, hop_seconds, r.rate))) for r in recordings)
@@ -373,13 +423,21 @@ def separate_files(exp_dir: Path, inputs: Sequence[Path], out_dir: Path, *, chec
         for rec in recordings:
             targets = output_paths(rec.stem, out_dir, n_src)
             with sf.SoundFile(str(rec.path)) as audio:
+
                 def read(start: int, count: int) -> np.ndarray:
                     audio.seek(start)
                     return audio.read(count, dtype="float32", always_2d=True).mean(axis=1, dtype=np.float32)
 
-                blocks = separate_stream(model, read, rec.frames, rec.rate, model_rate,
-                                         *in_samples(chunk_seconds, hop_seconds, rec.rate), device=torch_device,
-                                         on_chunk=bar.update)
+                blocks = separate_stream(
+                    model,
+                    read,
+                    rec.frames,
+                    rec.rate,
+                    model_rate,
+                    *in_samples(chunk_seconds, hop_seconds, rec.rate),
+                    device=torch_device,
+                    on_chunk=bar.update,
+                )
                 write_estimates(blocks, targets, rec.rate)
             written += targets
     return written
@@ -387,25 +445,42 @@ def separate_files(exp_dir: Path, inputs: Sequence[Path], out_dir: Path, *, chec
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="ugr-separate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="ugr-separate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("inputs", nargs="+", type=Path, help="audio files and folders of them (any sample rate)")
     parser.add_argument("--exp-dir", required=True, type=Path, help="trained experiment folder (has config.yaml)")
     parser.add_argument("--out", required=True, type=Path, help="folder for the separated wav files")
     add_weights_options(parser, "use this one checkpoint (e.g. checkpoints/best.ckpt)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
-    parser.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS,
-                        help="longest stretch the model sees at once (default: %(default)s)")
-    parser.add_argument("--hop-seconds", type=float, default=DEFAULT_HOP_SECONDS,
-                        help="start of one chunk to the next, in [chunk/2, chunk) (default: %(default)s)")
+    parser.add_argument(
+        "--chunk-seconds",
+        type=float,
+        default=DEFAULT_CHUNK_SECONDS,
+        help="longest stretch the model sees at once (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--hop-seconds",
+        type=float,
+        default=DEFAULT_HOP_SECONDS,
+        help="start of one chunk to the next, in [chunk/2, chunk) (default: %(default)s)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     with one_line_errors("ugr-separate", args.out, InputError, ValueError):
-        written = separate_files(args.exp_dir, args.inputs, args.out, checkpoint=args.checkpoint,
-                                 average_last=args.average_last, device=args.device, chunk_seconds=args.chunk_seconds,
-                                 hop_seconds=args.hop_seconds, progress=sys.stderr.isatty())
+        written = separate_files(
+            args.exp_dir,
+            args.inputs,
+            args.out,
+            checkpoint=args.checkpoint,
+            average_last=args.average_last,
+            device=args.device,
+            chunk_seconds=args.chunk_seconds,
+            hop_seconds=args.hop_seconds,
+            progress=sys.stderr.isatty(),
+        )
     print(f"ugr-separate: wrote {len(written)} files to {args.out}")
 
 

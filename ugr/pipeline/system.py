@@ -15,6 +15,7 @@ The losses are computed in fp32 from the model's output, outside autocast,
 whatever the precision: SI-SDR takes ratios of energies that half precision
 rounds coarsely.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict
@@ -22,11 +23,11 @@ from typing import Any, Dict
 import torch
 from torch import Tensor
 
-from ugr.pipeline import efficiency
-from ugr.separation import losses
-from ugr.pipeline.config import ExperimentConfig
-from ugr.integrations.lightning import UGRModule
 from ugr.core.step import Terms
+from ugr.integrations.lightning import UGRModule
+from ugr.pipeline import efficiency
+from ugr.pipeline.config import ExperimentConfig
+from ugr.separation import losses
 
 
 class SeparationSystem(UGRModule):
@@ -66,9 +67,13 @@ class SeparationSystem(UGRModule):
         per_source, _ = self._losses(batch)
         # neg_sisdri costs one SI-SDR of the mixture per source: cheap enough to always provide.
         neg_sisdri = losses.neg_sisdri(per_source.detach(), batch["mixture"], batch["sources"])
-        return Terms(losses.at_granularity(per_source, self.granularity), classes=batch["classes"],
-                     coarse=batch["coarse"], neg_sisdri=losses.at_granularity(neg_sisdri, self.granularity),
-                     groups=batch.get("groups"))
+        return Terms(
+            losses.at_granularity(per_source, self.granularity),
+            classes=batch["classes"],
+            coarse=batch["coarse"],
+            neg_sisdri=losses.at_granularity(neg_sisdri, self.granularity),
+            groups=batch.get("groups"),
+        )
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Clips the gradient norm to ``training.clip``: called by ``opt.step()`` after unscaling (16-mixed)."""
@@ -82,6 +87,5 @@ class SeparationSystem(UGRModule):
         per_source, reordered = self._losses(batch)
         sisdri = losses.si_sdr_improvement(reordered, batch["sources"], batch["mixture"])
         # batch_size = number of estimated sources: the epoch value is the mean per estimated source.
-        self.log("val/si_sdri", sisdri.mean(), prog_bar=True, on_epoch=True, batch_size=sisdri.numel(),
-                 sync_dist=True)
+        self.log("val/si_sdri", sisdri.mean(), prog_bar=True, on_epoch=True, batch_size=sisdri.numel(), sync_dist=True)
         self.log("val/loss", per_source.mean(), on_epoch=True, batch_size=per_source.numel(), sync_dist=True)

@@ -26,6 +26,7 @@ current and nothing was done (the recipe keeps the last wall-time record then),
 1 with one line on stderr on an error. Under Slurm or DDP, every rank runs the
 task; the global rank 0 alone takes the lock and removes a folder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,11 +71,15 @@ def check_ours(exp_dir: Path) -> None:
     if not exp_dir.exists() and not exp_dir.is_symlink():
         return
     if exp_dir.is_symlink() or not exp_dir.is_dir():
-        raise NotOurs(f"--force: {exp_dir} is not a folder (a link or a file), so not an experiment folder of ours; "
-                      f"it is left as it is: remove it yourself, or use another --exp or --tag")
+        raise NotOurs(
+            f"--force: {exp_dir} is not a folder (a link or a file), so not an experiment folder of ours; "
+            f"it is left as it is: remove it yourself, or use another --exp or --tag"
+        )
     if any(exp_dir.iterdir()) and not any((exp_dir / name).is_file() for name in MARKERS):
-        raise NotOurs(f"--force: {exp_dir} is not an experiment folder (it has none of {', '.join(MARKERS)}); it is "
-                      f"left as it is: remove it yourself, or use another --exp or --tag")
+        raise NotOurs(
+            f"--force: {exp_dir} is not an experiment folder (it has none of {', '.join(MARKERS)}); it is "
+            f"left as it is: remove it yourself, or use another --exp or --tag"
+        )
 
 
 def remove_experiment(exp_dir: Path) -> None:
@@ -87,16 +92,21 @@ def remove_experiment(exp_dir: Path) -> None:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m ugr.pipeline.task", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m ugr.pipeline.task", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("stage", choices=("train", "score"), help="train (stage 2) or score (stage 3) the variant")
-    parser.add_argument("--index", type=int, help="the variant's number, from 0 (UGR_TASK_ID); left out: the run's "
-                                                  "one variant")
+    parser.add_argument(
+        "--index", type=int, help="the variant's number, from 0 (UGR_TASK_ID); left out: the run's one variant"
+    )
     variants.add_run_options(parser)
     parser.add_argument("--data", type=Path, default=Path("data"), help="prepared data folder with its lists [data]")
     parser.add_argument("--exp", type=Path, default=Path("exp"), help="folder of the experiment folders [exp]")
-    parser.add_argument("--force", action="store_true", help="train from scratch (removing the folder), or score "
-                                                             "again, even when the outputs are current")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="train from scratch (removing the folder), or score again, even when the outputs are current",
+    )
     parser.add_argument("--ngpu", type=int, default=0, help="GPUs (0: CPU); scoring uses one when > 0 [0]")
     parser.add_argument("--num-nodes", type=int, default=1, help="training: nodes, --ngpu GPUs each (Slurm) [1]")
     return parser.parse_args(argv)
@@ -119,16 +129,23 @@ def run(args: argparse.Namespace) -> int:
         return _score(args, variant, overrides, folder)
 
 
-def _train(args: argparse.Namespace, variant: variants.Variant, overrides: List[config_lib.Override],
-           folder: ExperimentDir, rank_zero: bool) -> int:
+def _train(
+    args: argparse.Namespace,
+    variant: variants.Variant,
+    overrides: List[config_lib.Override],
+    folder: ExperimentDir,
+    rank_zero: bool,
+) -> int:
     exp_dir = folder.path
     if args.force and rank_zero:
         check_ours(exp_dir)  # before anything else: a folder --force may not remove stops the task at once
     if not args.force:
         provenance.check(exp_dir, args.data)  # trained on another data folder: stop, do not skip
         if folder.is_done():
-            log(f"stage 2: {exp_dir} is trained ({folder.done_file}) on {args.data}; skipping (--force true "
-                f"retrains from scratch)")
+            log(
+                f"stage 2: {exp_dir} is trained ({folder.done_file}) on {args.data}; skipping (--force true "
+                f"retrains from scratch)"
+            )
             return CURRENT
     cfg = config_lib.load(variant.config, overrides)
     from ugr.pipeline import train  # Lightning's imports: only when there is a training to run
@@ -141,8 +158,9 @@ def _train(args: argparse.Namespace, variant: variants.Variant, overrides: List[
     return 0
 
 
-def _score(args: argparse.Namespace, variant: variants.Variant, overrides: List[config_lib.Override],
-           folder: ExperimentDir) -> int:
+def _score(
+    args: argparse.Namespace, variant: variants.Variant, overrides: List[config_lib.Override], folder: ExperimentDir
+) -> int:
     exp_dir = folder.path
     if not folder.is_done():
         raise ValueError(f"{exp_dir} is not trained (no {folder.done_file}): run stage 2 first")
@@ -159,8 +177,9 @@ def _score(args: argparse.Namespace, variant: variants.Variant, overrides: List[
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
-    with one_line_errors(args.stage, args.exp, config_lib.ConfigError, provenance.ProvenanceError, ExperimentBusy,
-                         ValueError):
+    with one_line_errors(
+        args.stage, args.exp, config_lib.ConfigError, provenance.ProvenanceError, ExperimentBusy, ValueError
+    ):
         status = run(args)
     sys.exit(status)
 

@@ -36,6 +36,7 @@ second is refused while the first runs (the lock ``.<folder>.lock`` beside it,
 released when the first ends or is killed; the recipe's stage 2 runs this
 training through ``python -m ugr.pipeline.task``, which holds that lock).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,17 +60,16 @@ from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
+from ugr.data.dataset import EpochSampler, ListedMixtures, OnTheFlyMixtures, PublishedCrops, collate_mixtures
+from ugr.io.atomic import atomic_write_text
+from ugr.io.cli import gpu_problem, one_line_errors
 from ugr.pipeline import config as config_lib
 from ugr.pipeline import efficiency, provenance
-from ugr.io.atomic import atomic_write_text
 from ugr.pipeline.checkpoints import atomic_torch_save, load_checkpoint
-from ugr.io.cli import gpu_problem, one_line_errors
 from ugr.pipeline.config import ExperimentConfig
 from ugr.pipeline.corpus_check import check_corpus
-from ugr.data.dataset import EpochSampler, ListedMixtures, OnTheFlyMixtures, PublishedCrops, collate_mixtures
-from ugr.pipeline.lists import lists_dir
-from ugr.data.mixing import MixingSettings
 from ugr.pipeline.experiment_dir import ExperimentBusy, ExperimentDir
+from ugr.pipeline.lists import lists_dir
 from ugr.pipeline.system import SeparationSystem
 
 VALID_LIST = "valid.csv"
@@ -92,22 +92,30 @@ class MixtureData(pl.LightningDataModule):
         world = max(ngpu, 1) * num_nodes
         batch = cfg.training.batch_size
         if batch % world:
-            raise ValueError(f"training.batch_size ({batch}) must be a multiple of the number of GPUs, all nodes "
-                             f"together ({world}): "
-                             f"it is the global batch the pmf spans, split evenly over the GPUs")
+            raise ValueError(
+                f"training.batch_size ({batch}) must be a multiple of the number of GPUs, all nodes "
+                f"together ({world}): "
+                f"it is the global batch the pmf spans, split evenly over the GPUs"
+            )
         self.per_device_batch = batch // world
         if self.per_device_batch % cfg.training.micro_batches:
-            raise ValueError(f"the per-GPU batch ({self.per_device_batch}) must be a multiple of "
-                             f"training.micro_batches ({cfg.training.micro_batches})")
+            raise ValueError(
+                f"the per-GPU batch ({self.per_device_batch}) must be a multiple of "
+                f"training.micro_batches ({cfg.training.micro_batches})"
+            )
 
     def train_dataloader(self) -> DataLoader:
         data = self.cfg.data
         kind = PublishedCrops if data.train_from == config_lib.PUBLISHED else OnTheFlyMixtures
         dataset = kind(self.data_dir, "train", data.mixing_settings(), data.train_mixtures_per_epoch)
-        sampler = EpochSampler(len(dataset), rank=self.trainer.global_rank, world_size=self.trainer.world_size,
-                               batch_size=self.per_device_batch, batches_done=self.trainer.global_step)
-        return DataLoader(dataset, batch_size=self.per_device_batch, sampler=sampler, drop_last=True,
-                          **self._loading())
+        sampler = EpochSampler(
+            len(dataset),
+            rank=self.trainer.global_rank,
+            world_size=self.trainer.world_size,
+            batch_size=self.per_device_batch,
+            batches_done=self.trainer.global_step,
+        )
+        return DataLoader(dataset, batch_size=self.per_device_batch, sampler=sampler, drop_last=True, **self._loading())
 
     def val_dataloader(self) -> DataLoader:
         list_path = self.lists_dir / VALID_LIST
@@ -122,8 +130,12 @@ class MixtureData(pl.LightningDataModule):
         """How both loaders load: workers kept across epochs (no new processes per epoch, for validation
         too), batches in pinned memory on a GPU so that Lightning's non-blocking copy overlaps the step."""
         workers = self.cfg.training.num_workers
-        return {"num_workers": workers, "persistent_workers": workers > 0, "collate_fn": collate_mixtures,
-                "pin_memory": isinstance(self.trainer.accelerator, CUDAAccelerator)}
+        return {
+            "num_workers": workers,
+            "persistent_workers": workers > 0,
+            "collate_fn": collate_mixtures,
+            "pin_memory": isinstance(self.trainer.accelerator, CUDAAccelerator),
+        }
 
 
 TRAINING_SECTIONS = ("data", "model", "weighting", "training")  # scoring settings do not change the model
@@ -134,13 +146,17 @@ def _check_same_config(exp_dir: Path, cfg: ExperimentConfig) -> None:
     folder = ExperimentDir(exp_dir)
     saved, cfg = folder.saved_config(), cfg.record
     if saved is not None and folder.trained():
-        changed = sorted(f"{section}.{key}" for section in TRAINING_SECTIONS
-                         for key in set(saved.get(section, {})) | set(cfg.get(section, {}))
-                         if saved.get(section, {}).get(key) != cfg.get(section, {}).get(key))
+        changed = sorted(
+            f"{section}.{key}"
+            for section in TRAINING_SECTIONS
+            for key in set(saved.get(section, {})) | set(cfg.get(section, {}))
+            if saved.get(section, {}).get(key) != cfg.get(section, {}).get(key)
+        )
         if changed:
             raise config_lib.ConfigError(
                 f"{exp_dir}: was trained with a different config (changed: {', '.join(changed)}); use another "
-                f"--exp-dir (run.sh --tag) or delete {exp_dir} to start over")
+                f"--exp-dir (run.sh --tag) or delete {exp_dir} to start over"
+            )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -210,10 +226,12 @@ def divergence_causes(cfg: ExperimentConfig) -> str:
     """The settings that most often make a training diverge, with this config's values."""
     weighting = cfg.record.get("weighting", {})
     scale = ", ".join(f"{key} {weighting[key]!r}" for key in ("alpha", "gamma", "beta0") if key in weighting)
-    return (f"likely causes: a learning rate too high (training.lr {cfg.training.lr:g}; training.clip "
-            f"{cfg.training.clip}), the mixtures' SNR range (data.snr_range {list(cfg.data.snr_range)}), the "
-            f"weighting's scale (weighting.alpha/gamma/beta0 where its type has them{': ' + scale if scale else ''}); "
-            f"fix the config and train again from scratch (--force)")
+    return (
+        f"likely causes: a learning rate too high (training.lr {cfg.training.lr:g}; training.clip "
+        f"{cfg.training.clip}), the mixtures' SNR range (data.snr_range {list(cfg.data.snr_range)}), the "
+        f"weighting's scale (weighting.alpha/gamma/beta0 where its type has them{': ' + scale if scale else ''}); "
+        f"fix the config and train again from scratch (--force)"
+    )
 
 
 def _loss_of(outputs: Any) -> Optional[torch.Tensor]:
@@ -236,21 +254,34 @@ class StopOnDivergence(Callback):
         loss = _loss_of(outputs)
         params = [p.detach() for p in pl_module.parameters()]
         sums = torch.stack([p.sum(dtype=torch.float32) for p in params]) if params else torch.zeros(1)
-        flags = torch.stack([torch.isfinite(loss.detach().float()).all() if loss is not None else
-                             torch.tensor(True, device=sums.device), torch.isfinite(sums).all()]).to(sums.device)
+        flags = torch.stack(
+            [
+                torch.isfinite(loss.detach().float()).all()
+                if loss is not None
+                else torch.tensor(True, device=sums.device),
+                torch.isfinite(sums).all(),
+            ]
+        ).to(sums.device)
         bad_loss, bad_params = (not bool(flag) for flag in flags.tolist())
         if not trainer.strategy.reduce_boolean_decision(bad_loss or bad_params, all=False):
             return
         shown = f"{float(loss):g}" if loss is not None and loss.numel() == 1 else "not finite"
-        what = (f"the training loss is {shown}" if bad_loss
-                else "a parameter is not finite (NaN or inf) after the optimizer step" if bad_params
-                else "another rank's loss or parameters are not finite")
+        what = (
+            f"the training loss is {shown}"
+            if bad_loss
+            else "a parameter is not finite (NaN or inf) after the optimizer step"
+            if bad_params
+            else "another rank's loss or parameters are not finite"
+        )
         if bad_params and not bad_loss:
-            named = next((name for name, p in pl_module.named_parameters() if not torch.isfinite(p.detach()).all()),
-                         None)
+            named = next(
+                (name for name, p in pl_module.named_parameters() if not torch.isfinite(p.detach()).all()), None
+            )
             what += f" ({named})" if named else ""
-        raise TrainingFailed(f"training diverged at step {trainer.global_step} (epoch {trainer.current_epoch + 1}/"
-                             f"{trainer.max_epochs}): {what}; {divergence_causes(self.cfg)}")
+        raise TrainingFailed(
+            f"training diverged at step {trainer.global_step} (epoch {trainer.current_epoch + 1}/"
+            f"{trainer.max_epochs}): {what}; {divergence_causes(self.cfg)}"
+        )
 
 
 def _under_slurm_requeue(trainer: pl.Trainer) -> bool:
@@ -273,11 +304,20 @@ class EpochLine(Callback):
         if not trainer.is_global_zero:
             return
         metrics = trainer.callback_metrics
-        parts = [f"{label} {float(metrics[key]):.3f}" for key, label in
-                 (("train/loss_epoch", "train loss"), ("val/si_sdri", "valid SI-SDRi (dB)"), ("train/ess_epoch", "ESS"))
-                 if key in metrics]
-        print(f"train: epoch {trainer.current_epoch + 1}/{trainer.max_epochs}, step {trainer.global_step}: "
-              f"{', '.join(parts)} ({time.monotonic() - self.start:.0f} s)", flush=True)
+        parts = [
+            f"{label} {float(metrics[key]):.3f}"
+            for key, label in (
+                ("train/loss_epoch", "train loss"),
+                ("val/si_sdri", "valid SI-SDRi (dB)"),
+                ("train/ess_epoch", "ESS"),
+            )
+            if key in metrics
+        ]
+        print(
+            f"train: epoch {trainer.current_epoch + 1}/{trainer.max_epochs}, step {trainer.global_step}: "
+            f"{', '.join(parts)} ({time.monotonic() - self.start:.0f} s)",
+            flush=True,
+        )
 
 
 def quiet_lightning_notices() -> None:
@@ -294,8 +334,9 @@ def quiet_lightning_notices() -> None:
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(NoAdvert())
 
 
-def build_trainer(cfg: ExperimentConfig, exp_dir: Path, data_dir: Path, ngpu: int, progress: bool = True,
-                  num_nodes: int = 1) -> pl.Trainer:
+def build_trainer(
+    cfg: ExperimentConfig, exp_dir: Path, data_dir: Path, ngpu: int, progress: bool = True, num_nodes: int = 1
+) -> pl.Trainer:
     """The Lightning trainer: per-epoch + best checkpoints (atomic), CSV + TensorBoard logs, the config and
     provenance records.
 
@@ -305,12 +346,30 @@ def build_trainer(cfg: ExperimentConfig, exp_dir: Path, data_dir: Path, ngpu: in
     quiet_lightning_notices()
     ckpt_dir = ExperimentDir(exp_dir).checkpoints
     keep_epochs = ModelCheckpoint(  # "the top k by epoch number" = the last k epochs
-        dirpath=ckpt_dir, filename="epoch={epoch}", auto_insert_metric_name=False, monitor="epoch", mode="max",
-        save_top_k=cfg.scoring.average_last_k, every_n_epochs=1, save_last=True)
-    keep_best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/si_sdri", mode="max", save_top_k=1,
-                                auto_insert_metric_name=False)
-    callbacks = [StopOnDivergence(cfg), keep_epochs, keep_best, RecordExperiment(cfg, exp_dir, data_dir),
-                 DeferredRequeue()]
+        dirpath=ckpt_dir,
+        filename="epoch={epoch}",
+        auto_insert_metric_name=False,
+        monitor="epoch",
+        mode="max",
+        save_top_k=cfg.scoring.average_last_k,
+        every_n_epochs=1,
+        save_last=True,
+    )
+    keep_best = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor="val/si_sdri",
+        mode="max",
+        save_top_k=1,
+        auto_insert_metric_name=False,
+    )
+    callbacks = [
+        StopOnDivergence(cfg),
+        keep_epochs,
+        keep_best,
+        RecordExperiment(cfg, exp_dir, data_dir),
+        DeferredRequeue(),
+    ]
     callbacks.append(TQDMProgressBar(refresh_rate=1) if progress else EpochLine())
     return pl.Trainer(
         max_epochs=cfg.training.epochs,
@@ -321,8 +380,10 @@ def build_trainer(cfg: ExperimentConfig, exp_dir: Path, data_dir: Path, ngpu: in
         precision=cfg.training.precision,
         callbacks=callbacks,
         # Flushed at every logging step: a killed launch keeps the log of every epoch it finished.
-        logger=[CSVLogger(exp_dir, name="csv", flush_logs_every_n_steps=1),
-                TensorBoardLogger(exp_dir, name="tensorboard", default_hp_metric=False)],
+        logger=[
+            CSVLogger(exp_dir, name="csv", flush_logs_every_n_steps=1),
+            TensorBoardLogger(exp_dir, name="tensorboard", default_hp_metric=False),
+        ],
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,
         deterministic="warn",
@@ -341,8 +402,9 @@ def resume_checkpoint(exp_dir: Path) -> Optional[Path]:
     return max(existing, key=lambda p: p.stat().st_mtime) if existing else None
 
 
-def train(cfg: ExperimentConfig, exp_dir: Path, data_dir: Path, ngpu: int = 0,
-          progress: bool = True, num_nodes: int = 1) -> Dict[str, Any]:
+def train(
+    cfg: ExperimentConfig, exp_dir: Path, data_dir: Path, ngpu: int = 0, progress: bool = True, num_nodes: int = 1
+) -> Dict[str, Any]:
     """Trains (or resumes, or finds finished) one experiment; returns the summary written to train.done."""
     trainer = build_trainer(cfg, exp_dir, data_dir, ngpu, progress, num_nodes)
     folder = ExperimentDir(exp_dir)
@@ -370,8 +432,9 @@ def train(cfg: ExperimentConfig, exp_dir: Path, data_dir: Path, ngpu: int = 0,
             except SIGTERMException:
                 if _under_slurm_requeue(trainer):
                     raise  # Slurm's: the job is requeued (DeferredRequeue), and resumes
-                raise TrainingFailed(f"stopped by SIGTERM at step {trainer.global_step}; the next run resumes from the "
-                                     f"last checkpoint") from None
+                raise TrainingFailed(
+                    f"stopped by SIGTERM at step {trainer.global_step}; the next run resumes from the last checkpoint"
+                ) from None
         best = trainer.checkpoint_callbacks[1]
         summary = {
             "epochs": trainer.current_epoch,
@@ -381,14 +444,18 @@ def train(cfg: ExperimentConfig, exp_dir: Path, data_dir: Path, ngpu: int = 0,
         last_val = trainer.callback_metrics.get("val/si_sdri")
         last_ok = last_val is None or math.isfinite(float(last_val))
         if not math.isfinite(summary["best_val_si_sdri"]) or not last_ok:
-            raise TrainingFailed(f"training ended at step {trainer.global_step} (epoch {trainer.current_epoch}) "
-                                 f"with a validation SI-SDRi that is not finite (best {summary['best_val_si_sdri']}, "
-                                 f"last {None if last_val is None else float(last_val)}): the model diverged; "
-                                 f"{divergence_causes(cfg)}")
+            raise TrainingFailed(
+                f"training ended at step {trainer.global_step} (epoch {trainer.current_epoch}) "
+                f"with a validation SI-SDRi that is not finite (best {summary['best_val_si_sdri']}, "
+                f"last {None if last_val is None else float(last_val)}): the model diverged; "
+                f"{divergence_causes(cfg)}"
+            )
         if trainer.is_global_zero:
             atomic_write_text(done, json.dumps(summary, indent=2) + "\n")
-            print(f"train: finished {exp_dir} ({summary['epochs']} epochs, best val SI-SDRi "
-                  f"{summary['best_val_si_sdri']:.2f} dB)")
+            print(
+                f"train: finished {exp_dir} ({summary['epochs']} epochs, best val SI-SDRi "
+                f"{summary['best_val_si_sdri']:.2f} dB)"
+            )
         return summary
 
 
@@ -398,41 +465,64 @@ def check_devices(cfg: ExperimentConfig, config: Path, ngpu: int, num_nodes: int
     if ngpu < 0:
         raise ValueError(f"--ngpu must be >= 0, got {ngpu}")
     if num_nodes < 1 or (num_nodes > 1 and ngpu == 0):
-        raise ValueError(f"--num-nodes must be 1, or more with --ngpu >= 1; got --num-nodes {num_nodes} "
-                         f"--ngpu {ngpu}")
+        raise ValueError(f"--num-nodes must be 1, or more with --ngpu >= 1; got --num-nodes {num_nodes} --ngpu {ngpu}")
     problem = gpu_problem(ngpu, f"--ngpu {ngpu}") if ngpu > 0 else None
     if problem:
         raise ValueError(problem)
     if ngpu == 0 and cfg.training.precision == "16-mixed":  # Lightning would switch to bf16 silently
-        raise ValueError(f"{config}: training.precision 16-mixed needs a GPU (--ngpu >= 1); on CPU use "
-                         f"bf16-mixed or 32-true")
+        raise ValueError(
+            f"{config}: training.precision 16-mixed needs a GPU (--ngpu >= 1); on CPU use bf16-mixed or 32-true"
+        )
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m ugr.pipeline.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="python -m ugr.pipeline.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", required=True, type=Path, help="experiment YAML (see conf/)")
-    parser.add_argument("--override", action="append", default=[],
-                        help="[EXPERIMENT:]SECTION.KEY=VALUE ..., e.g. 'training.lr=5e-4' (see ugr.pipeline.config)")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="[EXPERIMENT:]SECTION.KEY=VALUE ..., e.g. 'training.lr=5e-4' (see ugr.pipeline.config)",
+    )
     parser.add_argument("--exp-dir", required=True, type=Path, help="experiment folder (created; resumed if it exists)")
-    parser.add_argument("--data", required=True, type=Path,
-                        help=f"prepared data folder (stage 0 output; its lists/<key>/{VALID_LIST} from stage 1)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help=f"prepared data folder (stage 0 output; its lists/<key>/{VALID_LIST} from stage 1)",
+    )
     parser.add_argument("--ngpu", type=int, default=0, help="GPUs to use (0: CPU; >1: DDP, one process per GPU)")
-    parser.add_argument("--num-nodes", type=int, default=1,
-                        help="nodes, each with --ngpu GPUs (Slurm: one srun task per GPU, see tools/slurm/README.md)")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="one line per epoch instead of a progress bar (the default when stderr is not a terminal)")
+    parser.add_argument(
+        "--num-nodes",
+        type=int,
+        default=1,
+        help="nodes, each with --ngpu GPUs (Slurm: one srun task per GPU, see tools/slurm/README.md)",
+    )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="one line per epoch instead of a progress bar (the default when stderr is not a terminal)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    with one_line_errors("train", args.exp_dir, config_lib.ConfigError, provenance.ProvenanceError, ExperimentBusy,
-                         ValueError):  # TrainingFailed too
+    with one_line_errors(
+        "train", args.exp_dir, config_lib.ConfigError, provenance.ProvenanceError, ExperimentBusy, ValueError
+    ):  # TrainingFailed too
         cfg = config_lib.load(args.config, config_lib.parse_overrides(args.override))
         check_devices(cfg, args.config, args.ngpu, args.num_nodes)
-        train(cfg, args.exp_dir, args.data, args.ngpu, progress=sys.stderr.isatty() and not args.no_progress,
-              num_nodes=args.num_nodes)
+        train(
+            cfg,
+            args.exp_dir,
+            args.data,
+            args.ngpu,
+            progress=sys.stderr.isatty() and not args.no_progress,
+            num_nodes=args.num_nodes,
+        )
 
 
 if __name__ == "__main__":

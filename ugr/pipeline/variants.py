@@ -55,6 +55,7 @@ stage 1 (``python -m ugr.pipeline.lists --experiments``) and stage 4 (``python -
 everywhere (``add_run_options``, ``check_run_text``): a value holding a control character (a newline
 would split it where a line is read back) is refused, naming its option.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -95,20 +96,20 @@ class SweepAxis:
 class Variant:
     """One experiment folder: a config at one sweep point and one training seed."""
 
-    name: str                          # the folder under --exp
+    name: str  # the folder under --exp
     config: Path
-    group: str                         # the name without the seed suffix: the runs that differ only by seed
-    seed: Optional[int]                # None: the config's own training.seed, no suffix
+    group: str  # the name without the seed suffix: the runs that differ only by seed
+    seed: Optional[int]  # None: the config's own training.seed, no suffix
     point: Tuple[Tuple[str, Any], ...]  # (dotted key, value) of each swept key
-    overrides: Tuple[str, ...]         # the override texts this variant adds to the user's
+    overrides: Tuple[str, ...]  # the override texts this variant adds to the user's
 
     @property
     def experiment(self) -> str:
         return self.config.stem
 
 
-MAX_SEEDS = 1000        # seeds of one run: each is a training
-SEED_LIMIT = 2 ** 31    # a seed is below it: torch's (and numpy's) seed range as Lightning seeds them
+MAX_SEEDS = 1000  # seeds of one run: each is a training
+SEED_LIMIT = 2**31  # a seed is below it: torch's (and numpy's) seed range as Lightning seeds them
 _DIGITS = re.compile(r"[0-9]{1,12}")  # ASCII digits (str.isdigit takes '²', which int() refuses)
 
 
@@ -118,8 +119,10 @@ def parse_seeds(text: str) -> Optional[List[int]]:
     text = text.strip()
     if not text:
         return None
-    usage = (f"--seeds {text!r}: give a count (e.g. 3 for seeds 0,1,2; at most {MAX_SEEDS}) or a comma-separated "
-             f"list (e.g. 0,1,2) of seeds below 2**31")
+    usage = (
+        f"--seeds {text!r}: give a count (e.g. 3 for seeds 0,1,2; at most {MAX_SEEDS}) or a comma-separated "
+        f"list (e.g. 0,1,2) of seeds below 2**31"
+    )
     if "," not in text:
         if not _DIGITS.fullmatch(text) or not 1 <= int(text) <= MAX_SEEDS:
             raise config_lib.ConfigError(usage)
@@ -138,8 +141,10 @@ def parse_seeds(text: str) -> Optional[List[int]]:
 # A folder name under --exp (an experiment folder, a tag in it): data, never a path. The characters value_tag
 # keeps, '_' (the parts' glue), no leading '.' (hidden, '..') or '-' (an option to the shell's tools).
 FOLDER_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]{0,99}")
-FOLDER_RULE = ("a folder name is 1-100 characters of A-Z a-z 0-9 . _ + - (letters, digits, dot, underscore, plus, "
-               "minus), not starting with . or -")
+FOLDER_RULE = (
+    "a folder name is 1-100 characters of A-Z a-z 0-9 . _ + - (letters, digits, dot, underscore, plus, "
+    "minus), not starting with . or -"
+)
 
 
 def check_folder_name(name: str, what: str) -> None:
@@ -147,10 +152,23 @@ def check_folder_name(name: str, what: str) -> None:
     unless ``name`` is a folder name (``FOLDER_NAME``)."""
     if FOLDER_NAME.fullmatch(name):
         return
-    bad = next((f"the character {char!r} (at {index}) is not allowed" for index, char in enumerate(name)
-                if not re.fullmatch(r"[A-Za-z0-9._+-]", char)), None)
-    why = ("it is empty" if not name else bad if bad else f"it starts with {name[0]!r}" if name[0] in ".-"
-           else f"it is {len(name)} characters long")
+    bad = next(
+        (
+            f"the character {char!r} (at {index}) is not allowed"
+            for index, char in enumerate(name)
+            if not re.fullmatch(r"[A-Za-z0-9._+-]", char)
+        ),
+        None,
+    )
+    why = (
+        "it is empty"
+        if not name
+        else bad
+        if bad
+        else f"it starts with {name[0]!r}"
+        if name[0] in ".-"
+        else f"it is {len(name)} characters long"
+    )
     raise config_lib.ConfigError(f"{what}: {why}; {FOLDER_RULE}")
 
 
@@ -162,8 +180,10 @@ def variant_dir(exp_root: Path, name: str) -> Path:
     path = Path(exp_root) / name
     root = Path(exp_root).resolve()
     if path.resolve().parent != root:
-        raise config_lib.ConfigError(f"{path} resolves to {path.resolve()}, outside --exp {exp_root} ({root}); an "
-                                     f"experiment folder must lie in --exp: remove the link or use another --exp")
+        raise config_lib.ConfigError(
+            f"{path} resolves to {path.resolve()}, outside --exp {exp_root} ({root}); an "
+            f"experiment folder must lie in --exp: remove the link or use another --exp"
+        )
     return path
 
 
@@ -198,18 +218,23 @@ def parse_sweep(text: str) -> List[SweepAxis]:
             try:
                 values.append(config_lib.yaml_load(word) if word.strip() else None)
             except Exception as err:  # yaml's errors: name the value
-                raise config_lib.ConfigError(f"--sweep {override.text!r}: value {word!r} is not valid YAML "
-                                             f"({err})") from err
+                raise config_lib.ConfigError(
+                    f"--sweep {override.text!r}: value {word!r} is not valid YAML ({err})"
+                ) from err
         if len(values) < 1 or any(value is None for value in values):
             raise config_lib.ConfigError(f"--sweep {override.text!r}: write KEY=V1,V2,... with no empty value")
         if override.keys in _UNSWEEPABLE:
-            raise config_lib.ConfigError(f"--sweep {override.text!r}: {'.'.join(override.keys)} cannot be swept "
-                                         f"(use --seeds for training seeds; one sample rate per run: --fs)")
+            raise config_lib.ConfigError(
+                f"--sweep {override.text!r}: {'.'.join(override.keys)} cannot be swept "
+                f"(use --seeds for training seeds; one sample rate per run: --fs)"
+            )
         if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
             raise config_lib.ConfigError(f"--sweep {override.text!r} lists a value twice")
         axis = SweepAxis(override.text, override.experiment, override.keys, tuple(values))
-        if any(a.keys == axis.keys and (None in (a.experiment, axis.experiment) or a.experiment == axis.experiment)
-               for a in axes):
+        if any(
+            a.keys == axis.keys and (None in (a.experiment, axis.experiment) or a.experiment == axis.experiment)
+            for a in axes
+        ):
             raise config_lib.ConfigError(f"--sweep sweeps {axis.dotted} twice; list all its values in one KEY=V1,V2")
         axes.append(axis)
     return axes
@@ -236,8 +261,13 @@ def _override_text(keys: Sequence[str], value: Any) -> str:
     return shlex.quote(f"{'.'.join(keys)}={json.dumps(value)}")
 
 
-def expand(configs: Sequence[Path], seeds: str = "", sweep: str = "", tag: str = "",
-           overrides: Sequence[config_lib.Override] = ()) -> List[Variant]:
+def expand(
+    configs: Sequence[Path],
+    seeds: str = "",
+    sweep: str = "",
+    tag: str = "",
+    overrides: Sequence[config_lib.Override] = (),
+) -> List[Variant]:
     """The variants of a run, in order: experiment by experiment, sweep points in the order given, then seeds."""
     names = [path.stem for path in configs]
     for name in names:
@@ -249,8 +279,10 @@ def expand(configs: Sequence[Path], seeds: str = "", sweep: str = "", tag: str =
     axes = parse_sweep(sweep)
     for axis in axes:
         if axis.experiment and axis.experiment not in names:
-            raise config_lib.ConfigError(f"--sweep {axis.text!r} names experiment {axis.experiment!r}, which is not "
-                                         f"among the experiments run ({', '.join(names)})")
+            raise config_lib.ConfigError(
+                f"--sweep {axis.text!r} names experiment {axis.experiment!r}, which is not "
+                f"among the experiments run ({', '.join(names)})"
+            )
     variants: List[Variant] = []
     for path in configs:
         mine = [axis for axis in axes if axis.experiment in (None, path.stem)]
@@ -259,17 +291,23 @@ def expand(configs: Sequence[Path], seeds: str = "", sweep: str = "", tag: str =
                 continue
             clash = [axis.text for axis in mine if axis.keys == override.keys]
             if clash:
-                raise config_lib.ConfigError(f"override {override.text!r} sets {'.'.join(override.keys)}, which "
-                                             f"--sweep {clash[0]!r} sweeps; put the value among the swept ones")
+                raise config_lib.ConfigError(
+                    f"override {override.text!r} sets {'.'.join(override.keys)}, which "
+                    f"--sweep {clash[0]!r} sweeps; put the value among the swept ones"
+                )
             if seed_list is not None and override.keys == SEED_KEY:
-                raise config_lib.ConfigError(f"override {override.text!r} sets training.seed, which --seeds sets; "
-                                             f"use one of them")
+                raise config_lib.ConfigError(
+                    f"override {override.text!r} sets training.seed, which --seeds sets; use one of them"
+                )
         short = [axis.keys[-1] for axis in mine]
         labels = [axis.keys[-1] if short.count(axis.keys[-1]) == 1 else "-".join(axis.keys) for axis in mine]
         for values in itertools.product(*(axis.values for axis in mine)):
             point = tuple((axis.dotted, value) for axis, value in zip(mine, values))
-            group = "_".join([path.stem] + ([tag] if tag else [])
-                             + [_point_tag(label, value) for label, value in zip(labels, values)])
+            group = "_".join(
+                [path.stem]
+                + ([tag] if tag else [])
+                + [_point_tag(label, value) for label, value in zip(labels, values)]
+            )
             swept = tuple(_override_text(axis.keys, value) for axis, value in zip(mine, values))
             for seed in seed_list if seed_list is not None else [None]:
                 seeded = () if seed is None else (_override_text(SEED_KEY, seed),)
@@ -277,11 +315,17 @@ def expand(configs: Sequence[Path], seeds: str = "", sweep: str = "", tag: str =
                 variants.append(Variant(name, path, group, seed, point, swept + seeded))
     seen: Dict[str, Variant] = {}
     for variant in variants:
-        check_folder_name(variant.name, f"the folder {variant.name!r} of {variant.experiment} at {variant.point}"
-                          if variant.point else f"the folder {variant.name!r} of {variant.experiment}")
+        check_folder_name(
+            variant.name,
+            f"the folder {variant.name!r} of {variant.experiment} at {variant.point}"
+            if variant.point
+            else f"the folder {variant.name!r} of {variant.experiment}",
+        )
         if variant.name in seen:
-            raise config_lib.ConfigError(f"two variants would share the folder {variant.name} ({seen[variant.name].point}"
-                                         f" and {variant.point}); give values that print differently")
+            raise config_lib.ConfigError(
+                f"two variants would share the folder {variant.name} ({seen[variant.name].point}"
+                f" and {variant.point}); give values that print differently"
+            )
         seen[variant.name] = variant
     return variants
 
@@ -319,20 +363,22 @@ def check_run_text(**options: Any) -> None:
     """Refuses a run option (``experiments=..., override=...``; a list is checked word by word) whose value
     holds a control character, naming the option and the character."""
     for name, value in options.items():
-        for text in ([value] if isinstance(value, str) else list(value or ())):
+        for text in [value] if isinstance(value, str) else list(value or ()):
             found = _CONTROL.search(text)
             if found:
                 raise config_lib.ConfigError(
                     f"--{name.replace('_', '-')} {text!r} holds a control character ({found.group()!r} at "
-                    f"{found.start()}); write the value on one line, without tabs or other control characters")
+                    f"{found.start()}); write the value on one line, without tabs or other control characters"
+                )
 
 
 def add_run_options(parser: Any, leave_out: Sequence[str] = ()) -> None:
     """The run's options (run.sh's) on ``parser`` (or an argument group): ``--experiments``, ``--conf``,
     ``--seeds``, ``--sweep``, ``--tag``, ``--override``, less those named in ``leave_out`` (the caller has its own)."""
     options = {
-        "experiments": dict(required=True, help="experiment names, space-separated: NAME is the one file "
-                                                "conf/**/NAME.yaml"),
+        "experiments": dict(
+            required=True, help="experiment names, space-separated: NAME is the one file conf/**/NAME.yaml"
+        ),
         "conf": dict(type=Path, default=Path("conf"), help="folder of the experiment configs [conf]"),
         "seeds": dict(default="", help="training seeds: a count N (0..N-1) or a list 0,1,2 [none]"),
         "sweep": dict(default="", help="'[EXPERIMENT:]SECTION.KEY=V1,V2 ...': a grid of values [none]"),
@@ -349,8 +395,10 @@ def task_variant(variants: Sequence[Variant], index: Optional[int]) -> Variant:
     picks the one variant of a run that has one."""
     if index is None:
         if len(variants) != 1:
-            raise config_lib.ConfigError(f"UGR_TASK_ID is not set; it picks one of the {len(variants)} variants "
-                                         f"(tools/launch.sh --array sets it)")
+            raise config_lib.ConfigError(
+                f"UGR_TASK_ID is not set; it picks one of the {len(variants)} variants "
+                f"(tools/launch.sh --array sets it)"
+            )
         index = 0
     if not 0 <= index < len(variants):
         raise config_lib.ConfigError(f"UGR_TASK_ID={index} is out of range for {len(variants)} variants")
@@ -369,8 +417,9 @@ def run_variants(args: argparse.Namespace, experiments: Optional[str] = None) ->
         except ValueError as err:
             if isinstance(err, config_lib.ConfigError):
                 raise
-            raise config_lib.ConfigError(f"--{option} {getattr(args, option)!r}: {err}; quote each value "
-                                         f"as a shell would read it") from err
+            raise config_lib.ConfigError(
+                f"--{option} {getattr(args, option)!r}: {err}; quote each value as a shell would read it"
+            ) from err
     return configs, expand(configs, args.seeds, args.sweep, args.tag, config_lib.parse_overrides([args.override]))
 
 
@@ -405,18 +454,24 @@ def find_config(conf_dir: Path, name: str) -> Path:
     Raises ``ConfigError`` when no file has that name (listing the names there are, by folder) or when two
     folders have one (naming both files: an experiment name must say which config it is)."""
     if not name or "/" in name or name.endswith(".yaml") or name in (".", ".."):
-        raise config_lib.ConfigError(f"experiment {name!r}: name an experiment by its config's file name without "
-                                     f"folder or .yaml (e.g. baseline_cpu for {conf_dir}/cpu/baseline_cpu.yaml)")
+        raise config_lib.ConfigError(
+            f"experiment {name!r}: name an experiment by its config's file name without "
+            f"folder or .yaml (e.g. baseline_cpu for {conf_dir}/cpu/baseline_cpu.yaml)"
+        )
     if not conf_dir.is_dir():
         raise config_lib.ConfigError(f"experiment {name!r}: no config folder {conf_dir}")
     found = available_configs(conf_dir)
     paths = found.get(name, [])
     if not paths:
-        raise config_lib.ConfigError(f"experiment {name!r}: no {name}.yaml under {conf_dir}/; the experiments there "
-                                     f"are {_listing(conf_dir, found) or 'none'}")
+        raise config_lib.ConfigError(
+            f"experiment {name!r}: no {name}.yaml under {conf_dir}/; the experiments there "
+            f"are {_listing(conf_dir, found) or 'none'}"
+        )
     if len(paths) > 1:
-        raise config_lib.ConfigError(f"experiment {name!r} is ambiguous: {' and '.join(map(str, paths))} share the "
-                                     f"name; rename one (experiment names are unique across {conf_dir}/)")
+        raise config_lib.ConfigError(
+            f"experiment {name!r} is ambiguous: {' and '.join(map(str, paths))} share the "
+            f"name; rename one (experiment names are unique across {conf_dir}/)"
+        )
     return paths[0]
 
 
@@ -442,14 +497,20 @@ def load_each(variants: Sequence[Variant], user: str) -> List[Tuple[Variant, con
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m ugr.pipeline.variants", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m ugr.pipeline.variants",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_run_options(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("names", help="print every variant's folder name, one per line, in order")
     sub.add_parser("configs", help="print each experiment's config file (conf/**/NAME.yaml), one per line, in order")
-    sub.add_parser("plan", help="validate every variant's config; print the number of variants and their one "
-                                "sample rate (for run.sh: array sizes, stage 0's rate), then the folder names")
+    sub.add_parser(
+        "plan",
+        help="validate every variant's config; print the number of variants and their one "
+        "sample rate (for run.sh: array sizes, stage 0's rate), then the folder names",
+    )
     check = sub.add_parser("check", help="validate every variant's config (and against a data folder)")
     check.add_argument("--data", type=Path, help="also check that this prepared data folder serves each variant")
     args = parser.parse_args(argv)
@@ -466,7 +527,8 @@ def main(argv=None) -> None:
                 if len(set(rates.values())) > 1:
                     raise config_lib.ConfigError(
                         "the experiments must share one sample rate (run them separately, or pass --fs HZ): "
-                        + ", ".join(f"{name} {rate}" for name, rate in rates.items()))
+                        + ", ".join(f"{name} {rate}" for name, rate in rates.items())
+                    )
                 print(len(variants), next(iter(rates.values())))
                 print(" ".join(rates))  # the folders, for the log (run options hold no control character)
             elif args.data is not None:

@@ -23,6 +23,7 @@ at several seeds:
   the band of ± one std across seeds), and for a sweep the operating point:
   mean against p5, p1 and std per swept value, with error bars across seeds.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -80,8 +81,10 @@ def seed_groups(group: Sequence[Any]) -> List[SeedRuns]:
         name, seed = seed_group(run.name)
         trained = nested(run.config, SEED_KEY)
         if seed is not None and trained is not None and trained != seed:
-            raise ValueError(f"{run.name}: named as training seed {seed}, but its config.yaml has training.seed "
-                             f"{trained}; rename the folder or leave it out of --experiments")
+            raise ValueError(
+                f"{run.name}: named as training seed {seed}, but its config.yaml has training.seed "
+                f"{trained}; rename the folder or leave it out of --experiments"
+            )
         entry = found.setdefault(name, SeedRuns(name, [], []))
         if seed is not None and seed in entry.seeds:
             raise ValueError(f"{run.name}: seed {seed} of {name} is listed twice in --experiments")

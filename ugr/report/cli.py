@@ -6,6 +6,7 @@ run, from the run's own options (the recipe's stage 4)::
     python -m ugr.report --exp-root exp --variants-of-run --experiments 'a b' --seeds 3 --sweep ... --tag ... \
         --override ...
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,22 +22,39 @@ from ugr.report import results
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m ugr.report", description=report_lib.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="python -m ugr.report",
+        description=report_lib.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--exp-root", required=True, type=Path, help="folder holding one folder per experiment")
-    parser.add_argument("--experiments", nargs="*", help="experiment folder names in table order (default: all "
-                                                          "scored); folders <variant>_seed<k> are seeds of one variant."
-                                                          " With --variants-of-run: the run's experiment names "
-                                                          "(conf/**/NAME.yaml), as run.sh --experiments")
-    parser.add_argument("--sweep", default="", help="the swept keys, as run.sh --sweep writes them "
-                                                    "('robust:weighting.alpha=0.1,0.2'): the operating-point figure")
+    parser.add_argument(
+        "--experiments",
+        nargs="*",
+        help="experiment folder names in table order (default: all "
+        "scored); folders <variant>_seed<k> are seeds of one variant."
+        " With --variants-of-run: the run's experiment names "
+        "(conf/**/NAME.yaml), as run.sh --experiments",
+    )
+    parser.add_argument(
+        "--sweep",
+        default="",
+        help="the swept keys, as run.sh --sweep writes them "
+        "('robust:weighting.alpha=0.1,0.2'): the operating-point figure",
+    )
     run = parser.add_argument_group("the variants of a run (the recipe's stage 4)")
-    run.add_argument("--variants-of-run", action="store_true",
-                     help="report the variants of the run that --experiments, --seeds, --sweep, --tag and --override "
-                          "name (python -m ugr.pipeline.variants), in its order")
+    run.add_argument(
+        "--variants-of-run",
+        action="store_true",
+        help="report the variants of the run that --experiments, --seeds, --sweep, --tag and --override "
+        "name (python -m ugr.pipeline.variants), in its order",
+    )
     variants.add_run_options(run, leave_out=("experiments", "sweep"))
     parser.add_argument("--recipe", default="", help="RESULTS.md's title: the recipe (stage 4: its folder's name)")
-    parser.add_argument("--command", default="", help="RESULTS.md's command line that reproduces the run "
-                                                      "(stage 4: ./run.sh with the run's options)")
+    parser.add_argument(
+        "--command",
+        default="",
+        help="RESULTS.md's command line that reproduces the run (stage 4: ./run.sh with the run's options)",
+    )
     return parser.parse_args(argv)
 
 

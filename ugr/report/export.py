@@ -25,6 +25,7 @@ serialized model is loaded back the way ``from_pretrained`` does (torch's
 weights-only unpickler, stock asteroid classes) and must separate a test
 signal as the experiment's model does, within 1e-5.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,15 +44,15 @@ from asteroid.models import BaseModel
 
 import ugr
 from ugr.core import weighting
+from ugr.data.corpora import LICENCES
+from ugr.data.prepare import REPORT_NAME
 from ugr.io.atomic import atomic_write, atomic_write_text
 from ugr.pipeline.checkpoints import add_weights_options, epoch_checkpoints, load_experiment
 from ugr.pipeline.config import DataConfig, ExperimentConfig
-from ugr.data.corpora import LICENCES
-from ugr.data.prepare import REPORT_NAME
 from ugr.pipeline.experiment_dir import DONE_FILE, ExperimentDir
+from ugr.pipeline.score import STATS_FILE
 from ugr.report.markdown import code_span, fenced, markdown_cell
 from ugr.report.tables import class_table, distribution_table
-from ugr.pipeline.score import STATS_FILE
 
 TOLERANCE = 1e-5  # largest difference allowed between the exported model's estimates and the experiment's
 
@@ -64,6 +65,7 @@ CITATION = """@inproceedings{tzinis2021unified,
   archivePrefix = {arXiv}
 }"""
 
+
 class ExportError(ValueError):
     """An experiment or option that cannot be exported; the message names it and the fix."""
 
@@ -72,15 +74,19 @@ def _check_trained(exp_dir: Path, checkpoint: Optional[Path]) -> None:
     """Clear errors for what load_experiment would report less directly: nothing trained, training unfinished."""
     folder = ExperimentDir(exp_dir)
     if not folder.config_file.is_file():
-        raise ExportError(f"{exp_dir}: not an experiment folder (no {folder.config_file.name}); pass the --exp-dir that stage 2 "
-                          f"trained (e.g. egs/wsj0_esc50/exp/baseline_cpu)")
+        raise ExportError(
+            f"{exp_dir}: not an experiment folder (no {folder.config_file.name}); pass the --exp-dir that stage 2 "
+            f"trained (e.g. egs/wsj0_esc50/exp/baseline_cpu)"
+        )
     if checkpoint is not None:
         return
     if not epoch_checkpoints(folder.checkpoints):
         raise ExportError(f"{exp_dir}: not trained yet (no checkpoints/epoch=N.ckpt); train it (stage 2) first")
     if not folder.is_done():
-        raise ExportError(f"{exp_dir}: training has not finished (no {DONE_FILE}), so its last epochs are not the "
-                          f"config's; let stage 2 finish, or pass --checkpoint FILE to export one checkpoint anyway")
+        raise ExportError(
+            f"{exp_dir}: training has not finished (no {DONE_FILE}), so its last epochs are not the "
+            f"config's; let stage 2 finish, or pass --checkpoint FILE to export one checkpoint anyway"
+        )
 
 
 def mixture_classes(data: DataConfig) -> List[str]:
@@ -108,9 +114,19 @@ def _mini_corpus_licences(provenance: Path, layout: str) -> List[Dict[str, Any]]
             if row["file"].split("/")[0] == layout:
                 key = (row["package"], row.get("licence") or "unknown: see the package")
                 counts[key] = counts.get(key, 0) + 1
-    return [{"title": package, "title_link": "", "author": "", "author_link": "", "license": licence,
-             "license_link": "", "non_commercial": False, "files": count}
-            for (package, licence), count in sorted(counts.items())]
+    return [
+        {
+            "title": package,
+            "title_link": "",
+            "author": "",
+            "author_link": "",
+            "license": licence,
+            "license_link": "",
+            "non_commercial": False,
+            "files": count,
+        }
+        for (package, licence), count in sorted(counts.items())
+    ]
 
 
 def training_data(report: Optional[Dict[str, Any]]) -> Dict[str, Any]:
@@ -128,9 +144,20 @@ def training_data(report: Optional[Dict[str, Any]]) -> Dict[str, Any]:
             licences += _mini_corpus_licences(provenance, root.name)
         else:
             names.append(corpus["name"])
-            licences.append(LICENCES.get(corpus["name"], {
-                "title": corpus["name"], "title_link": "", "author": "", "author_link": "",
-                "license": "unknown: the corpus plug-in states none", "license_link": "", "non_commercial": False}))
+            licences.append(
+                LICENCES.get(
+                    corpus["name"],
+                    {
+                        "title": corpus["name"],
+                        "title_link": "",
+                        "author": "",
+                        "author_link": "",
+                        "license": "unknown: the corpus plug-in states none",
+                        "license_link": "",
+                        "non_commercial": False,
+                    },
+                )
+            )
     return {"dataset": " + ".join(names), "licenses": licences, "known": True}
 
 
@@ -139,16 +166,33 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def build_package(model: BaseModel, cfg: ExperimentConfig, weights: str, stats: Optional[Dict[str, Any]],
-                  data: Dict[str, Any], experiment: str) -> Dict[str, Any]:
+def build_package(
+    model: BaseModel,
+    cfg: ExperimentConfig,
+    weights: str,
+    stats: Optional[Dict[str, Any]],
+    data: Dict[str, Any],
+    experiment: str,
+) -> Dict[str, Any]:
     """``model.serialize()`` with plain-typed infos, the training context and asteroid's recipe fields."""
     package = model.serialize()
     infos = package["infos"]
     # asteroid stores torch.__version__ as a TorchVersion object, which torch >= 2.6 refuses to load by default.
-    infos["software_versions"] = {**{k: str(v) for k, v in infos["software_versions"].items()},
-                                  "ugr_version": ugr.__version__}
-    infos.update(_plain({"recipe_name": "ugr", "experiment": experiment, "weights": weights,
-                         "training_config": cfg.to_dict(), "final_metrics": stats}))
+    infos["software_versions"] = {
+        **{k: str(v) for k, v in infos["software_versions"].items()},
+        "ugr_version": ugr.__version__,
+    }
+    infos.update(
+        _plain(
+            {
+                "recipe_name": "ugr",
+                "experiment": experiment,
+                "weights": weights,
+                "training_config": cfg.to_dict(),
+                "final_metrics": stats,
+            }
+        )
+    )
     task = "sep_" + "+".join(mixture_classes(cfg.data))
     package.update(_plain({"dataset": data["dataset"], "task": task, "licenses": data["licenses"]}))
     return package
@@ -165,52 +209,78 @@ def verify(payload: bytes, model: torch.nn.Module, sample_rate: int) -> float:
     with torch.inference_mode():
         difference = (stock(mixture) - model(mixture)).abs().max().item()
     if not difference <= TOLERANCE:
-        raise ExportError(f"the exported model separates differently from the experiment's (max difference "
-                          f"{difference:.3g} > {TOLERANCE:g}); report this as a bug")
+        raise ExportError(
+            f"the exported model separates differently from the experiment's (max difference "
+            f"{difference:.3g} > {TOLERANCE:g}); report this as a bug"
+        )
     return difference
 
 
 def _scores_section(exp_dir: Path, stats: Optional[Dict[str, Any]], weights: str, cfg: ExperimentConfig) -> str:
     if stats is None:
-        return (f"Not scored yet (no `scores/{STATS_FILE}`): score the experiment (stage 3, `python -m ugr.pipeline.score`) "
-                f"and export again to have the table here.")
+        return (
+            f"Not scored yet (no `scores/{STATS_FILE}`): score the experiment (stage 3, `python -m ugr.pipeline.score`) "
+            f"and export again to have the table here."
+        )
     name, scored = exp_dir.name, stats.get("weights", "?")
-    caveat = ("" if scored == weights else
-              f" (not the exported weights, {markdown_cell(weights)}: these scores are not theirs)")
-    return (f"SI-SDR improvement (dB) per estimated source on the recipe's fixed test list, weights: "
-            f"{markdown_cell(scored)}{caveat}.\n\n{distribution_table({name: stats}, {name: cfg.weighting.label()})}"
-            f"\n\nPer class of the reference (mean ±, the last column says what the ± is):\n\n{class_table({name: stats})}")
+    caveat = (
+        ""
+        if scored == weights
+        else f" (not the exported weights, {markdown_cell(weights)}: these scores are not theirs)"
+    )
+    return (
+        f"SI-SDR improvement (dB) per estimated source on the recipe's fixed test list, weights: "
+        f"{markdown_cell(scored)}{caveat}.\n\n{distribution_table({name: stats}, {name: cfg.weighting.label()})}"
+        f"\n\nPer class of the reference (mean ±, the last column says what the ± is):\n\n{class_table({name: stats})}"
+    )
 
 
-def _data_section(report_path: Optional[Path], report: Optional[Dict[str, Any]], data: Dict[str, Any],
-                  cfg: ExperimentConfig) -> str:
+def _data_section(
+    report_path: Optional[Path], report: Optional[Dict[str, Any]], data: Dict[str, Any], cfg: ExperimentConfig
+) -> str:
     d = cfg.data
     if d.train_from == "published":
-        made = (f"Training mixtures: random {d.segment:g} s segments of the corpus's published training "
-                f"mixtures at {d.sample_rate} Hz, {d.train_mixtures_per_epoch} per epoch, seed {d.seed}.")
+        made = (
+            f"Training mixtures: random {d.segment:g} s segments of the corpus's published training "
+            f"mixtures at {d.sample_rate} Hz, {d.train_mixtures_per_epoch} per epoch, seed {d.seed}."
+        )
     else:
         mixtures = ", ".join(f"{markdown_cell(kind)} {weight:g}" for kind, weight in d.priors.items())
-        made = (f"Mixtures made on the fly: {mixtures} (priors), {d.segment:g} s at {d.sample_rate} Hz, SNR "
-                f"uniform in [{d.snr_range[0]:g}, {d.snr_range[1]:g}] dB, {d.train_mixtures_per_epoch} "
-                f"per epoch, seed {d.seed}.")
+        made = (
+            f"Mixtures made on the fly: {mixtures} (priors), {d.segment:g} s at {d.sample_rate} Hz, SNR "
+            f"uniform in [{d.snr_range[0]:g}, {d.snr_range[1]:g}] dB, {d.train_mixtures_per_epoch} "
+            f"per epoch, seed {d.seed}."
+        )
     lines = [made, "", f"Corpus: {markdown_cell(data['dataset'])}."]
     if report is None:
-        lines += ["", "No preparation report found (`prepare_report.json` of the data folder); pass `--data DIR` to "
-                      "include it."]
+        lines += [
+            "",
+            "No preparation report found (`prepare_report.json` of the data folder); pass `--data DIR` to include it.",
+        ]
         return "\n".join(lines)
-    reasons = ", ".join(f"{markdown_cell(reason)}: {markdown_cell(count)}"
-                        for reason, count in report["skipped_reasons"].items())
-    value = {key: markdown_cell(report[key]) for key in ("prepared_sources", "prepared_mixtures", "sample_rate",
-                                                         "skipped_count", "downmixed_count")}
-    lines += ["", f"Preparation report {code_span(report_path)}: {value['prepared_sources']} source recordings and "
-                  f"{value['prepared_mixtures']} published mixtures at {value['sample_rate']} Hz; skipped "
-                  f"{value['skipped_count']}{f' ({reasons})' if reasons else ''}; downmixed "
-                  f"{value['downmixed_count']}.", "", "| split | coarse class | files | hours | groups |",
-              "|---|---|---|---|---|"]
+    reasons = ", ".join(
+        f"{markdown_cell(reason)}: {markdown_cell(count)}" for reason, count in report["skipped_reasons"].items()
+    )
+    value = {
+        key: markdown_cell(report[key])
+        for key in ("prepared_sources", "prepared_mixtures", "sample_rate", "skipped_count", "downmixed_count")
+    }
+    lines += [
+        "",
+        f"Preparation report {code_span(report_path)}: {value['prepared_sources']} source recordings and "
+        f"{value['prepared_mixtures']} published mixtures at {value['sample_rate']} Hz; skipped "
+        f"{value['skipped_count']}{f' ({reasons})' if reasons else ''}; downmixed "
+        f"{value['downmixed_count']}.",
+        "",
+        "| split | coarse class | files | hours | groups |",
+        "|---|---|---|---|---|",
+    ]
     for split, content in report["splits"].items():
         for coarse, counts in content["sources"].items():
-            lines.append(f"| {markdown_cell(split)} | {markdown_cell(coarse)} | {markdown_cell(counts['files'])} | "
-                         f"{counts['hours']:.3f} | {markdown_cell(counts['groups'])} |")
+            lines.append(
+                f"| {markdown_cell(split)} | {markdown_cell(coarse)} | {markdown_cell(counts['files'])} | "
+                f"{counts['hours']:.3f} | {markdown_cell(counts['groups'])} |"
+            )
     return "\n".join(lines)
 
 
@@ -223,34 +293,55 @@ def _linked(text: Any, link: Any) -> str:
 
 
 def _licence_section(data: Dict[str, Any]) -> str:
-    lines = ["- Code: ugr, MIT licence (`LICENSE`: copyright the ugr authors). The model classes are asteroid's (MIT).",
-             "- Weights: learnt from the training data, they inherit its terms; check them before you share or use "
-             "the model, commercially above all."]
+    lines = [
+        "- Code: ugr, MIT licence (`LICENSE`: copyright the ugr authors). The model classes are asteroid's (MIT).",
+        "- Weights: learnt from the training data, they inherit its terms; check them before you share or use "
+        "the model, commercially above all.",
+    ]
     if not data["known"]:
-        lines.append("- The training data is not recorded here (no preparation report; pass `--data DIR`): check "
-                     "the terms of the corpora it was prepared from.")
+        lines.append(
+            "- The training data is not recorded here (no preparation report; pass `--data DIR`): check "
+            "the terms of the corpora it was prepared from."
+        )
     lines += ["", "| data | licence | commercial use |", "|---|---|---|"]
     for lic in data["licenses"]:
         title, licence = _linked(lic["title"], lic["title_link"]), _linked(lic["license"], lic["license_link"])
         lines.append(f"| {title} | {licence} | {'no' if lic['non_commercial'] else 'per the licence'} |")
-    lines += ["", "The table lists the data these weights learnt from, as the corpora's plug-ins record their "
-                  "licences (ESC-50 is CC BY-NC 3.0, no commercial use; WSJ0 and wsj0-2mix are the LDC's)."]
+    lines += [
+        "",
+        "The table lists the data these weights learnt from, as the corpora's plug-ins record their "
+        "licences (ESC-50 is CC BY-NC 3.0, no commercial use; WSJ0 and wsj0-2mix are the LDC's).",
+    ]
     return "\n".join(lines)
 
 
-def model_card(file: Path, package: Dict[str, Any], n_params: int, cfg: ExperimentConfig, exp_dir: Path,
-               stats: Optional[Dict], report_path: Optional[Path], report: Optional[Dict], data: Dict[str, Any],
-               digest: str) -> str:
+def model_card(
+    file: Path,
+    package: Dict[str, Any],
+    n_params: int,
+    cfg: ExperimentConfig,
+    exp_dir: Path,
+    stats: Optional[Dict],
+    report_path: Optional[Path],
+    report: Optional[Dict],
+    data: Dict[str, Any],
+    digest: str,
+) -> str:
     """The model card (Markdown with a model hub's YAML header)."""
     name = package["model_name"]
     n_src, rate = package["model_args"]["n_src"], package["model_args"]["sample_rate"]
-    header = {"library_name": "asteroid", "pipeline_tag": "audio-to-audio", "license": "other",
-              "tags": ["asteroid", "audio", "audio-source-separation", name, "ugr"],
-              "datasets": [lic["title"] for lic in data["licenses"]]}
+    header = {
+        "library_name": "asteroid",
+        "pipeline_tag": "audio-to-audio",
+        "license": "other",
+        "tags": ["asteroid", "audio", "audio-source-separation", name, "ugr"],
+        "datasets": [lic["title"] for lic in data["licenses"]],
+    }
     weights = markdown_cell(package["infos"]["weights"])
     record = cfg.to_dict()
-    config = yaml.safe_dump({k: record[k] for k in ("model", "data", "weighting", "training", "scoring")},
-                            sort_keys=False)
+    config = yaml.safe_dump(
+        {k: record[k] for k in ("model", "data", "weighting", "training", "scoring")}, sort_keys=False
+    )
     return f"""---
 {yaml.safe_dump(header, sort_keys=False).strip()}
 ---
@@ -284,7 +375,7 @@ gives the same estimates.
 
 ## Test scores
 
-{_scores_section(exp_dir, stats, package['infos']['weights'], cfg)}
+{_scores_section(exp_dir, stats, package["infos"]["weights"], cfg)}
 
 ## Training data
 
@@ -308,13 +399,21 @@ The experiment's resolved `config.yaml`:
 """
 
 
-def export(exp_dir: Path, out: Path, *, checkpoint: Optional[Path] = None, average_last: Optional[int] = None,
-           data_dir: Optional[Path] = None) -> tuple[Path, Path]:
+def export(
+    exp_dir: Path,
+    out: Path,
+    *,
+    checkpoint: Optional[Path] = None,
+    average_last: Optional[int] = None,
+    data_dir: Optional[Path] = None,
+) -> tuple[Path, Path]:
     """Writes ``out`` (asteroid format) and its model card ``out.with_suffix('.md')``; returns both paths."""
     exp_dir, out = Path(exp_dir), Path(out)
     if out.suffix == ".md" or out.is_dir():
-        raise ExportError(f"--out {out}: give a model file name such as {out.with_suffix('.pth').name} (the card goes "
-                          f"beside it as .md)")
+        raise ExportError(
+            f"--out {out}: give a model file name such as {out.with_suffix('.pth').name} (the card goes "
+            f"beside it as .md)"
+        )
     if average_last is not None and average_last < 1:
         raise ExportError(f"--average-last {average_last}: must be >= 1")
     _check_trained(exp_dir, checkpoint)
@@ -329,8 +428,18 @@ def export(exp_dir: Path, out: Path, *, checkpoint: Optional[Path] = None, avera
     torch.save(package, buffer)
     payload = buffer.getvalue()
     verify(payload, model, cfg.data.sample_rate)
-    card = model_card(out, package, sum(p.numel() for p in model.parameters()), cfg, exp_dir, stats, report_path, report,
-                      data, hashlib.sha256(payload).hexdigest())
+    card = model_card(
+        out,
+        package,
+        sum(p.numel() for p in model.parameters()),
+        cfg,
+        exp_dir,
+        stats,
+        report_path,
+        report,
+        data,
+        hashlib.sha256(payload).hexdigest(),
+    )
     atomic_write(out, lambda handle: handle.write(payload))
     card_path = atomic_write_text(out.with_suffix(".md"), card)
     return out, card_path
@@ -338,20 +447,26 @@ def export(exp_dir: Path, out: Path, *, checkpoint: Optional[Path] = None, avera
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="ugr-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="ugr-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--exp-dir", required=True, type=Path, help="trained experiment folder (stage 2 output)")
     parser.add_argument("--out", required=True, type=Path, help="model file to write, e.g. publish/model.pth")
     add_weights_options(parser, "export this one checkpoint (e.g. checkpoints/best.ckpt)")
-    parser.add_argument("--data", type=Path, help="the prepared data folder, for its preparation report "
-                                                  "(default: <recipe>/data beside <recipe>/exp, when there)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="the prepared data folder, for its preparation report "
+        "(default: <recipe>/data beside <recipe>/exp, when there)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     try:
-        model_path, card_path = export(args.exp_dir, args.out, checkpoint=args.checkpoint,
-                                       average_last=args.average_last, data_dir=args.data)
+        model_path, card_path = export(
+            args.exp_dir, args.out, checkpoint=args.checkpoint, average_last=args.average_last, data_dir=args.data
+        )
     except (ExportError, FileNotFoundError, ValueError) as err:
         sys.exit(f"ugr-export: {err}")
     print(f"ugr-export: wrote {model_path} (asteroid BaseModel.from_pretrained) and its model card {card_path}")

@@ -4,6 +4,7 @@ against p5, and across training seeds the operating points and the validation ba
 Apart from the tables (``ugr.report.tables``) so that what needs a table alone (the model
 card of ``ugr.report.export``) does not load matplotlib. Every PNG is written atomically.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,10 +19,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from ugr.report import across_seeds  # noqa: E402
-from ugr.report.across_seeds import SeedRuns  # noqa: E402
 from ugr.io.atomic import atomic_write  # noqa: E402
 from ugr.pipeline.variants import SEED_KEY, SweepAxis  # noqa: E402
+from ugr.report import across_seeds  # noqa: E402
+from ugr.report.across_seeds import SeedRuns  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
@@ -36,9 +37,9 @@ def _save(fig, path: Path) -> None:
 def smoothed_density(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Gaussian kernel density of ``values`` on ``grid`` (Silverman's bandwidth)."""
     spread = min(values.std(), np.subtract(*np.percentile(values, [75, 25])) / 1.34) or values.std() or 1.0
-    width = 0.9 * spread * values.size ** -0.2
+    width = 0.9 * spread * values.size**-0.2
     z = (grid[:, None] - values[None, :]) / width
-    return np.exp(-0.5 * z ** 2).sum(axis=1) / (values.size * width * math.sqrt(2 * math.pi))
+    return np.exp(-0.5 * z**2).sum(axis=1) / (values.size * width * math.sqrt(2 * math.pi))
 
 
 def plot_density(values: Dict[str, np.ndarray], path: Path) -> None:
@@ -56,8 +57,11 @@ def plot_density(values: Dict[str, np.ndarray], path: Path) -> None:
         axes[1].step(ordered, share, where="post", label=name)
         axes[2].step(ordered, share[::-1], where="pre", label=name)
     floor = 0.5 / max(v.size for v in values.values())
-    for ax, title, ylabel in zip(axes, ("smoothed density", "lower tail (failures)", "upper tail"),
-                                 ("density", "share of sources <= x", "share of sources >= x")):
+    for ax, title, ylabel in zip(
+        axes,
+        ("smoothed density", "lower tail (failures)", "upper tail"),
+        ("density", "share of sources <= x", "share of sources >= x"),
+    ):
         ax.set_yscale("log")
         ax.set_xlabel("test SI-SDRi per estimated source (dB)")
         ax.set_ylabel(ylabel + " (log)")
@@ -109,15 +113,29 @@ def plot_operating_point(variants: Sequence[SeedRuns], axes: Sequence[SweepAxis]
         for points in curves.values():
             xs = [v.spread(key) for v, _ in points]
             ys = [v.spread("mean") for v, _ in points]
-            panel.errorbar([x.mean for x in xs], [y.mean for y in ys], xerr=[np.nan_to_num(x.std) for x in xs],
-                           yerr=[np.nan_to_num(y.std) for y in ys], marker="o", capsize=3,
-                           label=_curve_label([v.name for v, _ in points]))
-            for (variant, label), x, y in zip(points, xs, ys):
+            panel.errorbar(
+                [x.mean for x in xs],
+                [y.mean for y in ys],
+                xerr=[np.nan_to_num(x.std) for x in xs],
+                yerr=[np.nan_to_num(y.std) for y in ys],
+                marker="o",
+                capsize=3,
+                label=_curve_label([v.name for v, _ in points]),
+            )
+            for (_, label), x, y in zip(points, xs, ys):
                 panel.annotate(label, (x.mean, y.mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
         for variant in references:
             x, y = variant.spread(key), variant.spread("mean")
-            panel.errorbar(x.mean, y.mean, xerr=np.nan_to_num(x.std), yerr=np.nan_to_num(y.std), marker="s",
-                           color="black", capsize=3, linestyle="none")
+            panel.errorbar(
+                x.mean,
+                y.mean,
+                xerr=np.nan_to_num(x.std),
+                yerr=np.nan_to_num(y.std),
+                marker="s",
+                color="black",
+                capsize=3,
+                linestyle="none",
+            )
             panel.annotate(variant.name, (x.mean, y.mean), textcoords="offset points", xytext=(4, -10), fontsize=7)
         panel.set_xlabel(f"{title} of test SI-SDRi (dB)")
         panel.set_ylabel("mean test SI-SDRi (dB)")
@@ -138,14 +156,19 @@ def plot_validation(variants: Sequence[SeedRuns], final: Optional[Tuple[str, flo
         steps = [p.steps for p in curves[0][:length]]
         values = np.array([[p.value for p in c[:length]] for c in curves])
         mean = values.mean(axis=0)
-        line, = ax.plot(steps, mean, marker="o", markersize=3, label=f"{variant.name} ({len(curves)})")
+        (line,) = ax.plot(steps, mean, marker="o", markersize=3, label=f"{variant.name} ({len(curves)})")
         if len(curves) > 1:
             std = values.std(axis=0, ddof=1)
             ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
     if final is not None:
         ax.axhline(final[1], color="grey", linestyle="--", linewidth=1, label=f"{final[0]} final")
-        ax.axhline(across_seeds.REACH_SHARE * final[1], color="grey", linestyle=":", linewidth=1,
-                   label=f"{100 * across_seeds.REACH_SHARE:.0f} % of it")
+        ax.axhline(
+            across_seeds.REACH_SHARE * final[1],
+            color="grey",
+            linestyle=":",
+            linewidth=1,
+            label=f"{100 * across_seeds.REACH_SHARE:.0f} % of it",
+        )
     ax.set_xlabel("training steps")
     ax.set_ylabel("validation SI-SDRi (dB), mean ± std")
     ax.legend(fontsize=7)
@@ -155,8 +178,11 @@ def plot_validation(variants: Sequence[SeedRuns], final: Optional[Tuple[str, flo
 def _point_label(variant: SeedRuns, axes: Sequence[SweepAxis]) -> Optional[str]:
     """The swept values of a variant (``alpha=0.1``), None when its config has none of the swept keys."""
     values = [(axis.keys[-1], across_seeds.nested(variant.runs[0].config, axis.keys)) for axis in axes]
-    shown = [f"{key}={json.dumps(value) if isinstance(value, (dict, list)) else value}" for key, value in values
-             if value is not None]
+    shown = [
+        f"{key}={json.dumps(value) if isinstance(value, (dict, list)) else value}"
+        for key, value in values
+        if value is not None
+    ]
     return ", ".join(shown) if shown else None
 
 

@@ -13,12 +13,14 @@ stage 4 or ugr-export writes into a page goes through one of these:
   code span at ``|``);
 * ``fenced``: a fenced code block whose fence the text cannot close.
 """
+
 from __future__ import annotations
 
 import re
 
-_ESCAPED = str.maketrans({"\\": "\\\\", "|": "\\|", "[": "\\[", "]": "\\]", "`": "\\`",
-                          "&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_ESCAPED = str.maketrans(
+    {"\\": "\\\\", "|": "\\|", "[": "\\[", "]": "\\]", "`": "\\`", "&": "&amp;", "<": "&lt;", ">": "&gt;"}
+)
 
 
 def one_line(text: object) -> str:

@@ -43,6 +43,7 @@ Every experiment name, label and recorded value goes through ``ugr.report.markdo
 compact results to publish, titled by ``--recipe`` with the ``--command`` that
 reproduces them, the environment and each stage's wall time.
 """
+
 from __future__ import annotations
 
 import csv
@@ -65,8 +66,12 @@ from ugr.report.markdown import code_span, markdown_cell
 FIGURES = {"density": "si_sdri_density.png", "convergence": "valid_si_sdri.png", "tradeoff": "mean_vs_p5.png"}
 # Drawn only for runs at several seeds (--seeds) and for a sweep (--sweep):
 SEED_FIGURES = {"seeds_convergence": "valid_si_sdri_seeds.png", "operating_point": across_seeds.OPERATING_POINT}
-METRIC_TITLES = {"si_sdri": "SI-SDRi (dB)", "sdri": "SDRi, bss_eval (dB)", "stoi": "STOI, speech sources only",
-                 "pesq": "PESQ (MOS-LQO), speech sources only"}
+METRIC_TITLES = {
+    "si_sdri": "SI-SDRi (dB)",
+    "sdri": "SDRi, bss_eval (dB)",
+    "stoi": "STOI, speech sources only",
+    "pesq": "PESQ (MOS-LQO), speech sources only",
+}
 
 
 class Point(NamedTuple):
@@ -142,8 +147,15 @@ def load_scored(exp_dir: Path) -> Scored:
     config = folder.config() if folder.config_file.is_file() else None  # a folder without one: labelled ?
     weighting = config.weighting if config is not None else None
     label = "?" if weighting is None else weighting.label()
-    return Scored(exp_dir.name, load_stats(exp_dir), load_rows(exp_dir), label, isinstance(weighting, Uniform),
-                  validation_curve(exp_dir), None if config is None else config.record)
+    return Scored(
+        exp_dir.name,
+        load_stats(exp_dir),
+        load_rows(exp_dir),
+        label,
+        isinstance(weighting, Uniform),
+        validation_curve(exp_dir),
+        None if config is None else config.record,
+    )
 
 
 def pooled(rows: List[Dict[str, str]], metric: str = MAIN_METRIC) -> np.ndarray:
@@ -170,70 +182,90 @@ def tradeoff_points(exp: Scored) -> tuple[float, float, float, float]:
 def _seeds_parts(variants: List[across_seeds.SeedRuns], exp_root: Path, figures: Dict[str, str]) -> List[str]:
     """The section across training seeds (``ugr.report.across_seeds``)."""
     from ugr.report import figures as figures_lib  # imported here: matplotlib, which the tables alone do not need
+
     baseline = next((variant for variant in variants if variant.is_uniform), None)
     final = across_seeds.baseline_final(baseline)
-    figures_lib.plot_validation(variants, (baseline.name, final) if final is not None else None,
-                                exp_root / figures["seeds_convergence"])
-    parts = ["### Across training seeds",
-             "Each variant's runs at its training seeds (`--seeds`; folders `<variant>_seed<k>`). A cell is the "
-             "mean of the statistic over the seeds ± its std across them (ddof 1); under `protocol: epochs` each "
-             "seed's value is its mean over the scored epochs.",
-             f"#### {METRIC_TITLES[MAIN_METRIC]} per estimated source, across seeds",
-             tables.distribution_table(variants, over_seeds=True)]
+    figures_lib.plot_validation(
+        variants, (baseline.name, final) if final is not None else None, exp_root / figures["seeds_convergence"]
+    )
+    parts = [
+        "### Across training seeds",
+        "Each variant's runs at its training seeds (`--seeds`; folders `<variant>_seed<k>`). A cell is the "
+        "mean of the statistic over the seeds ± its std across them (ddof 1); under `protocol: epochs` each "
+        "seed's value is its mean over the scored epochs.",
+        f"#### {METRIC_TITLES[MAIN_METRIC]} per estimated source, across seeds",
+        tables.distribution_table(variants, over_seeds=True),
+    ]
     if baseline is not None and len(variants) > 1:
-        parts += [f"#### Paired comparison against {markdown_cell(baseline.name)}, across seeds (SI-SDRi)",
-                  f"Difference = variant - {markdown_cell(baseline.name)} per (mixture, source), seed k against "
-                  f"seed k (a baseline "
-                  f"of one run against every seed). Interval over seeds and mixtures: Student's t on the per-seed "
-                  f"mean differences, its standard error adding the seeds' spread and the mixtures' sampling error "
-                  f"(Welch-Satterthwaite degrees of freedom, seeds - 1 where the seeds dominate: valid at 3 seeds). "
-                  f"Mixtures only: {stats.RESAMPLES} bootstrap resamples of the mixtures (seed {stats.SEED}), every "
-                  f"seed kept, the interval that ignores how the seeds disagree. What the seeds show: the sign of "
-                  f"the difference where the interval over seeds excludes 0, else the seeds that would detect the "
-                  f"observed difference at 80 % power given the seeds' spread. Seeds agreeing: those whose own "
-                  f"mean difference has the sign of the overall one.",
-                  tables.paired_table(variants, baseline, over_seeds=True)]
-    parts += ["#### Per coarse class (mean SI-SDRi, dB), across seeds", tables.class_table(variants, over_seeds=True),
-              "#### Convergence across seeds",
-              f"Final validation SI-SDRi (mean ± std over seeds) and, per seed, the training steps to the first "
-              f"validation at or above {100 * across_seeds.REACH_SHARE:.0f} % of the baseline's final value "
-              f"(its mean over seeds) and at or above that value: mean ± std over the seeds that reached it.",
-              tables.convergence_table(variants, baseline, over_seeds=True)]
+        parts += [
+            f"#### Paired comparison against {markdown_cell(baseline.name)}, across seeds (SI-SDRi)",
+            f"Difference = variant - {markdown_cell(baseline.name)} per (mixture, source), seed k against "
+            f"seed k (a baseline "
+            f"of one run against every seed). Interval over seeds and mixtures: Student's t on the per-seed "
+            f"mean differences, its standard error adding the seeds' spread and the mixtures' sampling error "
+            f"(Welch-Satterthwaite degrees of freedom, seeds - 1 where the seeds dominate: valid at 3 seeds). "
+            f"Mixtures only: {stats.RESAMPLES} bootstrap resamples of the mixtures (seed {stats.SEED}), every "
+            f"seed kept, the interval that ignores how the seeds disagree. What the seeds show: the sign of "
+            f"the difference where the interval over seeds excludes 0, else the seeds that would detect the "
+            f"observed difference at 80 % power given the seeds' spread. Seeds agreeing: those whose own "
+            f"mean difference has the sign of the overall one.",
+            tables.paired_table(variants, baseline, over_seeds=True),
+        ]
+    parts += [
+        "#### Per coarse class (mean SI-SDRi, dB), across seeds",
+        tables.class_table(variants, over_seeds=True),
+        "#### Convergence across seeds",
+        f"Final validation SI-SDRi (mean ± std over seeds) and, per seed, the training steps to the first "
+        f"validation at or above {100 * across_seeds.REACH_SHARE:.0f} % of the baseline's final value "
+        f"(its mean over seeds) and at or above that value: mean ± std over the seeds that reached it.",
+        tables.convergence_table(variants, baseline, over_seeds=True),
+    ]
     return parts
 
 
-def worst_group_parts(experiments: Sequence, baseline, *, over_seeds: bool = False, full: bool = True,
-                      level: str = "###") -> List[str]:
+def worst_group_parts(
+    experiments: Sequence, baseline, *, over_seeds: bool = False, full: bool = True, level: str = "###"
+) -> List[str]:
     """The "Worst group" section: per grouping its worst-group table and, with ``full``, the per-group table of
     the fine classes and of the input-SNR bins. ``experiments``: the runs (``Scored``), or with ``over_seeds``
     the variants (``across_seeds.SeedRuns``)."""
     base = markdown_cell(baseline.name) if baseline is not None else "the baseline"
     edges = ", ".join(f"{edge:g}" for edge in tables.SNR_EDGES)
     if over_seeds:
-        interval = (f"seed k against seed k, the interval over seeds and mixtures (Student's t, as in the paired "
-                    f"comparison across seeds) and the mixtures-only bootstrap ({stats.RESAMPLES} resamples)")
+        interval = (
+            f"seed k against seed k, the interval over seeds and mixtures (Student's t, as in the paired "
+            f"comparison across seeds) and the mixtures-only bootstrap ({stats.RESAMPLES} resamples)"
+        )
         cells = "a cell: the mean over the seeds ± the std across them"
     else:
         interval = f"95 % bootstrap interval: {stats.RESAMPLES} resamples of the mixtures (seed {stats.SEED})"
         cells = "one run per row"
-    parts = [f"{level} Worst group (SI-SDRi)",
-             f"The sources grouped three ways: by fine class, by group (the manifest's `group`: the speaker, the "
-             f"category) and by input SNR (the SI-SDR of the mixture against the source, bins at {edges} dB, a "
-             f"source at an edge in the bin above it). A source's value is its SI-SDRi (its mean over the "
-             f"epochs under `protocol: epochs`). Worst group: the group of lowest mean; n its sources, p5 "
-             f"their 5th percentile; {cells}. Difference: experiment - {base} on the sources of {base}'s "
-             f"worst group (the same sources for every row, named in the header); {interval}."]
+    parts = [
+        f"{level} Worst group (SI-SDRi)",
+        f"The sources grouped three ways: by fine class, by group (the manifest's `group`: the speaker, the "
+        f"category) and by input SNR (the SI-SDR of the mixture against the source, bins at {edges} dB, a "
+        f"source at an edge in the bin above it). A source's value is its SI-SDRi (its mean over the "
+        f"epochs under `protocol: epochs`). Worst group: the group of lowest mean; n its sources, p5 "
+        f"their 5th percentile; {cells}. Difference: experiment - {base} on the sources of {base}'s "
+        f"worst group (the same sources for every row, named in the header); {interval}.",
+    ]
     for grouping, title in tables.GROUPINGS.items():
-        parts += [f"{level}# By {title}", tables.worst_group_table(experiments, baseline, grouping,
-                                                                  over_seeds=over_seeds)]
+        parts += [
+            f"{level}# By {title}",
+            tables.worst_group_table(experiments, baseline, grouping, over_seeds=over_seeds),
+        ]
         if full and grouping != "group":
-            parts += [f"Every {'bin' if grouping == 'input_snr' else 'fine class'}: mean / p5 (dB), each "
-                      f"experiment's worst in bold.", tables.group_table(experiments, grouping, over_seeds=over_seeds)]
+            parts += [
+                f"Every {'bin' if grouping == 'input_snr' else 'fine class'}: mean / p5 (dB), each "
+                f"experiment's worst in bold.",
+                tables.group_table(experiments, grouping, over_seeds=over_seeds),
+            ]
     return parts
 
 
-def _group_section(group: List[Scored], exp_root: Path, suffix: str,
-                   axes: Sequence[variants_lib.SweepAxis] = ()) -> str:
+def _group_section(
+    group: List[Scored], exp_root: Path, suffix: str, axes: Sequence[variants_lib.SweepAxis] = ()
+) -> str:
     from ugr.report import figures as figures_lib  # imported here: matplotlib, which the tables alone do not need
 
     by_name = {exp.name: exp.stats for exp in group}
@@ -249,8 +281,10 @@ def _group_section(group: List[Scored], exp_root: Path, suffix: str,
     variants = across_seeds.seed_groups(group)
     seeded = across_seeds.has_seeds(variants)
     if seeded:  # one density per variant, its seeds pooled: Figure 1 over every swept value
-        figures_lib.plot_density({v.name: np.concatenate([pooled(run.rows) for run in v.runs]) for v in variants},
-                     exp_root / figures["density"])
+        figures_lib.plot_density(
+            {v.name: np.concatenate([pooled(run.rows) for run in v.runs]) for v in variants},
+            exp_root / figures["density"],
+        )
     else:
         figures_lib.plot_density({exp.name: pooled(exp.rows) for exp in group}, exp_root / figures["density"])
     swept = figures_lib.plot_operating_point(variants, axes, exp_root / figures["operating_point"])
@@ -261,67 +295,94 @@ def _group_section(group: List[Scored], exp_root: Path, suffix: str,
     protocols = sorted({"epochs" if exp.by_epochs else "weights" for exp in group})
     notes = []
     if "epochs" in protocols:
-        notes.append("Experiments scored with `protocol: epochs`: every statistic is the mean across the scored "
-                     "epochs ± its std across them.")
+        notes.append(
+            "Experiments scored with `protocol: epochs`: every statistic is the mean across the scored "
+            "epochs ± its std across them."
+        )
     if "weights" in protocols:
-        notes.append("Experiments scored with `protocol: weights`: the statistics of one model, the average of "
-                     "the weights of the last epochs.")
+        notes.append(
+            "Experiments scored with `protocol: weights`: the statistics of one model, the average of "
+            "the weights of the last epochs."
+        )
     parts = [f"## Test list {code_span(shown)} (contents {markdown_cell(group[0].test_list[:16])})", " ".join(notes)]
     parts += [f"### {METRIC_TITLES[MAIN_METRIC]} per estimated source", tables.distribution_table(by_name, weightings)]
     for metric in METRIC_TITLES:
         found = [s["metrics"][metric]["n"] for s in by_name.values() if metric in s.get("metrics", {})]
         if metric == MAIN_METRIC or not found:
             continue
-        parts += [f"### {METRIC_TITLES[metric]}",
-                  tables.distribution_table(by_name, weightings, metric) if any(found) else
-                  f"Scored, but no test source is one it applies to (coarse class `{SPEECH}`)."]
+        parts += [
+            f"### {METRIC_TITLES[metric]}",
+            tables.distribution_table(by_name, weightings, metric)
+            if any(found)
+            else f"Scored, but no test source is one it applies to (coarse class `{SPEECH}`).",
+        ]
     if baseline is None:
-        parts += ["### Against the baseline", "No experiment with uniform weighting was scored on this test list: "
-                                              "no paired comparison, no steps to a baseline."]
+        parts += [
+            "### Against the baseline",
+            "No experiment with uniform weighting was scored on this test list: "
+            "no paired comparison, no steps to a baseline.",
+        ]
     elif len(group) == 1:
-        parts += [f"### Paired comparison against {markdown_cell(baseline.name)} (SI-SDRi)",
-                  "No other experiment was scored on this test list."]
+        parts += [
+            f"### Paired comparison against {markdown_cell(baseline.name)} (SI-SDRi)",
+            "No other experiment was scored on this test list.",
+        ]
     elif seeded:  # two seeds of one variant are no two methods: the comparisons are across seeds, below
-        parts += [f"### Paired comparison against {markdown_cell(baseline.name)} (SI-SDRi)",
-                  "These runs are training seeds of their variants: each variant is compared with the baseline "
-                  "seed k against seed k, with an interval over seeds, in *Across training seeds* below."]
+        parts += [
+            f"### Paired comparison against {markdown_cell(baseline.name)} (SI-SDRi)",
+            "These runs are training seeds of their variants: each variant is compared with the baseline "
+            "seed k against seed k, with an interval over seeds, in *Across training seeds* below.",
+        ]
     else:
-        parts += [f"### Paired comparison against {markdown_cell(baseline.name)} (SI-SDRi)",
-                  f"Difference = experiment - {markdown_cell(baseline.name)} per (mixture, source); under "
-                  f"`protocol: epochs` a "
-                  f"source's value is its mean over the epochs. Interval: {stats.RESAMPLES} bootstrap "
-                  f"resamples of the mixtures (seed {stats.SEED}). Improved: the share of sources whose "
-                  f"SI-SDRi is higher than the baseline's.",
-                  tables.paired_table(group, baseline)]
+        parts += [
+            f"### Paired comparison against {markdown_cell(baseline.name)} (SI-SDRi)",
+            f"Difference = experiment - {markdown_cell(baseline.name)} per (mixture, source); under "
+            f"`protocol: epochs` a "
+            f"source's value is its mean over the epochs. Interval: {stats.RESAMPLES} bootstrap "
+            f"resamples of the mixtures (seed {stats.SEED}). Improved: the share of sources whose "
+            f"SI-SDRi is higher than the baseline's.",
+            tables.paired_table(group, baseline),
+        ]
     parts += ["### Per coarse class (mean SI-SDRi, dB)", tables.class_table(by_name)]
-    parts += ["### Convergence (validation SI-SDRi against training steps)",
-              "Steps: optimizer steps done at the validation. Steps to reach: the first validation at or above "
-              "the baseline's final one.", tables.convergence_table(group, baseline)]
+    parts += [
+        "### Convergence (validation SI-SDRi against training steps)",
+        "Steps: optimizer steps done at the validation. Steps to reach: the first validation at or above "
+        "the baseline's final one.",
+        tables.convergence_table(group, baseline),
+    ]
     if seeded:
         parts += worst_group_parts(variants, next((v for v in variants if v.is_uniform), None), over_seeds=True)
     else:
         parts += worst_group_parts(group, baseline)
     if seeded:
         parts += _seeds_parts(variants, exp_root, figures)
-    listed = [f"- `{figures['density']}`: test SI-SDRi, smoothed density and both tails (share of sources below / "
-              f"above x) on log axes, all scored epochs pooled" + (", one curve per variant, its seeds pooled"
-                                                                  if seeded else ""),
-              f"- `{figures['tradeoff']}`: mean against 5th percentile; error bars: ± std across epochs "
-              f"(`protocol: epochs`) or ± bootstrap std over resampled mixtures (`protocol: weights`)",
-              f"- `{figures['convergence']}`: validation SI-SDRi against training steps"
-              + (f", the dashed line {markdown_cell(baseline.name)}'s final value" if target else "")]
-    shown_figures = [f"![SI-SDRi density and tails (log scale)]({figures['density']})",
-                     f"![mean against 5th percentile]({figures['tradeoff']})",
-                     f"![validation SI-SDRi against training steps]({figures['convergence']})"]
+    listed = [
+        f"- `{figures['density']}`: test SI-SDRi, smoothed density and both tails (share of sources below / "
+        f"above x) on log axes, all scored epochs pooled"
+        + (", one curve per variant, its seeds pooled" if seeded else ""),
+        f"- `{figures['tradeoff']}`: mean against 5th percentile; error bars: ± std across epochs "
+        f"(`protocol: epochs`) or ± bootstrap std over resampled mixtures (`protocol: weights`)",
+        f"- `{figures['convergence']}`: validation SI-SDRi against training steps"
+        + (f", the dashed line {markdown_cell(baseline.name)}'s final value" if target else ""),
+    ]
+    shown_figures = [
+        f"![SI-SDRi density and tails (log scale)]({figures['density']})",
+        f"![mean against 5th percentile]({figures['tradeoff']})",
+        f"![validation SI-SDRi against training steps]({figures['convergence']})",
+    ]
     if seeded:
-        listed.append(f"- `{figures['seeds_convergence']}`: validation SI-SDRi against training steps per variant, "
-                      f"the mean over its seeds and a band of ± one std")
+        listed.append(
+            f"- `{figures['seeds_convergence']}`: validation SI-SDRi against training steps per variant, "
+            f"the mean over its seeds and a band of ± one std"
+        )
         shown_figures.append(f"![validation SI-SDRi across seeds]({figures['seeds_convergence']})")
     if swept:
-        listed.append(f"- `{figures['operating_point']}`: the operating points of the sweep "
-                      f"({', '.join(markdown_cell(axis.dotted) for axis in axes)}): mean against p5, p1 and std "
-                      f"per swept value, "
-                      f"error bars ± std across seeds; squares: the variants without the swept keys")
+        listed.append(
+            f"- `{figures['operating_point']}`: the operating points of the sweep "
+            f"({', '.join(markdown_cell(axis.dotted) for axis in axes)}): mean against p5, p1 and std "
+            f"per swept value, "
+            f"error bars ± std across seeds; squares: the variants without the swept keys"
+        )
         shown_figures.append(f"![operating points of the sweep]({figures['operating_point']})")
     parts += ["### Figures", "\n".join(listed), "\n".join(shown_figures)]
     return "\n\n".join(part for part in parts if part)
@@ -342,13 +403,18 @@ def report(exp_root: Path, experiments: Optional[Sequence[str]] = None, sweep: s
     for exp in scored:
         groups.setdefault(exp.test_list, []).append(exp)
     (exp_root / "figures").mkdir(parents=True, exist_ok=True)
-    sections = [_group_section(group, exp_root, "" if len(groups) == 1 else f"_{key[:8]}", axes)
-                for key, group in groups.items()]
-    weights = "\n".join(f"- {markdown_cell(exp.name)}: {markdown_cell(exp.stats.get('weights', '?'))}"
-                        for exp in scored)
-    text = ("# Test scores per estimated source\n\n"
-            "Experiments are grouped by the test list they were scored on; the first one with uniform weighting "
-            "on a list is its baseline.\n\n" + "\n\n".join(sections) + f"\n\n## Weights scored\n\n{weights}\n")
+    sections = [
+        _group_section(group, exp_root, "" if len(groups) == 1 else f"_{key[:8]}", axes)
+        for key, group in groups.items()
+    ]
+    weights = "\n".join(
+        f"- {markdown_cell(exp.name)}: {markdown_cell(exp.stats.get('weights', '?'))}" for exp in scored
+    )
+    text = (
+        "# Test scores per estimated source\n\n"
+        "Experiments are grouped by the test list they were scored on; the first one with uniform weighting "
+        "on a list is its baseline.\n\n" + "\n\n".join(sections) + f"\n\n## Weights scored\n\n{weights}\n"
+    )
     path = exp_root / "report.md"
     atomic_write_text(path, text)
     return path

@@ -25,6 +25,7 @@ Experiment names, labels and recorded values go through ``ugr.report.markdown``
 (``markdown_cell``, also importable from here): no name adds a table column,
 forms a link or reaches the page as HTML.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,7 +58,7 @@ def process_started() -> Optional[float]:
     stage's time counts Python's start and imports; None where it is not known."""
     try:
         stat = Path("/proc/self/stat").read_text()
-        ticks = int(stat[stat.rindex(")") + 2:].split()[19])  # field 22, starttime, clock ticks after boot
+        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])  # field 22, starttime, clock ticks after boot
         age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, AttributeError):
         return None
@@ -115,8 +116,9 @@ def _training_fact(launches: Dict[str, List[Dict]], key: str) -> str:
             by_value.setdefault(value, []).append(name)
     if len(by_value) == 1:
         return markdown_cell(next(iter(by_value)))
-    return "; ".join(f"{markdown_cell(value)} ({', '.join(markdown_cell(n) for n in names)})"
-                     for value, names in by_value.items())
+    return "; ".join(
+        f"{markdown_cell(value)} ({', '.join(markdown_cell(n) for n in names)})" for value, names in by_value.items()
+    )
 
 
 def environment(exp_root: Path, names: Sequence[str], report_seconds: Optional[float]) -> str:
@@ -124,21 +126,24 @@ def environment(exp_root: Path, names: Sequence[str], report_seconds: Optional[f
     code = provenance.code_version()
     commit = code.split(" git ", 1)[1] if " git " in code else "-"
     date = datetime.now().astimezone().isoformat(timespec="seconds")
-    lines = ["## Environment", "",
-             f"- date: {date}",
-             f"- ugr version: {markdown_cell(ugr.__version__)}",
-             f"- git commit: {markdown_cell(commit)}",
-             f"- python version: {platform.python_version()}",
-             f"- code of the training: {_training_fact(launches, 'code')}",
-             f"- torch version: {_training_fact(launches, 'torch')}",
-             f"- device: {_training_fact(launches, 'device')}",
-             f"- torch threads: {_training_fact(launches, 'threads')}",
-             "- wall time per stage:",
-             f"  - data: {_seconds(stage_seconds(exp_root, 'data'))}",
-             f"  - lists: {_seconds(stage_seconds(exp_root, 'lists'))}",
-             f"  - train: {_tasks(exp_root, 'train', len(names))}",
-             f"  - score: {_tasks(exp_root, 'score', len(names))}",
-             f"  - report: {_seconds(report_seconds)}"]
+    lines = [
+        "## Environment",
+        "",
+        f"- date: {date}",
+        f"- ugr version: {markdown_cell(ugr.__version__)}",
+        f"- git commit: {markdown_cell(commit)}",
+        f"- python version: {platform.python_version()}",
+        f"- code of the training: {_training_fact(launches, 'code')}",
+        f"- torch version: {_training_fact(launches, 'torch')}",
+        f"- device: {_training_fact(launches, 'device')}",
+        f"- torch threads: {_training_fact(launches, 'threads')}",
+        "- wall time per stage:",
+        f"  - data: {_seconds(stage_seconds(exp_root, 'data'))}",
+        f"  - lists: {_seconds(stage_seconds(exp_root, 'lists'))}",
+        f"  - train: {_tasks(exp_root, 'train', len(names))}",
+        f"  - score: {_tasks(exp_root, 'score', len(names))}",
+        f"  - report: {_seconds(report_seconds)}",
+    ]
     return "\n".join(lines)
 
 
@@ -154,33 +159,43 @@ def _group_section(group: List[report_lib.Scored], exp_root: Path) -> str:
         shown = list_path
     mixtures = len({row["mixture_id"] for row in group[0].rows})
     protocols = sorted({"epochs" if exp.by_epochs else "weights" for exp in group})
-    parts = [f"## Test list {_code(str(shown))}: {mixtures} mixtures",
-             "Scoring protocol: " + ", ".join(f"`{p}`" for p in protocols)
-             + (" (a cell: the mean across the scored epochs ± its std)" if "epochs" in protocols else "") + "."]
+    parts = [
+        f"## Test list {_code(str(shown))}: {mixtures} mixtures",
+        "Scoring protocol: "
+        + ", ".join(f"`{p}`" for p in protocols)
+        + (" (a cell: the mean across the scored epochs ± its std)" if "epochs" in protocols else "")
+        + ".",
+    ]
     title = report_lib.METRIC_TITLES[MAIN_METRIC]
     variants = across_seeds.seed_groups(group)
     if across_seeds.has_seeds(variants):
         base = next((variant for variant in variants if variant.is_uniform), None)
-        parts += [f"### {title} per estimated source, across training seeds",
-                  "A cell: the statistic's mean over the seeds ± its std across them.",
-                  tables.distribution_table(variants, over_seeds=True)]
+        parts += [
+            f"### {title} per estimated source, across training seeds",
+            "A cell: the statistic's mean over the seeds ± its std across them.",
+            tables.distribution_table(variants, over_seeds=True),
+        ]
         if base is not None and len(variants) > 1:
             shown_base = markdown_cell(base.name)
-            parts += [f"### Paired comparison against {shown_base}, across seeds (SI-SDRi)",
-                      f"Difference = variant - {shown_base} per (mixture, source), seed k against seed k; 95 % "
-                      f"bootstrap interval over seeds and mixtures.",
-                      tables.paired_table(variants, base, over_seeds=True)]
+            parts += [
+                f"### Paired comparison against {shown_base}, across seeds (SI-SDRi)",
+                f"Difference = variant - {shown_base} per (mixture, source), seed k against seed k; 95 % "
+                f"bootstrap interval over seeds and mixtures.",
+                tables.paired_table(variants, base, over_seeds=True),
+            ]
         parts += report_lib.worst_group_parts(variants, base, over_seeds=True, full=False)
         return "\n\n".join(parts)
-    parts += [f"### {title} per estimated source",
-              tables.distribution_table({exp.name: exp.stats for exp in group},
-                                        {exp.name: exp.weighting for exp in group})]
+    parts += [
+        f"### {title} per estimated source",
+        tables.distribution_table({exp.name: exp.stats for exp in group}, {exp.name: exp.weighting for exp in group}),
+    ]
     if baseline is not None and len(group) > 1:
         shown_base = markdown_cell(baseline.name)
-        parts += [f"### Paired comparison against {shown_base} (SI-SDRi)",
-                  f"Difference = experiment - {shown_base} per (mixture, source); 95 % bootstrap interval "
-                  f"over mixtures.",
-                  tables.paired_table(group, baseline)]
+        parts += [
+            f"### Paired comparison against {shown_base} (SI-SDRi)",
+            f"Difference = experiment - {shown_base} per (mixture, source); 95 % bootstrap interval over mixtures.",
+            tables.paired_table(group, baseline),
+        ]
     parts += report_lib.worst_group_parts(group, baseline, full=False)
     return "\n\n".join(parts)
 
@@ -203,19 +218,33 @@ def _sections(exp_root: Path, names: Sequence[str]) -> List[str]:
     return [_group_section(group, exp_root) for group in groups.values()]
 
 
-def _text(exp_root: Path, names: Sequence[str], recipe: str, command: str, sections: Sequence[str],
-          report_seconds: Optional[float]) -> str:
+def _text(
+    exp_root: Path,
+    names: Sequence[str],
+    recipe: str,
+    command: str,
+    sections: Sequence[str],
+    report_seconds: Optional[float],
+) -> str:
     folder = _code(exp_root.name + "/")
-    parts = [f"# RESULTS: {markdown_cell(recipe)}" if recipe else "# RESULTS",
-             f"Made by stage 4 (`python -m ugr.report`) from the experiments in {folder}; reproduced by:",
-             _fenced(command, "sh") if command else "-",
-             environment(exp_root, names, report_seconds), *sections,
-             f"Full report with figures: report.md (in {folder})."]
+    parts = [
+        f"# RESULTS: {markdown_cell(recipe)}" if recipe else "# RESULTS",
+        f"Made by stage 4 (`python -m ugr.report`) from the experiments in {folder}; reproduced by:",
+        _fenced(command, "sh") if command else "-",
+        environment(exp_root, names, report_seconds),
+        *sections,
+        f"Full report with figures: report.md (in {folder}).",
+    ]
     return "\n\n".join(parts) + "\n"
 
 
-def build(exp_root: Path, experiments: Optional[Sequence[str]] = None, recipe: str = "", command: str = "",
-          report_seconds: Optional[float] = None) -> str:
+def build(
+    exp_root: Path,
+    experiments: Optional[Sequence[str]] = None,
+    recipe: str = "",
+    command: str = "",
+    report_seconds: Optional[float] = None,
+) -> str:
     """RESULTS.md's text for ``experiments`` (default: every scored one, by name) under ``exp_root``.
 
     ``report_seconds``: stage 4's wall time (default: the one on record, ``log/report.seconds``)."""
@@ -226,8 +255,13 @@ def build(exp_root: Path, experiments: Optional[Sequence[str]] = None, recipe: s
     return _text(exp_root, names, recipe, command, _sections(exp_root, names), report_seconds)
 
 
-def write(exp_root: Path, experiments: Optional[Sequence[str]] = None, recipe: str = "", command: str = "",
-          started: Optional[float] = None) -> Path:
+def write(
+    exp_root: Path,
+    experiments: Optional[Sequence[str]] = None,
+    recipe: str = "",
+    command: str = "",
+    started: Optional[float] = None,
+) -> Path:
     """Writes ``EXP_ROOT/RESULTS.md``; returns its path.
 
     ``started`` (on the ``time.monotonic()`` clock): when stage 4 began; its wall time up to the writing is

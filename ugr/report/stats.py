@@ -24,6 +24,7 @@ unit of the mixture level is the mixture: its sources' sum and count.
 Resampling is seeded (numpy's Generator), so a report is byte-identical when
 rerun; percentiles are numpy's.
 """
+
 from __future__ import annotations
 
 import math
@@ -72,8 +73,7 @@ def _draw_mixtures(rng: np.random.Generator, n_mixtures: int, resamples: int) ->
     return rng.integers(0, n_mixtures, size=(resamples, n_mixtures))
 
 
-def bootstrap_means(sums: np.ndarray, counts: np.ndarray, resamples: int = RESAMPLES,
-                    seed: int = SEED) -> np.ndarray:
+def bootstrap_means(sums: np.ndarray, counts: np.ndarray, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
     """Resampled means of a per-source value, the mixtures drawn with replacement (every seed kept).
 
     ``sums`` is (seeds, mixtures), or (mixtures,) for one run: per seed, each
@@ -87,8 +87,9 @@ def bootstrap_means(sums: np.ndarray, counts: np.ndarray, resamples: int = RESAM
     return totals / (n_seeds * counts[mixtures].sum(axis=1))
 
 
-def bootstrap_std(values: Dict[Tuple[str, str], float], percentile: float = 5.0, resamples: int = RESAMPLES,
-                  seed: int = SEED) -> Tuple[float, float]:
+def bootstrap_std(
+    values: Dict[Tuple[str, str], float], percentile: float = 5.0, resamples: int = RESAMPLES, seed: int = SEED
+) -> Tuple[float, float]:
     """Bootstrap std of the mean and of a percentile of per-source values over one test list, resampling
     mixtures (the error bars of one run's point in the report's trade-off figure).
 
@@ -102,10 +103,10 @@ def bootstrap_std(values: Dict[Tuple[str, str], float], percentile: float = 5.0,
     sorted_values = np.array([values[key] for key in order])
     source_mixture = np.array([index[mixture] for mixture, _ in order])
     draws = _draw_mixtures(np.random.default_rng(seed), len(names), resamples)
-    offsets = np.arange(resamples)[:, None] * len(names)                           # one bincount for all
+    offsets = np.arange(resamples)[:, None] * len(names)  # one bincount for all
     times = np.bincount((draws + offsets).ravel(), minlength=resamples * len(names)).reshape(resamples, -1)
     means = (times @ sums) / (times @ counts)
-    cumulative = np.cumsum(times[:, source_mixture], axis=1)                      # (resamples, sources)
+    cumulative = np.cumsum(times[:, source_mixture], axis=1)  # (resamples, sources)
     position = (cumulative[:, -1] - 1) * percentile / 100.0
     below = np.floor(position)
     lower = sorted_values[(cumulative > below[:, None]).argmax(axis=1)]
@@ -120,8 +121,9 @@ def interval(means: np.ndarray, level: float = LEVEL) -> Tuple[float, float]:
     return float(low), float(high)
 
 
-def seed_interval(seed_means: np.ndarray, mixture_sums: np.ndarray, mixture_counts: np.ndarray,
-                  level: float = LEVEL) -> Tuple[float, float]:
+def seed_interval(
+    seed_means: np.ndarray, mixture_sums: np.ndarray, mixture_counts: np.ndarray, level: float = LEVEL
+) -> Tuple[float, float]:
     """The interval of a mean difference over ``n`` seeds x ``M`` mixtures: ``mean +- t(n-1) * SE``.
 
     ``SE^2 = s_seeds^2 / n + SE_mixtures^2``: the spread of the per-seed means over the seeds, plus the
@@ -143,14 +145,15 @@ def seed_interval(seed_means: np.ndarray, mixture_sums: np.ndarray, mixture_coun
     seeds = seed_means.var(ddof=1) / n
     mixtures = m / (m - 1) * float(((sums - counts * centre) ** 2).sum()) / counts.sum() ** 2 if m > 1 else 0.0
     # Welch-Satterthwaite: n - 1 degrees of freedom where the seeds dominate, up to M - 1 where the mixtures do.
-    denominator = seeds ** 2 / (n - 1) + (mixtures ** 2 / (m - 1) if m > 1 else 0.0)
+    denominator = seeds**2 / (n - 1) + (mixtures**2 / (m - 1) if m > 1 else 0.0)
     df = (seeds + mixtures) ** 2 / denominator if denominator > 0 else float(n - 1)
     half = float(scipy_stats.t.ppf(0.5 + level / 200, df)) * math.sqrt(seeds + mixtures)
     return centre - half, centre + half
 
 
-def seeds_for_power(difference: float, seed_sd: float, power: float = 0.8, level: float = LEVEL,
-                    most: int = 10_000) -> Optional[int]:
+def seeds_for_power(
+    difference: float, seed_sd: float, power: float = 0.8, level: float = LEVEL, most: int = 10_000
+) -> Optional[int]:
     """The fewest seeds whose paired t-test (two-sided, at ``level``) detects ``difference`` with ``power``,
     given the seeds' spread ``seed_sd`` of the per-seed mean difference; None beyond ``most`` seeds or for a
     difference of 0. The noncentral t distribution gives the power exactly for normal seed effects."""
@@ -175,11 +178,11 @@ class SeedsPaired:
     mixtures: int
     sources: int
     mean_difference: float
-    low: float                # over seeds and mixtures (seed_interval: t with seeds - 1 df); nan for one seed
+    low: float  # over seeds and mixtures (seed_interval: t with seeds - 1 df); nan for one seed
     high: float
-    mixtures_low: float       # mixtures resampled, every seed kept: the interval of one run, pooled
+    mixtures_low: float  # mixtures resampled, every seed kept: the interval of one run, pooled
     mixtures_high: float
-    agree: int                # seeds whose own mean difference has the sign of the overall one
+    agree: int  # seeds whose own mean difference has the sign of the overall one
     per_seed: Tuple[float, ...]
     seeds_needed: Optional[int] = None  # when the interval holds 0: seeds for 80 % power at the seeds' spread
 
@@ -189,8 +192,9 @@ class SeedsPaired:
         return not (self.low <= 0 <= self.high) and math.isfinite(self.low)
 
 
-def paired_over_seeds(differences: Sequence[Dict[Tuple[str, str], float]], resamples: int = RESAMPLES,
-                      seed: int = SEED) -> Optional[SeedsPaired]:
+def paired_over_seeds(
+    differences: Sequence[Dict[Tuple[str, str], float]], resamples: int = RESAMPLES, seed: int = SEED
+) -> Optional[SeedsPaired]:
     """The mean of per-source differences (one mapping per paired seed), with the interval over seeds and
     mixtures (``seed_interval``) and the mixtures-only bootstrap beside it; None when the seeds share no
     (mixture, source) pair."""
@@ -209,5 +213,6 @@ def paired_over_seeds(differences: Sequence[Dict[Tuple[str, str], float]], resam
         return SeedsPaired(1, counts.size, len(common), mean, math.nan, math.nan, m_low, m_high, agree, seed_means)
     low, high = seed_interval(np.array(seed_means), sums.mean(axis=0), counts)
     needed = None if not low <= 0 <= high else seeds_for_power(mean, float(np.std(seed_means, ddof=1)))
-    return SeedsPaired(len(per_seed), counts.size, len(common), mean, low, high, m_low, m_high, agree, seed_means,
-                       needed)
+    return SeedsPaired(
+        len(per_seed), counts.size, len(common), mean, low, high, m_low, m_high, agree, seed_means, needed
+    )

@@ -27,6 +27,7 @@ Every name, weighting label and class written into a cell goes through
 ``ugr.report.markdown.markdown_cell``: no name adds a column, forms a link or
 reaches the page as HTML.
 """
+
 from __future__ import annotations
 
 import math
@@ -72,8 +73,12 @@ def per_source(rows: List[Dict[str, str]], metric: str = MAIN_METRIC) -> Dict[tu
     return {key: float(np.mean(v)) for key, v in values.items()}
 
 
-def paired_comparison(values: Dict[tuple[str, str], float], baseline: Dict[tuple[str, str], float],
-                      resamples: int = stats.RESAMPLES, seed: int = stats.SEED) -> Optional[Paired]:
+def paired_comparison(
+    values: Dict[tuple[str, str], float],
+    baseline: Dict[tuple[str, str], float],
+    resamples: int = stats.RESAMPLES,
+    seed: int = stats.SEED,
+) -> Optional[Paired]:
     """Mean per-source difference ``values - baseline`` over their common (mixture, source) pairs, its 95 %
     bootstrap interval and the share of sources improved; None without a common pair.
 
@@ -85,8 +90,7 @@ def paired_comparison(values: Dict[tuple[str, str], float], baseline: Dict[tuple
         return None
     differences = {key: values[key] - baseline[key] for key in common}
     _, sums, counts = stats.by_mixture(differences)
-    low, high = stats.interval(stats.bootstrap_means(sums, counts, resamples=resamples,
-                                                     seed=seed))
+    low, high = stats.interval(stats.bootstrap_means(sums, counts, resamples=resamples, seed=seed))
     d = np.array(list(differences.values()))
     return Paired(len(common), sums.size, float(d.mean()), low, high, float((d > 0).mean()))
 
@@ -128,8 +132,13 @@ def _reach_cell(steps: Sequence[Optional[int]]) -> str:
 # ----------------------------------------------------------------------------- tables
 
 
-def distribution_table(experiments: Any, weightings: Optional[Mapping[str, str]] = None, metric: str = MAIN_METRIC,
-                       *, over_seeds: bool = False) -> str:
+def distribution_table(
+    experiments: Any,
+    weightings: Optional[Mapping[str, str]] = None,
+    metric: str = MAIN_METRIC,
+    *,
+    over_seeds: bool = False,
+) -> str:
     """One row per experiment: n, mean, std, p1 ... p99 of ``metric``; mean ± std across epochs where scored so.
 
     ``experiments``: ``{name: stats}`` with ``weightings`` ``{name: label}``; ``over_seeds``: the variants
@@ -137,13 +146,15 @@ def distribution_table(experiments: Any, weightings: Optional[Mapping[str, str]]
     """
     if over_seeds:
         variants: Sequence[SeedRuns] = experiments
-        lines = ["| variant | weighting | seeds | " + " | ".join(SPREAD_COLUMNS) + " |",
-                 "|" + "---|" * (len(SPREAD_COLUMNS) + 3)]
+        lines = [
+            "| variant | weighting | seeds | " + " | ".join(SPREAD_COLUMNS) + " |",
+            "|" + "---|" * (len(SPREAD_COLUMNS) + 3),
+        ]
         for variant in variants:
             cells = [str(variant.spread(key) or "-") for key in SPREAD_COLUMNS]
-            lines.append(f"| {_md(variant.name)} | {_md(variant.weighting)} | {len(variant.runs)} | "
-                         + " | ".join(cells)
-                         + " |")
+            lines.append(
+                f"| {_md(variant.name)} | {_md(variant.weighting)} | {len(variant.runs)} | " + " | ".join(cells) + " |"
+            )
         return "\n".join(lines)
     lines = ["| experiment | weighting | " + " | ".join(STAT_COLUMNS) + " |", "|" + "---|" * (len(STAT_COLUMNS) + 2)]
     for name, s in experiments.items():
@@ -156,9 +167,11 @@ def distribution_table(experiments: Any, weightings: Optional[Mapping[str, str]]
             reason = "not scored" if not values else "no source it applies to"
             lines.append(f"| {_md(name)} | {_md(weightings[name])} | 0 | " + " | ".join([reason] + ["-"] * 10) + " |")
             continue
-        lines.append(f"| {_md(name)} | {_md(weightings[name])} | "
-                     + " | ".join(_cell(values, spread, c) for c in STAT_COLUMNS)
-                     + " |")
+        lines.append(
+            f"| {_md(name)} | {_md(weightings[name])} | "
+            + " | ".join(_cell(values, spread, c) for c in STAT_COLUMNS)
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -180,28 +193,37 @@ def paired_table(experiments: Sequence[Any], baseline: Any, *, over_seeds: bool 
     against seed k, the interval over seeds and mixtures (``across_seeds.paired``).
     """
     if over_seeds:
-        lines = ["| variant | seeds paired | mixtures | mean difference (dB) | 95 % interval over seeds and mixtures | "
-                 "mixtures only | what the seeds show | seeds agreeing in sign | per seed |",
-                 "|---|---|---|---|---|---|---|---|---|"]
+        lines = [
+            "| variant | seeds paired | mixtures | mean difference (dB) | 95 % interval over seeds and mixtures | "
+            "mixtures only | what the seeds show | seeds agreeing in sign | per seed |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for variant in experiments:
             if variant is baseline:
                 continue
             result = across_seeds.paired(variant, baseline, per_source)
             if result is None:
-                lines.append(f"| {_md(variant.name)} | 0 | no seed or (mixture, source) in common with "
-                             f"{_md(baseline.name)} | "
-                             "- | - | - | - | - | - |")
+                lines.append(
+                    f"| {_md(variant.name)} | 0 | no seed or (mixture, source) in common with "
+                    f"{_md(baseline.name)} | "
+                    "- | - | - | - | - | - |"
+                )
                 continue
             interval = "-" if result.seeds < 2 else f"[{result.low:+.2f}, {result.high:+.2f}]"
-            lines.append(f"| {_md(variant.name)} | {result.seeds} | {result.mixtures} | "
-                         f"{result.mean_difference:+.2f} | "
-                         f"{interval} | [{result.mixtures_low:+.2f}, {result.mixtures_high:+.2f}] | "
-                         f"{verdict(result)} | {result.agree} of {result.seeds} | "
-                         + ", ".join(f"{value:+.2f}" for value in result.per_seed) + " |")
+            lines.append(
+                f"| {_md(variant.name)} | {result.seeds} | {result.mixtures} | "
+                f"{result.mean_difference:+.2f} | "
+                f"{interval} | [{result.mixtures_low:+.2f}, {result.mixtures_high:+.2f}] | "
+                f"{verdict(result)} | {result.agree} of {result.seeds} | "
+                + ", ".join(f"{value:+.2f}" for value in result.per_seed)
+                + " |"
+            )
         return "\n".join(lines)
     base = per_source(baseline.rows)
-    lines = ["| experiment | sources (mixtures) | mean difference (dB) | 95 % bootstrap interval | improved |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| experiment | sources (mixtures) | mean difference (dB) | 95 % bootstrap interval | improved |",
+        "|---|---|---|---|---|",
+    ]
     for exp in experiments:
         if exp is baseline:
             continue
@@ -209,8 +231,10 @@ def paired_table(experiments: Sequence[Any], baseline: Any, *, over_seeds: bool 
         if paired is None:
             lines.append(f"| {_md(exp.name)} | 0 | no (mixture, source) in common with {_md(baseline.name)} | - | - |")
             continue
-        lines.append(f"| {_md(exp.name)} | {paired.sources} ({paired.mixtures}) | {paired.mean_difference:+.2f} | "
-                     f"[{paired.low:+.2f}, {paired.high:+.2f}] | {100 * paired.improved:.1f} % |")
+        lines.append(
+            f"| {_md(exp.name)} | {paired.sources} ({paired.mixtures}) | {paired.mean_difference:+.2f} | "
+            f"[{paired.low:+.2f}, {paired.high:+.2f}] | {100 * paired.improved:.1f} % |"
+        )
     return "\n".join(lines)
 
 
@@ -224,19 +248,24 @@ def class_table(experiments: Any, *, over_seeds: bool = False) -> str:
     if over_seeds:
         variants: Sequence[SeedRuns] = experiments
         classes = sorted({c for variant in variants for run in variant.runs for c in run.stats["per_coarse"]})
-        lines = ["| variant | seeds | " + " | ".join(_md(c) for c in classes) + " | combined |",
-                 "|---|---|" + "---|" * (len(classes) + 1)]
+        lines = [
+            "| variant | seeds | " + " | ".join(_md(c) for c in classes) + " | combined |",
+            "|---|---|" + "---|" * (len(classes) + 1),
+        ]
         for variant in variants:
             cells = [str(variant.spread("mean", c) or "-") for c in classes] + [str(variant.spread("mean") or "-")]
             lines.append(f"| {_md(variant.name)} | {len(variant.runs)} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
     classes = sorted({c for s in experiments.values() for c in s["per_coarse"]})
-    lines = ["| experiment | " + " | ".join(_md(c) for c in classes) + " | combined | ± |",
-             "|---|" + "---|" * (len(classes) + 2)]
+    lines = [
+        "| experiment | " + " | ".join(_md(c) for c in classes) + " | combined | ± |",
+        "|---|" + "---|" * (len(classes) + 2),
+    ]
     for name, s in experiments.items():
         spread = s.get("across_epochs_std")
-        kind = (f"std across {len(s.get('checkpoints', []))} epochs" if spread is not None
-                else "standard error of the mean")
+        kind = (
+            f"std across {len(s.get('checkpoints', []))} epochs" if spread is not None else "standard error of the mean"
+        )
         cells = [_mean_pm(s["per_coarse"].get(c), spread and spread["per_coarse"].get(c)) for c in classes]
         lines.append(f"| {_md(name)} | " + " | ".join(cells + [_mean_pm(s, spread), kind]) + " |")
     return "\n".join(lines)
@@ -252,9 +281,12 @@ def convergence_table(experiments: Sequence[Any], baseline: Optional[Any], *, ov
     """
     if over_seeds:
         final = across_seeds.baseline_final(baseline)
-        head = ("| variant | seeds | final validation SI-SDRi (dB) | "
-                + (f"steps to {100 * REACH_SHARE:.0f} % of it ({REACH_SHARE * final:.2f} dB) | steps to "
-                   f"{_md(baseline.name)}'s final ({final:.2f} dB) |" if final is not None else "steps to reach | - |"))
+        head = "| variant | seeds | final validation SI-SDRi (dB) | " + (
+            f"steps to {100 * REACH_SHARE:.0f} % of it ({REACH_SHARE * final:.2f} dB) | steps to "
+            f"{_md(baseline.name)}'s final ({final:.2f} dB) |"
+            if final is not None
+            else "steps to reach | - |"
+        )
         lines = [head, "|---|---|---|---|---|"]
         for variant in experiments:
             curves = [run.curve for run in variant.runs]
@@ -265,9 +297,11 @@ def convergence_table(experiments: Sequence[Any], baseline: Optional[Any], *, ov
             if final is None:
                 lines.append(f"| {_md(variant.name)} | {len(curves)} | {last} | - | - |")
                 continue
-            lines.append(f"| {_md(variant.name)} | {len(curves)} | {last} | "
-                         f"{_reach_cell([steps_to_reach(c, REACH_SHARE * final) for c in curves])} | "
-                         f"{_reach_cell([steps_to_reach(c, final) for c in curves])} |")
+            lines.append(
+                f"| {_md(variant.name)} | {len(curves)} | {last} | "
+                f"{_reach_cell([steps_to_reach(c, REACH_SHARE * final) for c in curves])} | "
+                f"{_reach_cell([steps_to_reach(c, final) for c in curves])} |"
+            )
         return "\n".join(lines)
     target = baseline.curve[-1].value if baseline is not None and baseline.curve else None
     reach = f"steps to reach {_md(baseline.name)}'s final {target:.2f} dB" if target is not None else "steps to reach -"
@@ -333,8 +367,9 @@ def _order(names: Any, grouping: str) -> List[str]:
     return sorted(names)
 
 
-def group_statistics(rows: List[Dict[str, str]], grouping: str,
-                     metric: str = MAIN_METRIC) -> Optional[Dict[str, GroupStats]]:
+def group_statistics(
+    rows: List[Dict[str, str]], grouping: str, metric: str = MAIN_METRIC
+) -> Optional[Dict[str, GroupStats]]:
     """Per group of ``grouping`` (in ``_order``): n, mean and p5 of the per-source values (``per_source``: a
     source's mean over the epochs scored); None when the grouping is not recorded."""
     labels = source_labels(rows, grouping)
@@ -343,9 +378,10 @@ def group_statistics(rows: List[Dict[str, str]], grouping: str,
     found: Dict[str, List[float]] = {}
     for key, value in per_source(rows, metric).items():
         found.setdefault(labels[key], []).append(value)
-    return {name: GroupStats(name, len(found[name]), float(np.mean(found[name])),
-                             float(np.percentile(found[name], 5)))
-            for name in _order(found, grouping)}
+    return {
+        name: GroupStats(name, len(found[name]), float(np.mean(found[name])), float(np.percentile(found[name], 5)))
+        for name in _order(found, grouping)
+    }
 
 
 def worst(groups: Mapping[str, Any], mean: Any = lambda g: g.mean) -> str:
@@ -355,8 +391,10 @@ def worst(groups: Mapping[str, Any], mean: Any = lambda g: g.mean) -> str:
 
 def _restricted(labels: Dict[tuple[str, str], str], name: str):
     """``per_source`` kept to the sources of group ``name`` (by ``labels``: the baseline's)."""
+
     def values(rows: List[Dict[str, str]]) -> Dict[tuple[str, str], float]:
         return {key: value for key, value in per_source(rows).items() if labels.get(key) == name}
+
     return values
 
 
@@ -373,8 +411,9 @@ def _seed_mean(per_seed: List[GroupStats]) -> float:
     return float(np.mean([g.mean for g in per_seed]))
 
 
-def worst_group_table(experiments: Sequence[Any], baseline: Optional[Any], grouping: str, *,
-                      over_seeds: bool = False) -> str:
+def worst_group_table(
+    experiments: Sequence[Any], baseline: Optional[Any], grouping: str, *, over_seeds: bool = False
+) -> str:
     """Each experiment's worst group of ``grouping`` (a key of ``GROUPINGS``): the group of lowest mean SI-SDRi
     (a source's value its mean over the epochs scored), its sources, mean and p5; and the paired difference
     experiment - baseline of the mean over the sources of the *baseline's* worst group (so both are measured
@@ -403,17 +442,24 @@ def worst_group_table(experiments: Sequence[Any], baseline: Optional[Any], group
         labels = source_labels(base_run.rows, grouping)
         against = f"{_md(baseline.name)}'s worst group, {_md(target)}"
     if over_seeds:
-        lines = [f"| variant | seeds | worst group | n | mean (dB) | p5 (dB) | difference on {against} (dB) | "
-                 f"95 % interval over seeds and mixtures | mixtures only |", "|---|---|---|---|---|---|---|---|---|"]
+        lines = [
+            f"| variant | seeds | worst group | n | mean (dB) | p5 (dB) | difference on {against} (dB) | "
+            f"95 % interval over seeds and mixtures | mixtures only |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
     else:
-        lines = [f"| experiment | worst group | n | mean (dB) | p5 (dB) | difference on {against} (dB) | "
-                 f"95 % bootstrap interval |", "|---|---|---|---|---|---|---|"]
+        lines = [
+            f"| experiment | worst group | n | mean (dB) | p5 (dB) | difference on {against} (dB) | "
+            f"95 % bootstrap interval |",
+            "|---|---|---|---|---|---|---|",
+        ]
     for exp in experiments:
         found = per_variant[id(exp)]
         seeds = f"{len(exp.runs)} | " if over_seeds else ""
         if not found:
-            lines.append(f"| {_md(exp.name)} | {seeds}{NOT_RECORDED} | - | - | - | - | -"
-                         + (" | - |" if over_seeds else " |"))
+            lines.append(
+                f"| {_md(exp.name)} | {seeds}{NOT_RECORDED} | - | - | - | - | -" + (" | - |" if over_seeds else " |")
+            )
             continue
         if over_seeds:
             name = worst(found, _seed_mean)
@@ -432,8 +478,10 @@ def worst_group_table(experiments: Sequence[Any], baseline: Optional[Any], group
                 lines.append(head + "no source in common | - | - |")
                 continue
             interval = "-" if result.seeds < 2 else f"[{result.low:+.2f}, {result.high:+.2f}]"
-            lines.append(head + f"{result.mean_difference:+.2f} | {interval} | "
-                                f"[{result.mixtures_low:+.2f}, {result.mixtures_high:+.2f}] |")
+            lines.append(
+                head + f"{result.mean_difference:+.2f} | {interval} | "
+                f"[{result.mixtures_low:+.2f}, {result.mixtures_high:+.2f}] |"
+            )
         else:
             values = _restricted(labels, target)
             paired = paired_comparison(values(exp.rows), values(baseline.rows))
@@ -460,10 +508,14 @@ def group_table(experiments: Sequence[Any], grouping: str, *, over_seeds: bool =
         return f"{GROUPINGS[grouping].capitalize()}: {NOT_RECORDED}."
     names = _order({name for groups in found.values() if groups for name in groups}, grouping)
     first = {"class": "fine class", "group": "group", "input_snr": "input SNR"}[grouping]
-    lines = [f"| {first} | n | " + " | ".join(f"{_md(exp.name)}: mean / p5" for exp in experiments) + " |",
-             "|---|---|" + "---|" * len(experiments)]
-    worst_of = {key: (worst(groups, _seed_mean) if over_seeds else worst(groups)) if groups else None
-                for key, groups in found.items()}
+    lines = [
+        f"| {first} | n | " + " | ".join(f"{_md(exp.name)}: mean / p5" for exp in experiments) + " |",
+        "|---|---|" + "---|" * len(experiments),
+    ]
+    worst_of = {
+        key: (worst(groups, _seed_mean) if over_seeds else worst(groups)) if groups else None
+        for key, groups in found.items()
+    }
     for name in names:
         counts, cells = [], []
         for exp in experiments:
@@ -476,8 +528,7 @@ def group_table(experiments: Sequence[Any], grouping: str, *, over_seeds: bool =
                 continue
             if over_seeds:
                 counts.append(groups[name][0].n)
-                cell = (f"{stats.spread(g.mean for g in groups[name])} / "
-                        f"{stats.spread(g.p5 for g in groups[name])}")
+                cell = f"{stats.spread(g.mean for g in groups[name])} / {stats.spread(g.p5 for g in groups[name])}"
             else:
                 counts.append(groups[name].n)
                 cell = f"{groups[name].mean:.2f} / {groups[name].p5:.2f}"

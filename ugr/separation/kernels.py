@@ -32,6 +32,7 @@ about once.
 ``Bf16PointwiseConv1d``: the 1x1 convolutions in bf16, for the opt-in
 ``bf16_pointwise`` (its docstring says why only these layers).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -42,8 +43,7 @@ from asteroid_filterbanks.enc_dec import Decoder
 from torch import Tensor, nn
 
 
-def depthwise_weight_grad(grad_out: Tensor, x: Tensor, taps: int, stride: int, padding: int,
-                          dilation: int) -> Tensor:
+def depthwise_weight_grad(grad_out: Tensor, x: Tensor, taps: int, stride: int, padding: int, dilation: int) -> Tensor:
     """The (C, 1, K) weight gradient of a depthwise ``conv1d``: for each tap k,
     ``sum_{b,t} grad_out[b, c, t] * x_pad[b, c, t * stride + k * dilation]``.
 
@@ -71,8 +71,9 @@ class _DepthwiseConv1dFunction(torch.autograd.Function):
     """``F.conv1d`` with groups = channels; the backward of ``DepthwiseConv1d`` (module docstring)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, padding: int,
-                dilation: int) -> Tensor:
+    def forward(
+        ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, padding: int, dilation: int
+    ) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.conf = stride, padding, dilation, bias is not None
         return F.conv1d(x, weight, bias, stride, padding, dilation, groups=weight.shape[0])
@@ -88,12 +89,23 @@ class _DepthwiseConv1dFunction(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             if stride == 1 and padding <= dilation * (taps - 1):
                 # The adjoint of a stride-1 correlation is the correlation with the flipped kernel.
-                grad_x = F.conv1d(grad_out, weight_.flip(-1), None, 1, dilation * (taps - 1) - padding, dilation,
-                                  groups=channels)
+                grad_x = F.conv1d(
+                    grad_out, weight_.flip(-1), None, 1, dilation * (taps - 1) - padding, dilation, groups=channels
+                )
             else:
                 grad_x = torch.ops.aten.convolution_backward(
-                    grad_out, x_, weight_, None, [stride], [padding], [dilation], False, [0], channels,
-                    [True, False, False])[0]
+                    grad_out,
+                    x_,
+                    weight_,
+                    None,
+                    [stride],
+                    [padding],
+                    [dilation],
+                    False,
+                    [0],
+                    channels,
+                    [True, False, False],
+                )[0]
             grad_x = grad_x.to(x.dtype)
         if ctx.needs_input_grad[1]:
             grad_w = depthwise_weight_grad(grad_out, x_, taps, stride, padding, dilation).to(weight.dtype)
@@ -113,24 +125,39 @@ class DepthwiseConv1d(nn.Conv1d):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if not (self.groups == self.in_channels == self.out_channels and self.padding_mode == "zeros"
-                and isinstance(self.padding, tuple)):
-            raise ValueError(f"DepthwiseConv1d computes depthwise convolutions (groups = in = out channels) with "
-                             f"zero padding given as an int; got {self}")
+        if not (
+            self.groups == self.in_channels == self.out_channels
+            and self.padding_mode == "zeros"
+            and isinstance(self.padding, tuple)
+        ):
+            raise ValueError(
+                f"DepthwiseConv1d computes depthwise convolutions (groups = in = out channels) with "
+                f"zero padding given as an int; got {self}"
+            )
 
     @classmethod
     def replacing(cls, stock: nn.Conv1d) -> "DepthwiseConv1d":
         """A layer that takes over ``stock``'s own Parameter objects (no new initialisation, the random stream
         unchanged)."""
-        fast = cls(stock.in_channels, stock.out_channels, stock.kernel_size, stride=stock.stride,
-                   padding=stock.padding, dilation=stock.dilation, groups=stock.groups, bias=stock.bias is not None,
-                   padding_mode=stock.padding_mode, device="meta")
+        fast = cls(
+            stock.in_channels,
+            stock.out_channels,
+            stock.kernel_size,
+            stride=stock.stride,
+            padding=stock.padding,
+            dilation=stock.dilation,
+            groups=stock.groups,
+            bias=stock.bias is not None,
+            padding_mode=stock.padding_mode,
+            device="meta",
+        )
         fast.weight, fast.bias = stock.weight, stock.bias
         return fast
 
     def forward(self, x: Tensor) -> Tensor:
-        return _DepthwiseConv1dFunction.apply(x, self.weight, self.bias, self.stride[0], self.padding[0],
-                                              self.dilation[0])
+        return _DepthwiseConv1dFunction.apply(
+            x, self.weight, self.bias, self.stride[0], self.padding[0], self.dilation[0]
+        )
 
 
 class _PointwiseConv1dFunction(torch.autograd.Function):
@@ -167,10 +194,16 @@ class PointwiseConv1d(nn.Conv1d):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if not (self.kernel_size == (1,) and self.stride == (1,) and self.groups == 1 and self.padding == (0,)
-                and self.dilation == (1,)):
-            raise ValueError(f"PointwiseConv1d computes 1x1 convolutions (kernel 1, stride 1, groups 1, no "
-                             f"padding); got {self}")
+        if not (
+            self.kernel_size == (1,)
+            and self.stride == (1,)
+            and self.groups == 1
+            and self.padding == (0,)
+            and self.dilation == (1,)
+        ):
+            raise ValueError(
+                f"PointwiseConv1d computes 1x1 convolutions (kernel 1, stride 1, groups 1, no padding); got {self}"
+            )
 
     @classmethod
     def replacing(cls, stock: nn.Conv1d) -> "PointwiseConv1d":
@@ -205,8 +238,16 @@ class Bf16PointwiseConv1d(nn.Conv1d):
     @classmethod
     def replacing(cls, stock: nn.Conv1d) -> "Bf16PointwiseConv1d":
         """A layer that takes over ``stock``'s own Parameter objects."""
-        fast = cls(stock.in_channels, stock.out_channels, stock.kernel_size, stride=stock.stride,
-                   padding=stock.padding, groups=stock.groups, bias=stock.bias is not None, device="meta")
+        fast = cls(
+            stock.in_channels,
+            stock.out_channels,
+            stock.kernel_size,
+            stride=stock.stride,
+            padding=stock.padding,
+            groups=stock.groups,
+            bias=stock.bias is not None,
+            device="meta",
+        )
         fast.weight, fast.bias = stock.weight, stock.bias
         return fast
 
@@ -231,9 +272,9 @@ def overlap_add(frames: Tensor, filters: Tensor, hop: int, padding: int, output_
     batch, _, n_frames = frames.shape
     taps = filters.shape[-1]
     pieces = -(-taps // hop)
-    padded = F.pad(filters[:, 0, :], (0, pieces * hop - taps))             # (C, R * hop)
-    products = torch.bmm(padded.t().expand(batch, -1, -1), frames)          # (N, R * hop, T)
-    blocks = products.view(batch, pieces, hop, n_frames).transpose(2, 3)    # (N, R, T, hop)
+    padded = F.pad(filters[:, 0, :], (0, pieces * hop - taps))  # (C, R * hop)
+    products = torch.bmm(padded.t().expand(batch, -1, -1), frames)  # (N, R * hop, T)
+    blocks = products.view(batch, pieces, hop, n_frames).transpose(2, 3)  # (N, R, T, hop)
     summed = sum(F.pad(blocks[:, r], (0, 0, r, pieces - 1 - r)) for r in range(pieces))  # (N, T + R - 1, hop)
     out = summed.reshape(batch, 1, (n_frames + pieces - 1) * hop)
     end = (n_frames - 1) * hop - padding + taps + output_padding  # padding + the transposed convolution's length
@@ -253,16 +294,16 @@ class OverlapAddDecoder(Decoder):
 
     @classmethod
     def replacing(cls, stock: Decoder) -> "OverlapAddDecoder":
-        return cls(stock.filterbank, is_pinv=stock.is_pinv, padding=stock.padding,
-                   output_padding=stock.output_padding)
+        return cls(stock.filterbank, is_pinv=stock.is_pinv, padding=stock.padding, output_padding=stock.output_padding)
 
     def forward(self, spec: Tensor, length: int | None = None) -> Tensor:
         filters = self.get_filters()
         if not cpu_kernel_applies(spec, filters.dtype, dims=(3, 4)):
             return super().forward(spec, length)
         spec = self.filterbank.pre_synthesis(spec)
-        wav = overlap_add(spec.reshape((-1,) + spec.shape[-2:]), filters, self.stride, self.padding,
-                          self.output_padding)
+        wav = overlap_add(
+            spec.reshape((-1,) + spec.shape[-2:]), filters, self.stride, self.padding, self.output_padding
+        )
         if spec.dim() == 4:
             wav = wav.view(spec.shape[:-2] + (-1,))
         wav = self.filterbank.post_synthesis(wav)

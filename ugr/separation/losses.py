@@ -11,6 +11,7 @@ Granularity of the weights (``weighting.granularity``):
 * ``mixture``: one weight per mixture, the PIT loss averaged over its sources,
   shape (B,); the paper's formula.
 """
+
 from __future__ import annotations
 
 import torch

@@ -23,6 +23,7 @@ to speech sources only, and the sample rates it supports. ``check`` refuses
 unknown names and unsupported rates before any work; ``evaluate`` computes a
 list of metrics, NaN where a speech-only metric does not apply.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,11 +43,14 @@ SDR_CEILING_DB = 100.0
 
 def _check_shapes(est: Tensor, src: Tensor, mix: Optional[Tensor] = None) -> None:
     if est.shape != src.shape or est.dim() < 2:
-        raise ValueError(f"estimates {tuple(est.shape)} and references {tuple(src.shape)} must have the same shape "
-                         f"(..., n_src, T)")
+        raise ValueError(
+            f"estimates {tuple(est.shape)} and references {tuple(src.shape)} must have the same shape (..., n_src, T)"
+        )
     if mix is not None and mix.shape != est.shape[:-2] + est.shape[-1:]:
-        raise ValueError(f"mixture {tuple(mix.shape)} must have the estimates' shape without the source axis, "
-                         f"{tuple(est.shape[:-2] + est.shape[-1:])}")
+        raise ValueError(
+            f"mixture {tuple(mix.shape)} must have the estimates' shape without the source axis, "
+            f"{tuple(est.shape[:-2] + est.shape[-1:])}"
+        )
 
 
 def si_sdri(est: Tensor, src: Tensor, mix: Tensor) -> Tensor:
@@ -106,8 +110,10 @@ def pesq(est: Tensor, src: Tensor, sample_rate: int) -> Tensor:
     """
     mode = PESQ_MODES.get(sample_rate)
     if mode is None:
-        raise ValueError(f"PESQ is defined at {sorted(PESQ_MODES)} Hz only, not {sample_rate} Hz: resample the "
-                         f"signals to one of those rates or leave 'pesq' out of scoring.metrics")
+        raise ValueError(
+            f"PESQ is defined at {sorted(PESQ_MODES)} Hz only, not {sample_rate} Hz: resample the "
+            f"signals to one of those rates or leave 'pesq' out of scoring.metrics"
+        )
     from pesq import PesqError
     from pesq import pesq as backend  # imported here: only this metric needs it
 
@@ -117,8 +123,10 @@ def pesq(est: Tensor, src: Tensor, sample_rate: int) -> Tensor:
         try:
             return float(backend(sample_rate, ref, e, mode))
         except PesqError as err:
-            raise ValueError(f"PESQ failed on a reference of {ref.size} samples ({type(err).__name__}: {err}): it "
-                             f"needs a reference with speech, at least 1/4 s long; score only such sources") from err
+            raise ValueError(
+                f"PESQ failed on a reference of {ref.size} samples ({type(err).__name__}: {err}): it "
+                f"needs a reference with speech, at least 1/4 s long; score only such sources"
+            ) from err
 
     return _per_pair(est, src, score)
 
@@ -138,8 +146,9 @@ METRICS: Dict[str, Metric] = {
     "si_sdri": Metric("si_sdri", lambda est, src, mix, rate: si_sdri(est, src, mix), False, None, "dB"),
     "sdri": Metric("sdri", lambda est, src, mix, rate: sdri(est, src, mix), False, None, "dB"),
     "stoi": Metric("stoi", lambda est, src, mix, rate: stoi(est, src, rate), True, None, "[0, 1]"),
-    "pesq": Metric("pesq", lambda est, src, mix, rate: pesq(est, src, rate), True, tuple(sorted(PESQ_MODES)),
-                   "MOS-LQO"),
+    "pesq": Metric(
+        "pesq", lambda est, src, mix, rate: pesq(est, src, rate), True, tuple(sorted(PESQ_MODES)), "MOS-LQO"
+    ),
 }
 
 
@@ -151,13 +160,16 @@ def check(names: Sequence[str], sample_rate: int) -> list[Metric]:
     chosen = [METRICS[name] for name in names]
     for metric in chosen:
         if metric.sample_rates is not None and sample_rate not in metric.sample_rates:
-            raise ValueError(f"metric {metric.name!r} supports sample rates {list(metric.sample_rates)} Hz, not "
-                             f"{sample_rate} Hz: leave it out of scoring.metrics or score at a supported rate")
+            raise ValueError(
+                f"metric {metric.name!r} supports sample rates {list(metric.sample_rates)} Hz, not "
+                f"{sample_rate} Hz: leave it out of scoring.metrics or score at a supported rate"
+            )
     return chosen
 
 
-def evaluate(names: Sequence[str], est: Tensor, src: Tensor, mix: Tensor, sample_rate: int,
-             speech: Tensor) -> Dict[str, Tensor]:
+def evaluate(
+    names: Sequence[str], est: Tensor, src: Tensor, mix: Tensor, sample_rate: int, speech: Tensor
+) -> Dict[str, Tensor]:
     """Every metric of ``names`` per estimated source, (..., n_src) float64 each, in the order of ``names``.
 
     ``speech`` (bool, (..., n_src)) marks the speech references; speech-only
@@ -167,8 +179,10 @@ def evaluate(names: Sequence[str], est: Tensor, src: Tensor, mix: Tensor, sample
     _check_shapes(est, src, mix)
     speech = torch.as_tensor(speech, dtype=torch.bool, device=est.device)
     if speech.shape != est.shape[:-1]:
-        raise ValueError(f"speech mask {tuple(speech.shape)} must have the shape {tuple(est.shape[:-1])} "
-                         f"(one flag per reference source)")
+        raise ValueError(
+            f"speech mask {tuple(speech.shape)} must have the shape {tuple(est.shape[:-1])} "
+            f"(one flag per reference source)"
+        )
     mixtures = mix.unsqueeze(-2).expand_as(src)
     results: Dict[str, Tensor] = {}
     for metric in chosen:

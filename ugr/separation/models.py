@@ -47,6 +47,7 @@ Activation checkpointing (``checkpoint_blocks``, the config's
 backward: the activations of the U-blocks are most of a step's memory, so
 the paper's batch fits a smaller GPU for one more forward pass of the blocks.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -64,8 +65,12 @@ from torch import Tensor, nn
 from ugr.core.checks import Check, boolean, one_of, positive_int, positive_number
 from ugr.separation.kernels import Bf16PointwiseConv1d, DepthwiseConv1d, OverlapAddDecoder, PointwiseConv1d, PReLU
 
-ARCHS = {"sudormrf": SuDORMRFNet, "sudormrf_improved": SuDORMRFImprovedNet, "convtasnet": ConvTasNet,
-         "dprnntasnet": DPRNNTasNet}
+ARCHS = {
+    "sudormrf": SuDORMRFNet,
+    "sudormrf_improved": SuDORMRFImprovedNet,
+    "convtasnet": ConvTasNet,
+    "dprnntasnet": DPRNNTasNet,
+}
 MASK_LAYERS = ("fast", "stock")
 U_BLOCK_ARCHS = ("sudormrf", "sudormrf_improved")  # the archs whose masker is a chain of U-blocks
 FILTERBANKS = ("free", "analytic_free", "param_sinc", "stft")
@@ -74,22 +79,54 @@ NORM_TYPES = ("gLN", "cLN", "cgLN", "fgLN", "bN")  # asteroid.masknn.norms
 RNN_TYPES = ("LSTM", "GRU", "RNN")
 
 _SUDORMRF_COMMON: dict[str, Any] = {
-    "n_src": 2, "bn_chan": 128, "num_blocks": 16, "upsampling_depth": 4, "kernel_size": 21, "n_filters": 512,
-    "fb_name": "free", "sample_rate": 8000,
+    "n_src": 2,
+    "bn_chan": 128,
+    "num_blocks": 16,
+    "upsampling_depth": 4,
+    "kernel_size": 21,
+    "n_filters": 512,
+    "fb_name": "free",
+    "sample_rate": 8000,
 }
 # Each arch's defaults; its keys are the keys the arch accepts (besides "arch").
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "sudormrf": {"mask_layer": "fast", "bf16_pointwise": False, **_SUDORMRF_COMMON, "mask_act": "softmax"},
     "sudormrf_improved": {**_SUDORMRF_COMMON, "mask_act": "relu"},
     "convtasnet": {
-        "n_src": 2, "n_blocks": 8, "n_repeats": 3, "bn_chan": 128, "hid_chan": 512, "skip_chan": 128,
-        "conv_kernel_size": 3, "norm_type": "gLN", "mask_act": "relu", "causal": False, "fb_name": "free",
-        "kernel_size": 16, "n_filters": 512, "stride": 8, "sample_rate": 8000,
+        "n_src": 2,
+        "n_blocks": 8,
+        "n_repeats": 3,
+        "bn_chan": 128,
+        "hid_chan": 512,
+        "skip_chan": 128,
+        "conv_kernel_size": 3,
+        "norm_type": "gLN",
+        "mask_act": "relu",
+        "causal": False,
+        "fb_name": "free",
+        "kernel_size": 16,
+        "n_filters": 512,
+        "stride": 8,
+        "sample_rate": 8000,
     },
     "dprnntasnet": {
-        "n_src": 2, "bn_chan": 128, "hid_size": 128, "chunk_size": 250, "hop_size": 125, "n_repeats": 6,
-        "norm_type": "gLN", "mask_act": "sigmoid", "bidirectional": True, "rnn_type": "LSTM", "num_layers": 1,
-        "dropout": 0.0, "fb_name": "free", "kernel_size": 2, "n_filters": 64, "stride": 1, "sample_rate": 8000,
+        "n_src": 2,
+        "bn_chan": 128,
+        "hid_size": 128,
+        "chunk_size": 250,
+        "hop_size": 125,
+        "n_repeats": 6,
+        "norm_type": "gLN",
+        "mask_act": "sigmoid",
+        "bidirectional": True,
+        "rnn_type": "LSTM",
+        "num_layers": 1,
+        "dropout": 0.0,
+        "fb_name": "free",
+        "kernel_size": 2,
+        "n_filters": 64,
+        "stride": 1,
+        "sample_rate": 8000,
     },
 }
 
@@ -116,11 +153,28 @@ def _dropout(value: Any) -> Optional[str]:
 
 # What every key must be, whichever arch takes it (``ugr.core.checks``' style: a message, or None).
 RULES: dict[str, Check] = {
-    **{key: positive_int for key in ("n_src", "bn_chan", "num_blocks", "upsampling_depth", "n_filters", "n_blocks",
-                                     "n_repeats", "hid_chan", "skip_chan", "conv_kernel_size", "hid_size",
-                                     "chunk_size", "hop_size", "num_layers", "stride")},
+    **{
+        key: positive_int
+        for key in (
+            "n_src",
+            "bn_chan",
+            "num_blocks",
+            "upsampling_depth",
+            "n_filters",
+            "n_blocks",
+            "n_repeats",
+            "hid_chan",
+            "skip_chan",
+            "conv_kernel_size",
+            "hid_size",
+            "chunk_size",
+            "hop_size",
+            "num_layers",
+            "stride",
+        )
+    },
     "kernel_size": _kernel_size,
-    "sample_rate": positive_number,            # Hz
+    "sample_rate": positive_number,  # Hz
     "dropout": _dropout,
     "causal": boolean,
     "bf16_pointwise": boolean,
@@ -154,15 +208,25 @@ class ToeplitzMaskConv2d(nn.Conv2d):
 
     product_dtype: torch.dtype | None = None
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int],
-                 padding: tuple[int, int], **kwargs: Any) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: tuple[int, int], padding: tuple[int, int], **kwargs: Any
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, padding=padding, **kwargs)
-        supported = (self.in_channels == 1 and self.kernel_size[1] == 1 and self.padding[1] == 0
-                     and self.stride == (1, 1) and self.dilation == (1, 1) and self.groups == 1
-                     and self.padding_mode == "zeros" and self.bias is not None)
+        supported = (
+            self.in_channels == 1
+            and self.kernel_size[1] == 1
+            and self.padding[1] == 0
+            and self.stride == (1, 1)
+            and self.dilation == (1, 1)
+            and self.groups == 1
+            and self.padding_mode == "zeros"
+            and self.bias is not None
+        )
         if not supported:
-            raise ValueError(f"ToeplitzMaskConv2d reproduces only asteroid's SuDORMRF mask layer "
-                             f"(1 input channel, kernel (K, 1), padding (P, 0), stride 1, with bias); got {self}")
+            raise ValueError(
+                f"ToeplitzMaskConv2d reproduces only asteroid's SuDORMRF mask layer "
+                f"(1 input channel, kernel (K, 1), padding (P, 0), stride 1, with bias); got {self}"
+            )
 
     @classmethod
     def replacing(cls, stock: nn.Conv2d) -> "ToeplitzMaskConv2d":
@@ -194,8 +258,9 @@ class ToeplitzMaskConv2d(nn.Conv2d):
         batch, _, n_rows_in, frames = x.shape
         matrix = self.toeplitz(n_rows_in)
         n_src, n_rows_out, _ = matrix.shape
-        out = batched_product(matrix.reshape(n_src * n_rows_out, n_rows_in), x.reshape(batch, n_rows_in, frames),
-                              self.product_dtype)
+        out = batched_product(
+            matrix.reshape(n_src * n_rows_out, n_rows_in), x.reshape(batch, n_rows_in, frames), self.product_dtype
+        )
         return out.view(batch, n_src, n_rows_out, frames) + self.bias.view(1, n_src, 1, 1)
 
 
@@ -224,8 +289,9 @@ class TwoSourceSoftmaxMask(ToeplitzMaskConv2d):
     ``output_act`` must be the identity (``build_model`` sets it).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int],
-                 padding: tuple[int, int], **kwargs: Any) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: tuple[int, int], padding: tuple[int, int], **kwargs: Any
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, padding, **kwargs)
         if self.out_channels != 2:
             raise ValueError(f"TwoSourceSoftmaxMask computes the softmax of two sources; got {self.out_channels}")
@@ -246,20 +312,24 @@ def resolve_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     defaults = ARCH_DEFAULTS[arch]
     unknown = sorted(set(cfg) - set(defaults) - {"arch"})
     if unknown:
-        raise ValueError(f"unknown model config key(s) {unknown} for arch {arch!r}; its keys: "
-                         f"{sorted(['arch', *defaults])}")
+        raise ValueError(
+            f"unknown model config key(s) {unknown} for arch {arch!r}; its keys: {sorted(['arch', *defaults])}"
+        )
     full = {**defaults, **cfg, "arch": arch}
     for key in defaults:
         problem = RULES[key](full[key])
         if problem:
             raise ValueError(f"model config {key} {problem} (arch {arch!r})")
     if full.get("bf16_pointwise") and full.get("mask_layer") != "fast":
-        raise ValueError("model config bf16_pointwise=True computes the fast mask layer's product in bf16; "
-                         "it needs mask_layer: fast")
+        raise ValueError(
+            "model config bf16_pointwise=True computes the fast mask layer's product in bf16; it needs mask_layer: fast"
+        )
     if arch == "sudormrf" and full["fb_name"] == "free" and full["n_filters"] % 2:
-        raise ValueError(f"model config n_filters={full['n_filters']} gives {full['n_filters']} encoder bases; "
-                         f"asteroid's SuDORMRF mask layer outputs N + 1 masks for odd N, which the decoder cannot "
-                         f"apply: use an even n_filters")
+        raise ValueError(
+            f"model config n_filters={full['n_filters']} gives {full['n_filters']} encoder bases; "
+            f"asteroid's SuDORMRF mask layer outputs N + 1 masks for odd N, which the decoder cannot "
+            f"apply: use an even n_filters"
+        )
     return full
 
 
@@ -318,8 +388,9 @@ def build_model(cfg: Mapping[str, Any] | None = None) -> nn.Module:
     return model
 
 
-def _replace_layers(module: nn.Module, wanted: Callable[[nn.Module], bool],
-                    replacement: Callable[[nn.Module], nn.Module]) -> None:
+def _replace_layers(
+    module: nn.Module, wanted: Callable[[nn.Module], bool], replacement: Callable[[nn.Module], nn.Module]
+) -> None:
     """Every layer inside ``module`` for which ``wanted`` is true becomes ``replacement(layer)``, in place."""
     found = [(parent, name) for parent in module.modules() for name, child in parent.named_children() if wanted(child)]
     for parent, name in found:
@@ -328,14 +399,23 @@ def _replace_layers(module: nn.Module, wanted: Callable[[nn.Module], bool],
 
 def _is_depthwise_conv(layer: nn.Module) -> bool:
     """A stock depthwise ``nn.Conv1d`` (groups = in = out channels): in the Sudo rm -rf maskers, the U-blocks'."""
-    return (type(layer) is nn.Conv1d and layer.groups == layer.in_channels == layer.out_channels > 1
-            and layer.padding_mode == "zeros")
+    return (
+        type(layer) is nn.Conv1d
+        and layer.groups == layer.in_channels == layer.out_channels > 1
+        and layer.padding_mode == "zeros"
+    )
 
 
 def _is_pointwise_conv(layer: nn.Module) -> bool:
     """A stock 1x1 ``nn.Conv1d``: in the maskers, the bottleneck, the U-block projections and the mask head."""
-    return (type(layer) is nn.Conv1d and layer.kernel_size == (1,) and layer.groups == 1 and layer.stride == (1,)
-            and layer.padding == (0,) and layer.dilation == (1,))
+    return (
+        type(layer) is nn.Conv1d
+        and layer.kernel_size == (1,)
+        and layer.groups == 1
+        and layer.stride == (1,)
+        and layer.padding == (0,)
+        and layer.dilation == (1,)
+    )
 
 
 def use_bf16_pointwise(model: nn.Module) -> None:
@@ -372,8 +452,10 @@ def checkpoint_blocks(model: nn.Module) -> nn.Module:
     """Puts every U-block of a Sudo rm -rf model (``U_BLOCK_ARCHS``) under activation checkpointing, in place."""
     blocks = getattr(getattr(model, "masker", None), "sm", None)
     if not isinstance(blocks, nn.Sequential):
-        raise ValueError(f"activation checkpointing needs a model with U-blocks (arch one of {list(U_BLOCK_ARCHS)}), "
-                         f"got {type(model).__name__}; set training.activation_checkpointing: false")
+        raise ValueError(
+            f"activation checkpointing needs a model with U-blocks (arch one of {list(U_BLOCK_ARCHS)}), "
+            f"got {type(model).__name__}; set training.activation_checkpointing: false"
+        )
     checkpointed = CheckpointedBlocks()
     for name, block in blocks.named_children():
         checkpointed.add_module(name, block)

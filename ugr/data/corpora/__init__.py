@@ -20,6 +20,7 @@ indexer's own ``KEY=VALUE`` settings from ``python -m ugr.data.prepare
 ``take_options`` and raises ``CorpusLayoutError`` for a folder it cannot read,
 naming the folder and the fix.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -30,8 +31,21 @@ from typing import Any, Callable, Dict, Mapping, Sequence
 
 from ..manifest import SPLITS  # the data contract names the splits
 
-__all__ = ["SPLITS", "CorpusLayoutError", "SourceFile", "MixtureFile", "Index", "INDEXERS", "LICENCES",
-           "LICENCE_FIELDS", "register", "take_options", "index_corpus", "require_folder", "registered"]
+__all__ = [
+    "SPLITS",
+    "CorpusLayoutError",
+    "SourceFile",
+    "MixtureFile",
+    "Index",
+    "INDEXERS",
+    "LICENCES",
+    "LICENCE_FIELDS",
+    "register",
+    "take_options",
+    "index_corpus",
+    "require_folder",
+    "registered",
+]
 
 
 class CorpusLayoutError(ValueError):
@@ -100,6 +114,7 @@ def register(name: str, licence: Mapping[str, Any]) -> Callable[[Indexer], Index
         INDEXERS[name] = indexer
         LICENCES[name] = dict(licence)
         return indexer
+
     return add
 
 

@@ -43,6 +43,7 @@ in different splits): a second file with the same id (``a.wav`` and
 ``a.flac``) is a skip, the first by path kept. Hidden files and folders,
 non-audio files and files outside a class folder are skips too.
 """
+
 from __future__ import annotations
 
 import os
@@ -67,8 +68,15 @@ LAYOUT = f"{LAYOUT_CLASSES} or {LAYOUT_SPLITS}"
 
 
 # Your own recordings: their terms are yours to state (ugr-export's model card says so).
-LICENCE = {"title": "own recordings (class folders)", "title_link": "", "author": "", "author_link": "",
-           "license": "the recordings' own terms (not known to ugr)", "license_link": "", "non_commercial": False}
+LICENCE = {
+    "title": "own recordings (class folders)",
+    "title_link": "",
+    "author": "",
+    "author_link": "",
+    "license": "the recordings' own terms (not known to ugr)",
+    "license_link": "",
+    "non_commercial": False,
+}
 
 
 @register("class_folders", LICENCE)
@@ -77,31 +85,40 @@ def index_class_folders(root: Path, *, fs: int, **options: str) -> Index:
     index = Index()
     layout = options.get("layout")
     if layout is not None and layout not in LAYOUTS:
-        raise CorpusLayoutError(f"corpus class_folders: layout={layout!r}; give layout=classes ({LAYOUT_CLASSES}) "
-                                f"or layout=splits ({LAYOUT_SPLITS})")
+        raise CorpusLayoutError(
+            f"corpus class_folders: layout={layout!r}; give layout=classes ({LAYOUT_CLASSES}) "
+            f"or layout=splits ({LAYOUT_SPLITS})"
+        )
     top = _folders(root, index.skips)
     real = _real_folders(root)
     split_folders = _layout(root, top, layout) == "splits"
     if split_folders:
         strays = [p.name for p in top if p.name not in SPLITS]
         if strays:
-            raise CorpusLayoutError(f"{root}: layout=splits, but {', '.join(strays)} is not a split folder; with "
-                                    f"split folders the top level holds only {', '.join(SPLITS)} ({LAYOUT_SPLITS})")
+            raise CorpusLayoutError(
+                f"{root}: layout=splits, but {', '.join(strays)} is not a split folder; with "
+                f"split folders the top level holds only {', '.join(SPLITS)} ({LAYOUT_SPLITS})"
+            )
         given = sorted(set(options) & set(SPLIT_OPTIONS))
         if given:
-            raise CorpusLayoutError(f"{root}: has split folders, which fix the split; drop the option(s) "
-                                    f"{', '.join(given)} (or move the class folders up, out of the split "
-                                    f"folders, to split by seed)")
+            raise CorpusLayoutError(
+                f"{root}: has split folders, which fix the split; drop the option(s) "
+                f"{', '.join(given)} (or move the class folders up, out of the split "
+                f"folders, to split by seed)"
+            )
         missing = [s for s in SPLITS if not (root / s).is_dir()]
         if missing:
-            raise CorpusLayoutError(f"{root}: no {', '.join(missing)} folder; with split folders all of "
-                                    f"{', '.join(SPLITS)} are needed ({LAYOUT_SPLITS}); if the folders are "
-                                    f"classes, pass --layout classes")
+            raise CorpusLayoutError(
+                f"{root}: no {', '.join(missing)} folder; with split folders all of "
+                f"{', '.join(SPLITS)} are needed ({LAYOUT_SPLITS}); if the folders are "
+                f"classes, pass --layout classes"
+            )
         settings = take_options(options, {"coarse": DEFAULT_COARSE, "layout": "splits"}, "class_folders")
         files = {split: _class_files(_folders(root / split, index.skips), index, real) for split in SPLITS}
     else:
-        settings = take_options(options, {"coarse": DEFAULT_COARSE, "layout": "classes", **SPLIT_OPTIONS},
-                                "class_folders")
+        settings = take_options(
+            options, {"coarse": DEFAULT_COARSE, "layout": "classes", **SPLIT_OPTIONS}, "class_folders"
+        )
         seed, valid, test = _split_settings(settings)
         found = _class_files(top, index, real)
         files = {split: {} for split in SPLITS}
@@ -110,12 +127,14 @@ def index_class_folders(root: Path, *, fs: int, **options: str) -> Index:
                 files[split][name] = chosen
         small = [name for name, paths in found.items() if len(paths) < MIN_SPLIT_FILES]
         if small:
-            index.notes.append(f"{root}: class(es) with fewer than {MIN_SPLIT_FILES} files, all in train: "
-                               f"{', '.join(small)}")
+            index.notes.append(
+                f"{root}: class(es) with fewer than {MIN_SPLIT_FILES} files, all in train: {', '.join(small)}"
+            )
     classes = sorted({name for by_class in files.values() for name in by_class})
     if not classes:
-        raise CorpusLayoutError(f"{root}: no class folder with audio files ({', '.join(AUDIO_SUFFIXES)}); "
-                                f"expected {LAYOUT}")
+        raise CorpusLayoutError(
+            f"{root}: no class folder with audio files ({', '.join(AUDIO_SUFFIXES)}); expected {LAYOUT}"
+        )
     coarse = _coarse_mapping(settings["coarse"], classes)
     for split in SPLITS:
         absent = [name for name in classes if name not in files[split]]
@@ -123,11 +142,14 @@ def index_class_folders(root: Path, *, fs: int, **options: str) -> Index:
             index.notes.append(f"{root / split}: no files of class(es) {', '.join(absent)}")
         for name in sorted(files[split]):
             for uid, path in sorted(files[split][name]):
-                index.sources.append(SourceFile(id=uid, path=str(path), split=split, group=name, fine=name,
-                                                coarse=coarse[name]))
+                index.sources.append(
+                    SourceFile(id=uid, path=str(path), split=split, group=name, fine=name, coarse=coarse[name])
+                )
     if len(classes) == 1:
-        index.notes.append(f"{root}: one class only ({classes[0]}); its sources can be mixed only with another "
-                           f"corpus's, as the two sources of a mixture must differ in class")
+        index.notes.append(
+            f"{root}: one class only ({classes[0]}); its sources can be mixed only with another "
+            f"corpus's, as the two sources of a mixture must differ in class"
+        )
     return index
 
 
@@ -155,7 +177,8 @@ def _layout(root: Path, top: list[Path], layout: str | None) -> str:
         f"{root}: ambiguous layout: {', '.join(p.name for p in like_splits)} hold(s) only folders, as split "
         f"folders do, but {', '.join(like_classes)} read(s) as class folder(s); pass --layout classes (every top "
         f"folder is a class, {like_splits[0].name} included: {LAYOUT_CLASSES}) or --layout splits "
-        f"({LAYOUT_SPLITS}); python -m ugr.data.prepare takes layout=classes|splits")
+        f"({LAYOUT_SPLITS}); python -m ugr.data.prepare takes layout=classes|splits"
+    )
 
 
 def _holds_only_folders(folder: Path) -> bool:
@@ -204,15 +227,18 @@ def _class_files(class_dirs: list[Path], index: Index, real: set[tuple[int, int]
     seen: dict[str, Path] = {}
     for class_dir in class_dirs:
         if not _utf8(class_dir.name):
-            raise CorpusLayoutError(f"{class_dir}: class folder name {class_dir.name!r} is not UTF-8 (labels and "
-                                    f"lists are UTF-8 text); rename the folder")
+            raise CorpusLayoutError(
+                f"{class_dir}: class folder name {class_dir.name!r} is not UTF-8 (labels and "
+                f"lists are UTF-8 text); rename the folder"
+            )
         try:
             check_label(class_dir.name, "class")
         except ManifestError:
             raise CorpusLayoutError(
                 f"{class_dir}: class folder name {class_dir.name!r} holds whitespace or '+', which class labels "
                 f"cannot (lists are TSV, priors are written A+B); rename the folder, e.g. to "
-                f"{UNSAFE_ID.sub('_', class_dir.name)!r}") from None
+                f"{UNSAFE_ID.sub('_', class_dir.name)!r}"
+            ) from None
         files = []
         for relative, path in _audio_files(class_dir, index, real):
             uid = UNSAFE_ID.sub("_", f"{class_dir.name}__{relative.replace('/', '__')}")
@@ -263,8 +289,11 @@ def _audio_files(class_dir: Path, index: Index, real: set[tuple[int, int]]) -> l
             if key in walked.values() or (linked and key in real):
                 ancestors = {k for path, k in walked.items() if folder.startswith(path + os.sep)}
                 kind = "symlink loop" if key in ancestors or key == _folder_key(class_dir.parent) else "symlink"
-                skip(folder, f"{kind}: points to {Path(folder).resolve()}, a folder already indexed (each folder "
-                             f"is read once); skipped, remove the link")
+                skip(
+                    folder,
+                    f"{kind}: points to {Path(folder).resolve()}, a folder already indexed (each folder "
+                    f"is read once); skipped, remove the link",
+                )
             else:
                 walked[folder] = key
                 if linked:
@@ -276,8 +305,13 @@ def _audio_files(class_dir: Path, index: Index, real: set[tuple[int, int]]) -> l
             if name.startswith("."):
                 skips.append({"path": str(path), "reason": "hidden (name starts with '.')"})
             elif path.suffix.lower() not in AUDIO_SUFFIXES:
-                skips.append({"path": str(path), "reason": f"not an audio file ({path.suffix or 'no suffix'}); "
-                                                           f"audio is {' '.join(AUDIO_SUFFIXES)}"})
+                skips.append(
+                    {
+                        "path": str(path),
+                        "reason": f"not an audio file ({path.suffix or 'no suffix'}); "
+                        f"audio is {' '.join(AUDIO_SUFFIXES)}",
+                    }
+                )
             else:
                 files.append((path.relative_to(class_dir).with_suffix("").as_posix(), path))
     return sorted(files, key=lambda item: item[1].relative_to(class_dir).as_posix())
@@ -316,15 +350,19 @@ def _split_settings(settings: dict[str, str]) -> tuple[int, float, float]:
     except ValueError:
         raise CorpusLayoutError(
             f"corpus class_folders: seed={settings['seed']!r}, valid={settings['valid']!r}, "
-            f"test={settings['test']!r}; seed is an integer >= 0, valid and test fractions") from None
+            f"test={settings['test']!r}; seed is an integer >= 0, valid and test fractions"
+        ) from None
     if seed < 0 or not (0 < valid < 1 and 0 < test < 1 and valid + test < 1):
-        raise CorpusLayoutError(f"corpus class_folders: seed={seed}, valid={valid}, test={test}; need seed >= 0 and "
-                                f"valid, test > 0 with valid + test < 1")
+        raise CorpusLayoutError(
+            f"corpus class_folders: seed={seed}, valid={valid}, test={test}; need seed >= 0 and "
+            f"valid, test > 0 with valid + test < 1"
+        )
     return seed, valid, test
 
 
-def _split_class(name: str, files: list[tuple[str, Path]], seed: int, valid: float,
-                 test: float) -> dict[str, list[tuple[str, Path]]]:
+def _split_class(
+    name: str, files: list[tuple[str, Path]], seed: int, valid: float, test: float
+) -> dict[str, list[tuple[str, Path]]]:
     """One class's files per split, by the documented seeded rule."""
     n = len(files)
     if n < MIN_SPLIT_FILES:
@@ -332,11 +370,16 @@ def _split_class(name: str, files: list[tuple[str, Path]], seed: int, valid: flo
     order = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(name.encode())])).permutation(n)
     n_valid, n_test = max(1, round(valid * n)), max(1, round(test * n))
     if n_valid + n_test >= n:
-        raise CorpusLayoutError(f"corpus class_folders: class {name} has {n} files; valid={valid} and test={test} "
-                                f"leave none for train; lower valid/test")
+        raise CorpusLayoutError(
+            f"corpus class_folders: class {name} has {n} files; valid={valid} and test={test} "
+            f"leave none for train; lower valid/test"
+        )
     shuffled = [files[i] for i in order]
-    return {"valid": shuffled[:n_valid], "test": shuffled[n_valid:n_valid + n_test],
-            "train": shuffled[n_valid + n_test:]}
+    return {
+        "valid": shuffled[:n_valid],
+        "test": shuffled[n_valid : n_valid + n_test],
+        "train": shuffled[n_valid + n_test :],
+    }
 
 
 def _coarse_mapping(text: str, classes: list[str]) -> dict[str, str]:
@@ -345,18 +388,24 @@ def _coarse_mapping(text: str, classes: list[str]) -> dict[str, str]:
     for entry in text.split(","):
         name, colon, label = (part.strip() for part in entry.partition(":"))
         if not colon or not name or name in mapping:
-            raise CorpusLayoutError(f"corpus class_folders: coarse={text!r}: bad or repeated entry {entry!r}; "
-                                    f"write CLASS:COARSE,...,*:DEFAULT, each class once")
+            raise CorpusLayoutError(
+                f"corpus class_folders: coarse={text!r}: bad or repeated entry {entry!r}; "
+                f"write CLASS:COARSE,...,*:DEFAULT, each class once"
+            )
         try:
             mapping[name] = check_label(label, "coarse class")
         except ManifestError as err:
             raise CorpusLayoutError(f"corpus class_folders: coarse={text!r}: {err}") from None
     unknown = sorted(set(mapping) - set(classes) - {"*"})
     if unknown:
-        raise CorpusLayoutError(f"corpus class_folders: coarse names unknown class(es) {', '.join(unknown)}; "
-                                f"the classes found are {', '.join(classes)}")
+        raise CorpusLayoutError(
+            f"corpus class_folders: coarse names unknown class(es) {', '.join(unknown)}; "
+            f"the classes found are {', '.join(classes)}"
+        )
     unmapped = [name for name in classes if name not in mapping and "*" not in mapping]
     if unmapped:
-        raise CorpusLayoutError(f"corpus class_folders: coarse={text!r} gives no coarse class to "
-                                f"{', '.join(unmapped)}; add *:DEFAULT for the rest")
+        raise CorpusLayoutError(
+            f"corpus class_folders: coarse={text!r} gives no coarse class to "
+            f"{', '.join(unmapped)}; add *:DEFAULT for the rest"
+        )
     return {name: mapping.get(name, mapping.get("*")) for name in classes}

@@ -8,6 +8,7 @@ different categories (the paper's rule). Option ``download=true`` fetches the
 public release archive (about 600 MB) into a missing or empty folder; an
 existing empty folder is downloaded into without it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -28,9 +29,12 @@ HELDOUT_FOLD = 5
 ENV = "env"
 LICENCE = {
     "title": "ESC-50: Dataset for Environmental Sound Classification",
-    "title_link": "https://github.com/karolpiczak/ESC-50", "author": "Karol J. Piczak",
-    "author_link": "https://github.com/karolpiczak", "license": "CC BY-NC 3.0",
-    "license_link": "https://creativecommons.org/licenses/by-nc/3.0/", "non_commercial": True,
+    "title_link": "https://github.com/karolpiczak/ESC-50",
+    "author": "Karol J. Piczak",
+    "author_link": "https://github.com/karolpiczak",
+    "license": "CC BY-NC 3.0",
+    "license_link": "https://creativecommons.org/licenses/by-nc/3.0/",
+    "non_commercial": True,
 }
 
 
@@ -44,8 +48,10 @@ def index_esc50(root: Path, *, fs: int, **options: str) -> Index:
         print(f"[prepare] {root} is empty: downloading ESC-50 from {settings['url']}", flush=True)
         download_esc50(root, settings["url"])
     elif not root.exists():
-        raise CorpusLayoutError(f"{root}: no such folder (corpus esc50); check the path, or download ESC-50 "
-                                f"(about 600 MB) into it with download=true (run.sh --download true)")
+        raise CorpusLayoutError(
+            f"{root}: no such folder (corpus esc50); check the path, or download ESC-50 "
+            f"(about 600 MB) into it with download=true (run.sh --download true)"
+        )
     meta = root / "meta" / "esc50.csv"
     if not meta.is_file():
         raise CorpusLayoutError(
@@ -82,8 +88,9 @@ def index_esc50(root: Path, *, fs: int, **options: str) -> Index:
 
 def _source(row: dict, path: Path, split: str) -> SourceFile:
     category = row["category"]
-    return SourceFile(id=Path(row["filename"]).stem, path=str(path), split=split, group=category, fine=category,
-                      coarse=ENV)
+    return SourceFile(
+        id=Path(row["filename"]).stem, path=str(path), split=split, group=category, fine=category, coarse=ENV
+    )
 
 
 def _read_meta(meta: Path) -> list[dict]:
@@ -95,8 +102,12 @@ def _read_meta(meta: Path) -> list[dict]:
             )
         rows = []
         for line, record in enumerate(reader, start=2):
-            if None in record or any(v is None or v == "" for k, v in record.items() if k in ("filename", "fold", "category")):
-                raise CorpusLayoutError(f"{meta}:{line}: malformed row {record}; every row needs {','.join(META_COLUMNS)}")
+            if None in record or any(
+                v is None or v == "" for k, v in record.items() if k in ("filename", "fold", "category")
+            ):
+                raise CorpusLayoutError(
+                    f"{meta}:{line}: malformed row {record}; every row needs {','.join(META_COLUMNS)}"
+                )
             try:
                 fold = int(record["fold"])
             except ValueError:

@@ -30,6 +30,7 @@ folder, or (old trees) any folder directly holding ``tr``/``cv``/``tt``.
   si_tr_s (shared speakers by design) and tt from si_dt_05/si_et_05, so an
   utterance id in several subsets is kept in each and counted in a note.
 """
+
 from __future__ import annotations
 
 import re
@@ -38,14 +39,17 @@ from pathlib import Path
 
 import soundfile as sf
 
+from ..manifest import SPEECH
 from . import CorpusLayoutError, Index, MixtureFile, SourceFile, register, require_folder, take_options
 from .wsj0 import LICENCE as WSJ0_LICENCE
-from ..manifest import SPEECH
 from .wsj0 import speaker_of
 
 # wsj0-2mix is made from WSJ0's utterances (the scripts are public; the audio is the LDC's).
-LICENCE = {**WSJ0_LICENCE, "title": "wsj0-2mix (mixtures of CSR-I (WSJ0) Complete)",
-           "title_link": "https://www.merl.com/research/highlights/deep-clustering"}
+LICENCE = {
+    **WSJ0_LICENCE,
+    "title": "wsj0-2mix (mixtures of CSR-I (WSJ0) Complete)",
+    "title_link": "https://www.merl.com/research/highlights/deep-clustering",
+}
 
 SUBSETS = {"tr": "train", "cv": "valid", "tt": "test"}
 MODES = ("min", "max")
@@ -69,8 +73,9 @@ def index_wsj0_2mix(root: Path, *, fs: int, **options: str) -> Index:
         missing = [part for part in PARTS + (MIX,) if not (folder / part).is_dir()]
         if missing:
             what = "missing" if not folder.is_dir() else f"no {', '.join(missing)} folder"
-            raise CorpusLayoutError(f"{folder}: {what}; wsj0-2mix needs all three subsets tr, cv, tt, each with "
-                                    f"s1, s2 and {MIX} ({LAYOUT})")
+            raise CorpusLayoutError(
+                f"{folder}: {what}; wsj0-2mix needs all three subsets tr, cv, tt, each with s1, s2 and {MIX} ({LAYOUT})"
+            )
     per_subset: dict[str, set[str]] = {}
     unused: dict[str, list[str]] = defaultdict(list)
     for name, split in SUBSETS.items():
@@ -83,8 +88,9 @@ def index_wsj0_2mix(root: Path, *, fs: int, **options: str) -> Index:
         index.mixtures += _mixtures(folder, split, index.skips)
         sources = _sources(folder, split, mode, index.skips)
         if not sources:
-            raise CorpusLayoutError(f"{folder}: no usable files in s1, s2 (passed over: {index.skips[-5:]}); "
-                                    f"expected {LAYOUT}")
+            raise CorpusLayoutError(
+                f"{folder}: no usable files in s1, s2 (passed over: {index.skips[-5:]}); expected {LAYOUT}"
+            )
         index.sources += sources
         per_subset[name] = {s.id for s in sources}
     if unused:
@@ -96,7 +102,8 @@ def index_wsj0_2mix(root: Path, *, fs: int, **options: str) -> Index:
         index.notes.append(
             f"{tree}: utterance ids in more than one subset ({counts}), kept once in each. tr and cv are both "
             "drawn from WSJ0 si_tr_s, so sharing between them is expected; tt (si_dt_05, si_et_05) has other "
-            "speakers, so an id shared with tt means a damaged or mixed-up tree")
+            "speakers, so an id shared with tt means a damaged or mixed-up tree"
+        )
     return index
 
 
@@ -105,33 +112,44 @@ def _find_tree(root: Path, fs: int, mode: str, mode_given: bool, notes: list[str
     if any((root / name).is_dir() for name in SUBSETS):
         if root.name in MODES:
             if mode_given and mode != root.name:
-                raise CorpusLayoutError(f"{root}: a {root.name} folder, but mode={mode}; drop mode= or point at "
-                                        f"its sibling {root.parent / mode}")
+                raise CorpusLayoutError(
+                    f"{root}: a {root.name} folder, but mode={mode}; drop mode= or point at "
+                    f"its sibling {root.parent / mode}"
+                )
             mode = root.name
         else:
             source = "as given" if mode_given else "the default; give mode=max for a max tree"
-            notes.append(f"{root}: holds tr/cv/tt directly, so its mode is not in the path; "
-                         f"copies chosen for mode={mode} ({source})")
+            notes.append(
+                f"{root}: holds tr/cv/tt directly, so its mode is not in the path; "
+                f"copies chosen for mode={mode} ({source})"
+            )
         _note_rate(root if RATE_FOLDER.fullmatch(root.name) else root.parent, fs, "the path given", notes)
         return root, mode
     if any((root / name).is_dir() for name in MODES):
         rate_dir, why = root, "the path given"
     else:
-        rates = {int(m.group(1)) * 1000: p for p in root.iterdir()
-                 if (m := RATE_FOLDER.fullmatch(p.name)) and p.is_dir()}
+        rates = {
+            int(m.group(1)) * 1000: p for p in root.iterdir() if (m := RATE_FOLDER.fullmatch(p.name)) and p.is_dir()
+        }
         if not rates:
             raise CorpusLayoutError(
                 f"{root}: no wav8k/wav16k, min/max or tr/cv/tt folder; point at a wsj0-2mix tree ({LAYOUT}), "
-                f"e.g. .../wsj0-mix/2speakers")
+                f"e.g. .../wsj0-mix/2speakers"
+            )
         chosen = fs if fs in rates else min((r for r in rates if r > fs), default=max(rates))
         rate_dir = rates[chosen]
-        why = (f"it matches fs={fs}" if chosen == fs else
-               f"there is no wav{fs // 1000}k for fs={fs}; the closest rate at or above fs, else the highest")
+        why = (
+            f"it matches fs={fs}"
+            if chosen == fs
+            else f"there is no wav{fs // 1000}k for fs={fs}; the closest rate at or above fs, else the highest"
+        )
     tree = rate_dir / mode
     if not tree.is_dir():
         present = sorted(p.name for p in rate_dir.iterdir() if p.is_dir()) or "nothing"
-        raise CorpusLayoutError(f"{tree}: missing (mode={mode}); {rate_dir} holds {present}: pass mode=min or "
-                                f"mode=max to match, or point at another folder")
+        raise CorpusLayoutError(
+            f"{tree}: missing (mode={mode}); {rate_dir} holds {present}: pass mode=min or "
+            f"mode=max to match, or point at another folder"
+        )
     _note_rate(rate_dir, fs, why, notes)
     return tree, mode
 
@@ -208,7 +226,8 @@ def _sources(folder: Path, split: str, mode: str, skips: list[dict]) -> list[Sou
         best = pick(copies[uid], key=lambda copy: copy[0])[1]
         for _, path in copies[uid]:
             if path != best:
-                skips.append({"path": str(path),
-                              "reason": f"duplicate utterance id {uid} (kept the {kept} copy, {best})"})
+                skips.append(
+                    {"path": str(path), "reason": f"duplicate utterance id {uid} (kept the {kept} copy, {best})"}
+                )
         sources.append(_speech(uid, best, split))
     return sources
