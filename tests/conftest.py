@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "tools" / "slurm" / "cluster.sh"
@@ -93,3 +94,14 @@ def tiny_trained(tiny) -> Path:
     exp_dir = tiny["root"] / "exp" / "uninterrupted"
     train(tiny, exp_dir)
     return exp_dir
+
+
+@pytest.fixture(scope="module")
+def conf(tiny, tmp_path_factory) -> Path:
+    """A conf/ folder holding tiny.yaml: the tiny config whose lists the tiny data folder has (epochs: 1, quick)."""
+    folder = tmp_path_factory.mktemp("conf")
+    config = yaml.safe_load(tiny["config"].read_text())
+    config["training"]["epochs"] = 1
+    config["scoring"]["average_last_k"] = 1
+    (folder / "tiny.yaml").write_text(yaml.safe_dump(config))
+    return folder

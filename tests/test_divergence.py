@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,36 +14,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
-from train_helpers import EPOCHS, STEPS_PER_EPOCH
+from train_helpers import EPOCHS, STEPS_PER_EPOCH, error_line, task_command
 
 from ugr.pipeline import config as config_lib
 from ugr.pipeline.lists import write_lists
 
 CAUSES = "likely causes: a learning rate too high (training.lr "
-
-
-def task_command(conf: Path, tiny: dict, exp: Path) -> list:
-    return [
-        sys.executable,
-        "-m",
-        "ugr.pipeline.task",
-        "train",
-        "--conf",
-        str(conf),
-        "--experiments",
-        "tiny",
-        "--data",
-        str(tiny["data"]),
-        "--exp",
-        str(exp),
-    ]
-
-
-def error_line(done: subprocess.CompletedProcess | SimpleNamespace) -> str:
-    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-3000:]
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    [line] = [line for line in done.stderr.splitlines() if ": error: " in line]
-    return line
 
 
 def test_a_training_that_diverges_stops_as_a_failure_naming_the_step_and_the_causes(tiny, tmp_path):
@@ -56,7 +31,9 @@ def test_a_training_that_diverges_stops_as_a_failure_naming_the_step_and_the_cau
     config["training"]["epochs"] = 1
     (conf / "tiny.yaml").write_text(yaml.safe_dump(config))
     write_lists(tiny["data"], [conf / "tiny.yaml"])
-    done = subprocess.run(task_command(conf, tiny, tmp_path / "exp"), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        task_command("train", conf, tiny["data"], tmp_path / "exp"), capture_output=True, text=True, timeout=600
+    )
     line = error_line(done)
     assert line.startswith(
         "train: error: training diverged at step 1 (epoch 1/1): the training loss is nan; " + CAUSES
@@ -136,7 +113,9 @@ def test_sigterm_mid_epoch_fails_the_task_and_the_next_run_resumes_and_finishes(
     exp = tmp_path / "exp"
     last = exp / "tiny" / "checkpoints" / "last.ckpt"
     with open(tmp_path / "log", "w") as log:
-        process = subprocess.Popen(task_command(conf, tiny, exp), stdout=log, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            task_command("train", conf, tiny["data"], exp), stdout=log, stderr=subprocess.PIPE, text=True
+        )
     deadline = time.time() + 300
     while not (last.is_file() and logged_steps(exp / "tiny") > STEPS_PER_EPOCH):
         assert process.poll() is None, "the training ended before its second epoch"
@@ -154,7 +133,9 @@ def test_sigterm_mid_epoch_fails_the_task_and_the_next_run_resumes_and_finishes(
     assert not (exp / "tiny" / "train.done").exists()
     assert "stage 2: trained" not in done.stdout
 
-    resumed = subprocess.run(task_command(conf, tiny, exp), capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        task_command("train", conf, tiny["data"], exp), capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
     assert f"resuming from {last}" in resumed.stdout and "stage 2: trained" in resumed.stdout
     assert (exp / "tiny" / "train.done").is_file()

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from train_helpers import run_task
 
 from ugr.pipeline import config as config_lib
 from ugr.pipeline import variants
@@ -159,41 +157,12 @@ def test_the_report_refuses_a_variant_folder_that_links_outside_exp_root(world, 
         )
 
 
-@pytest.fixture(scope="module")
-def conf(tiny, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("conf")
-    config = yaml.safe_load(tiny["config"].read_text())
-    config["training"]["epochs"] = 1
-    config["scoring"]["average_last_k"] = 1
-    (folder / "tiny.yaml").write_text(yaml.safe_dump(config))
-    return folder
-
-
-def run_task(conf: Path, tiny: dict, exp: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "ugr.pipeline.task",
-        "train",
-        "--conf",
-        str(conf),
-        "--experiments",
-        "tiny",
-        "--data",
-        str(tiny["data"]),
-        "--exp",
-        str(exp),
-        *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=exp.parent)
-
-
 @pytest.mark.parametrize("tag", ["/../../../../../../tmp/x", "../../escape", "a|b", "$(touch pwned)"])
 def test_the_task_with_a_bad_tag_stops_with_one_line_and_writes_nothing(conf, tiny, tmp_path, tag):
     root = tmp_path / "root"
     root.mkdir()
     before = snapshot(tmp_path)
-    done = run_task(conf, tiny, root / "exp", "--tag", tag)
+    done = run_task("train", conf, tiny, root / "exp", "--tag", tag)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-3000:]
     [line] = [line for line in done.stderr.splitlines() if ": error: " in line]
     assert line.startswith(f"train: error: --tag {tag!r}: the character ") and line.endswith(RULE), line
@@ -202,7 +171,7 @@ def test_the_task_with_a_bad_tag_stops_with_one_line_and_writes_nothing(conf, ti
 
 
 def test_the_task_trains_a_good_tag_inside_exp(conf, tiny, tmp_path):
-    done = run_task(conf, tiny, tmp_path / "exp", "--tag", "v1.0+x")
+    done = run_task("train", conf, tiny, tmp_path / "exp", "--tag", "v1.0+x")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
     assert (tmp_path / "exp" / "tiny_v1.0+x" / "train.done").is_file()

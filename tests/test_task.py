@@ -9,52 +9,15 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
+from train_helpers import error_line, run_task
 
 from ugr.pipeline import task
 
 SWEEP = "weighting.gamma={dog: 3},{dog: 1, rain: 2}"  # values with a comma and braces
 SWEPT = "tiny_gamma-dog-1-rain-2"  # variant 1: the second value
-
-
-@pytest.fixture(scope="module")
-def conf(tiny, tmp_path_factory) -> Path:
-    """conf/tiny.yaml: the tiny config whose lists the tiny data folder has (epochs: 1, to be quick)."""
-    folder = tmp_path_factory.mktemp("conf")
-    config = yaml.safe_load(tiny["config"].read_text())
-    config["training"]["epochs"] = 1
-    config["scoring"]["average_last_k"] = 1
-    (folder / "tiny.yaml").write_text(yaml.safe_dump(config))
-    return folder
-
-
-def run_task(stage: str, conf: Path, tiny: dict, exp: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "ugr.pipeline.task",
-        stage,
-        "--conf",
-        str(conf),
-        "--experiments",
-        "tiny",
-        "--data",
-        str(tiny["data"]),
-        "--exp",
-        str(exp),
-        *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
-
-
-def error_line(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-3000:]
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    [line] = [line for line in done.stderr.splitlines() if ": error: " in line]
-    return line
 
 
 @pytest.mark.parametrize("option", ["--override", "--tag", "--sweep", "--experiments"])

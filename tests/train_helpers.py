@@ -69,3 +69,23 @@ def start_training(setup: dict, exp_dir: Path, env: dict | None = None, **paths:
     exp_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{exp_dir}.log", "w") as log:
         return subprocess.Popen(train_command(setup, exp_dir, **paths), stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def task_command(stage: str, conf: Path, data: Path, exp: Path, *args: str) -> list[str]:
+    """``python -m ugr.pipeline.task STAGE`` for the experiment ``tiny`` of ``conf`` on ``data`` into ``exp``."""
+    return [sys.executable, "-m", "ugr.pipeline.task", stage, "--conf", str(conf), "--experiments", "tiny",
+            "--data", str(data), "--exp", str(exp), *args]  # fmt: skip
+
+
+def run_task(stage: str, conf: Path, tiny: dict, exp: Path, *args: str) -> subprocess.CompletedProcess:
+    """The task as a subprocess, in the folder above ``exp`` (nothing it writes lands elsewhere)."""
+    command = task_command(stage, conf, tiny["data"], exp, *args)
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=exp.parent)
+
+
+def error_line(done) -> str:
+    """The one ``PROG: error: ...`` line of a failed entry point (exit 1, no traceback)."""
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    [line] = [line for line in done.stderr.splitlines() if ": error: " in line]
+    return line
