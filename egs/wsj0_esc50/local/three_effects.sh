@@ -13,5 +13,5 @@ case "${1:-}" in
 esac
 exec ./run.sh --exp exp/three_effects --seeds 3 \
   --experiments 'study_baseline study_robust study_curriculum study_class_none study_class' \
-  --sweep 'study_robust:weighting.alpha=0.1,0.2,0.4 study_curriculum:weighting.schedule=linear,exponential
-           study_class:weighting.gamma={speech: 3},{env: 3}' "$@"
+  --sweep "study_robust:weighting.alpha=0.1,0.2,0.4 study_curriculum:weighting.schedule=linear,exponential \
+study_class:weighting.gamma={speech: 3},{env: 3}" "$@"
