@@ -180,7 +180,8 @@ def _group_section(group: List[report_lib.Scored], exp_root: Path) -> str:
             parts += [
                 f"### Paired comparison against {shown_base}, across seeds (SI-SDRi)",
                 f"Difference = variant - {shown_base} per (mixture, source), seed k against seed k; 95 % "
-                f"bootstrap interval over seeds and mixtures.",
+                f"interval over seeds and mixtures: Student's t on the per-seed differences (valid at few "
+                f"seeds; report.md says how), beside the mixtures-only bootstrap.",
                 tables.paired_table(variants, base, over_seeds=True),
             ]
         parts += report_lib.worst_group_parts(variants, base, over_seeds=True, full=False)
