@@ -439,7 +439,11 @@ def split_overrides(item: str) -> List[str]:
     So ``weighting.gamma={dog: 3} training.lr=1e-3`` is two overrides, without quoting ``{dog: 3}``.
     """
     texts: List[str] = []
-    for word in shlex.split(item):
+    try:
+        words = shlex.split(item)
+    except ValueError as err:  # an unclosed quote
+        raise ConfigError(f"{item!r}: {err}; quote each value as a shell would read it") from err
+    for word in words:
         if texts and not _OVERRIDE_START.match(word):
             texts[-1] += " " + word
         else:
