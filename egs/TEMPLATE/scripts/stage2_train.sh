@@ -8,14 +8,4 @@
 set -euo pipefail
 . scripts/setup.sh
 . scripts/wall_time.sh
-task_id=${UGR_TASK_ID:-0}   # the range is checked in Python
-index=()
-[ -z "${UGR_TASK_ID:-}" ] || index=(--index "$UGR_TASK_ID")
-wall_time_record "train.$task_id"   # $exp/log/train.<task>.seconds, on success
-status=0
-python -m ugr.pipeline.task train "${index[@]}" "${run_options[@]}" || status=$?
-if [ "$status" -eq 3 ]; then   # ugr.pipeline.task's CURRENT: trained already, nothing done
-  wall_time_cancel   # the training's own time stays on record
-  exit 0
-fi
-exit "$status"
+timed_task train   # scripts/wall_time.sh

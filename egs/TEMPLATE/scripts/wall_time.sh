@@ -1,4 +1,4 @@
-# Sourced by the stage scripts 0-3: the stage's wall time, for EXP/RESULTS.md (python -m ugr.report.results).
+# Sourced by the stage scripts 0-3: the stage's wall time, for EXP/RESULTS.md, and stages 2-3's timed task.
 #
 #   wall_time_record NAME   # right after the stage's setup: on a successful exit (status 0) the script's
 #                           # wall time ($SECONDS) is written to $exp/log/NAME.seconds, atomically
@@ -27,4 +27,20 @@ _wall_time_write() {
   { mkdir -p "$dir" && echo "$SECONDS" > "$tmp" && mv -f "$tmp" "$wall_time_file"; } 2>/dev/null \
     || rm -f "$tmp" 2>/dev/null || true
   return 0
+}
+
+# timed_task STAGE: stages 2 and 3, one Python process for task $UGR_TASK_ID of the run (python -m
+# ugr.pipeline.task STAGE; UGR_TASK_ID left unset when the run has one variant, its range checked in
+# Python), its wall time recorded as $exp/log/STAGE.<task>.seconds; the task's exit status 3 (CURRENT:
+# trained or scored already, nothing done) keeps the record of the run that did the work and exits 0.
+timed_task() {
+  local stage=$1 index=() status=0
+  [ -z "${UGR_TASK_ID:-}" ] || index=(--index "$UGR_TASK_ID")
+  wall_time_record "$stage.${UGR_TASK_ID:-0}"
+  python -m ugr.pipeline.task "$stage" "${index[@]}" "${run_options[@]}" || status=$?
+  if [ "$status" -eq 3 ]; then
+    wall_time_cancel
+    exit 0
+  fi
+  exit "$status"
 }
