@@ -27,6 +27,8 @@ RECIPE_STACK = (
     "pystoi",
     "pyyaml",
     "scipy",
+    "mlflow-skinny",  # the trackers: the extra ugr[tracking]
+    "wandb",
 )
 
 

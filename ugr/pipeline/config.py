@@ -31,7 +31,9 @@ checked by its owner:
 * ``weighting``: the weighting itself, built by ``ugr.core.weighting.build``;
   ``granularity`` is ``source`` (one weight per (mixture, source) pair, as the
   authors' code) or ``mixture`` (one per mixture, the paper's formula).
-* ``training`` (``TrainingConfig``): optimisation, speed and memory.
+* ``training`` (``TrainingConfig``): optimisation, speed and memory, and
+  ``loggers``, where the training's figures go (``ugr.pipeline.tracking``:
+  ``csv``, always, ``tensorboard``, ``mlflow``, ``wandb``).
 * ``scoring`` (``ScoringConfig``): which weights are scored and how.
   ``protocol: weights`` scores one model, the average of the weights of the
   last ``average_last_k`` epoch checkpoints (1: the last epoch alone);
@@ -128,6 +130,45 @@ def _priors(value: Any) -> Optional[str]:
         if not _finite(weight) or weight < 0:
             return usage
     return None if sum(value.values()) > 0 else usage
+
+
+# Lightning's loggers a training may write to (ugr.pipeline.tracking builds them); csv is always among them.
+LOGGERS = ("csv", "tensorboard", "mlflow", "wandb")
+REQUIRED_LOGGER = "csv"
+
+
+def _loggers(value: Any) -> Optional[str]:
+    allowed = ", ".join(LOGGERS)
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value) or not value:
+        return f"must be a list of loggers among {allowed} (e.g. [csv, tensorboard, mlflow]), got {value!r}"
+    unknown = [name for name in value if name not in LOGGERS]
+    if unknown:
+        return f"names unknown logger(s) {', '.join(map(repr, unknown))}; allowed: {allowed}"
+    if len(set(value)) != len(value):
+        return f"lists a logger twice: {value!r}"
+    if REQUIRED_LOGGER not in value:
+        return (
+            f"must keep {REQUIRED_LOGGER}: the report (stage 4) reads the training curves from the CSV logs; "
+            f"add it, e.g. [{', '.join([REQUIRED_LOGGER, *value])}], got {value!r}"
+        )
+    return None
+
+
+# What every training logged to before ``training.loggers`` existed: what a config.yaml without the key ran with.
+LOGGERS_BEFORE_THE_KEY = ["csv", "tensorboard"]
+
+
+def recorded(cfg: Any) -> Any:
+    """A copy of a config an experiment folder recorded (its config.yaml), with the keys added to the schema since
+    filled with what that training ran with, so that every folder trained before a key existed still validates
+    (anything but a mapping is returned as it is, for ``validate`` to refuse)."""
+    if not isinstance(cfg, Mapping):
+        return cfg
+    cfg = copy.deepcopy(dict(cfg))
+    training = cfg.get("training")
+    if isinstance(training, dict) and "loggers" not in training:
+        training["loggers"] = list(LOGGERS_BEFORE_THE_KEY)
+    return cfg
 
 
 SCORING_PROTOCOLS = ("weights", "epochs")
@@ -258,6 +299,7 @@ class TrainingConfig(_Section):
     activation_checkpointing: bool = _key(boolean)  # recompute Sudo rm -rf's U-blocks in the backward
     log_every_n_steps: int = _key(positive_int)  # training figures to the logs every N steps (a host sync each)
     keep_freed_memory: bool = _key(boolean)  # glibc malloc reuses freed host memory (no page faults a step)
+    loggers: List[str] = _key(_loggers)  # csv (always), tensorboard, mlflow, wandb: ugr.pipeline.tracking
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterator, Optional
 import yaml
 
 from ugr.io.atomic import atomic_write_text
-from ugr.pipeline.config import ExperimentConfig, validate
+from ugr.pipeline.config import ExperimentConfig, recorded, validate
 
 CONFIG_FILE = "config.yaml"
 DONE_FILE = "train.done"
@@ -76,14 +76,15 @@ class ExperimentDir:
         return yaml.safe_load(self.config_file.read_text()) if self.config_file.is_file() else None
 
     def config(self) -> ExperimentConfig:
-        """The saved config, checked and typed; FileNotFoundError saying that this is no trained experiment
-        folder, or ConfigError naming config.yaml and the key."""
+        """The saved config, checked and typed (keys added to the schema since it was written filled with what it
+        ran with: ``config.recorded``); FileNotFoundError saying that this is no trained experiment folder, or
+        ConfigError naming config.yaml and the key."""
         cfg = self.saved_config()
         if cfg is None:
             raise FileNotFoundError(
                 f"{self.config_file}: no config; is {self.path} a trained experiment (stage 2 output)?"
             )
-        return validate(cfg, where=str(self.config_file))
+        return validate(recorded(cfg), where=str(self.config_file))
 
     def save_config(self, cfg: ExperimentConfig) -> None:
         """Writes the resolved config atomically, so the folder records what it ran."""

@@ -19,7 +19,9 @@ then:
   train from scratch; otherwise the training runs, or resumes
   (``ugr.pipeline.train``).
 * ``score``: an untrained folder is refused; the scores are made, or kept when
-  current (``ugr.pipeline.score``; ``--force`` scores again).
+  current (``ugr.pipeline.score``; ``--force`` scores again), then logged to
+  the training's MLflow and W&B runs when it had any and they were not yet
+  (``ugr.pipeline.tracking.log_scores``).
 
 Exit status 0 when it did the work, ``CURRENT`` (3) when the outputs were
 current and nothing was done (the recipe keeps the last wall-time record then),
@@ -39,7 +41,7 @@ from typing import List, Optional, Sequence
 
 from ugr.io.cli import one_line_errors
 from ugr.pipeline import config as config_lib
-from ugr.pipeline import provenance, variants
+from ugr.pipeline import provenance, tracking, variants
 from ugr.pipeline.experiment_dir import CONFIG_FILE, DONE_FILE, ExperimentBusy, ExperimentDir
 
 CURRENT = 3  # exit status: the outputs were current, the task did nothing
@@ -172,7 +174,10 @@ def _score(
     score.check_device(device)
     stats = score.score(exp_dir, args.data, scoring=scoring, device=device, progress=False, force=args.force)
     print(score.summary_line(exp_dir, stats), flush=True)
-    return CURRENT if stats.get("up_to_date") else 0
+    logged = tracking.log_scores(exp_dir)  # to the training's MLflow and W&B runs, if any, once per scores
+    if logged:
+        log(f"stage 3: logged {exp_dir / 'scores'} to the {' and '.join(logged)} run(s) of {tracking.RECORD_FILE}")
+    return CURRENT if stats.get("up_to_date") and not logged else 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -9,7 +9,9 @@ Everything an experiment produces lives in its folder (``--exp-dir``):
     checkpoints/best.ckpt        the best epoch by validation SI-SDRi
     hpc_ckpt_N.ckpt              mid-epoch state saved by Lightning when Slurm preempts the job
     csv/version_V/metrics.csv    training loss, ESS, max p, validation SI-SDRi (one version per launch)
-    tensorboard/version_V/       the same for TensorBoard
+    tensorboard/version_V/       the same for TensorBoard (training.loggers: csv is always there, the others named)
+    mlflow/, wandb/              the same for MLflow and W&B, by default (named; ugr.pipeline.tracking)
+    tracking.json                the MLflow and W&B runs' ids (named), which a resumed training continues
     train.done                   written last (JSON): training finished
 
 A run killed at any point loses at most its current epoch: the next launch
@@ -55,7 +57,6 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.accelerators import CUDAAccelerator
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
@@ -64,7 +65,7 @@ from ugr.data.dataset import EpochSampler, ListedMixtures, OnTheFlyMixtures, Pub
 from ugr.io.atomic import atomic_write_text
 from ugr.io.cli import gpu_problem, one_line_errors
 from ugr.pipeline import config as config_lib
-from ugr.pipeline import efficiency, provenance
+from ugr.pipeline import efficiency, loggers, provenance, tracking
 from ugr.pipeline.checkpoints import atomic_torch_save, load_checkpoint
 from ugr.pipeline.config import ExperimentConfig
 from ugr.pipeline.corpus_check import check_corpus
@@ -139,6 +140,7 @@ class MixtureData(pl.LightningDataModule):
 
 
 TRAINING_SECTIONS = ("data", "model", "weighting", "training")  # scoring settings do not change the model
+NOT_TRAINING_KEYS = ("training.loggers",)  # where the figures go does not change the model either
 
 
 def _check_same_config(exp_dir: Path, cfg: ExperimentConfig) -> None:
@@ -151,6 +153,7 @@ def _check_same_config(exp_dir: Path, cfg: ExperimentConfig) -> None:
             for section in TRAINING_SECTIONS
             for key in set(saved.get(section, {})) | set(cfg.get(section, {}))
             if saved.get(section, {}).get(key) != cfg.get(section, {}).get(key)
+            and f"{section}.{key}" not in NOT_TRAINING_KEYS
         )
         if changed:
             raise config_lib.ConfigError(
@@ -337,13 +340,15 @@ def quiet_lightning_notices() -> None:
 def build_trainer(
     cfg: ExperimentConfig, exp_dir: Path, data_dir: Path, ngpu: int, progress: bool = True, num_nodes: int = 1
 ) -> pl.Trainer:
-    """The Lightning trainer: per-epoch + best checkpoints (atomic), CSV + TensorBoard logs, the config and
-    provenance records.
+    """The Lightning trainer: per-epoch + best checkpoints (atomic), the CSV logs and TensorBoard's (as
+    ``training.loggers`` says; MLflow and W&B join in ``train``, once its checks pass), the config and provenance
+    records. A tracker whose package is missing stops it here (``tracking.check_installed``).
 
     Several nodes only under Slurm: Lightning's SLURMEnvironment takes the ranks
     from srun's tasks (one per GPU) and checks them against ``num_nodes``.
     """
     quiet_lightning_notices()
+    tracking.check_installed(cfg)
     ckpt_dir = ExperimentDir(exp_dir).checkpoints
     keep_epochs = ModelCheckpoint(  # "the top k by epoch number" = the last k epochs
         dirpath=ckpt_dir,
@@ -369,6 +374,7 @@ def build_trainer(
         keep_best,
         RecordExperiment(cfg, exp_dir, data_dir),
         DeferredRequeue(),
+        loggers.RecordRuns(exp_dir),
     ]
     callbacks.append(TQDMProgressBar(refresh_rate=1) if progress else EpochLine())
     return pl.Trainer(
@@ -379,11 +385,7 @@ def build_trainer(
         strategy="ddp" if ngpu * num_nodes > 1 else "auto",
         precision=cfg.training.precision,
         callbacks=callbacks,
-        # Flushed at every logging step: a killed launch keeps the log of every epoch it finished.
-        logger=[
-            CSVLogger(exp_dir, name="csv", flush_logs_every_n_steps=1),
-            TensorBoardLogger(exp_dir, name="tensorboard", default_hp_metric=False),
-        ],
+        logger=loggers.file_loggers(cfg, exp_dir),
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,
         deterministic="warn",
@@ -424,6 +426,10 @@ def train(
         resume = resume_checkpoint(exp_dir)
         if resume and trainer.is_global_zero:
             print(f"train: resuming from {resume}")
+        if trainer.is_global_zero:
+            # MLflow's and W&B's loggers log on rank 0 alone, and are built once the checks above have passed:
+            # MLflow's client creates its store when built, and a refused launch must leave the folder as it was.
+            trainer.loggers = [*trainer.loggers, *loggers.tracker_loggers(cfg, exp_dir)]
         with warnings.catch_warnings():
             # Lightning cannot tell that EpochSampler resumes mid-epoch at the checkpoint's batch.
             warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended")
