@@ -145,6 +145,6 @@ def registered() -> Sequence[str]:
 
 
 # The corpora shipped with ugr; each module registers its indexer when imported.
-SHIPPED = ("class_folders", "esc50", "wsj0", "wsj0_2mix")
+SHIPPED = ("class_folders", "esc50", "librimix", "wsj0", "wsj0_2mix")
 for _module in SHIPPED:
     importlib.import_module(f"{__name__}.{_module}")

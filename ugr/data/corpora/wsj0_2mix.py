@@ -29,13 +29,20 @@ folder, or (old trees) any folder directly holding ``tr``/``cv``/``tt``.
   subset) are left unused and noted. tr and cv are both drawn from WSJ0's
   si_tr_s (shared speakers by design) and tt from si_dt_05/si_et_05, so an
   utterance id in several subsets is kept in each and counted in a note.
+
+The rate and mode choice (``find_tree``) and the one-copy-per-utterance rule
+(``one_copy_each``) serve every corpus published in this ``wavNk/min|max``
+pattern (LibriMix: ``ugr.data.corpora.librimix``), each through its
+``TreeLayout``.
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import soundfile as sf
 
@@ -60,6 +67,20 @@ AUDIO_SUFFIXES = (".wav", ".flac")
 LAYOUT = "DIR/wav8k|wav16k/min|max/tr|cv|tt/{s1,s2,mix_clean}/<utt1>_<snr1>_<utt2>_<snr2>.wav"
 
 
+@dataclass(frozen=True)
+class TreeLayout:
+    """A corpus published as ``wavNk/min|max/...``: what marks its mode folder, and how errors describe it."""
+
+    corpus: str  # the indexer's name, e.g. wsj0_2mix
+    title: str  # e.g. wsj0-2mix
+    marks: tuple[str, ...]  # folders of a mode folder, e.g. tr, cv, tt
+    layout: str  # the published layout, for the errors
+    example: str  # a path a user may have, for the errors
+
+
+WSJ0_2MIX = TreeLayout("wsj0_2mix", "wsj0-2mix", tuple(SUBSETS), LAYOUT, ".../wsj0-mix/2speakers")
+
+
 @register("wsj0_2mix", LICENCE)
 def index_wsj0_2mix(root: Path, *, fs: int, **options: str) -> Index:
     settings = take_options(options, {"mode": "min"}, "wsj0_2mix")
@@ -67,7 +88,7 @@ def index_wsj0_2mix(root: Path, *, fs: int, **options: str) -> Index:
         raise CorpusLayoutError(f"corpus wsj0_2mix: mode={settings['mode']!r}; use mode=min or mode=max")
     require_folder(root, "wsj0_2mix")
     index = Index()
-    tree, mode = _find_tree(root, fs, settings["mode"], "mode" in options, index.notes)
+    tree, mode = find_tree(root, fs, settings["mode"], "mode" in options, index.notes, WSJ0_2MIX)
     for name in SUBSETS:
         folder = tree / name
         missing = [part for part in PARTS + (MIX,) if not (folder / part).is_dir()]
@@ -107,9 +128,10 @@ def index_wsj0_2mix(root: Path, *, fs: int, **options: str) -> Index:
     return index
 
 
-def _find_tree(root: Path, fs: int, mode: str, mode_given: bool, notes: list[str]) -> tuple[Path, str]:
-    """The folder holding tr/cv/tt and the mode its copies were cut in; notes the rate (and an assumed mode)."""
-    if any((root / name).is_dir() for name in SUBSETS):
+def find_tree(root: Path, fs: int, mode: str, mode_given: bool, notes: list[str], tree: TreeLayout) -> tuple[Path, str]:
+    """The folder holding ``tree.marks`` (the mode folder) and the mode its copies were cut in, from ``root``
+    at any level; notes the rate folder used (and an assumed mode)."""
+    if any((root / name).is_dir() for name in tree.marks):
         if root.name in MODES:
             if mode_given and mode != root.name:
                 raise CorpusLayoutError(
@@ -120,7 +142,7 @@ def _find_tree(root: Path, fs: int, mode: str, mode_given: bool, notes: list[str
         else:
             source = "as given" if mode_given else "the default; give mode=max for a max tree"
             notes.append(
-                f"{root}: holds tr/cv/tt directly, so its mode is not in the path; "
+                f"{root}: holds {'/'.join(tree.marks)} directly, so its mode is not in the path; "
                 f"copies chosen for mode={mode} ({source})"
             )
         _note_rate(root if RATE_FOLDER.fullmatch(root.name) else root.parent, fs, "the path given", notes)
@@ -133,8 +155,8 @@ def _find_tree(root: Path, fs: int, mode: str, mode_given: bool, notes: list[str
         }
         if not rates:
             raise CorpusLayoutError(
-                f"{root}: no wav8k/wav16k, min/max or tr/cv/tt folder; point at a wsj0-2mix tree ({LAYOUT}), "
-                f"e.g. .../wsj0-mix/2speakers"
+                f"{root}: no wav8k/wav16k, min/max or {'/'.join(tree.marks)} folder; point at a {tree.title} "
+                f"tree ({tree.layout}), e.g. {tree.example}"
             )
         chosen = fs if fs in rates else min((r for r in rates if r > fs), default=max(rates))
         rate_dir = rates[chosen]
@@ -143,15 +165,21 @@ def _find_tree(root: Path, fs: int, mode: str, mode_given: bool, notes: list[str
             if chosen == fs
             else f"there is no wav{fs // 1000}k for fs={fs}; the closest rate at or above fs, else the highest"
         )
-    tree = rate_dir / mode
-    if not tree.is_dir():
+    mode_dir = rate_dir / mode
+    if not mode_dir.is_dir():
         present = sorted(p.name for p in rate_dir.iterdir() if p.is_dir()) or "nothing"
         raise CorpusLayoutError(
-            f"{tree}: missing (mode={mode}); {rate_dir} holds {present}: pass mode=min or "
+            f"{mode_dir}: missing (mode={mode}); {rate_dir} holds {present}: pass mode=min or "
             f"mode=max to match, or point at another folder"
         )
     _note_rate(rate_dir, fs, why, notes)
-    return tree, mode
+    return mode_dir, mode
+
+
+def folder_rate(mode_dir: Path) -> int | None:
+    """The sample rate a ``wavNk/<mode>`` folder's name says (Hz), or None outside a ``wavNk`` folder."""
+    match = RATE_FOLDER.fullmatch(mode_dir.parent.name)
+    return int(match.group(1)) * 1000 if match else None
 
 
 def _note_rate(rate_dir: Path, fs: int, why: str, notes: list[str]) -> None:
@@ -220,6 +248,18 @@ def _sources(folder: Path, split: str, mode: str, skips: list[dict]) -> list[Sou
                 skips.append({"path": str(path), "reason": f"unreadable audio header ({err})"})
                 continue
             copies[utterances[token]].append((frames, path))
+    return one_copy_each(copies, mode, skips, lambda uid, path: _speech(uid, path, split))
+
+
+def one_copy_each(
+    copies: dict[str, list[tuple[int, Path]]],
+    mode: str,
+    skips: list[dict],
+    source: Callable[[str, Path], SourceFile],
+) -> list[SourceFile]:
+    """One source per utterance id from its published copies (frames, path): in ``min`` mode every copy is cut
+    to its mixture's shorter utterance, so the longest is kept (the most speech); in ``max`` mode every copy is
+    padded to the longer one, so the shortest (the least trailing silence). The others are counted skips."""
     pick, kept = (max, "longest") if mode == "min" else (min, "shortest")
     sources = []
     for uid in sorted(copies):
@@ -229,5 +269,5 @@ def _sources(folder: Path, split: str, mode: str, skips: list[dict]) -> list[Sou
                 skips.append(
                     {"path": str(path), "reason": f"duplicate utterance id {uid} (kept the {kept} copy, {best})"}
                 )
-        sources.append(_speech(uid, best, split))
+        sources.append(source(uid, best))
     return sources
