@@ -190,7 +190,7 @@ def test_published_mixtures_are_prepared_with_their_sources(tmp_path):
 
 
 def test_prepare_needs_a_corpus_and_names_the_registered_ones(tmp_path):
-    with pytest.raises(PrepareError, match="registered: class_folders, esc50, wsj0, wsj0_2mix"):
+    with pytest.raises(PrepareError, match="registered: class_folders, esc50, librimix, wsj0, wsj0_2mix"):
         prepare(tmp_path / "data", [], fs=8000)
     with pytest.raises(CorpusLayoutError, match="unknown corpus 'timit'"):
         prepare(tmp_path / "data", corpora(timit=tmp_path), fs=8000)
