@@ -30,7 +30,8 @@ TRACKED = "training.loggers=[csv,mlflow,wandb] weighting.type=robust weighting.a
 
 def clean_env() -> dict[str, str]:
     """This environment without the trackers' own variables: the defaults inside the experiment folder apply."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "WANDB_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "WANDB_"))}
+    return {**env, "MLFLOW_DISABLE_TELEMETRY": "true"}  # MLflow's own usage reports: no network here
 
 
 @pytest.fixture(scope="module")
@@ -229,6 +230,20 @@ def test_a_folder_without_trackers_logs_no_scores(tmp_path):
     (tmp_path / "scores").mkdir()
     (tmp_path / "scores" / "test_stats.json").write_text('{"mean": 1.0}')
     assert tracking.log_scores(tmp_path) == [] and not (tmp_path / "tracking.json").exists()
+
+
+def test_a_run_the_tracker_does_not_have_is_one_error_that_keeps_the_scores(tmp_path):
+    (tmp_path / "scores").mkdir()
+    (tmp_path / "scores" / "test_stats.json").write_text('{"mean": 1.0}')
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracking.write_record(tmp_path, {"mlflow": {"tracking_uri": uri, "run_id": "0" * 32}})
+    with pytest.raises(tracking.TrackingError) as raised:
+        tracking.log_scores(tmp_path)
+    assert str(raised.value).startswith(
+        f"{tmp_path / 'scores'}: could not log the scores to the mlflow run {'0' * 32} of {tmp_path / 'tracking.json'}"
+    )
+    assert str(raised.value).endswith("the scores are kept, and stage 3 run again logs them")
+    assert "scores_logged" not in tracking.read_record(tmp_path)  # so that the next stage 3 tries again
 
 
 def test_the_test_statistics_become_metrics():

@@ -138,6 +138,33 @@ def score_metrics(stats: Mapping[str, Any]) -> Dict[str, float]:
     return metrics
 
 
+class TrackingError(ValueError):
+    """The scores could not be logged to a tracker's run; the entry points print it as one line."""
+
+
+def _log_to_mlflow(run: Mapping[str, Any], exp_dir: Path, files: List[Path], metrics: Mapping[str, float]) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(run["tracking_uri"])
+    for key, value in metrics.items():
+        client.log_metric(run["run_id"], key, value)
+    for path in files:
+        client.log_artifact(run["run_id"], str(path), artifact_path="scores")
+
+
+def _log_to_wandb(run: Mapping[str, Any], exp_dir: Path, files: List[Path], metrics: Mapping[str, float]) -> None:
+    """The run resumed by its id (offline: a second run folder of the same id, which ``wandb sync`` merges)."""
+    import wandb
+
+    resumed = wandb.init(id=run["id"], project=run["project"], dir=run["dir"], mode=run["mode"], resume="allow")
+    try:
+        resumed.summary.update(metrics)
+        for path in files:
+            resumed.save(str(path), base_path=str(exp_dir), policy="now")
+    finally:
+        resumed.finish()
+
+
 def log_scores(exp_dir: Path) -> List[str]:
     """Logs ``EXP_DIR/scores`` to the runs of ``tracking.json``: its files as artifacts (``scores/``), the test
     statistics as metrics (``score_metrics``); returns the trackers logged to. Scores already logged (the same
@@ -159,29 +186,16 @@ def log_scores(exp_dir: Path) -> List[str]:
             )
     metrics = score_metrics(json.loads(stats_file.read_text()))
     files = sorted(path for path in scores.iterdir() if path.is_file() and not path.name.startswith("."))
-    if "mlflow" in record:
-        from mlflow.tracking import MlflowClient
-
-        client, run_id = MlflowClient(record["mlflow"]["tracking_uri"]), record["mlflow"]["run_id"]
-        for key, value in metrics.items():
-            client.log_metric(run_id, key, value)
-        for path in files:
-            client.log_artifact(run_id, str(path), artifact_path="scores")
-    if "wandb" in record:
-        import wandb
-
-        run_record = record["wandb"]
-        run = wandb.init(
-            id=run_record["id"],
-            project=run_record["project"],
-            dir=run_record["dir"],
-            mode=run_record["mode"],
-            resume="allow",
-        )
-        run.summary.update(metrics)
-        for path in files:
-            run.save(str(path), base_path=str(exp_dir), policy="now")
-        run.finish()
+    for name in trackers:
+        log, run = (_log_to_mlflow, "run_id") if name == "mlflow" else (_log_to_wandb, "id")
+        try:
+            log(record[name], exp_dir, files, metrics)
+        except Exception as err:  # the tracker's own errors (a server down, a store gone): one line, not a traceback
+            raise TrackingError(
+                f"{exp_dir / 'scores'}: could not log the scores to the {name} run {record[name].get(run)} of "
+                f"{exp_dir / RECORD_FILE} ({type(err).__name__}: {err}); the scores are kept, and stage 3 run "
+                f"again logs them"
+            ) from err
     record["scores_logged"] = digest
     write_record(exp_dir, record)
     return trackers
