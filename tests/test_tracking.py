@@ -246,6 +246,33 @@ def test_a_run_the_tracker_does_not_have_is_one_error_that_keeps_the_scores(tmp_
     assert "scores_logged" not in tracking.read_record(tmp_path)  # so that the next stage 3 tries again
 
 
+def test_a_resumed_training_continues_the_recorded_runs(tmp_path, monkeypatch):
+    """The loggers of a resumed training carry the runs of tracking.json: the MLflow run (set running again) when
+    its store is the recorded one, else a new run; the W&B run when its project and mode are the recorded ones."""
+    from mlflow.tracking import MlflowClient
+
+    from ugr.pipeline import loggers
+
+    for name in [name for name in os.environ if name.startswith(("MLFLOW_", "WANDB_"))]:
+        monkeypatch.delenv(name)
+    cfg = config_lib.load(BASE, parse_overrides(["training.loggers=[csv,mlflow,wandb]"]))
+    exp_dir = tmp_path / "robust"
+    uri, _ = tracking.mlflow_location(exp_dir)
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("ugr"))
+    client.set_terminated(run.info.run_id)
+    wandb = {"id": "abc123", "project": "ugr", "mode": "offline"}
+    tracking.write_record(exp_dir, {"mlflow": {"tracking_uri": uri, "run_id": run.info.run_id}, "wandb": wandb})
+    mlflow_logger, wandb_logger = loggers.tracker_loggers(cfg, exp_dir)
+    assert mlflow_logger.run_id == run.info.run_id and wandb_logger._id == "abc123"
+    assert client.get_run(run.info.run_id).info.status == "RUNNING"
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # a server: not asked until the run starts
+    monkeypatch.setenv("WANDB_PROJECT", "other")
+    mlflow_logger, wandb_logger = loggers.tracker_loggers(cfg, exp_dir)
+    assert mlflow_logger._run_id is None and wandb_logger._id is None  # new runs, where the environment says
+
+
 def test_the_test_statistics_become_metrics():
     stats = {"n": 4, "mean": 1.5, "p5": -2.0, "ok": True, "per_class": {"dog": {"mean": 3.0}}}
     stats["metrics"] = {"stoi": {"n": 2, "mean": 0.8, "p1": float("nan")}}
