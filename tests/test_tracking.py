@@ -273,6 +273,18 @@ def test_a_resumed_training_continues_the_recorded_runs(tmp_path, monkeypatch):
     assert mlflow_logger._run_id is None and wandb_logger._id is None  # new runs, where the environment says
 
 
+def test_a_training_without_trackers_writes_no_record(tmp_path):
+    from types import SimpleNamespace
+
+    from pytorch_lightning.loggers import CSVLogger
+
+    from ugr.pipeline import loggers
+
+    trainer = SimpleNamespace(is_global_zero=True, loggers=[CSVLogger(tmp_path)])
+    loggers.RecordRuns(tmp_path).on_train_start(trainer, None)  # type: ignore[arg-type]
+    assert not (tmp_path / "tracking.json").exists()
+
+
 def test_the_test_statistics_become_metrics():
     stats = {"n": 4, "mean": 1.5, "p5": -2.0, "ok": True, "per_class": {"dog": {"mean": 3.0}}}
     stats["metrics"] = {"stoi": {"n": 2, "mean": 0.8, "p1": float("nan")}}

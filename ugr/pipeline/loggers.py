@@ -80,7 +80,9 @@ def _mlflow_run_to_continue(previous: Optional[Mapping[str, Any]], uri: str) -> 
     try:
         client.update_run(previous["run_id"], status="RUNNING")
     except MlflowException:
-        print(f"train: the MLflow run {previous['run_id']} recorded in tracking.json is not in {uri}; starting one")
+        print(
+            f"train: the MLflow run {previous['run_id']} recorded in tracking.json is not in {uri}; starting a new run"
+        )
         return None
     return str(previous["run_id"])
 
@@ -125,6 +127,7 @@ class RecordRuns(Callback):
         if not trainer.is_global_zero:
             return
         record = read_record(self.exp_dir)
+        before = {name: dict(record.get(name) or {}) for name in ("mlflow", "wandb")}
         for logger in trainer.loggers:
             if isinstance(logger, _MLflow):
                 record["mlflow"] = {
@@ -141,4 +144,10 @@ class RecordRuns(Callback):
                     "dir": str(logger.save_dir),
                     "run_dir": str(Path(run.dir).parent),
                 }
+        if all(record.get(name, {}) == runs for name, runs in before.items()):
+            return  # no tracker, or the same runs continued: nothing new to record (no tracking.json without one)
+        if any(
+            record.get(name, {}).get(key) != runs.get(key) for name, runs in before.items() for key in ("run_id", "id")
+        ):
+            record.pop("scores_logged", None)  # a new run has none of the scores yet
         write_record(self.exp_dir, record)

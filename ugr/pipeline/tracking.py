@@ -25,8 +25,8 @@ Each run is named after the experiment folder. Logged: as parameters,
 ``experiment`` (the folder's name: the variant), ``seed`` (``training.seed``)
 and the resolved config, one parameter a key (``training.lr``, ``weighting.alpha``...;
 not ``training.loggers``, which says where the run goes, not what it is); as
-metrics, every figure of the CSV logs (``train/loss``, ``train/ess``,
-``train/max_p``, their ``_epoch`` means, ``val/si_sdri``...); after stage 3,
+metrics, every figure of the CSV logs (``train/loss_step``, ``train/ess_step``,
+``train/max_p_step``, their ``_epoch`` means, ``val/si_sdri``...); after stage 3,
 the files of ``EXP_DIR/scores`` (artifacts under ``scores/``) and the test
 statistics as metrics (``test/si_sdri_mean``, ``test/si_sdri_p5``...,
 ``test/sdri_mean``...: ``log_scores``).
@@ -65,7 +65,8 @@ def check_installed(cfg: ExperimentConfig) -> None:
         missing = [module for module in MODULES[name] if not _installed(module)]
         if missing:
             raise ConfigError(
-                f"{cfg.where}: training.loggers names {name}, but {', '.join(missing)} is not installed; "
+                f"{cfg.where}: training.loggers names {name}, but {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not installed; "
                 f"install it with: {INSTALL[name]} (the extra ugr[tracking]; tools/install.sh installs it), or "
                 f"drop {name} from training.loggers"
             )
@@ -111,12 +112,22 @@ def run_params(cfg: ExperimentConfig, exp_dir: Path) -> Dict[str, Any]:
 
 
 def read_record(exp_dir: Path) -> Dict[str, Any]:
-    """``EXP_DIR/tracking.json`` (empty when there is none)."""
+    """``EXP_DIR/tracking.json`` (empty when there is none); ValueError naming the file when it is no record."""
     path = exp_dir / RECORD_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    problem = f"{path}: not a record of MLflow and W&B runs (a JSON object); delete it to start new runs"
+    try:
+        record = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{problem} ({err})") from None
+    if not isinstance(record, dict):
+        raise ValueError(problem)
+    return record
 
 
 def write_record(exp_dir: Path, record: Mapping[str, Any]) -> None:
+    """Writes ``EXP_DIR/tracking.json`` atomically: a killed writer leaves the previous record, never half of one."""
     atomic_write_text(exp_dir / RECORD_FILE, json.dumps(record, indent=2) + "\n")
 
 
@@ -181,8 +192,9 @@ def log_scores(exp_dir: Path) -> List[str]:
         missing = [module for module in MODULES[name] if not _installed(module)]
         if missing:
             raise ConfigError(
-                f"{exp_dir / RECORD_FILE}: the training logged to {name}, but {', '.join(missing)} is not "
-                f"installed here to log the scores; install it with: {INSTALL[name]}"
+                f"{exp_dir / RECORD_FILE}: the training logged to {name}, but {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not installed here to log the scores; install it with: "
+                f"{INSTALL[name]}"
             )
     metrics = score_metrics(json.loads(stats_file.read_text()))
     files = sorted(path for path in scores.iterdir() if path.is_file() and not path.name.startswith("."))
