@@ -18,6 +18,13 @@ at several seeds:
 * the per-class means across seeds;
 * convergence: the final validation SI-SDRi and the steps each seed needed to
   reach 90 % of the baseline's final value and the value itself;
+* early progress, where the claim of curriculum lives: each seed's early area
+  (``early_area``: the mean validation SI-SDRi over the first half of its
+  steps), its difference with the baseline's seed (``early_paired``, a t
+  interval over the seeds), the steps to fixed shares of the baseline's final
+  value, and the ESS of the weights over those steps (``early_ess``);
+* per coarse class, each variant against the baseline on that class's sources
+  (``paired`` with ``class_values``): where class bias acts;
 * figures (``ugr.report.figures``): the test SI-SDRi densities per variant (seeds pooled, the paper's
   Figure 1 over every swept value), validation curves per variant (mean and
   the band of ± one std across seeds), and for a sweep the operating point:
@@ -36,6 +43,8 @@ from ugr.report import stats
 
 OPERATING_POINT = "operating_point.png"
 REACH_SHARE = 0.9
+EARLY_SHARE = 0.5  # the early window: the first half of a run's steps
+LEVELS = (0.5, 0.75)  # early progress: steps to these shares of the baseline's final validation SI-SDRi
 
 
 @dataclass
@@ -122,3 +131,55 @@ def baseline_final(baseline: Optional[SeedRuns]) -> Optional[float]:
     if baseline is None or not all(run.curve for run in baseline.runs):
         return None
     return float(np.mean([run.curve[-1].value for run in baseline.runs]))
+
+
+def class_values(coarse: str, per_source):
+    """``per_source`` (ugr.report.tables') restricted to the sources of one coarse class."""
+    return lambda rows: per_source([row for row in rows if row.get("coarse") == coarse])
+
+
+# ----------------------------------------------------------------------------- early progress
+
+
+def early_area(curve: Sequence[Any]) -> Optional[float]:
+    """The mean validation SI-SDRi over the validations of the first ``EARLY_SHARE`` of the run's steps (those
+    at or before ``EARLY_SHARE`` x its last step): the area under the early validation curve over its width,
+    for validations at even steps. None without a validation in that window.
+
+    ``curve``: the validations in order (``ugr.report.report.Point``: ``.steps``, ``.value``)."""
+    if not curve:
+        return None
+    window = EARLY_SHARE * curve[-1].steps
+    values = [point.value for point in curve if point.steps <= window]
+    return float(np.mean(values)) if values else None
+
+
+def weights_per_batch(config: Optional[Dict]) -> Optional[int]:
+    """How many weights a step's pmf spans: the batch's sources (``granularity: source``) or its mixtures."""
+    batch = nested(config, ("training", "batch_size"))
+    sources = nested(config, ("model", "n_src"))
+    if batch is None or sources is None:
+        return None
+    return batch * (sources if nested(config, ("weighting", "granularity")) != "mixture" else 1)
+
+
+def early_ess(run: Any) -> Optional[float]:
+    """The run's mean ESS over the steps of the early window (``run.ess``: the ESS by step), as a share of the
+    weights of a step (1: uniform); None without both in the logs and the config."""
+    n = weights_per_batch(run.config)
+    if not run.curve or not run.ess or not n:
+        return None
+    window = EARLY_SHARE * run.curve[-1].steps
+    values = [ess for step, ess in run.ess.items() if step <= window]
+    return float(np.mean(values)) / n if values else None
+
+
+def early_paired(variant: SeedRuns, baseline: SeedRuns) -> Optional[stats.SeedsDifference]:
+    """The variant's early area against the baseline's, seed k against seed k, with a t interval over the seeds
+    (one fixed validation list: the mixtures add no sampling of their own); None without a pair that has both."""
+    differences = []
+    for run, base in _pairs(variant, baseline):
+        mine, theirs = early_area(run.curve), early_area(base.curve)
+        if mine is not None and theirs is not None:
+            differences.append(mine - theirs)
+    return stats.difference_over_seeds(differences) if differences else None

@@ -18,11 +18,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+from scipy import stats as scipy_stats  # noqa: E402
 
 from ugr.io.atomic import atomic_write  # noqa: E402
 from ugr.pipeline.variants import SEED_KEY, SweepAxis  # noqa: E402
 from ugr.report import across_seeds  # noqa: E402
 from ugr.report.across_seeds import SeedRuns  # noqa: E402
+from ugr.report.stats import Spread  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
@@ -99,8 +101,9 @@ def plot_tradeoff(points: Dict[str, Tuple[float, float, float, float]], path: Pa
 
 
 def plot_operating_point(variants: Sequence[SeedRuns], axes: Sequence[SweepAxis], path: Path) -> bool:
-    """Mean against p5, p1 and std, one point per swept value (error bars: std across seeds), one line per
-    swept experiment; variants without the swept keys (the baseline) as reference squares. False: no sweep."""
+    """Mean against p5, p1 and std, one point per swept value, one line per swept experiment; variants without
+    the swept keys (the baseline) as reference squares. Error bars: the 95 % t interval of the mean over the
+    seeds (``seed_error``), none for one seed. False: no sweep."""
     swept = [(variant, label) for variant in variants if (label := _point_label(variant, axes)) is not None]
     if not axes or not swept:
         return False
@@ -116,8 +119,8 @@ def plot_operating_point(variants: Sequence[SeedRuns], axes: Sequence[SweepAxis]
             panel.errorbar(
                 [x.mean for x in xs],
                 [y.mean for y in ys],
-                xerr=[np.nan_to_num(x.std) for x in xs],
-                yerr=[np.nan_to_num(y.std) for y in ys],
+                xerr=[seed_error(x) for x in xs],
+                yerr=[seed_error(y) for y in ys],
                 marker="o",
                 capsize=3,
                 label=_curve_label([v.name for v, _ in points]),
@@ -129,8 +132,8 @@ def plot_operating_point(variants: Sequence[SeedRuns], axes: Sequence[SweepAxis]
             panel.errorbar(
                 x.mean,
                 y.mean,
-                xerr=np.nan_to_num(x.std),
-                yerr=np.nan_to_num(y.std),
+                xerr=seed_error(x),
+                yerr=seed_error(y),
                 marker="s",
                 color="black",
                 capsize=3,
@@ -140,9 +143,17 @@ def plot_operating_point(variants: Sequence[SeedRuns], axes: Sequence[SweepAxis]
         panel.set_xlabel(f"{title} of test SI-SDRi (dB)")
         panel.set_ylabel("mean test SI-SDRi (dB)")
     panels[0].legend(fontsize=8)
-    fig.suptitle("operating points: mean ± std across seeds")
+    fig.suptitle("operating points: mean over seeds, 95 % t interval")
     _save(fig, path)
     return True
+
+
+def seed_error(value: Spread) -> float:
+    """The half-width of the 95 % t interval of a mean over seeds, ``t(n-1) s / sqrt(n)``; 0 for one seed (no
+    bar, rather than a bar that claims a spread nobody measured)."""
+    if value.n < 2 or not np.isfinite(value.std):
+        return 0.0
+    return float(scipy_stats.t.ppf(0.975, value.n - 1) * value.std / np.sqrt(value.n))
 
 
 def plot_validation(variants: Sequence[SeedRuns], final: Optional[Tuple[str, float]], path: Path) -> None:

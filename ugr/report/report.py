@@ -48,9 +48,9 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -66,6 +66,7 @@ from ugr.report.markdown import code_span, markdown_cell
 FIGURES = {"density": "si_sdri_density.png", "convergence": "valid_si_sdri.png", "tradeoff": "mean_vs_p5.png"}
 # Drawn only for runs at several seeds (--seeds) and for a sweep (--sweep):
 SEED_FIGURES = {"seeds_convergence": "valid_si_sdri_seeds.png", "operating_point": across_seeds.OPERATING_POINT}
+ESS_COLUMN = "train/ess_step"  # the CSV column of each step's ESS (ugr.integrations.lightning logs train/ess)
 METRIC_TITLES = {
     "si_sdri": "SI-SDRi (dB)",
     "sdri": "SDRi, bss_eval (dB)",
@@ -93,6 +94,7 @@ class Scored:
     is_uniform: bool
     curve: List[Point]
     config: Optional[Dict] = None  # the resolved config (ExperimentConfig.record); None for a folder without one
+    ess: Dict[int, float] = field(default_factory=dict)  # the ESS of the training steps logged (ess_by_step)
 
     @property
     def by_epochs(self) -> bool:
@@ -124,6 +126,14 @@ def load_rows(exp_dir: Path) -> List[Dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def _log_rows(exp_dir: Path) -> Iterator[Dict[str, str]]:
+    """The rows of every launch's CSV log, launch by launch (a resumed launch after the one it resumes)."""
+    versions = sorted((exp_dir / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
+    for path in versions:
+        with open(path, newline="") as handle:
+            yield from csv.DictReader(handle)
+
+
 def validation_curve(exp_dir: Path) -> List[Point]:
     """Every epoch's validation from every launch's CSV log, by epoch; a resumed launch wins ties.
 
@@ -131,14 +141,17 @@ def validation_curve(exp_dir: Path) -> List[Point]:
     (0-based), so the optimizer steps done are that index + 1.
     """
     by_epoch: Dict[int, Point] = {}
-    versions = sorted((exp_dir / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
-    for path in versions:
-        with open(path, newline="") as handle:
-            for row in csv.DictReader(handle):
-                if row.get("val/si_sdri"):
-                    epoch = int(row["epoch"]) + 1
-                    by_epoch[epoch] = Point(epoch, int(row["step"]) + 1, float(row["val/si_sdri"]))
+    for row in _log_rows(exp_dir):
+        if row.get("val/si_sdri"):
+            epoch = int(row["epoch"]) + 1
+            by_epoch[epoch] = Point(epoch, int(row["step"]) + 1, float(row["val/si_sdri"]))
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
+def ess_by_step(exp_dir: Path) -> Dict[int, float]:
+    """The ESS of each logged step's pmf (``train/ess_step``), by the optimizer steps done after it (from 1); a
+    resumed launch wins ties. Empty when the logs hold none."""
+    return {int(row["step"]) + 1: float(row[ESS_COLUMN]) for row in _log_rows(exp_dir) if row.get(ESS_COLUMN)}
 
 
 def load_scored(exp_dir: Path) -> Scored:
@@ -155,6 +168,7 @@ def load_scored(exp_dir: Path) -> Scored:
         isinstance(weighting, Uniform),
         validation_curve(exp_dir),
         None if config is None else config.record,
+        ess_by_step(exp_dir),
     )
 
 
@@ -214,13 +228,51 @@ def _seeds_parts(variants: List[across_seeds.SeedRuns], exp_root: Path, figures:
     parts += [
         "#### Per coarse class (mean SI-SDRi, dB), across seeds",
         tables.class_table(variants, over_seeds=True),
+        *(class_paired_parts(variants, baseline) if baseline is not None and len(variants) > 1 else []),
         "#### Convergence across seeds",
         f"Final validation SI-SDRi (mean ± std over seeds) and, per seed, the training steps to the first "
         f"validation at or above {100 * across_seeds.REACH_SHARE:.0f} % of the baseline's final value "
         f"(its mean over seeds) and at or above that value: mean ± std over the seeds that reached it.",
         tables.convergence_table(variants, baseline, over_seeds=True),
+        *early_progress_parts(variants, baseline),
     ]
     return parts
+
+
+def early_progress_parts(
+    variants: List[across_seeds.SeedRuns], baseline: Optional[across_seeds.SeedRuns], level: str = "####"
+) -> List[str]:
+    """The "Early progress" subsection across seeds: where curriculum's claim (faster early progress) lives."""
+    base = markdown_cell(baseline.name) if baseline is not None else "the baseline"
+    shares = " and ".join(f"{100 * share:.0f} %" for share in across_seeds.LEVELS)
+    return [
+        f"{level} Early progress across seeds",
+        f"Early area: the mean validation SI-SDRi over the validations in the first "
+        f"{100 * across_seeds.EARLY_SHARE:.0f} % of a run's steps (the area under the early validation "
+        f"curve over its width), mean ± std over the seeds. Difference: variant - {base}, seed k against seed "
+        f"k, with the paired t interval over the seeds (seeds - 1 degrees of freedom; every run is validated "
+        f"on one fixed list, so the seeds are the sampling); what the seeds show as in the paired comparison. "
+        f"Steps to {shares} of {base}'s final validation SI-SDRi (mean over its seeds): mean ± std over the "
+        f"seeds that reached it. Early ESS: the mean effective sample size of the weights over those steps, as a "
+        f"share of the weights a step spans (1: uniform).",
+        tables.early_progress_table(variants, baseline),
+    ]
+
+
+def class_paired_parts(
+    variants: List[across_seeds.SeedRuns], baseline: across_seeds.SeedRuns, level: str = "####"
+) -> List[str]:
+    """The per-class paired comparison across seeds: where class bias and group DRO act (nothing with one class:
+    the paired comparison says it all)."""
+    if len({row.get("coarse") for variant in variants for run in variant.runs for row in run.rows}) < 2:
+        return []
+    base = markdown_cell(baseline.name)
+    return [
+        f"{level} Per coarse class, paired against {base} across seeds (SI-SDRi)",
+        f"Difference = variant - {base} on the sources of one coarse class, per (mixture, source), seed k against "
+        f"seed k; the interval over seeds and mixtures and what the seeds show as in the paired comparison.",
+        tables.class_paired_table(variants, baseline),
+    ]
 
 
 def worst_group_parts(
@@ -381,7 +433,7 @@ def _group_section(
             f"- `{figures['operating_point']}`: the operating points of the sweep "
             f"({', '.join(markdown_cell(axis.dotted) for axis in axes)}): mean against p5, p1 and std "
             f"per swept value, "
-            f"error bars ± std across seeds; squares: the variants without the swept keys"
+            f"error bars the 95 % t interval of the mean over the seeds; squares: the variants without the swept keys"
         )
         shown_figures.append(f"![operating points of the sweep]({figures['operating_point']})")
     parts += ["### Figures", "\n".join(listed), "\n".join(shown_figures)]

@@ -184,7 +184,15 @@ def _group_section(group: List[report_lib.Scored], exp_root: Path) -> str:
                 f"seeds; report.md says how), beside the mixtures-only bootstrap.",
                 tables.paired_table(variants, base, over_seeds=True),
             ]
+        parts += [
+            "### Per coarse class (mean SI-SDRi, dB), across training seeds",
+            tables.class_table(variants, over_seeds=True),
+        ]
+        if base is not None and len(variants) > 1:
+            parts += report_lib.class_paired_parts(variants, base, level="###")
         parts += report_lib.worst_group_parts(variants, base, over_seeds=True, full=False)
+        if all(run.curve for variant in variants for run in variant.runs):
+            parts += report_lib.early_progress_parts(variants, base, level="###")
         return "\n\n".join(parts)
     parts += [
         f"### {title} per estimated source",

@@ -17,7 +17,11 @@ both sources of chance, the training seeds and the test mixtures:
   the seeds' share of the uncertainty is visible;
 * where the interval over seeds holds 0, ``seeds_for_power`` says how many
   seeds would detect the observed difference at 80 % power, from the seeds'
-  measured spread.
+  measured spread;
+* a figure with one value per run and no test mixtures behind it (the early
+  area under a validation curve, measured on one fixed validation list) is
+  judged over the seeds alone: ``difference_over_seeds``, the paired t
+  interval with ``seeds - 1`` degrees of freedom.
 
 A mixture's sources are not independent (they share the mixture), so the
 unit of the mixture level is the mixture: its sources' sum and count.
@@ -216,3 +220,47 @@ def paired_over_seeds(
     return SeedsPaired(
         len(per_seed), counts.size, len(common), mean, low, high, m_low, m_high, agree, seed_means, needed
     )
+
+
+@dataclass(frozen=True)
+class SeedsDifference:
+    """A variant against its baseline on one value per run, over paired seeds: the mean of the per-seed
+    differences, its t interval (nan for one seed) and, when the interval holds 0, the seeds for 80 % power."""
+
+    seeds: int
+    mean_difference: float
+    low: float
+    high: float
+    per_seed: Tuple[float, ...]
+    seeds_needed: Optional[int] = None
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the interval excludes 0 (so the sign of the difference is established)."""
+        return not (self.low <= 0 <= self.high) and math.isfinite(self.low)
+
+
+def paired_t_interval(per_seed: Sequence[float], level: float = LEVEL) -> Tuple[float, float]:
+    """The t interval of the mean of per-seed differences, ``mean +- t(n-1) * s / sqrt(n)``: exact for normal
+    seed effects at any n >= 2 (tests/test_second_study.py measures its coverage at 3 and 5 seeds)."""
+    values = np.asarray(per_seed, dtype=float)
+    if values.size < 2:
+        raise ValueError(f"an interval over seeds needs 2 seeds or more, got {values.size}")
+    mean = float(values.mean())
+    half = float(scipy_stats.t.ppf(0.5 + level / 200, values.size - 1)) * float(values.std(ddof=1))
+    half /= math.sqrt(values.size)
+    return mean - half, mean + half
+
+
+def difference_over_seeds(per_seed: Sequence[float], level: float = LEVEL) -> SeedsDifference:
+    """Per-seed differences (seed k of the variant - seed k of the baseline) summarised: their mean, its
+    ``paired_t_interval`` and, when that holds 0, the seeds that would detect the mean at 80 % power."""
+    values = np.asarray(per_seed, dtype=float)
+    if values.size == 0:
+        raise ValueError("a difference over seeds needs at least one paired seed")
+    mean = float(values.mean())
+    if values.size < 2:
+        return SeedsDifference(1, mean, math.nan, math.nan, tuple(values.tolist()))
+    low, high = paired_t_interval(values, level)
+    needed = seeds_for_power(mean, float(values.std(ddof=1))) if low <= 0 <= high else None
+    return SeedsDifference(int(values.size), mean, low, high, tuple(values.tolist()), needed)

@@ -317,6 +317,69 @@ def convergence_table(experiments: Sequence[Any], baseline: Optional[Any], *, ov
     return "\n".join(lines)
 
 
+def _paired_cells(result: Any) -> str:
+    """The cells shared by the tables over seeds: mean difference, interval, what the seeds show, per seed."""
+    interval = "-" if result.seeds < 2 else f"[{result.low:+.2f}, {result.high:+.2f}]"
+    per_seed = ", ".join(f"{value:+.2f}" for value in result.per_seed)
+    return f"{result.mean_difference:+.2f} | {interval} | {verdict(result)} | {per_seed}"
+
+
+def early_progress_table(variants: Sequence[SeedRuns], baseline: Optional[SeedRuns]) -> str:
+    """Per variant (across seeds): the early area (``across_seeds.early_area``, mean ± std over seeds), its
+    difference with ``baseline``'s seed by seed and the t interval over seeds, the steps to ``LEVELS`` of the
+    baseline's final validation SI-SDRi (mean over its seeds), and the ESS share of the early steps."""
+    final = across_seeds.baseline_final(baseline)
+    targets = [(share, share * final) for share in across_seeds.LEVELS] if final is not None else []
+    heads = "".join(f" steps to {100 * share:.0f} % ({value:.2f} dB) |" for share, value in targets)
+    lines = [
+        f"| variant | seeds | early area (dB) | difference (dB) | 95 % t interval over seeds | what the seeds show | "
+        f"per seed |{heads} early ESS (share of the weights) |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(targets) + "---|",
+    ]
+    for variant in variants:
+        areas = [across_seeds.early_area(run.curve) for run in variant.runs]
+        known = [area for area in areas if area is not None]
+        if len(known) < len(areas):
+            lines.append(
+                f"| {_md(variant.name)} | {len(areas)} | no validation in the logs |" + " - |" * (5 + len(targets))
+            )
+            continue
+        result = None if baseline is None or variant is baseline else across_seeds.early_paired(variant, baseline)
+        compared = _paired_cells(result) if result is not None else "- | - | - | -"
+        reach = "".join(
+            f" {_reach_cell([steps_to_reach(run.curve, value) for run in variant.runs])} |" for _, value in targets
+        )
+        ess = [across_seeds.early_ess(run) for run in variant.runs]
+        shares = [value for value in ess if value is not None]
+        ess_cell = str(stats.spread(shares)) if len(shares) == len(ess) else "-"
+        lines.append(f"| {_md(variant.name)} | {len(areas)} | {stats.spread(known)} | {compared} |{reach} {ess_cell} |")
+    return "\n".join(lines)
+
+
+def class_paired_table(variants: Sequence[SeedRuns], baseline: SeedRuns) -> str:
+    """Every variant but ``baseline`` against it on the sources of each coarse class (SI-SDRi), seed k against
+    seed k: the mean difference, the interval over seeds and mixtures (``across_seeds.paired``), what the seeds
+    show, the per-seed differences."""
+    classes = sorted({row["coarse"] for v in variants for run in v.runs for row in run.rows if row.get("coarse")})
+    lines = [
+        "| variant | class | seeds paired | sources | mean difference (dB) | 95 % interval over seeds and mixtures "
+        "| what the seeds show | per seed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for variant in variants:
+        if variant is baseline:
+            continue
+        for coarse in classes:
+            result = across_seeds.paired(variant, baseline, across_seeds.class_values(coarse, per_source))
+            if result is None:
+                lines.append(f"| {_md(variant.name)} | {_md(coarse)} | 0 | - | - | - | - | - |")
+                continue
+            lines.append(
+                f"| {_md(variant.name)} | {_md(coarse)} | {result.seeds} | {result.sources} | {_paired_cells(result)} |"
+            )
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- worst group
 
 
