@@ -46,7 +46,7 @@ def test_the_presets_are_grouped_by_purpose():
         for path in recipe.glob("cpu/*.yaml"):
             assert path.stem.endswith("_cpu"), path
     assert {p.parent.name for p in CONF.rglob("*.yaml")} == {"cpu", "gpu", "paper", "study"}
-    assert len(PAPER) == 8 and len(list((CONF / "study").glob("study_*.yaml"))) == 6
+    assert len(PAPER) == 10 and len(list((CONF / "study").glob("study_*.yaml"))) == 6
 
 
 @pytest.mark.parametrize("name", PAPER)
@@ -89,6 +89,14 @@ def test_paper_class_bias_presets_use_the_authors_priors_and_differ_only_in_gamm
         assert cfg["weighting"]["gamma"] == gamma
 
 
+def test_paper_class_bias_design_b_is_speech_with_env_and_the_authors_weights_one_and_zero():
+    none, speech1 = _load("paper_class_b_none"), _load("paper_class_b_speech1")
+    assert none["data"]["priors"] == {"speech+env": 1.0} and none["weighting"]["type"] == "uniform"
+    assert _without(none, "data") == _without(_load("paper_class_none"), "data")
+    assert _without(speech1, "weighting") == _without(none, "weighting")
+    assert speech1["weighting"]["gamma"] == {"speech": 1.0}
+
+
 @pytest.mark.parametrize(
     "name, reference",
     [
@@ -98,6 +106,14 @@ def test_paper_class_bias_presets_use_the_authors_priors_and_differ_only_in_gamm
         ("study_robust", "study_baseline"),
         ("study_curriculum", "study_baseline"),
         ("study_class", "study_class_none"),
+        ("early_placebo", "early_uniform"),
+        ("early_curriculum", "early_uniform"),
+        ("early_curriculum_source", "early_uniform"),
+        ("class_a", "class_a_none"),
+        ("class_b", "class_b_none"),
+        ("class_b_dro", "class_b_none"),
+        ("bsize_robust", "bsize_uniform"),
+        ("bsize_robust_running", "bsize_uniform"),
     ],
 )
 def test_each_cpu_effect_preset_differs_from_its_reference_only_in_the_weighting(name, reference):
