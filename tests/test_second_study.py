@@ -173,3 +173,23 @@ def test_design_a_draws_25_25_50_and_weighs_every_speech_source_by_gamma(data_di
     z = speech * math.exp(3) + (32 - speech)
     expected = torch.tensor([[math.exp(3) / z if c == "speech" else 1 / z for c in pair] for pair in labels])
     assert 0 < speech < 32 and torch.allclose(weights, expected.to(weights.dtype), atol=1e-6)
+
+
+def test_class_table_across_seeds_gives_each_seeds_worst_class_mean():
+    means = [(3.0, 2.0), (2.5, 2.9), (4.0, 1.0)]  # (speech, env) per seed: worst env, speech, env
+    runs = [
+        Scored(
+            f"dro_seed{k}",
+            {"mean": (a + b) / 2, "per_coarse": {"speech": {"mean": a}, "env": {"mean": b}}},
+            [],
+            "group DRO",
+            False,
+            [],
+        )
+        for k, (a, b) in enumerate(means)
+    ]
+    table = tables.class_table([SeedRuns("dro", runs, [0, 1, 2])], over_seeds=True)
+    header, row = _cells(table.splitlines()[0]), _cells(table.splitlines()[2])
+    assert header == ["variant", "seeds", "env", "speech", "combined", "worst class"]
+    worst = [2.0, 2.5, 1.0]
+    assert row[5] == f"{np.mean(worst):.2f} ± {np.std(worst, ddof=1):.2f} (env, speech)"

@@ -238,22 +238,36 @@ def paired_table(experiments: Sequence[Any], baseline: Any, *, over_seeds: bool 
     return "\n".join(lines)
 
 
+def _worst_class_cell(variant: SeedRuns) -> str:
+    """Each seed's lowest mean over its coarse classes, as mean ± std over the seeds, and which class it was."""
+    lowest = [min(run.stats["per_coarse"].items(), key=lambda item: item[1]["mean"]) for run in variant.runs]
+    names = sorted({name for name, _ in lowest})
+    return f"{stats.spread(table['mean'] for _, table in lowest)} ({', '.join(_md(n) for n in names)})"
+
+
 def class_table(experiments: Any, *, over_seeds: bool = False) -> str:
     """Mean SI-SDRi per coarse class (those of every experiment, in name order) and combined, ± the std across
     epochs (protocol epochs) or the standard error of the mean (protocol weights); the last column says which.
 
     ``experiments``: ``{name: stats}``; ``over_seeds``: the variants (``SeedRuns``), each mean ± its std over
-    the seeds.
+    the seeds, and with several classes the worst class: each seed's lowest class mean, mean ± std over the
+    seeds (the class or classes it was).
     """
     if over_seeds:
         variants: Sequence[SeedRuns] = experiments
         classes = sorted({c for variant in variants for run in variant.runs for c in run.stats["per_coarse"]})
+        worst = len(classes) > 1  # each seed's lowest class mean: what group DRO raises
         lines = [
-            "| variant | seeds | " + " | ".join(_md(c) for c in classes) + " | combined |",
-            "|---|---|" + "---|" * (len(classes) + 1),
+            "| variant | seeds | "
+            + " | ".join(_md(c) for c in classes)
+            + " | combined |"
+            + (" worst class |" if worst else ""),
+            "|---|---|" + "---|" * (len(classes) + 1 + worst),
         ]
         for variant in variants:
             cells = [str(variant.spread("mean", c) or "-") for c in classes] + [str(variant.spread("mean") or "-")]
+            if worst:
+                cells.append(_worst_class_cell(variant))
             lines.append(f"| {_md(variant.name)} | {len(variant.runs)} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
     classes = sorted({c for s in experiments.values() for c in s["per_coarse"]})
