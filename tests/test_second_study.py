@@ -19,7 +19,7 @@ from test_data_mixing import data_dir, settings  # noqa: F401 (data_dir: the pre
 from ugr import build_weighting, pmf
 from ugr.data.dataset import OnTheFlyMixtures
 from ugr.data.mixing import draw_mixture, stream
-from ugr.report import across_seeds, tables
+from ugr.report import across_seeds, figures, tables
 from ugr.report.across_seeds import SeedRuns
 from ugr.report.report import Point, Scored, ess_by_step, validation_curve
 from ugr.report.stats import difference_over_seeds, paired_t_interval
@@ -119,7 +119,7 @@ def test_paired_t_interval_over_seeds_covers_at_the_nominal_rate(seeds):
     assert not unsettled.resolved and unsettled.seeds_needed and unsettled.seeds_needed > 3
 
 
-def test_class_paired_table_recomputes_per_class_differences_seed_by_seed():
+def test_class_paired_table_and_figure_recompute_per_class_differences_seed_by_seed(tmp_path):
     rng = np.random.default_rng(1)
     mixtures = [f"m{i:02d}" for i in range(30)]
     coarse = {"0": "speech", "1": "env"}
@@ -150,6 +150,22 @@ def test_class_paired_table_recomputes_per_class_differences_seed_by_seed():
         assert row[2] == "4" and row[3] == "30" and row[4] == f"{np.mean(per_seed):+.2f}"
         assert row[7] == ", ".join(f"{d:+.2f}" for d in per_seed)
     assert found[("bias", "speech")][6] == "higher"  # +1 dB on 30 mixtures x 4 seeds of noise 1: settled
+    # The report's figure of the same numbers: drawn with two classes, not with one.
+    assert figures.plot_class_paired([base, mine], base, tmp_path / "class_paired.png")
+    assert (tmp_path / "class_paired.png").stat().st_size > 0
+    env_only = [
+        SeedRuns(
+            v.name,
+            [
+                Scored(r.name, {}, [x for x in r.rows if x["coarse"] == "env"], r.weighting, r.is_uniform, [])
+                for r in v.runs
+            ],
+            v.seeds,
+        )
+        for v in (base, mine)
+    ]
+    assert not figures.plot_class_paired(env_only, env_only[0], tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
 
 
 def test_design_a_draws_25_25_50_and_weighs_every_speech_source_by_gamma(data_dir):  # noqa: F811 (the fixture)

@@ -22,7 +22,7 @@ from scipy import stats as scipy_stats  # noqa: E402
 
 from ugr.io.atomic import atomic_write  # noqa: E402
 from ugr.pipeline.variants import SEED_KEY, SweepAxis  # noqa: E402
-from ugr.report import across_seeds  # noqa: E402
+from ugr.report import across_seeds, tables  # noqa: E402
 from ugr.report.across_seeds import SeedRuns  # noqa: E402
 from ugr.report.stats import Spread  # noqa: E402
 
@@ -144,6 +144,33 @@ def plot_operating_point(variants: Sequence[SeedRuns], axes: Sequence[SweepAxis]
         panel.set_ylabel("mean test SI-SDRi (dB)")
     panels[0].legend(fontsize=8)
     fig.suptitle("operating points: mean over seeds, 95 % t interval")
+    _save(fig, path)
+    return True
+
+
+def plot_class_paired(variants: Sequence[SeedRuns], baseline: SeedRuns, path: Path) -> bool:
+    """Per variant and coarse class, the paired difference against ``baseline`` (SI-SDRi, seed k against seed k)
+    with its 95 % interval over seeds and mixtures: the numbers of ``tables.class_paired_table``. False (nothing
+    drawn) with fewer than two classes or no variant besides the baseline."""
+    classes = sorted({row["coarse"] for v in variants for run in v.runs for row in run.rows if row.get("coarse")})
+    others = [variant for variant in variants if variant is not baseline]
+    if len(classes) < 2 or not others:
+        return False
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(others) + 2), 4.2))
+    width = 0.7 / len(classes)
+    for k, coarse in enumerate(classes):
+        values = across_seeds.class_values(coarse, tables.per_source)
+        results = [across_seeds.paired(variant, baseline, values) for variant in others]
+        xs = np.arange(len(others)) + (k - (len(classes) - 1) / 2) * width
+        means = np.array([r.mean_difference if r else np.nan for r in results])
+        low = np.array([r.mean_difference - r.low if r and math.isfinite(r.low) else 0.0 for r in results])
+        high = np.array([r.high - r.mean_difference if r and math.isfinite(r.high) else 0.0 for r in results])
+        ax.errorbar(xs, means, yerr=[low, high], marker="o", capsize=3, linestyle="none", label=coarse)
+    ax.axhline(0, color="grey", linewidth=1)
+    ax.set_xticks(np.arange(len(others)), [variant.name for variant in others], rotation=15, ha="right", fontsize=7)
+    ax.set_ylabel(f"SI-SDRi - {baseline.name} (dB)")
+    ax.set_title("per class: mean difference, 95 % interval over seeds and mixtures", fontsize=8)
+    ax.legend(fontsize=8)
     _save(fig, path)
     return True
 

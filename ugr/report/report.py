@@ -65,7 +65,11 @@ from ugr.report.markdown import code_span, markdown_cell
 
 FIGURES = {"density": "si_sdri_density.png", "convergence": "valid_si_sdri.png", "tradeoff": "mean_vs_p5.png"}
 # Drawn only for runs at several seeds (--seeds) and for a sweep (--sweep):
-SEED_FIGURES = {"seeds_convergence": "valid_si_sdri_seeds.png", "operating_point": across_seeds.OPERATING_POINT}
+SEED_FIGURES = {
+    "seeds_convergence": "valid_si_sdri_seeds.png",
+    "operating_point": across_seeds.OPERATING_POINT,
+    "class_paired": "class_paired.png",
+}
 ESS_COLUMN = "train/ess_step"  # the CSV column of each step's ESS (ugr.integrations.lightning logs train/ess)
 METRIC_TITLES = {
     "si_sdri": "SI-SDRi (dB)",
@@ -202,6 +206,14 @@ def _seeds_parts(variants: List[across_seeds.SeedRuns], exp_root: Path, figures:
     figures_lib.plot_validation(
         variants, (baseline.name, final) if final is not None else None, exp_root / figures["seeds_convergence"]
     )
+    if baseline is not None and figures_lib.plot_class_paired(variants, baseline, exp_root / figures["class_paired"]):
+        class_figure = [
+            f"Per class (`{figures['class_paired']}`): each variant's paired difference against "
+            f"{markdown_cell(baseline.name)} on each coarse class, with the interval over seeds and mixtures.",
+            f"![per-class paired differences]({figures['class_paired']})",
+        ]
+    else:
+        class_figure = []
     parts = [
         "### Across training seeds",
         "Each variant's runs at its training seeds (`--seeds`; folders `<variant>_seed<k>`). A cell is the "
@@ -229,6 +241,7 @@ def _seeds_parts(variants: List[across_seeds.SeedRuns], exp_root: Path, figures:
         "#### Per coarse class (mean SI-SDRi, dB), across seeds",
         tables.class_table(variants, over_seeds=True),
         *(class_paired_parts(variants, baseline) if baseline is not None and len(variants) > 1 else []),
+        *class_figure,
         "#### Convergence across seeds",
         f"Final validation SI-SDRi (mean ± std over seeds) and, per seed, the training steps to the first "
         f"validation at or above {100 * across_seeds.REACH_SHARE:.0f} % of the baseline's final value "
