@@ -319,9 +319,9 @@ def test_another_test_list_makes_the_scores_stale(corpus, tmp_path):
         (
             "metrics",
             ["si_sdri", "bogus"],
-            "scoring.metrics names unknown metric(s) 'bogus'; known metrics: si_sdri, sdri, stoi, pesq",
+            "scoring.metrics names unknown metric(s) 'bogus'; allowed: si_sdri, sdri, stoi, pesq",
         ),
-        ("metrics", "sdri", "scoring.metrics must be a list of metric names"),
+        ("metrics", "sdri", "scoring.metrics must be a list of metrics among"),
         ("protocol", "ensemble", "scoring.protocol must be one of ['weights', 'epochs']"),
     ],
 )

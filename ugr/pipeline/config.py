@@ -137,15 +137,23 @@ LOGGERS = ("csv", "tensorboard", "mlflow", "wandb")
 REQUIRED_LOGGER = "csv"
 
 
-def _loggers(value: Any) -> Optional[str]:
-    allowed = ", ".join(LOGGERS)
-    if not isinstance(value, list) or not all(isinstance(name, str) for name in value) or not value:
-        return f"must be a list of loggers among {allowed} (e.g. [csv, tensorboard, mlflow]), got {value!r}"
-    unknown = [name for name in value if name not in LOGGERS]
+def _names(value: Any, known: Sequence[str], what: str, example: str, empty: bool) -> Optional[str]:
+    """The check of a list of names among ``known`` (each at most once; ``empty``: whether [] is allowed)."""
+    allowed = ", ".join(known)
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value) or not (value or empty):
+        return f"must be a list of {what}s among {allowed} (e.g. {example}), got {value!r}"
+    unknown = [name for name in value if name not in known]
     if unknown:
-        return f"names unknown logger(s) {', '.join(map(repr, unknown))}; allowed: {allowed}"
+        return f"names unknown {what}(s) {', '.join(map(repr, unknown))}; allowed: {allowed}"
     if len(set(value)) != len(value):
-        return f"lists a logger twice: {value!r}"
+        return f"lists a {what} twice: {value!r}"
+    return None
+
+
+def _loggers(value: Any) -> Optional[str]:
+    problem = _names(value, LOGGERS, "logger", "[csv, tensorboard, mlflow]", empty=False)
+    if problem:
+        return problem
     if REQUIRED_LOGGER not in value:
         return (
             f"must keep {REQUIRED_LOGGER}: the report (stage 4) reads the training curves from the CSV logs; "
@@ -195,14 +203,7 @@ _lr = at_most(positive_number, MAX_LR, why="a learning rate above 1 diverges; Ad
 def _metric_names(value: Any) -> Optional[str]:
     from ugr.separation.metrics import METRICS  # imported here: it pulls in torch and torchmetrics
 
-    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
-        return f"must be a list of metric names (known: {', '.join(METRICS)}), got {value!r}"
-    unknown = [name for name in value if name not in METRICS]
-    if unknown:
-        return f"names unknown metric(s) {', '.join(map(repr, unknown))}; known metrics: {', '.join(METRICS)}"
-    if len(set(value)) != len(value):
-        return f"lists a metric twice: {value!r}"
-    return None
+    return _names(value, list(METRICS), "metric", "[si_sdri, sdri]", empty=True)
 
 
 # ----------------------------------------------------------------------------- the sections

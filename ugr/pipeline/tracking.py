@@ -62,14 +62,21 @@ def check_installed(cfg: ExperimentConfig) -> None:
     """ConfigError naming ``training.loggers`` and the pip command for a tracker it names whose package is not
     installed: said before the training starts, not as Lightning's ModuleNotFoundError after the data is set up."""
     for name in (name for name in TRACKERS if name in cfg.training.loggers):
-        missing = [module for module in MODULES[name] if not _installed(module)]
+        missing = _missing(name)
         if missing:
             raise ConfigError(
-                f"{cfg.where}: training.loggers names {name}, but {', '.join(missing)} "
-                f"{'is' if len(missing) == 1 else 'are'} not installed; "
+                f"{cfg.where}: training.loggers names {name}, but {missing}; "
                 f"install it with: {INSTALL[name]} (the extra ugr[tracking]; tools/install.sh installs it), or "
                 f"drop {name} from training.loggers"
             )
+
+
+def _missing(tracker: str) -> str:
+    """What of a tracker's modules is not installed, as a clause ("mlflow is not installed"); empty if none."""
+    missing = [module for module in MODULES[tracker] if not _installed(module)]
+    if not missing:
+        return ""
+    return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed"
 
 
 def _installed(module: str) -> bool:
@@ -189,12 +196,11 @@ def log_scores(exp_dir: Path) -> List[str]:
     if record.get("scores_logged") == digest:
         return []
     for name in trackers:
-        missing = [module for module in MODULES[name] if not _installed(module)]
+        missing = _missing(name)
         if missing:
             raise ConfigError(
-                f"{exp_dir / RECORD_FILE}: the training logged to {name}, but {', '.join(missing)} "
-                f"{'is' if len(missing) == 1 else 'are'} not installed here to log the scores; install it with: "
-                f"{INSTALL[name]}"
+                f"{exp_dir / RECORD_FILE}: the training logged to {name}, but {missing} here to log the "
+                f"scores; install it with: {INSTALL[name]}"
             )
     metrics = score_metrics(json.loads(stats_file.read_text()))
     files = sorted(path for path in scores.iterdir() if path.is_file() and not path.name.startswith("."))
