@@ -226,6 +226,10 @@ def test_term_tilt_t_is_robust_alpha_t_or_constant_curriculum_beta0_t(t, cfg):
             "curriculum (beta0=-1, horizon_steps=50, schedule=step, levels=2)",
         ),
         ({"type": "curriculum", "beta0": -1, "schedule": "constant"}, "curriculum (beta0=-1, schedule=constant)"),
+        (
+            {"type": "curriculum", "beta0": -1, "schedule": "constant", "granularity": "mixture"},
+            "curriculum (beta0=-1, schedule=constant), granularity=mixture",
+        ),
         ({"type": "class", "gamma": {"speech": 3.0, "env": -0.5}}, "class (gamma speech=3, env=-0.5)"),
         (
             {"type": "sum", "terms": [{"type": "robust", "alpha": 0.1}, {"type": "class", "gamma": {"dog": 1}}]},

@@ -150,7 +150,9 @@ def _signal_words(signal: str) -> str:
 
 
 class _Labelled:
-    """``label()``: the type's own label, with the normaliser's settings where it is not the batch softmax."""
+    """``label()``: the type's own label, with ``granularity=mixture`` where the weights are per mixture (two
+    runs that differ only there are told apart in the report) and the normaliser's settings where it is not
+    the batch softmax."""
 
     normaliser: Normaliser
 
@@ -158,8 +160,10 @@ class _Labelled:
         raise NotImplementedError
 
     def label(self) -> str:
-        extra = self.normaliser.label()
-        return f"{self._label()}, {extra}" if extra else self._label()
+        extras = [self.normaliser.label()]
+        if getattr(self, "granularity", None) == "mixture" and not isinstance(self, Uniform):
+            extras.insert(0, "granularity=mixture")
+        return ", ".join([self._label(), *(extra for extra in extras if extra)])
 
 
 @dataclass(frozen=True)
