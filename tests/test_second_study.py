@@ -209,3 +209,27 @@ def test_class_table_across_seeds_gives_each_seeds_worst_class_mean():
     assert header == ["variant", "seeds", "env", "speech", "combined", "worst class"]
     worst = [2.0, 2.5, 1.0]
     assert row[5] == f"{np.mean(worst):.2f} ± {np.std(worst, ddof=1):.2f} (env, speech)"
+
+
+def test_a_numeric_sweep_is_plotted_against_its_values_and_curves_are_named_by_experiment(tmp_path):
+    from ugr.pipeline.variants import parse_sweep
+
+    def variant(name: str, batch: int, alpha: float) -> SeedRuns:
+        config = {"training": {"batch_size": batch, "seed": 0}, "weighting": {"type": "robust", "alpha": alpha}}
+        stats = {"mean": 4.0 - alpha, "p5": -2.0 + alpha, "std": 4.0 - batch / 8}
+        runs = [Scored(f"{name}_seed{k}", stats, [], "robust", False, [], config) for k in range(2)]
+        return SeedRuns(name, runs, [0, 1])
+
+    variants = [variant(f"{e}_batch_size{b}", b, a) for e, a in (("uni", 0.0), ("rob", 0.2)) for b in (2, 4, 16)]
+    axes = parse_sweep("training.batch_size=2,4,16")
+    assert figures.plot_sweep_values(variants, axes, tmp_path / "by_value.png")
+    assert (tmp_path / "by_value.png").stat().st_size > 0
+    assert figures._curve_label([v.name for v in variants[:3]], axes) == "uni"
+    assert (
+        figures._curve_label(["robust_alpha0.1", "robust_alpha0.2"], parse_sweep("weighting.alpha=0.1,0.2")) == "robust"
+    )
+    # Not a single numeric key: no figure.
+    assert not figures.plot_sweep_values(
+        variants, parse_sweep("weighting.gamma={speech: 3},{env: 3}"), tmp_path / "no.png"
+    )
+    assert not (tmp_path / "no.png").exists()

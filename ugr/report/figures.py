@@ -123,7 +123,7 @@ def plot_operating_point(variants: Sequence[SeedRuns], axes: Sequence[SweepAxis]
                 yerr=[seed_error(y) for y in ys],
                 marker="o",
                 capsize=3,
-                label=_curve_label([v.name for v, _ in points]),
+                label=_curve_label([v.name for v, _ in points], axes),
             )
             for (_, label), x, y in zip(points, xs, ys):
                 panel.annotate(label, (x.mean, y.mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
@@ -183,6 +183,53 @@ def seed_error(value: Spread) -> float:
     return float(scipy_stats.t.ppf(0.975, value.n - 1) * value.std / np.sqrt(value.n))
 
 
+def plot_sweep_values(variants: Sequence[SeedRuns], axes: Sequence[SweepAxis], path: Path) -> bool:
+    """Mean, p5 and std of test SI-SDRi against the swept value, one line per swept experiment (the mean over
+    its seeds) and each seed as a dot: at 2 or 3 seeds the seeds themselves say more than an interval. Drawn
+    for a sweep of one numeric key (a log axis when its values span a factor of 8 or more); False otherwise."""
+    if len(axes) != 1:
+        return False
+    keys = axes[0].keys
+    curves: Dict[str, List[Tuple[float, SeedRuns]]] = {}
+    for variant in variants:
+        value = across_seeds.nested(variant.runs[0].config, keys)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        curves.setdefault(_curve_key(variant, axes), []).append((float(value), variant))
+    if not curves:
+        return False
+    values = sorted({x for points in curves.values() for x, _ in points})
+    fig, panels = plt.subplots(1, 3, figsize=(14, 4.2))
+    for panel, key, title in zip(panels, ("mean", "p5", "std"), ("mean", "5th percentile", "std")):
+        for points in curves.values():
+            points = sorted(points, key=lambda point: point[0])
+            (line,) = panel.plot(
+                [x for x, _ in points],
+                [np.mean([run.stats[key] for run in v.runs]) for _, v in points],
+                marker="o",
+                label=_curve_label([v.name for _, v in points], axes),
+            )
+            for x, variant in points:
+                panel.scatter(
+                    [x] * len(variant.runs),
+                    [run.stats[key] for run in variant.runs],
+                    color=line.get_color(),
+                    s=12,
+                    alpha=0.5,
+                )
+        if min(values) > 0 and max(values) / min(values) >= 8:
+            panel.set_xscale("log", base=2)
+        panel.set_xticks(values, [f"{x:g}" for x in values])
+        panel.set_xlabel(axes[0].dotted)
+        panel.set_ylabel(f"{title} of test SI-SDRi (dB)")
+    panels[0].legend(fontsize=8)
+    fig.suptitle("line: the mean over the seeds; dots: each seed")
+    _save(fig, path)
+    return True
+
+
 def plot_validation(variants: Sequence[SeedRuns], final: Optional[Tuple[str, float]], path: Path) -> None:
     """Validation SI-SDRi against steps per variant: the mean across seeds and a band of ± one std."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -234,7 +281,13 @@ def _curve_key(variant: SeedRuns, axes: Sequence[SweepAxis]) -> str:
     return json.dumps(config, sort_keys=True)
 
 
-def _curve_label(names: Sequence[str]) -> str:
-    """The experiment of a curve's variants: their common name up to the last ``_`` (``robust_alpha0.1``, ...
-    -> ``robust``)."""
-    return os.path.commonprefix(list(names)).rsplit("_", 1)[0] or names[0]
+def _curve_label(names: Sequence[str], axes: Sequence[SweepAxis] = ()) -> str:
+    """The experiment of a curve's variants: their common name before the first swept key's label
+    (``robust_alpha0.1``, ``robust_alpha0.2`` -> ``robust``; ``b_batch_size2``, ``b_batch_size4`` -> ``b``),
+    else up to its last ``_``."""
+    prefix = os.path.commonprefix(list(names))
+    for axis in axes:
+        cut = prefix.find(f"_{axis.keys[-1]}")
+        if cut > 0:
+            return prefix[:cut]
+    return prefix.rsplit("_", 1)[0] or names[0]

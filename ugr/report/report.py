@@ -69,6 +69,7 @@ SEED_FIGURES = {
     "seeds_convergence": "valid_si_sdri_seeds.png",
     "operating_point": across_seeds.OPERATING_POINT,
     "class_paired": "class_paired.png",
+    "sweep_values": "sweep_values.png",
 }
 ESS_COLUMN = "train/ess_step"  # the CSV column of each step's ESS (ugr.integrations.lightning logs train/ess)
 METRIC_TITLES = {
@@ -353,6 +354,7 @@ def _group_section(
     else:
         figures_lib.plot_density({exp.name: pooled(exp.rows) for exp in group}, exp_root / figures["density"])
     swept = figures_lib.plot_operating_point(variants, axes, exp_root / figures["operating_point"])
+    by_value = swept and figures_lib.plot_sweep_values(variants, axes, exp_root / figures["sweep_values"])
     target = (baseline.name, baseline.curve[-1].value) if baseline is not None and baseline.curve else None
     figures_lib.plot_convergence({exp.name: exp.curve for exp in group}, target, exp_root / figures["convergence"])
     figures_lib.plot_tradeoff({exp.name: tradeoff_points(exp) for exp in group}, exp_root / figures["tradeoff"])
@@ -449,6 +451,12 @@ def _group_section(
             f"error bars the 95 % t interval of the mean over the seeds; squares: the variants without the swept keys"
         )
         shown_figures.append(f"![operating points of the sweep]({figures['operating_point']})")
+    if by_value:
+        listed.append(
+            f"- `{figures['sweep_values']}`: mean, p5 and std of test SI-SDRi against the swept value, the "
+            f"mean over the seeds as a line and each seed as a dot"
+        )
+        shown_figures.append(f"![statistics against the swept value]({figures['sweep_values']})")
     parts += ["### Figures", "\n".join(listed), "\n".join(shown_figures)]
     return "\n\n".join(part for part in parts if part)
 
