@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The operating point of robust weighting against the batch size, with and without TERM's running
 # normaliser: bsize_uniform, bsize_robust (alpha 0.2, the batch softmax) and bsize_robust_running (the
-# running normaliser, decay 0.9) at batch sizes 2, 4 and 16, 2 training seeds (about 25 minutes on 2 CPU
+# running normaliser, decay 0.9) at batch sizes 2, 4 and 16, 2 training seeds (about 15 minutes on 2 CPU
 # cores; the recipe's RESULTS_batch_size.md, its figure the operating points per batch size).
 # Stages 0-4 of ./run.sh into exp/batch_size/; any option of ./run.sh may follow, e.g. --seeds 4.
 set -euo pipefail
