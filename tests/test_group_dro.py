@@ -9,14 +9,13 @@ from types import SimpleNamespace
 import pytest
 import pytorch_lightning as pl
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from asteroid.engine import System
 from asteroid.losses import PITLossWrapper, pairwise_neg_sisdr
+from ddp_helpers import TOTAL, assert_two_ranks_equal_one_process, steps
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from ugr.core.step import Terms, reweigh, reweigh_backward
+from ugr.core.step import Terms, reweigh
 from ugr.core.weighting import GroupDRO, build, group_weights, load_weighting_state, weighting_state
 from ugr.integrations.asteroid import UGRLoss, UGRProgress
 from ugr.integrations.lightning import CHECKPOINT_KEY, UGRModule
@@ -108,61 +107,25 @@ def test_resume_continues_q_bit_exactly(tmp_path):
 
 # ----------------------------------------------------------------------------- micro-batches and DDP
 
-TOTAL, STEPS = 8, 3
 GROUPS = ["x", "y", "x", "z", "y", "x", "x", "z"]
+
+
+def _data(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(step)
+    return torch.randn(TOTAL, 2, generator=g, dtype=torch.float64), torch.randn(TOTAL, generator=g, dtype=torch.float64)
 
 
 def _run(indices: list[int], micro_batches: int) -> dict:
     weighting = build({**DRO, "step_size": 0.5})
-    parameter = torch.tensor([0.3, -0.2], dtype=torch.float64, requires_grad=True)
-    out: dict = {"weights": [], "gradients": [], "log_q": []}
-    for step in range(STEPS):
-        g = torch.Generator().manual_seed(step)
-        x, y = (
-            torch.randn(TOTAL, 2, generator=g, dtype=torch.float64),
-            torch.randn(TOTAL, generator=g, dtype=torch.float64),
-        )
-
-        def compute(chunk: list[int], x: torch.Tensor = x, y: torch.Tensor = y) -> Terms:
-            return Terms((x[chunk] @ parameter - y[chunk]).pow(2), groups=[GROUPS[i] for i in chunk])
-
-        chunks = [c.tolist() for c in torch.tensor(indices).chunk(micro_batches)]
-        outcome = reweigh_backward(compute, chunks, weighting, step=step, epoch=0)
-        gradient = parameter.grad.clone()
-        if dist.is_initialized():
-            dist.all_reduce(gradient)
-            gradient /= dist.get_world_size()
-        parameter.grad = None
-        out["weights"].append(outcome.weights)
-        out["gradients"].append(gradient)
-        out["log_q"].append(dict(weighting.parts()[0].state.log_q))
-    return out
-
-
-def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    torch.set_num_threads(1)
-    try:
-        share = list(range(rank * TOTAL // world, (rank + 1) * TOTAL // world))
-        torch.save({k: _run(share, k) for k in (1, 2)}, Path(out_dir) / f"rank{rank}.pt")
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
+    return steps(weighting, _data, indices, micro_batches, lambda w: dict(w.parts()[0].state.log_q), GROUPS)
 
 
 def test_micro_batches_and_two_process_ddp_equal_one_process_with_the_full_batch(tmp_path):
     full = _run(list(range(TOTAL)), 1)
-    assert full["log_q"][-1]["x"] != full["log_q"][-1]["y"]
+    assert full["state"][-1]["x"] != full["state"][-1]["y"]
     accumulated = _run(list(range(TOTAL)), 4)  # one update of q per step, not one per micro-batch
-    assert accumulated["log_q"] == full["log_q"]
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "pg"), str(tmp_path)), nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
-    for k in (1, 2):
-        for rank in ranks:
-            assert rank[k]["log_q"] == full["log_q"]  # every rank holds the full batch's q, bit for bit
-        for step in range(STEPS):
-            assert torch.equal(torch.cat([rank[k]["weights"][step] for rank in ranks]), full["weights"][step])
-            assert torch.allclose(ranks[0][k]["gradients"][step], full["gradients"][step], rtol=1e-12, atol=0)
+    assert accumulated["state"] == full["state"]
+    assert_two_ranks_equal_one_process(tmp_path, _run, full)  # every rank holds the full batch's q, bit for bit
 
 
 # ----------------------------------------------------------------------------- config

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from ddp_helpers import TOTAL, assert_two_ranks_equal_one_process, steps
 
 from ugr.core.normaliser import BatchNormaliser, RunningNormaliser
 from ugr.core.pmf import pmf
-from ugr.core.step import Terms, reweigh, reweigh_backward
+from ugr.core.step import Terms, reweigh
 from ugr.core.weighting import build, load_weighting_state, weighting_state
 
 ROBUST_RUNNING = {"type": "robust", "alpha": 0.5, "normaliser": "running", "decay": 0.8}
@@ -142,8 +140,6 @@ def test_the_mean_running_update_is_closer_to_terms_full_batch_tilted_gradient_t
 
 # ----------------------------------------------------------------------------- micro-batches and DDP
 
-TOTAL, STEPS = 8, 3
-
 
 def _data(step: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(10 + step)
@@ -153,54 +149,16 @@ def _data(step: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _run(indices: list[int], micro_batches: int) -> dict:
-    """STEPS steps of reweigh_backward on the examples ``indices``; the all-reduced gradient as DDP would."""
-    weighting = build(ROBUST_RUNNING)
-    parameter = torch.tensor([0.3, -0.2], dtype=torch.float64, requires_grad=True)
-    out: dict = {"weights": [], "gradients": [], "log_z": []}
-    for step in range(STEPS):
-        x, y = _data(step)
-
-        def compute(chunk: list[int], x: torch.Tensor = x, y: torch.Tensor = y) -> Terms:
-            return Terms((x[chunk] @ parameter - y[chunk]).pow(2))
-
-        chunks = [c.tolist() for c in torch.tensor(indices).chunk(micro_batches)]
-        outcome = reweigh_backward(compute, chunks, weighting, step=step, epoch=0)
-        gradient = parameter.grad.clone()
-        if dist.is_initialized():
-            dist.all_reduce(gradient)
-            gradient /= dist.get_world_size()  # DDP averages
-        parameter.grad = None
-        out["weights"].append(outcome.weights)
-        out["gradients"].append(gradient)
-        out["log_z"].append(weighting.normaliser.log_z)
-    return out
-
-
-def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    torch.set_num_threads(1)
-    try:
-        share = list(range(rank * TOTAL // world, (rank + 1) * TOTAL // world))
-        torch.save({k: _run(share, k) for k in (1, 2)}, Path(out_dir) / f"rank{rank}.pt")
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
+    return steps(build(ROBUST_RUNNING), _data, indices, micro_batches, lambda w: w.normaliser.log_z)
 
 
 def test_micro_batches_and_two_process_ddp_equal_one_process_with_the_full_batch(tmp_path):
     full = _run(list(range(TOTAL)), 1)
     accumulated = _run(list(range(TOTAL)), 4)
-    assert accumulated["log_z"] == full["log_z"]
+    assert accumulated["state"] == full["state"]
     for ours, want in zip(accumulated["weights"], full["weights"]):
         assert torch.equal(ours, want)
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "pg"), str(tmp_path)), nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
-    for k in (1, 2):
-        for rank in ranks:
-            assert rank[k]["log_z"] == full["log_z"]  # every rank holds the same state, the full batch's
-        for step in range(STEPS):
-            assert torch.equal(torch.cat([rank[k]["weights"][step] for rank in ranks]), full["weights"][step])
-            assert torch.allclose(ranks[0][k]["gradients"][step], full["gradients"][step], rtol=1e-12, atol=0)
+    assert_two_ranks_equal_one_process(tmp_path, _run, full)  # every rank holds the full batch's log Z
 
 
 # ----------------------------------------------------------------------------- config
