@@ -7,8 +7,9 @@ micro-batches."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, NoReturn, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -53,15 +54,25 @@ def steps(
     return out
 
 
+def leave_together() -> NoReturn:
+    """Ends a DDP test worker whose results are on disk: a barrier (no rank leaves while gloo still talks to
+    it, which aborts the other), then ``os._exit(0)``, not ``destroy_process_group``: its gloo teardown can
+    deadlock (ProcessGroupGloo's destructor joins its worker thread while holding the GIL that thread waits
+    for; a full suite hung there once). A worker that fails destroys its group and raises instead."""
+    dist.barrier()
+    os._exit(0)
+
+
 def _worker(rank: int, world: int, init_file: str, out_dir: str, run: Run) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     torch.set_num_threads(1)
     try:
         share = list(range(rank * TOTAL // world, (rank + 1) * TOTAL // world))
         torch.save({k: run(share, k) for k in (1, 2)}, Path(out_dir) / f"rank{rank}.pt")
-        dist.barrier()
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    leave_together()
 
 
 def assert_two_ranks_equal_one_process(tmp_path: Path, run: Run, full: dict) -> None:

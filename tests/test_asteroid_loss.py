@@ -12,6 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from asteroid.engine import System
 from asteroid.losses import PITLossWrapper, pairwise_neg_sisdr, singlesrc_neg_sisdr
+from ddp_helpers import leave_together
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
@@ -195,9 +196,10 @@ def _ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
         ).backward()
         if rank == 0:
             torch.save({n: p.grad for n, p in model.named_parameters()}, out)
-        dist.barrier()  # leave together: a rank exiting while gloo still talks to it aborts the other
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    leave_together()
 
 
 DDP_WEIGHTING = {"type": "robust", "alpha": 0.5}

@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from asteroid.models import SuDORMRFImprovedNet
+from ddp_helpers import leave_together
 
 from ugr.core.pmf import pmf
 from ugr.core.step import Terms, reweigh_backward
@@ -72,9 +73,10 @@ def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str, micro_batch
             )
             if rank == 0:
                 torch.save(params, Path(out_dir) / f"{name}.pt")
-        dist.barrier()  # leave together: a rank exiting while gloo still talks to it aborts the other
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    leave_together()
 
 
 @pytest.fixture(scope="module")
