@@ -141,6 +141,11 @@ def class_values(coarse: str, per_source):
 # ----------------------------------------------------------------------------- early progress
 
 
+def early_window(curve: Sequence[Any]) -> float:
+    """The last step of the early window of a run whose validations are ``curve`` (``EARLY_SHARE`` x its last)."""
+    return EARLY_SHARE * curve[-1].steps
+
+
 def early_area(curve: Sequence[Any]) -> Optional[float]:
     """The mean validation SI-SDRi over the validations of the first ``EARLY_SHARE`` of the run's steps (those
     at or before ``EARLY_SHARE`` x its last step): the area under the early validation curve over its width,
@@ -149,8 +154,7 @@ def early_area(curve: Sequence[Any]) -> Optional[float]:
     ``curve``: the validations in order (``ugr.report.report.Point``: ``.steps``, ``.value``)."""
     if not curve:
         return None
-    window = EARLY_SHARE * curve[-1].steps
-    values = [point.value for point in curve if point.steps <= window]
+    values = [point.value for point in curve if point.steps <= early_window(curve)]
     return float(np.mean(values)) if values else None
 
 
@@ -169,8 +173,7 @@ def early_ess(run: Any) -> Optional[float]:
     n = weights_per_batch(run.config)
     if not run.curve or not run.ess or not n:
         return None
-    window = EARLY_SHARE * run.curve[-1].steps
-    values = [ess for step, ess in run.ess.items() if step <= window]
+    values = [ess for step, ess in run.ess.items() if step <= early_window(run.curve)]
     return float(np.mean(values)) / n if values else None
 
 
